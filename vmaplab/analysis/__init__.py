@@ -1,0 +1,1 @@
+"""Analyses over reader output: snapshot diffs, profile comparison, folded stacks, page-table footprint."""

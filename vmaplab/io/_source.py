@@ -1,0 +1,217 @@
+"""Shared plumbing of every reader: opening a source, cleaning a paste, bad-line policy, attrs.
+
+A reader is split in two, as pandas and prometheus/procfs do: the public ``read_<format>(src, *, ...)``
+opens the source with :func:`open_text` (path, ``.gz`` path, or an open text/binary file) and builds a
+:class:`Paste`; a private ``_parse_<format>(paste, ...)`` does the parsing on whole columns.
+
+A :class:`Paste` is the text as a kernel developer pastes it: possibly email-quoted (``> ``, ``>>``),
+with dmesg timestamps (``[ 1234.567890] ``), shell prompts (``user@host:~$ free -m``) and prose around
+the listings. Cleaning removes the quoting and timestamps and remembers the prompts; what is prose is
+for each reader to decide, and it reports how many lines it skipped in ``df.attrs["skipped_lines"]``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Iterator, Literal
+
+import numpy as np
+import pandas as pd
+
+from ..errors import BadLineWarning, ParseError
+
+__all__ = ["Source", "OnBadLines", "open_text", "Paste", "LineErrors", "assign_blocks", "finish"]
+
+Source = str | os.PathLike | IO[str] | IO[bytes]
+OnBadLines = Literal["error", "warn", "skip"]
+
+# Email quoting: any run of '>' marks, each optionally followed by one space ("> ", ">>", "> > ").
+_QUOTE = re.compile(r"^(?:>[ \t]?)+")
+# dmesg's "[ 1234.567890] " prefix (printk time), with an optional syslog level "<6>" before it.
+_DMESG_TIME = re.compile(r"^(?:<\d>)?\[\s*\d+\.\d+\]\s?")
+# A shell prompt with a command after it: "user@host:~$ free -m", "root@host:/# sort -h f", "$ cmd".
+_PROMPT = re.compile(r"^(?:\(\S+\)\s+)?(?:[\w.-]+@[\w.-]+:[^\s$#]*\s?[$#]|\$)\s+(?P<cmd>\S.*)$")
+_JUNK = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\ufffd]")
+# Colour escapes of a terminal paste (perf report's TUI, coloured dmesg): "\x1b[31m".
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _name(src: Source) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return os.fspath(src)
+    return str(getattr(src, "name", "<stream>"))
+
+
+@contextmanager
+def open_text(src: Source) -> Iterator[tuple[IO[str], str]]:
+    """Open ``src`` as UTF-8 text and yield ``(stream, name)``.
+
+    ``src`` is a path (``.gz`` is decompressed), or an already open text or binary file, which is
+    read from its current position and not closed. Undecodable bytes become U+FFFD so that
+    :meth:`Paste.from_stream` can report binary junk with its line number.
+    """
+    name = _name(src)
+    if isinstance(src, (str, os.PathLike)):
+        path = os.fspath(src)
+        try:
+            raw: IO[bytes] = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+        except OSError as exc:
+            raise FileNotFoundError(f"{name}: {exc.strerror or exc}") from exc
+        with raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None) as text:
+            yield text, name
+    elif isinstance(src, io.TextIOBase) or hasattr(src, "encoding"):
+        yield src, name  # type: ignore[misc]
+    elif hasattr(src, "read"):
+        wrapper = io.TextIOWrapper(src, encoding="utf-8", errors="replace", newline=None)  # type: ignore[arg-type]
+        try:
+            yield wrapper, name
+        finally:
+            wrapper.detach()
+    else:
+        raise TypeError(f"expected a path or an open file, got {type(src).__name__}")
+
+
+def clean_line(line: str) -> str:
+    """One raw line without its newline, email quoting and dmesg timestamp."""
+    line = line.rstrip("\r\n")
+    if "\x1b" in line:
+        line = _ANSI.sub("", line)
+    if line[:1] == ">":
+        line = _QUOTE.sub("", line, count=1)
+    if line[:1] in "[<":
+        line = _DMESG_TIME.sub("", line, count=1)
+    return line
+
+
+@dataclass
+class Paste:
+    """The cleaned lines of one source.
+
+    Attributes
+    ----------
+    source : str
+        Name used in error messages and ``df.attrs["source"]``.
+    lines : list of str
+        Cleaned text of every physical line; ``lines[i]`` is line ``i + 1`` of the source.
+    prompts : dict of int to str
+        Line number -> command typed at a shell prompt on that line (``free -m``).
+    """
+
+    source: str
+    lines: list[str]
+    prompts: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_stream(cls, stream: IO[str], source: str) -> "Paste":
+        lines: list[str] = []
+        prompts: dict[int, str] = {}
+        for lineno, raw in enumerate(stream, 1):
+            line = clean_line(raw)
+            if _JUNK.search(line):
+                raise ParseError(source, lineno, "text (this line holds binary or undecodable bytes)", line)
+            if line[:1] in "($" or "@" in line[:40]:
+                m = _PROMPT.match(line)
+                if m:
+                    prompts[lineno] = m.group("cmd").strip()
+            lines.append(line)
+        return cls(source, lines, prompts)
+
+    @classmethod
+    def read(cls, src: Source) -> "Paste":
+        with open_text(src) as (stream, name):
+            return cls.from_stream(stream, name)
+
+    @classmethod
+    def from_text(cls, text: str, source: str = "<string>") -> "Paste":
+        return cls.from_stream(io.StringIO(text), source)
+
+    def series(self) -> pd.Series:
+        """The lines as a string Series indexed by line number (1-based), for ``.str`` parsing."""
+        return pd.Series(self.lines, index=pd.RangeIndex(1, len(self.lines) + 1, name="lineno"), dtype=str)
+
+    def first_text_line(self) -> tuple[int | None, str | None]:
+        """(line number, text) of the first non-blank line, for 'nothing recognised' errors."""
+        for i, line in enumerate(self.lines, 1):
+            if line.strip():
+                return i, line
+        return None, None
+
+
+class LineErrors:
+    """The ``on_bad_lines`` policy of one read, as in pandas: ``"error"`` (default) raises a
+    :class:`ParseError` at the first bad line, ``"warn"`` skips bad lines with one
+    :class:`BadLineWarning`, ``"skip"`` skips them quietly. Skipped bad lines are always listed in
+    ``df.attrs["bad_lines"]``."""
+
+    def __init__(self, source: str, on_bad_lines: OnBadLines = "error"):
+        if on_bad_lines not in ("error", "warn", "skip"):
+            raise ValueError(f"on_bad_lines must be 'error', 'warn' or 'skip', not {on_bad_lines!r}")
+        self.source = source
+        self.mode = on_bad_lines
+        self.items: list[dict] = []
+
+    def bad(self, lineno: int | None, expected: str, line: str | None = None) -> None:
+        """Report one bad line: raise, or remember it for attrs and the warning."""
+        if self.mode == "error":
+            raise ParseError(self.source, lineno, expected, line)
+        self.items.append({"lineno": lineno, "line": line, "expected": expected})
+
+    def bad_many(self, linenos, lines, expected: str) -> None:
+        """Report several bad lines at once (first one raises in ``"error"`` mode)."""
+        for lineno, line in zip(linenos, lines):
+            self.bad(int(lineno), expected, line)
+
+    def emit_warning(self) -> None:
+        if self.items and self.mode == "warn":
+            first = self.items[0]
+            warnings.warn(
+                BadLineWarning(
+                    f"{self.source}: skipped {len(self.items)} bad line(s); first at line "
+                    f"{first['lineno']}: expected {first['expected']}"
+                ),
+                stacklevel=4,
+            )
+
+
+def assign_blocks(record_linenos: np.ndarray, separator_linenos) -> np.ndarray:
+    """Block number (0, 1, ...) of each record: a new block starts after every separator line
+    (a prompt, a repeated header, prose) that lies between two records."""
+    rec = np.asarray(record_linenos, dtype=np.int64)
+    sep = np.unique(np.asarray(list(separator_linenos), dtype=np.int64))
+    if rec.size == 0 or sep.size == 0:
+        return np.zeros(rec.size, dtype=np.int64)
+    # separators crossed before each record, then count only changes between consecutive records
+    crossed = np.searchsorted(sep, rec)
+    changes = np.diff(crossed, prepend=crossed[0]) > 0
+    return np.cumsum(changes).astype(np.int64)
+
+
+def finish(
+    df: pd.DataFrame,
+    fmt: str,
+    paste: Paste,
+    errors: LineErrors,
+    *,
+    skipped: int,
+    **attrs,
+) -> pd.DataFrame:
+    """Stamp the common attrs on a reader's result and emit the bad-line warning.
+
+    ``attrs``: ``format``, ``source``, ``skipped_lines`` (prose, prompts and other non-record lines
+    passed over), ``bad_lines`` (list of ``{lineno, line, expected}``), plus the reader's own.
+    """
+    df.attrs.update(
+        format=fmt,
+        source=paste.source,
+        skipped_lines=int(skipped),
+        bad_lines=list(errors.items),
+        **attrs,
+    )
+    errors.emit_warning()
+    return df
