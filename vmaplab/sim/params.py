@@ -1,0 +1,158 @@
+"""Every constant of the simulator, each with its source, and the resolved allocator configuration.
+
+Sources are kernel files with the version read (mm/vmalloc.c of Linux 6.7 for the global design, of
+Linux 6.9 for the vmap-node series); the project's kernel fact sheet collects them with section
+numbers (§N), and ``docs/allocator-model.md`` says how the model uses them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "PAGE_SIZE",
+    "PAGE_SHIFT",
+    "GUARD_PAGES",
+    "VMALLOC_START_L4",
+    "VMALLOC_SIZE_L4",
+    "VMALLOC_START_L5",
+    "VMALLOC_SIZE_L5",
+    "PTE_REGION_PAGES",
+    "PMD_REGION_PAGES",
+    "LAZY_PAGES_PER_FLS",
+    "MAX_NODES",
+    "ZONE_PAGES",
+    "POOL_CLASSES",
+    "DECAY",
+    "lazy_max_pages",
+    "fls",
+    "AllocatorConfig",
+]
+
+# arch/x86/include/asm/page_types.h (all versions): 4 KiB pages.
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+# mm/vmalloc.c __get_vm_area_node (6.7, 6.9): one guard page after every area unless VM_NO_GUARD.
+GUARD_PAGES = 1
+# arch/x86/include/asm/pgtable_64_types.h (6.7/6.9): __VMALLOC_BASE_L4, VMALLOC_SIZE_TB_L4 = 32.
+VMALLOC_START_L4 = 0xFFFFC90000000000
+VMALLOC_SIZE_L4 = 32 << 40
+# Same file: __VMALLOC_BASE_L5, VMALLOC_SIZE_TB_L5 = 12800.
+VMALLOC_START_L5 = 0xFFA0000000000000
+VMALLOC_SIZE_L5 = 12800 << 40
+# x86_64 page tables (arch/x86/include/asm/pgtable_64_types.h PMD_SHIFT 21, PUD_SHIFT 30): one PTE page
+# maps 512 pages (2 MiB), one PMD page maps 512 * 512 pages (1 GiB).
+PTE_REGION_PAGES = 512
+PMD_REGION_PAGES = 512 * 512
+# mm/vmalloc.c lazy_max_pages() (6.7, 6.9, unchanged since): fls(num_online_cpus()) * (32 MiB / PAGE_SIZE).
+LAZY_PAGES_PER_FLS = (32 << 20) // PAGE_SIZE
+# mm/vmalloc.c vmap_init_nodes() (6.9): nr_vmap_nodes = clamp(num_possible_cpus(), 1, 128) on 64-bit.
+MAX_NODES = 128
+# mm/vmalloc.c vmap_init_nodes() (6.9): vmap_zone_size = 16 * PAGE_SIZE when there is more than one node.
+ZONE_PAGES = 16
+# mm/vmalloc.c MAX_VA_SIZE_PAGES (6.9): 256 size-segregated pools per node, VA sizes 1..256 pages.
+POOL_CLASSES = 256
+# mm/vmalloc.c decay_va_pool_node() (6.9): a drain decays each pool by len >> 2, i.e. a quarter.
+DECAY = 0.25
+
+
+def fls(x: int) -> int:
+    """Find last set bit, 1-based, as the kernel's fls(): fls(0) = 0, fls(1) = 1, fls(64) = 7."""
+    return int(x).bit_length()
+
+
+def lazy_max_pages(cpus: int) -> int:
+    """The kernel's lazy_max_pages() for ``cpus`` online CPUs, in pages (64 CPUs: 57344 = 224 MiB)."""
+    return fls(cpus) * LAZY_PAGES_PER_FLS
+
+
+_kernel_lazy_max_pages = lazy_max_pages  # the knob of the same name shadows it inside resolve()
+
+
+@dataclass(frozen=True)
+class AllocatorConfig:
+    """A fully resolved allocator configuration: the kernel's values with the what-if knobs applied.
+
+    Build it with :meth:`resolve`; the engines read only this object. Sizes are in pages.
+    """
+
+    design: str  # "global" (Linux 6.7) or "nodes" (Linux 6.9)
+    cpus: int
+    nr_nodes: int
+    lazy_max_pages: int
+    zone_pages: int
+    decay: float
+    small_pool_decay: str  # "drain" (6.9-6.15) or "keep" (6.16+)
+    pool_cap: int  # -1: no cap; -2: "lazy_max" (refuse when len > lazy_max_pages); else max VAs per pool
+    paging_levels: int
+    vmalloc_start: int  # absolute address of the window
+    space_pages: int  # pages in the window
+    auto_drain: bool
+
+    @property
+    def base_page(self) -> int:
+        """VMALLOC_START in pages (absolute page frame of offset 0)."""
+        return self.vmalloc_start >> PAGE_SHIFT
+
+    @classmethod
+    def resolve(
+        cls,
+        design: str = "global",
+        cpus: int = 64,
+        *,
+        pool_cap: int | str | None = None,
+        decay: float = DECAY,
+        small_pool_decay: str = "drain",
+        lazy_max_pages: int | None = None,
+        nr_nodes: int | None = None,
+        zone_pages: int = ZONE_PAGES,
+        paging_levels: int = 4,
+        auto_drain: bool = True,
+    ) -> "AllocatorConfig":
+        """Check the knobs and fill in the kernel's defaults (see docs/allocator-model.md)."""
+        if design not in ("global", "nodes"):
+            raise ValueError(f"design must be 'global' or 'nodes', not {design!r}")
+        if not isinstance(cpus, int) or cpus < 1:
+            raise ValueError(f"cpus must be a positive int, not {cpus!r}")
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"decay must be a fraction in [0, 1], not {decay!r}")
+        if small_pool_decay not in ("drain", "keep"):
+            raise ValueError(f"small_pool_decay must be 'drain' or 'keep', not {small_pool_decay!r}")
+        if pool_cap is None:
+            cap = -1
+        elif pool_cap == "lazy_max":
+            cap = -2
+        elif isinstance(pool_cap, int) and not isinstance(pool_cap, bool) and pool_cap >= 0:
+            cap = pool_cap
+        else:
+            raise ValueError(f"pool_cap must be None, a non-negative int or 'lazy_max', not {pool_cap!r}")
+        if paging_levels == 4:
+            start, size = VMALLOC_START_L4, VMALLOC_SIZE_L4
+        elif paging_levels == 5:
+            start, size = VMALLOC_START_L5, VMALLOC_SIZE_L5
+        else:
+            raise ValueError(f"paging_levels must be 4 or 5, not {paging_levels!r}")
+        nodes = min(max(cpus, 1), MAX_NODES) if nr_nodes is None else nr_nodes
+        if design == "global":
+            nodes = 1
+        if not isinstance(nodes, int) or nodes < 1:
+            raise ValueError(f"nr_nodes must be a positive int, not {nr_nodes!r}")
+        if not isinstance(zone_pages, int) or zone_pages < 1:
+            raise ValueError(f"zone_pages must be a positive int, not {zone_pages!r}")
+        lazy_max = _kernel_lazy_max_pages(cpus) if lazy_max_pages is None else lazy_max_pages
+        if not isinstance(lazy_max, int) or lazy_max < 0:
+            raise ValueError(f"lazy_max_pages must be a non-negative int, not {lazy_max_pages!r}")
+        return cls(
+            design=design,
+            cpus=cpus,
+            nr_nodes=nodes,
+            lazy_max_pages=lazy_max,
+            zone_pages=zone_pages,
+            decay=float(decay),
+            small_pool_decay=small_pool_decay,
+            pool_cap=cap,
+            paging_levels=paging_levels,
+            vmalloc_start=start,
+            space_pages=size >> PAGE_SHIFT,
+            auto_drain=bool(auto_drain),
+        )
