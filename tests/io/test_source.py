@@ -1,0 +1,88 @@
+"""The shared reader plumbing: opening sources, cleaning pastes, bad-line policy, blocks."""
+
+import gzip
+import io
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vmaplab.errors import BadLineWarning, ParseError
+from vmaplab.io._source import LineErrors, Paste, assign_blocks, clean_line, finish, open_text
+
+# Lines as they appear in the seed (the v3 cover letter quoted in a reply, and the follow-up's prompts).
+QUOTED = "> >     93.35%    93.07%  [kernel]          [k] native_queued_spin_lock_slowpath\n"
+PROMPT = "urezki@pc638:~$ sort -h /proc/allocinfo\n"
+
+
+def test_clean_line_strips_quoting_timestamps_and_colour():
+    assert clean_line(QUOTED) == "    93.35%    93.07%  [kernel]          [k] native_queued_spin_lock_slowpath"
+    assert clean_line(">>Summary: fix_size_alloc_test passed: 1") == "Summary: fix_size_alloc_test passed: 1"
+    assert clean_line("[ 1234.567890] All test took worker0=123 cycles") == "All test took worker0=123 cycles"
+    assert clean_line("<6>[   12.5] x") == "x"
+    assert clean_line("\x1b[31m 94.41%\x1b[m") == " 94.41%"
+
+
+def test_paste_records_prompts_and_keeps_line_numbers():
+    paste = Paste.from_text("prose\n" + PROMPT + "> $ free -m\n# Samples: 1\n")
+    assert paste.lines[1] == PROMPT.rstrip("\n")
+    assert paste.prompts == {2: "sort -h /proc/allocinfo", 3: "free -m"}
+    assert 4 not in paste.prompts  # '#' starts perf/allocinfo comments, not a prompt
+    assert paste.series().index[0] == 1
+
+
+def test_binary_junk_names_the_line():
+    with pytest.raises(ParseError, match=r"junk.bin, line 2: expected text"):
+        Paste.from_stream(
+            io.StringIO("MemTotal: 1 kB\n\x00\x01\x02garbage\n"), "junk.bin"
+        )
+
+
+def test_undecodable_bytes_are_junk(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"ok line\n\xff\xfe\xfa\n")
+    with pytest.raises(ParseError, match=r"bad.txt, line 2"):
+        Paste.read(path)
+
+
+def test_open_text_reads_gzip_paths_and_binary_streams(tmp_path):
+    path = tmp_path / "meminfo.gz"
+    with gzip.open(path, "wt") as f:
+        f.write("MemTotal:       15666184 kB\n")
+    assert Paste.read(path).lines == ["MemTotal:       15666184 kB"]
+    stream = io.BytesIO(b"a\r\nb\n")
+    with open_text(stream) as (text, name):
+        assert text.read() == "a\nb\n" and name == "<stream>"
+    assert not stream.closed  # a caller's stream stays open
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        Paste.read(tmp_path / "nope.txt")
+    with pytest.raises(TypeError):
+        Paste.read(42)
+
+
+def test_line_errors_modes():
+    with pytest.raises(ParseError, match=r"f, line 3: expected a number, got 'x'"):
+        LineErrors("f", "error").bad(3, "a number", "x")
+    errs = LineErrors("f", "warn")
+    errs.bad(3, "a number", "x")
+    df = pd.DataFrame({"a": [1]})
+    with pytest.warns(BadLineWarning, match="skipped 1 bad line"):
+        finish(df, "fmt", Paste("f", ["x"]), errs, skipped=2)
+    assert df.attrs["bad_lines"] == [{"lineno": 3, "line": "x", "expected": "a number"}]
+    assert df.attrs["skipped_lines"] == 2 and df.attrs["format"] == "fmt"
+    quiet = LineErrors("f", "skip")
+    quiet.bad(1, "a number", "y")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        finish(pd.DataFrame(), "fmt", Paste("f", ["y"]), quiet, skipped=0)
+    with pytest.raises(ValueError, match="on_bad_lines"):
+        LineErrors("f", "ignore")
+
+
+def test_assign_blocks_splits_at_separators_between_records():
+    # records on lines 2-4, 7-8, 12; prompts on 5, 6 (two in a row) and 10
+    assert assign_blocks(np.array([2, 3, 4, 7, 8, 12]), [5, 6, 10]).tolist() == [0, 0, 0, 1, 1, 2]
+    # a separator before the first record or after the last does not open a block
+    assert assign_blocks(np.array([3, 4]), [1, 9]).tolist() == [0, 0]
+    assert assign_blocks(np.array([], dtype=np.int64), [1]).tolist() == []
