@@ -1,0 +1,47 @@
+"""test_vmalloc's tests as operation programs (lib/test_vmalloc.c, 6.7/6.9)."""
+
+import numpy as np
+import pytest
+
+from vmaplab.sim.workloads import OP_ALLOC, OP_FREE, TESTS, ModuleParams, test_mask, worker_program
+
+
+def _check_balanced(rows):
+    allocs = np.flatnonzero(rows[:, 0] == OP_ALLOC)
+    frees = rows[rows[:, 0] == OP_FREE, 1]
+    # every area is freed exactly once, after it was allocated
+    assert sorted(frees.tolist()) == allocs.tolist()
+    assert all(rows[i, 0] == OP_ALLOC and i < pos for pos, i in zip(np.flatnonzero(rows[:, 0] == OP_FREE), frees))
+
+
+def test_masks():
+    assert test_mask(7) == 7
+    assert test_mask(["fix_size_alloc_test", "long_busy_list_alloc_test"]) == 0b101
+    assert [t.name for t in ModuleParams(run_test_mask=127).tests()][-1] == "align_shift_alloc_test"
+    with pytest.raises(ValueError, match="pcpu_alloc_test"):
+        test_mask(255)
+    with pytest.raises(ValueError, match="unknown"):
+        test_mask(["no_such_test"])
+    with pytest.raises(ValueError):
+        test_mask(0)
+
+
+@pytest.mark.parametrize("test", [t for t in TESTS if t.bit <= 6], ids=lambda t: t.name)
+def test_programs_free_everything_they_allocate(test):
+    rows = worker_program(test, ModuleParams(test_loop_count=50), cpus=2, rng=np.random.default_rng(0))
+    _check_balanced(rows)
+
+
+def test_full_fit_sizes_from_the_cpu_count():
+    params = ModuleParams(test_loop_count=10)
+    rows = worker_program(TESTS[1], params, cpus=64, rng=np.random.default_rng(0))
+    junk = 7 * 8192  # fls(64) * 32 MiB / 4 KiB, as lazy_max_pages()
+    assert rows[0].tolist() == [OP_ALLOC, 112, 1]  # 57344 pointers of 8 bytes = 112 pages
+    assert len(rows) == 2 + 2 * junk + junk + 2 * 10 + junk + 2
+
+
+def test_random_size_align_ranges():
+    rows = worker_program(TESTS[5], ModuleParams(test_loop_count=2000), cpus=2, rng=np.random.default_rng(1))
+    allocs = rows[rows[:, 0] == OP_ALLOC]
+    assert allocs[:, 1].min() == 1 and allocs[:, 1].max() == 10
+    assert allocs[:, 2].min() == 1 and allocs[:, 2].max() == 1 << 22
