@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vmaplab.sim.workloads import OP_ALLOC, OP_FREE, TESTS, ModuleParams, test_mask, worker_program
+from vmaplab.sim.workloads import OP_ALLOC, OP_FREE, TESTS, ModuleParams, parse_test_mask, worker_program
 
 
 def _check_balanced(rows):
@@ -14,16 +14,16 @@ def _check_balanced(rows):
     assert all(rows[i, 0] == OP_ALLOC and i < pos for pos, i in zip(np.flatnonzero(rows[:, 0] == OP_FREE), frees))
 
 
-def test_masks():
-    assert test_mask(7) == 7
-    assert test_mask(["fix_size_alloc_test", "long_busy_list_alloc_test"]) == 0b101
+def test_parse_test_mask():
+    assert parse_test_mask(7) == 7
+    assert parse_test_mask(["fix_size_alloc_test", "long_busy_list_alloc_test"]) == 0b101
     assert [t.name for t in ModuleParams(run_test_mask=127).tests()][-1] == "align_shift_alloc_test"
     with pytest.raises(ValueError, match="pcpu_alloc_test"):
-        test_mask(255)
+        parse_test_mask(255)
     with pytest.raises(ValueError, match="unknown"):
-        test_mask(["no_such_test"])
+        parse_test_mask(["no_such_test"])
     with pytest.raises(ValueError):
-        test_mask(0)
+        parse_test_mask(0)
 
 
 @pytest.mark.parametrize("test", [t for t in TESTS if t.bit <= 6], ids=lambda t: t.name)
