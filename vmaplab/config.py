@@ -1,0 +1,28 @@
+"""Compilation options of every numba function in vmaplab, in one place.
+
+Every jitted function is decorated ``@njit(**NJIT_OPTIONS)``; ``tests/test_njit_options.py`` fails the
+build on any hard-coded option (as stumpy's ``check_fastmath`` does), so changing an option here
+changes it everywhere.
+
+* ``cache=True``: compiled machine code is stored in ``__pycache__`` beside the module, so the JIT
+  compile time is paid once per installation, not once per process.
+* ``nogil=True``: jitted calls release the GIL, so sweeps may run engines in threads.
+* ``error_model="numpy"``: integer division by zero is not checked (the kernels never divide by a
+  value that can be zero), which keeps the hot loops free of exception branches.
+* ``boundscheck=False`` and ``fastmath=False``: the engines are integer code that must be exact;
+  out-of-range indices are prevented by the Python side, which grows the arrays before each call.
+  Set the environment variable ``NUMBA_BOUNDSCHECK=1`` to turn bounds checking on globally while
+  debugging (numba's own switch; it overrides this option).
+"""
+
+from __future__ import annotations
+
+__all__ = ["NJIT_OPTIONS"]
+
+NJIT_OPTIONS: dict[str, object] = {
+    "cache": True,
+    "nogil": True,
+    "error_model": "numpy",
+    "boundscheck": False,
+    "fastmath": False,
+}

@@ -1,0 +1,932 @@
+"""Jitted kernels of the numba allocator engine: every operation of docs/allocator-model.md on arrays.
+
+All positions are int64 page offsets from VMALLOC_START; alignments are in pages (a power of two,
+applied to the absolute page ``P[P_BASE] + offset``); sizes are VA pages, guard page included.
+The Python side (:mod:`vmaplab.sim.numba_engine`) owns the arrays, grows them when a kernel returns
+a ``NEED_*`` status, and turns error statuses into exceptions. Every function takes the state
+arrays explicitly (jitclasses cannot be cached):
+
+``C``   int64[N_COUNTERS]          bookkeeping and statistics, indexed by the names below
+``P``   int64[N_PARAMS]            the resolved configuration, indexed by the ``P_*`` names
+``decay`` float                    fraction of a pool decayed per drain
+``S``   int64[slots, 8]            VA slots: start, size, state, tag node, align, list links
+``T``   int64[slots + 2, 8]        free-space tree nodes (a treap keyed by start, augmented with the
+                                   largest block length of each subtree, the kernel's
+                                   ``subtree_max_size``): lowest block of length >= L in one descent
+``PL``  int64[nodes * 256, 3]      pools: head slot, tail slot, length (doubly linked over S)
+``LZ``  int64[nodes, 2]            lazy lists: head slot, length (singly linked over S)
+``H``   int64[2^k, 2]              busy VAs by start (open addressing, linear probing)
+``TOP`` int64[512 GiB regions]     page tables, three levels like the hardware's: the MID row of a
+``MID`` int64[rows, 512]           512 GiB region, the LOW row (= PMD page) of a 1 GiB region, and
+``LOW`` uint8[rows, 512]           one byte per 2 MiB region (1 = its PTE page exists)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from vmaplab.config import NJIT_OPTIONS
+from vmaplab.sim.params import POOL_CLASSES
+
+NIL = -1
+
+# Slot states.
+FREE_SLOT = 0
+BUSY = 1
+LAZY = 2
+POOLED = 3
+
+# Columns of S. Column 7 is padding: a row is one 64-byte cache line.
+S_START = 0
+S_SIZE = 1
+S_STATE = 2
+S_NODE = 3  # tag node (the allocating CPU's node), NIL when untagged
+S_ALIGN = 4  # alignment of the request that produced the VA, pages
+S_NEXT = 5  # pool / lazy / free-slot list
+S_PREV = 6  # pool list
+SLOT_COLUMNS = 8
+
+# Columns of T. Column 7 is padding, as in S.
+T_START = 0
+T_LEN = 1
+T_MAX = 2  # largest T_LEN in the subtree, the node itself included
+T_LEFT = 3  # also the free-node list
+T_RIGHT = 4
+T_PARENT = 5
+T_PRIO = 6  # treap priority: a parent's is >= its children's
+TREE_COLUMNS = 8
+
+# Columns of PL and LZ.
+PL_HEAD = 0
+PL_TAIL = 1
+PL_LEN = 2
+LZ_HEAD = 0
+LZ_COUNT = 1
+
+# Indices of P.
+P_NODES_DESIGN = 0  # 1 for "nodes", 0 for "global"
+P_NR_NODES = 1
+P_LAZY_MAX = 2
+P_ZONE = 3
+P_BASE = 4  # VMALLOC_START >> 12
+P_SPACE = 5  # pages in the window
+P_POOL_CAP = 6  # -1 none, -2 "lazy_max", else VAs per pool
+P_KEEP_SMALL = 7  # 1: small_pool_decay == "keep"
+P_AUTO_DRAIN = 8
+P_TOP_BASE = 9  # P_BASE >> 27: first 512 GiB region of the window
+P_CPUS = 10
+N_PARAMS = 11
+
+# Indices of C: bookkeeping first, then one counter per statistic.
+ROOT = 0
+TREE_HW = 1
+TREE_FREE = 2
+SLOT_HW = 3
+SLOT_FREE = 4
+PRIO_SEQ = 5
+MID_ROWS = 6
+BUSY_PAGES = 7
+LAZY_PAGES = 8
+POOLED_PAGES = 9
+FREE_PAGES = 10
+BUSY_AREAS = 11
+LAZY_AREAS = 12
+POOLED_AREAS = 13
+FREE_BLOCKS = 14
+HIGH_WATER = 15  # pages; stats() reports bytes
+PTE_PAGES = 16
+PMD_PAGES = 17  # also the number of LOW rows in use
+POOL_HITS = 18
+POOL_MISSES = 19
+POOL_ROTATIONS = 20
+PURGES = 21
+DRAINS = 22
+TLB_FLUSHES = 23
+PURGE_HELPERS = 24
+DECAYED = 25
+ALLOCS = 26
+FREES = 27
+ALLOC_FAILURES = 28
+FIT_FULL = 29
+FIT_LEFT = 30
+FIT_RIGHT = 31
+FIT_MIDDLE = 32
+DRAIN_PENDING = 33
+N_COUNTERS = 34
+
+# Kernel statuses. NEED_*: nothing was done, grow that array and call again.
+OK = 0
+NEED_SLOTS = 1
+NEED_HASH = 2
+NEED_MID = 3
+NEED_LOW = 4
+ERR_NOT_BUSY = 5  # free of an offset where no busy VA starts
+ERR_DOUBLE_FREE = 6  # run(): a second free of the same row
+ERR_BAD_REF = 7  # run(): a free naming a row that is not an earlier alloc row
+ERR_BAD_ROW = 8  # run(): unknown op, pages < 1, alignment not a power of two, cpu out of range
+
+# row_slot markers of run() (values >= 0 are slots of live VAs; NIL: the row placed nothing).
+ROW_FREED = -2
+ROW_NOT_ALLOC = -3
+
+PTE_SHIFT = 9  # pages per PTE page: 2^9 (2 MiB)
+PMD_SHIFT = 18  # pages per PMD page: 2^18 (1 GiB)
+TOP_SHIFT = 27  # pages per 512 GiB region
+MAX_ALIGN_PAGES = 1 << 51  # 2^63 bytes
+INT64_MIN = -(1 << 63)
+
+
+@njit(**NJIT_OPTIONS)
+def _mix32(x):
+    """A 32-bit mix of a non-negative int64 (hash slots, treap priorities); never overflows."""
+    h = ((x & 0x7FFFFFFF) ^ (x >> 31)) & 0x7FFFFFFF
+    h = (h * 0x45D9F3B) & 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x45D9F3B) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h
+
+
+@njit(**NJIT_OPTIONS)
+def align_pages(align_bytes):
+    """Alignment in pages of a request aligned to ``align_bytes`` (2^63 given as INT64_MIN); 0 if invalid."""
+    if align_bytes == INT64_MIN:
+        return MAX_ALIGN_PAGES
+    if align_bytes <= 0 or (align_bytes & (align_bytes - 1)) != 0:
+        return 0
+    if align_bytes <= 4096:
+        return 1
+    return align_bytes >> 12
+
+
+# ---------------------------------------------------------------------------------------------
+# Busy VAs by start: open addressing with linear probing and backward-shift deletion.
+
+
+@njit(**NJIT_OPTIONS)
+def _h_insert(H, key, slot):
+    mask = H.shape[0] - 1
+    i = _mix32(key) & mask
+    while H[i, 0] != NIL:
+        i = (i + 1) & mask
+    H[i, 0] = key
+    H[i, 1] = slot
+
+
+@njit(**NJIT_OPTIONS)
+def _h_find(H, key):
+    mask = H.shape[0] - 1
+    i = _mix32(key) & mask
+    while True:
+        k = H[i, 0]
+        if k == key:
+            return i
+        if k == NIL:
+            return NIL
+        i = (i + 1) & mask
+
+
+@njit(**NJIT_OPTIONS)
+def _h_delete_at(H, i):
+    mask = H.shape[0] - 1
+    j = i
+    while True:
+        j = (j + 1) & mask
+        k = H[j, 0]
+        if k == NIL:
+            break
+        home = _mix32(k) & mask
+        if i <= j:
+            stays = i < home <= j
+        else:
+            stays = home > i or home <= j
+        if not stays:
+            H[i, 0] = k
+            H[i, 1] = H[j, 1]
+            i = j
+    H[i, 0] = NIL
+
+
+@njit(**NJIT_OPTIONS)
+def rehash(H_old, H_new):
+    """Insert every entry of ``H_old`` into the empty table ``H_new`` (a larger power of two)."""
+    for i in range(H_old.shape[0]):
+        if H_old[i, 0] != NIL:
+            _h_insert(H_new, H_old[i, 0], H_old[i, 1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Free space: a treap of disjoint, coalesced blocks keyed by start, augmented with subtree maxima.
+
+
+@njit(**NJIT_OPTIONS)
+def _t_fix(T, x):
+    m = T[x, T_LEN]
+    c = T[x, T_LEFT]
+    if c != NIL and T[c, T_MAX] > m:
+        m = T[c, T_MAX]
+    c = T[x, T_RIGHT]
+    if c != NIL and T[c, T_MAX] > m:
+        m = T[c, T_MAX]
+    T[x, T_MAX] = m
+
+
+@njit(**NJIT_OPTIONS)
+def _t_refresh_up(T, x):
+    """Recompute the maxima from ``x`` to the root, stopping where a value does not change."""
+    while x != NIL:
+        old = T[x, T_MAX]
+        _t_fix(T, x)
+        if T[x, T_MAX] == old:
+            return
+        x = T[x, T_PARENT]
+
+
+@njit(**NJIT_OPTIONS)
+def _t_grow_up(T, x, length):
+    """Raise the maxima from ``x`` to the root to at least ``length`` (a block grew or appeared)."""
+    while x != NIL and T[x, T_MAX] < length:
+        T[x, T_MAX] = length
+        x = T[x, T_PARENT]
+
+
+@njit(**NJIT_OPTIONS)
+def _t_rotate_up(C, T, x):
+    """Rotate ``x`` above its parent, keeping the key order; fixes both maxima."""
+    p = T[x, T_PARENT]
+    g = T[p, T_PARENT]
+    if T[p, T_LEFT] == x:
+        b = T[x, T_RIGHT]
+        T[p, T_LEFT] = b
+        T[x, T_RIGHT] = p
+    else:
+        b = T[x, T_LEFT]
+        T[p, T_RIGHT] = b
+        T[x, T_LEFT] = p
+    if b != NIL:
+        T[b, T_PARENT] = p
+    T[p, T_PARENT] = x
+    T[x, T_PARENT] = g
+    if g == NIL:
+        C[ROOT] = x
+    elif T[g, T_LEFT] == p:
+        T[g, T_LEFT] = x
+    else:
+        T[g, T_RIGHT] = x
+    _t_fix(T, p)
+    _t_fix(T, x)
+
+
+@njit(**NJIT_OPTIONS)
+def _t_insert_at(C, T, parent, as_left, start, length):
+    """Attach a new block as the empty ``parent`` child its key belongs in, then restore the heap."""
+    x = C[TREE_FREE]
+    if x != NIL:
+        C[TREE_FREE] = T[x, T_LEFT]
+    else:
+        x = C[TREE_HW]
+        C[TREE_HW] += 1
+    C[PRIO_SEQ] += 1
+    T[x, T_START] = start
+    T[x, T_LEN] = length
+    T[x, T_MAX] = length
+    T[x, T_LEFT] = NIL
+    T[x, T_RIGHT] = NIL
+    T[x, T_PARENT] = parent
+    T[x, T_PRIO] = _mix32(C[PRIO_SEQ])
+    if parent == NIL:
+        C[ROOT] = x
+    elif as_left:
+        T[parent, T_LEFT] = x
+    else:
+        T[parent, T_RIGHT] = x
+    while T[x, T_PARENT] != NIL and T[x, T_PRIO] > T[T[x, T_PARENT], T_PRIO]:
+        _t_rotate_up(C, T, x)
+    _t_grow_up(T, T[x, T_PARENT], length)
+    C[FREE_BLOCKS] += 1
+
+
+@njit(**NJIT_OPTIONS)
+def _t_insert_after(C, T, x, start, length):
+    """Insert a block that follows block ``x`` in address order with no block in between."""
+    r = T[x, T_RIGHT]
+    if r == NIL:
+        _t_insert_at(C, T, x, False, start, length)
+        return
+    while T[r, T_LEFT] != NIL:
+        r = T[r, T_LEFT]
+    _t_insert_at(C, T, r, True, start, length)
+
+
+@njit(**NJIT_OPTIONS)
+def _t_delete(C, T, x):
+    """Remove block ``x``: rotate it down to at most one child, splice it out, fix the maxima."""
+    while T[x, T_LEFT] != NIL and T[x, T_RIGHT] != NIL:
+        left = T[x, T_LEFT]
+        right = T[x, T_RIGHT]
+        _t_rotate_up(C, T, left if T[left, T_PRIO] > T[right, T_PRIO] else right)
+    child = T[x, T_LEFT] if T[x, T_LEFT] != NIL else T[x, T_RIGHT]
+    p = T[x, T_PARENT]
+    if child != NIL:
+        T[child, T_PARENT] = p
+    if p == NIL:
+        C[ROOT] = child
+    elif T[p, T_LEFT] == x:
+        T[p, T_LEFT] = child
+    else:
+        T[p, T_RIGHT] = child
+    T[x, T_LEFT] = C[TREE_FREE]
+    C[TREE_FREE] = x
+    C[FREE_BLOCKS] -= 1
+    _t_refresh_up(T, p)
+
+
+@njit(**NJIT_OPTIONS)
+def _t_lowest_fit(C, T, length):
+    """The lowest-address block of at least ``length`` pages, or NIL (one root-to-node descent)."""
+    x = C[ROOT]
+    if x == NIL or T[x, T_MAX] < length:
+        return NIL
+    while True:
+        left = T[x, T_LEFT]
+        if left != NIL and T[left, T_MAX] >= length:
+            x = left
+        elif T[x, T_LEN] >= length:
+            return x
+        else:
+            x = T[x, T_RIGHT]
+
+
+@njit(**NJIT_OPTIONS)
+def free_range(C, T, start, end):
+    """Return pages [start, end) to free space, coalescing with a free neighbour on either side."""
+    pred = NIL
+    succ = NIL
+    last = NIL
+    went_left = False
+    x = C[ROOT]
+    while x != NIL:
+        last = x
+        if T[x, T_START] < start:
+            pred = x
+            went_left = False
+            x = T[x, T_RIGHT]
+        else:
+            succ = x
+            went_left = True
+            x = T[x, T_LEFT]
+    join_left = pred != NIL and T[pred, T_START] + T[pred, T_LEN] == start
+    join_right = succ != NIL and T[succ, T_START] == end
+    if join_left and join_right:
+        length = T[succ, T_START] + T[succ, T_LEN] - T[pred, T_START]
+        _t_delete(C, T, succ)
+        T[pred, T_LEN] = length
+        _t_grow_up(T, pred, length)
+    elif join_left:
+        T[pred, T_LEN] += end - start
+        _t_grow_up(T, pred, T[pred, T_LEN])
+    elif join_right:
+        T[succ, T_LEN] += end - start
+        T[succ, T_START] = start
+        _t_grow_up(T, succ, T[succ, T_LEN])
+    else:
+        _t_insert_at(C, T, last, went_left, start, end - start)
+    C[FREE_PAGES] += end - start
+
+
+@njit(**NJIT_OPTIONS)
+def _place(C, P, T, size, align):
+    """Carve a VA of ``size`` pages aligned to ``align`` pages from the lowest fitting block.
+
+    Returns the offset, or NIL when no block is long enough or the VA would end above the last
+    allocatable page (``P[P_SPACE] - 1``).
+    """
+    if size >= P[P_SPACE]:
+        return NIL
+    length = size + align if align > 1 else size
+    x = _t_lowest_fit(C, T, length)
+    if x == NIL:
+        return NIL
+    bs = T[x, T_START]
+    be = bs + T[x, T_LEN]
+    base = P[P_BASE]
+    off = ((base + bs + align - 1) & -align) - base
+    end = off + size
+    if end > P[P_SPACE] - 1:
+        return NIL
+    if off == bs:
+        if end == be:
+            _t_delete(C, T, x)
+            C[FIT_FULL] += 1
+        else:
+            T[x, T_START] = end
+            T[x, T_LEN] = be - end
+            _t_refresh_up(T, x)
+            C[FIT_LEFT] += 1
+    else:
+        T[x, T_LEN] = off - bs
+        _t_refresh_up(T, x)
+        if end == be:
+            C[FIT_RIGHT] += 1
+        else:
+            _t_insert_after(C, T, x, end, be - end)
+            C[FIT_MIDDLE] += 1
+    C[FREE_PAGES] -= size
+    if end > C[HIGH_WATER]:
+        C[HIGH_WATER] = end
+    return off
+
+
+# ---------------------------------------------------------------------------------------------
+# Page tables: mark the PTE page of every 2 MiB region and the PMD page of every 1 GiB region.
+
+
+@njit(**NJIT_OPTIONS)
+def _map_pages(C, P, TOP, MID, LOW, off, npages):
+    first = P[P_BASE] + off
+    last = first + npages - 1
+    for r in range(first >> PTE_SHIFT, (last >> PTE_SHIFT) + 1):
+        g = r >> (PMD_SHIFT - PTE_SHIFT)
+        u = (g >> (TOP_SHIFT - PMD_SHIFT)) - P[P_TOP_BASE]
+        row = TOP[u]
+        if row == NIL:
+            row = C[MID_ROWS]
+            C[MID_ROWS] += 1
+            TOP[u] = row
+        gi = g & 511
+        low = MID[row, gi]
+        if low == NIL:
+            low = C[PMD_PAGES]
+            C[PMD_PAGES] += 1
+            MID[row, gi] = low
+        ri = r & 511
+        if LOW[low, ri] == 0:
+            LOW[low, ri] = 1
+            C[PTE_PAGES] += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Slots and lists.
+
+
+@njit(**NJIT_OPTIONS)
+def _slot_new(C, S):
+    s = C[SLOT_FREE]
+    if s != NIL:
+        C[SLOT_FREE] = S[s, S_NEXT]
+    else:
+        s = C[SLOT_HW]
+        C[SLOT_HW] += 1
+    return s
+
+
+@njit(**NJIT_OPTIONS)
+def _slot_to_free_space(C, T, S, s):
+    """Give the VA of slot ``s`` back to free space and recycle the slot."""
+    free_range(C, T, S[s, S_START], S[s, S_START] + S[s, S_SIZE])
+    S[s, S_STATE] = FREE_SLOT
+    S[s, S_NEXT] = C[SLOT_FREE]
+    C[SLOT_FREE] = s
+
+
+@njit(**NJIT_OPTIONS)
+def _pool_pop_head(C, S, PL, pi):
+    s = PL[pi, PL_HEAD]
+    nxt = S[s, S_NEXT]
+    PL[pi, PL_HEAD] = nxt
+    if nxt == NIL:
+        PL[pi, PL_TAIL] = NIL
+    else:
+        S[nxt, S_PREV] = NIL
+    PL[pi, PL_LEN] -= 1
+    C[POOLED_PAGES] -= S[s, S_SIZE]
+    C[POOLED_AREAS] -= 1
+    return s
+
+
+@njit(**NJIT_OPTIONS)
+def _pool_push_head(C, S, PL, pi, s):
+    h = PL[pi, PL_HEAD]
+    S[s, S_STATE] = POOLED
+    S[s, S_PREV] = NIL
+    S[s, S_NEXT] = h
+    if h == NIL:
+        PL[pi, PL_TAIL] = s
+    else:
+        S[h, S_PREV] = s
+    PL[pi, PL_HEAD] = s
+    PL[pi, PL_LEN] += 1
+    C[POOLED_PAGES] += S[s, S_SIZE]
+    C[POOLED_AREAS] += 1
+
+
+@njit(**NJIT_OPTIONS)
+def _pool_rotate(S, PL, pi):
+    """Move the head of pool ``pi`` (at least two VAs) to its tail."""
+    h = PL[pi, PL_HEAD]
+    t = PL[pi, PL_TAIL]
+    nxt = S[h, S_NEXT]
+    PL[pi, PL_HEAD] = nxt
+    S[nxt, S_PREV] = NIL
+    S[t, S_NEXT] = h
+    S[h, S_PREV] = t
+    S[h, S_NEXT] = NIL
+    PL[pi, PL_TAIL] = h
+
+
+@njit(**NJIT_OPTIONS)
+def _pool_accepts(P, length):
+    """Whether a pool of ``length`` VAs takes one more under the ``pool_cap`` knob."""
+    cap = P[P_POOL_CAP]
+    if cap == -1:
+        return True
+    if cap == -2:
+        return length <= P[P_LAZY_MAX]
+    return length < cap
+
+
+# ---------------------------------------------------------------------------------------------
+# Decay, purge, drain, shrink.
+
+
+@njit(**NJIT_OPTIONS)
+def _decay_node(C, P, decay, S, T, PL, node, full):
+    """``decay_va_pool_node``: return VAs from the head of each pool of ``node`` to free space."""
+    released = 0
+    for k in range(POOL_CLASSES):
+        pi = node * POOL_CLASSES + k
+        length = PL[pi, PL_LEN]
+        if length == 0:
+            continue
+        if full:
+            n = length
+        else:
+            n = np.int64(length * decay)
+            if n == 0:
+                if P[P_KEEP_SMALL] == 1:
+                    continue
+                n = length  # 6.9-6.15: the counter wraps and the whole pool drains
+        for _ in range(n):
+            _slot_to_free_space(C, T, S, _pool_pop_head(C, S, PL, pi))
+        released += n
+    C[DECAYED] += released
+    return released
+
+
+@njit(**NJIT_OPTIONS)
+def _purge_one(C, P, S, T, PL, node, s, refill):
+    size = S[s, S_SIZE]
+    C[LAZY_PAGES] -= size
+    C[LAZY_AREAS] -= 1
+    if refill and S[s, S_NODE] != NIL and size <= POOL_CLASSES:
+        pi = node * POOL_CLASSES + size - 1
+        if _pool_accepts(P, PL[pi, PL_LEN]):
+            _pool_push_head(C, S, PL, pi, s)
+            return
+    _slot_to_free_space(C, T, S, s)
+
+
+@njit(**NJIT_OPTIONS)
+def _purge_node(C, P, S, T, PL, LZ, node, refill):
+    """``purge_vmap_node``: every lazy VA of ``node`` to its pools (address order) or free space."""
+    count = LZ[node, LZ_COUNT]
+    s = LZ[node, LZ_HEAD]
+    LZ[node, LZ_HEAD] = NIL
+    LZ[node, LZ_COUNT] = 0
+    if refill:
+        starts = np.empty(count, np.int64)
+        slots = np.empty(count, np.int64)
+        for i in range(count):
+            starts[i] = S[s, S_START]
+            slots[i] = s
+            s = S[s, S_NEXT]
+        for i in np.argsort(starts):
+            _purge_one(C, P, S, T, PL, node, slots[i], True)
+    else:
+        while s != NIL:
+            nxt = S[s, S_NEXT]
+            _purge_one(C, P, S, T, PL, node, s, False)
+            s = nxt
+
+
+@njit(**NJIT_OPTIONS)
+def _purge(C, P, decay, S, T, PL, LZ, full):
+    """``__purge_vmap_area_lazy``: decay pools (nodes design), then purge every node's lazy list.
+
+    ``full`` is the full pool decay of the allocation-failure purge: pools are emptied and purged
+    VAs skip them. With one node there are no tags, so nothing ever enters a pool.
+    """
+    nr = P[P_NR_NODES]
+    if P[P_NODES_DESIGN] == 1:
+        for node in range(nr):
+            _decay_node(C, P, decay, S, T, PL, node, full)
+    marked = 0
+    for node in range(nr):
+        if LZ[node, LZ_COUNT] > 0:
+            marked += 1
+    if marked == 0:
+        return
+    C[TLB_FLUSHES] += 1
+    lazy_max = P[P_LAZY_MAX]
+    helpers = C[LAZY_PAGES] // lazy_max if lazy_max > 0 else marked
+    C[PURGE_HELPERS] += min(max(helpers, 1), marked) - 1
+    refill = (not full) and nr > 1
+    for node in range(nr):
+        if LZ[node, LZ_COUNT] > 0:
+            _purge_node(C, P, S, T, PL, LZ, node, refill)
+    C[PURGES] += 1
+
+
+@njit(**NJIT_OPTIONS)
+def drain(C, P, decay, S, T, PL, LZ):
+    """``drain_vmap_area_work``: one purge without full decay; clears the pending flag.
+
+    The 6.7 work repeats the purge while lazy pages exceed lazy_max_pages; a purge takes every
+    lazily freed VA, so in the model one purge always ends that loop.
+    """
+    C[DRAINS] += 1
+    C[DRAIN_PENDING] = 0
+    _purge(C, P, decay, S, T, PL, LZ, False)
+
+
+@njit(**NJIT_OPTIONS)
+def shrink(C, P, decay, S, T, PL):
+    """The "vmap-node" shrinker's scan: full decay of every node; returns the VAs released."""
+    released = 0
+    if P[P_NODES_DESIGN] == 1:
+        for node in range(P[P_NR_NODES]):
+            released += _decay_node(C, P, decay, S, T, PL, node, True)
+    return released
+
+
+# ---------------------------------------------------------------------------------------------
+# Alloc and free.
+
+
+@njit(**NJIT_OPTIONS)
+def _capacity(C, S, H, MID, LOW, pages):
+    """OK if one more VA of ``pages`` pages fits the arrays, else the NEED_* status to grow."""
+    if C[SLOT_FREE] == NIL and C[SLOT_HW] >= S.shape[0]:
+        return NEED_SLOTS
+    if 2 * (C[BUSY_AREAS] + 1) > H.shape[0]:
+        return NEED_HASH
+    span = min(pages, C[FREE_PAGES] + C[LAZY_PAGES] + C[POOLED_PAGES])
+    if MID.shape[0] - C[MID_ROWS] < (span >> TOP_SHIFT) + 2:
+        return NEED_MID
+    if LOW.shape[0] - C[PMD_PAGES] < (span >> PMD_SHIFT) + 2:
+        return NEED_LOW
+    return OK
+
+
+@njit(**NJIT_OPTIONS)
+def _alloc(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, pages, align, cpu):
+    """``alloc_vmap_area``: pool (nodes design) or lowest fit, purge and retry once; slot or NIL."""
+    size = pages + 1 if pages < P[P_SPACE] else P[P_SPACE]  # no overflow; too big fails anyway
+    nr = P[P_NR_NODES]
+    nodes = P[P_NODES_DESIGN] == 1
+    tag = NIL
+    s = NIL
+    if nodes and nr > 1:
+        tag = cpu % nr
+        if size <= POOL_CLASSES:
+            pi = tag * POOL_CLASSES + size - 1
+            h = PL[pi, PL_HEAD]
+            if h == NIL:
+                C[POOL_MISSES] += 1
+            elif ((P[P_BASE] + S[h, S_START]) & (align - 1)) == 0:
+                s = _pool_pop_head(C, S, PL, pi)
+                C[POOL_HITS] += 1
+            else:
+                if PL[pi, PL_LEN] > 1:
+                    _pool_rotate(S, PL, pi)
+                C[POOL_MISSES] += 1
+                C[POOL_ROTATIONS] += 1
+    if s == NIL:
+        off = _place(C, P, T, size, align)
+        if off == NIL:
+            _purge(C, P, decay, S, T, PL, LZ, nodes)
+            off = _place(C, P, T, size, align)
+            if off == NIL:
+                C[ALLOC_FAILURES] += 1
+                return NIL
+        s = _slot_new(C, S)
+        S[s, S_START] = off
+        S[s, S_SIZE] = size
+    S[s, S_STATE] = BUSY
+    S[s, S_NODE] = tag
+    S[s, S_ALIGN] = align
+    _h_insert(H, S[s, S_START], s)
+    C[BUSY_PAGES] += size
+    C[BUSY_AREAS] += 1
+    C[ALLOCS] += 1
+    _map_pages(C, P, TOP, MID, LOW, S[s, S_START], pages)
+    return s
+
+
+@njit(**NJIT_OPTIONS)
+def _free(C, P, decay, S, T, PL, LZ, H, s):
+    """``free_vmap_area_noflush``: busy slot ``s`` joins the lazy list of its tag (or address) node."""
+    _h_delete_at(H, _h_find(H, S[s, S_START]))
+    size = S[s, S_SIZE]
+    node = S[s, S_NODE]
+    if node == NIL:
+        node = ((P[P_BASE] + S[s, S_START]) // P[P_ZONE]) % P[P_NR_NODES]
+    S[s, S_STATE] = LAZY
+    S[s, S_NEXT] = LZ[node, LZ_HEAD]
+    LZ[node, LZ_HEAD] = s
+    LZ[node, LZ_COUNT] += 1
+    C[BUSY_PAGES] -= size
+    C[BUSY_AREAS] -= 1
+    C[LAZY_PAGES] += size
+    C[LAZY_AREAS] += 1
+    C[FREES] += 1
+    if C[LAZY_PAGES] > P[P_LAZY_MAX]:
+        C[DRAIN_PENDING] = 1
+        if P[P_AUTO_DRAIN] == 1:
+            drain(C, P, decay, S, T, PL, LZ)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points called from Python (one jitted call per engine method).
+
+
+@njit(**NJIT_OPTIONS)
+def init_state(C, P, T):
+    """Start with one free block covering the whole window."""
+    C[:] = 0
+    C[ROOT] = NIL
+    C[TREE_FREE] = NIL
+    C[SLOT_FREE] = NIL
+    _t_insert_at(C, T, NIL, False, 0, P[P_SPACE])
+    C[FREE_PAGES] = P[P_SPACE]
+
+
+@njit(**NJIT_OPTIONS)
+def alloc_one(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, pages, align, cpu):
+    """One allocation; returns (status, offset or NIL). On a NEED_* status nothing changed."""
+    st = _capacity(C, S, H, MID, LOW, pages)
+    if st != OK:
+        return st, NIL
+    s = _alloc(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, pages, align, cpu)
+    return OK, (NIL if s == NIL else S[s, S_START])
+
+
+@njit(**NJIT_OPTIONS)
+def free_one(C, P, decay, S, T, PL, LZ, H, offset):
+    """Free the busy VA starting at ``offset``; returns OK or ERR_NOT_BUSY."""
+    i = _h_find(H, offset)
+    if i == NIL:
+        return ERR_NOT_BUSY
+    _free(C, P, decay, S, T, PL, LZ, H, H[i, 1])
+    return OK
+
+
+@njit(**NJIT_OPTIONS)
+def run_ops(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, ops, out, row_slot, first):
+    """Execute rows ``first..`` of ``ops`` (op, a, b, cpu); returns (status, row reached).
+
+    ``out`` receives offsets (NIL where a row placed nothing); ``row_slot`` maps alloc rows to
+    slots and must start as ROW_NOT_ALLOC. On a NEED_* status the row was not executed: grow the
+    arrays and call again from that row.
+    """
+    n = ops.shape[0]
+    cpus = P[P_CPUS]
+    for r in range(first, n):
+        op = ops[r, 0]
+        a = ops[r, 1]
+        cpu = ops[r, 3]
+        if op == 0:
+            align = align_pages(ops[r, 2])
+            if a < 1 or align == 0 or cpu < 0 or cpu >= cpus:
+                return ERR_BAD_ROW, r
+            st = _capacity(C, S, H, MID, LOW, a)
+            if st != OK:
+                return st, r
+            s = _alloc(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, a, align, cpu)
+            row_slot[r] = s
+            out[r] = NIL if s == NIL else S[s, S_START]
+        elif op == 1:
+            if cpu < 0 or cpu >= cpus:
+                return ERR_BAD_ROW, r
+            if a < 0 or a >= r or row_slot[a] == ROW_NOT_ALLOC:
+                return ERR_BAD_REF, r
+            s = row_slot[a]
+            if s == ROW_FREED:
+                return ERR_DOUBLE_FREE, r
+            row_slot[a] = ROW_FREED
+            if s != NIL:
+                _free(C, P, decay, S, T, PL, LZ, H, s)
+        elif op == 2:
+            drain(C, P, decay, S, T, PL, LZ)
+        elif op == 3:
+            shrink(C, P, decay, S, T, PL)
+        else:
+            return ERR_BAD_ROW, r
+    return OK, n
+
+
+# ---------------------------------------------------------------------------------------------
+# Read-outs for state() and check_invariants().
+
+
+@njit(**NJIT_OPTIONS)
+def free_blocks(C, T):
+    """(starts, ends) of the free blocks in address order (an in-order walk of the tree)."""
+    n = C[FREE_BLOCKS]
+    starts = np.empty(n, np.int64)
+    ends = np.empty(n, np.int64)
+    stack = np.empty(C[TREE_HW] + 1, np.int64)
+    top = 0
+    x = C[ROOT]
+    i = 0
+    while (x != NIL or top > 0) and i < n:
+        while x != NIL:
+            stack[top] = x
+            top += 1
+            x = T[x, T_LEFT]
+        top -= 1
+        x = stack[top]
+        starts[i] = T[x, T_START]
+        ends[i] = T[x, T_START] + T[x, T_LEN]
+        i += 1
+        x = T[x, T_RIGHT]
+    return starts, ends
+
+
+@njit(**NJIT_OPTIONS)
+def check_tree(C, T):
+    """Recount the tree: 0 if sound, else 1 links, 2 order/coalescing, 3 maxima, 4 heap, 5 count."""
+    n = C[TREE_HW]
+    stack = np.empty(n + 1, np.int64)
+    top = 0
+    x = C[ROOT]
+    if x != NIL and T[x, T_PARENT] != NIL:
+        return 1
+    seen = 0
+    prev_end = -1
+    while x != NIL or top > 0:
+        while x != NIL:
+            if seen + top > n:
+                return 1  # a cycle
+            stack[top] = x
+            top += 1
+            x = T[x, T_LEFT]
+        top -= 1
+        x = stack[top]
+        seen += 1
+        for c in (T[x, T_LEFT], T[x, T_RIGHT]):
+            if c != NIL:
+                if T[c, T_PARENT] != x:
+                    return 1
+                if T[c, T_PRIO] > T[x, T_PRIO]:
+                    return 4
+        if T[x, T_LEN] < 1 or T[x, T_START] <= prev_end:
+            return 2
+        prev_end = T[x, T_START] + T[x, T_LEN]
+        m = T[x, T_LEN]
+        for c in (T[x, T_LEFT], T[x, T_RIGHT]):
+            if c != NIL and T[c, T_MAX] > m:
+                m = T[c, T_MAX]
+        if m != T[x, T_MAX]:
+            return 3
+        x = T[x, T_RIGHT]
+    if seen != C[FREE_BLOCKS]:
+        return 5
+    return 0
+
+
+@njit(**NJIT_OPTIONS)
+def list_members(S, heads, counts):
+    """Walk each list (pools or lazy lists): (list index, slot) per member in list order, head first.
+
+    Returns (owner, slots, ok); ``ok`` is False if a list is longer or shorter than its count.
+    """
+    total = 0
+    for i in range(counts.shape[0]):
+        total += counts[i]
+    owner = np.empty(total, np.int64)
+    slots = np.empty(total, np.int64)
+    j = 0
+    for i in range(counts.shape[0]):
+        s = heads[i]
+        for _ in range(counts[i]):
+            if s == NIL or j >= total:
+                return owner[:j], slots[:j], False
+            owner[j] = i
+            slots[j] = s
+            j += 1
+            s = S[s, S_NEXT]
+        if s != NIL:
+            return owner[:j], slots[:j], False
+    return owner, slots, True
+
+
+@njit(**NJIT_OPTIONS)
+def hash_lookup(H, keys):
+    """The slot the busy-VA table finds for each start in ``keys`` (NIL where none)."""
+    out = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        j = _h_find(H, keys[i])
+        out[i] = NIL if j == NIL else H[j, 1]
+    return out
