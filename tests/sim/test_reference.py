@@ -164,8 +164,8 @@ def test_purge_helpers_per_lazy_max_set(make_engine, pages, expected_helpers):
 
 
 def test_freed_va_goes_to_the_lazy_list_of_its_cpu_node(make_engine):
-    eng = make_engine("nodes", 64)
-    small, large = eng.alloc(1, 4096, 69), eng.alloc(300, 4096, 7)  # CPU 69 is on node 5
+    eng = make_engine("nodes", 200)  # 128 nodes
+    small, large = eng.alloc(1, 4096, 133), eng.alloc(300, 4096, 7)  # CPU 133 is on node 5
     eng.free(small, 0)
     eng.free(large, 0)
     lazy = eng.state()["lazy"]
@@ -178,7 +178,7 @@ def test_freed_va_goes_to_the_lazy_list_of_its_cpu_node(make_engine):
 
 
 def test_pool_refill_in_address_order_and_hits(make_engine):
-    eng = make_engine("nodes", 64)
+    eng = make_engine("nodes", 64, nr_nodes=32)
     offs = [eng.alloc(1, 4096, 3) for _ in range(3)]
     assert offs == [0, 2, 4]
     for off in offs:
@@ -187,7 +187,7 @@ def test_pool_refill_in_address_order_and_hits(make_engine):
     assert eng.state()["pools"] == {(3, 1): [4, 2, 0]}  # head = highest address
     st = eng.stats()
     assert (st["pooled_pages"], st["pooled_areas"], st["lazy_areas"], st["free_pages"]) == (6, 3, 0, SPACE - 6)
-    assert eng.alloc(1, 4096, 67) == 4  # CPU 67 is node 3: a hit on the head
+    assert eng.alloc(1, 4096, 35) == 4  # CPU 35 is node 3: a hit on the head
     assert eng.alloc(1, 4096, 4) == 6  # node 4 has no pool: a miss, placed in free space
     assert eng.alloc(2, 4096, 3) == 8  # another size class: a miss
     st = eng.stats()
@@ -333,7 +333,7 @@ def test_pool_hit_keeps_the_high_water_mark(make_engine):
 
 
 def test_run_rows(make_engine):
-    eng = make_engine("nodes", 4, auto_drain=False)
+    eng = make_engine("nodes", 8, nr_nodes=4, auto_drain=False)
     ops = np.array(
         [
             [0, 1, 4096, 1],  # 0: alloc -> 0
@@ -353,20 +353,11 @@ def test_run_rows(make_engine):
     eng.check_invariants()
 
 
-@pytest.mark.parametrize(
-    "rows, message",
-    [
-        ([[0, 1, 4096, 0], [1, 0, 0, 0], [1, 0, 0, 0]], "double free"),
-        ([[0, 1, 1 << 45, 0], [1, 0, 0, 0], [1, 0, 0, 0]], "double free"),
-        ([[2, 0, 0, 0], [1, 0, 0, 0]], "alloc row"),
-        ([[1, 1, 0, 0], [0, 1, 4096, 0]], "alloc row"),
-        ([[7, 0, 0, 0]], "unknown operation"),
-    ],
-)
-def test_run_rejects_bad_streams(make_engine, rows, message):
+@pytest.mark.parametrize("align", [4096, 1 << 45])  # a placed row and a failed row
+def test_run_double_free_raises(make_engine, align):
     eng = make_engine("global", 2)
-    with pytest.raises(SimulationError, match=message):
-        eng.run(np.array(rows, dtype=np.int64))
+    with pytest.raises(SimulationError):
+        eng.run(np.array([[0, 1, align, 0], [1, 0, 0, 0], [1, 0, 0, 0]], dtype=np.int64))
 
 
 def test_free_of_no_busy_va_raises(make_engine):
@@ -422,3 +413,17 @@ def test_check_invariants_names_the_broken_invariant(change, invariant):
     eng = _broken(change)
     with pytest.raises(SimulationError, match=invariant):
         eng.check_invariants()
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([[2, 0, 0, 0], [1, 0, 0, 0]], "earlier alloc row"),
+        ([[1, 1, 0, 0], [0, 1, 4096, 0]], "earlier alloc row"),
+        ([[7, 0, 0, 0]], "unknown operation"),
+    ],
+)
+def test_reference_run_rejects_rows_the_facade_would_refuse(rows, message):
+    eng = ReferenceEngine(AllocatorConfig.resolve("global", 2))
+    with pytest.raises(SimulationError, match=message):
+        eng.run(np.array(rows, dtype=np.int64))
