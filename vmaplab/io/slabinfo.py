@@ -47,6 +47,8 @@ _SNIFF = r"^\S+(?:[ \t]+\d+)+[ \t]+:[ \t]+tunables(?:[ \t]+\d+)+[ \t]+:[ \t]+sla
 # Starts like a cache line: a section marker, or a name followed by at least two integers.
 _LEAD = r"(?:[ \t]:[ \t]+(?:tunables|slabdata)\b|^[\w.@/:+-]+(?:[ \t]+\d+){2})"
 _MAX_DIGITS = 18
+# first word of each " : "-separated section of the header: "name", then section names
+_KEYWORDS = ("name", "tunables", "slabdata", "globalstat", "cpustat")
 
 
 def sniff(paste: Paste) -> int:
@@ -96,32 +98,41 @@ def read_slabinfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.Data
     return _parse_slabinfo(paste, on_bad_lines)
 
 
-def _layout(header: str) -> tuple[list[str], str]:
-    """Column names and the record regex of one ``# name <...> : section <...> ...`` header."""
-    sections = header.lstrip("#").split(" : ")
+def _layout(header: str) -> tuple[list[str], str] | None:
+    """Column names and the record regex of one ``# name <...> : section <...> ...`` header, or None
+    when the line is not a whole header (a known section word, then ``<names>``, every column of
+    ``COLUMNS`` present once)."""
+    sections = header.strip().lstrip("#").split(" : ")
     names: list[str] = []
     pattern = r"^(?P<name>\S+)"
     for i, section in enumerate(sections):
         words = section.split()
-        cols = [w.strip("<>") for w in words if w.startswith("<")]
-        keyword = words[0]
+        if not words or words[0] not in (_KEYWORDS[1:] if i else _KEYWORDS[:1]):
+            return None
+        if not all(re.fullmatch(r"<[a-z_]+>", w) for w in words[1:]):
+            return None
+        cols = [w[1:-1] for w in words[1:]]
         if i:
-            pattern += rf"[ \t]+:[ \t]+{re.escape(keyword)}"
+            pattern += rf"[ \t]+:[ \t]+{words[0]}"
         pattern += rf"(?:[ \t]+\d{{1,{_MAX_DIGITS}}}){{{len(cols)}}}"
         names += cols
+    if len(set(names)) != len(names) or not set(COLUMNS) <= set(names):
+        return None
     return names, pattern + r"[ \t]*$"
 
 
 def _parse_slabinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     errors = LineErrors(paste.source, on_bad_lines)
     lines = paste.series()
-    head = lines.str.match(_HEAD)
+    looks_head = lines.str.match(_HEAD)
+    head = looks_head.copy()
+    head[looks_head] = lines[looks_head].map(lambda line: _layout(line) is not None)
     version = lines.str.extract(_VERSION)["version"]
     # the header in force for each line (the default 2.1 one before any header)
     header_text = lines.where(head).ffill().fillna(_DEFAULT_HEAD)
     rows: list[pd.DataFrame] = []
     is_rec = pd.Series(False, index=lines.index)
-    for text, group in lines[~head].groupby(header_text[~head], sort=False):
+    for text, group in lines[~looks_head].groupby(header_text[~looks_head], sort=False):
         names, pattern = _layout(str(text))
         ok = group.str.match(pattern)
         if not ok.any():
@@ -132,10 +143,13 @@ def _parse_slabinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         frame.insert(0, "name", words[0])
         rows.append(frame)
         is_rec[group.index[ok]] = True
-    bad = lines.str.contains(_LEAD) & ~is_rec & ~head
+    bad = (lines.str.contains(_LEAD) & ~is_rec & ~looks_head) | (looks_head & ~head)
     for lineno in lines.index[bad]:
-        names, _ = _layout(header_text[lineno])
-        expected = f"a slabinfo line '<name> <{'> <'.join(names)}>' as the '# name' header lists them"
+        if looks_head[lineno]:
+            expected = f"a slabinfo header naming every column: '{_DEFAULT_HEAD}'"
+        else:
+            names, _ = _layout(header_text[lineno])
+            expected = f"a slabinfo line '<name> <{'> <'.join(names)}>' as the '# name' header lists them"
         errors.bad(int(lineno), expected, paste.lines[lineno - 1])
     if not rows:
         lineno, line = paste.first_text_line()
