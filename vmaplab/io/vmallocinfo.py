@@ -48,6 +48,11 @@ _RECORD = (
     r"(?:\s+phys=(?:0x)?(?P<phys>[0-9a-fA-F]{1,16}))?"  # %pa since 4.x; older kernels %lx
     rf"{_FLAG_RE}(?P<nodes>(?:\s+N\d+=\d+)*))\s*$"
 )
+# a line holding nothing but the tail fields of a record: the second half of a wrapped line
+_TAIL = (
+    r"^\s*(?:/0x[0-9a-fA-F]+|\[[^\]\s]+\]|pages=\d+|phys=\S+|" + "|".join(FLAGS) + r"|N\d+=\d+)"
+    r"(?:\s+(?:\[[^\]\s]+\]|pages=\d+|phys=\S+|" + "|".join(FLAGS) + r"|N\d+=\d+))*\s*$"
+)
 _NODE = r"N(?P<node>\d+)=(?P<count>\d+)"
 _EXPECTED = (
     "a vmallocinfo line '0x<start>-0x<end> <size> [<caller>+0x<off>/0x<len> [<module>]] [pages=<n>] "
@@ -101,15 +106,11 @@ def read_vmallocinfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
     return _parse_vmallocinfo(paste, on_bad_lines)
 
 
-def _rejoin(paste: Paste, lineno: int, lead: pd.Series) -> str | None:
-    """The record of ``lineno`` glued to its continuation line, if that parses; else None."""
-    if lineno >= len(paste.lines) or lead.iloc[lineno]:  # last line, or next line is a record itself
-        return None
-    nxt = paste.lines[lineno].strip()
-    if not nxt:
-        return None
+def _rejoin(paste: Paste, lineno: int) -> str:
+    """The line ``lineno`` glued to the next one, as a mail client (or ``...`` in docs) split it."""
     head = paste.lines[lineno - 1].rstrip()
     head = head[:-3].rstrip() if head.endswith("...") else head
+    nxt = paste.lines[lineno].strip()
     glue = "" if nxt.startswith("/0x") else " "  # "sym+0x204 ..." / "  /0x2c0 pages=..." splits
     return head + glue + nxt
 
@@ -119,21 +120,24 @@ def _parse_vmallocinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     lines = paste.series()
     lead = lines.str.match(_LEAD)
     fields = lines[lead].str.extract(_RECORD)
-    failed = fields.index[fields["start"].isna()]
+    # Rejoin a record with the line after it when that line is not a record and either the record did
+    # not parse alone or the next line holds only the tail fields of a record (a wrapped line).
+    nxt_text = lines.shift(-1).fillna("")
+    nxt_free = ~lead.shift(-1, fill_value=True) & nxt_text.str.strip().ne("")
+    tail = nxt_text.str.match(_TAIL)
+    try_join = lead & nxt_free & (tail | ~lines.index.isin(fields.index[fields["start"].notna()]))
     consumed: list[int] = []  # continuation lines folded into the record before them
-    bad: list[int] = []
-    for lineno in failed:  # only the few lines that did not parse alone
-        joined = _rejoin(paste, lineno, lead)
-        parsed = None if joined is None else pd.Series([joined], dtype=str).str.extract(_RECORD)
-        if parsed is not None and parsed["start"].notna().all():
+    for lineno in lines.index[try_join]:  # only the few wrapped or unparsed lines
+        parsed = pd.Series([_rejoin(paste, lineno)], dtype=str).str.extract(_RECORD)
+        if parsed["start"].notna().all():
             fields.loc[lineno] = parsed.iloc[0].to_numpy()
             consumed.append(lineno + 1)
-        else:
-            errors.bad(int(lineno), _EXPECTED, paste.lines[lineno - 1])
-            bad.append(lineno)
+    bad = fields.index[fields["start"].isna()]
+    for lineno in bad:
+        errors.bad(int(lineno), _EXPECTED, paste.lines[lineno - 1])
     fields = fields.drop(index=bad)
     other = lines[~lead & lines.str.strip().ne("")].index.difference(pd.Index(consumed))
-    if fields.empty and not bad:
+    if fields.empty and not len(bad):
         raise ParseError(paste.source, *_first(paste))
 
     df = pd.DataFrame(index=pd.RangeIndex(len(fields)))
