@@ -1,0 +1,174 @@
+"""read_vmalloc_trace on real captures of the vmalloc tracepoints (data/real, see its SOURCES.md)."""
+
+import gzip
+import io
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from _line_mutations import mutated
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vmaplab.errors import ParseError
+from vmaplab.io._source import Paste
+from vmaplab.io.vmalloc_trace import EVENTS, read_vmalloc_trace, sniff
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL = ROOT / "data" / "real"
+PERF = REAL / "vmalloc-trace-perf-thread-churn.txt.gz"
+FTRACE = REAL / "vmalloc-trace-ftrace-thread-churn.txt.gz"
+PERF_LINES = gzip.decompress(PERF.read_bytes()).decode().splitlines()
+
+
+def _read(text: str, **kw) -> pd.DataFrame:
+    return read_vmalloc_trace(io.StringIO(textwrap.dedent(text)), **kw)
+
+
+def test_perf_script_capture():
+    df = read_vmalloc_trace(PERF)
+    assert df.attrs["format"] == "vmalloc_trace" and df.attrs["style"] == "perf script"
+    assert df.attrs["skipped_lines"] == 0 and df.attrs["bad_lines"] == []
+    assert df["event"].value_counts().to_dict() == {
+        "alloc_vmap_area": 7629,
+        "free_vmap_area_noflush": 7435,
+        "purge_vmap_area_lazy": 2,
+    }
+    # line 1: churn 19052 [001] 488.716813: vmalloc:alloc_vmap_area: va_start: 18446683600773922816 size=20480 ...
+    first = df.iloc[0]
+    assert (first["comm"], first["pid"], first["cpu"], first["time"]) == ("churn", 19052, 1, 488.716813)
+    assert first["va_start"] == 0xFFFFC9000C274000 and first["size"] == 20480 and first["align"] == 16384
+    assert first["vstart"] == 0xFFFFC90000000000 and first["vend"] == 0xFFFFE8FFFFFFFFFF and first["failed"] == 0
+    assert pd.isna(first["nr_lazy"]) and pd.isna(first["purge_start"])
+    # line 387: kworker/0:1-eve 11 [000] ...: vmalloc:free_vmap_area_noflush: va_start=0xffffc9000c0c4000 nr_lazy=3325 ...
+    free = df.iloc[386]
+    assert free["event"] == "free_vmap_area_noflush" and free["comm"] == "kworker/0:1-eve"
+    assert (free["va_start"], free["nr_lazy"], free["nr_lazy_max"]) == (0xFFFFC9000C0C4000, 3325, 16384)
+    assert pd.isna(free["size"])
+    purges = df[df["event"] == "purge_vmap_area_lazy"]
+    assert list(purges["num_purged"]) == [3350, 3313]
+    assert list(purges["purge_start"]) == [0xFFFFC90000D5C000, 0xFFFFC90000E2C000]
+    assert (purges["purge_end"] == 0xFFFFC9000C531000).all()
+    allocs = df[df["event"] == "alloc_vmap_area"]
+    # kernel stacks: 16 KiB + guard page, THREAD_ALIGN 16 KiB; lazy_max_pages = fls(2) * 8192
+    assert (allocs["size"] == 20480).all() and (allocs["va_start"] % 16384 == 0).all()
+    assert (df["nr_lazy_max"].dropna() == 16384).all()
+    assert df["time"].is_monotonic_increasing
+
+
+def test_dtypes():
+    df = read_vmalloc_trace(PERF)
+    assert df["time"].dtype == np.float64 and df["cpu"].dtype == np.int64 and df["pid"].dtype == np.int64
+    assert list(df["event"].cat.categories) == list(EVENTS)
+    for col in ("va_start", "vstart", "vend", "purge_start", "purge_end"):
+        assert str(df[col].dtype) == "UInt64", col
+    for col in ("size", "align", "failed", "nr_lazy", "nr_lazy_max", "num_purged"):
+        assert str(df[col].dtype) == "Int64", col
+
+
+def test_ftrace_capture():
+    df = read_vmalloc_trace(FTRACE)
+    assert df.attrs["style"] == "ftrace"
+    assert df.attrs["skipped_lines"] == 12  # the "# tracer: nop" header block
+    assert df["event"].value_counts().to_dict() == {
+        "alloc_vmap_area": 3831,
+        "free_vmap_area_noflush": 3829,
+        "purge_vmap_area_lazy": 1,
+    }
+    # churn-27189 [001] ..... 492.463693: alloc_vmap_area: va_start: 18446683600775888896 size=20480 ...
+    first = df.iloc[0]
+    assert (first["comm"], first["pid"], first["cpu"], first["time"]) == ("churn", 27189, 1, 492.463693)
+    assert first["va_start"] == 18446683600775888896
+    purge = df[df["event"] == "purge_vmap_area_lazy"].iloc[0]
+    assert (purge["comm"], purge["pid"], purge["num_purged"]) == ("kworker/1:0", 23, 3308)
+    assert (purge["purge_start"], purge["purge_end"]) == (0xFFFFC90000540000, 0xFFFFC9000C619000)
+
+
+def test_perf_pid_tid_and_other_events():
+    # `perf script -F comm,pid,tid,cpu,time,event,trace` of the same capture, and a capture that also
+    # recorded sched:sched_process_fork (both from this project's capture host, see data/real/SOURCES.md)
+    df = _read(
+        """\
+                   churn 19052/19052 [001]   488.716813:        vmalloc:alloc_vmap_area: va_start: 18446683600773922816 size=20480 align=16384 vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0
+         kworker/1:0-eve    23/23    [001]   488.836927:   vmalloc:purge_vmap_area_lazy: start=0xffffc90000d5c000 end=0xffffc9000c531000 num_purged=3350
+                   churn 13601 [000]  1233.545072:        vmalloc:alloc_vmap_area: va_start: 18446683600601759744 size=20480 align=16384 vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0
+                   churn 13601 [000]  1233.545101:       sched:sched_process_fork: comm=churn pid=13601 child_comm=churn child_pid=13603
+                   churn 13601 [000]  1233.545119:        vmalloc:alloc_vmap_area: va_start: 18446683600601726976 size=20480 align=16384 vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0
+        """
+    )
+    assert list(df["pid"]) == [19052, 23, 13601, 13601]
+    assert list(df["comm"]) == ["churn", "kworker/1:0-eve", "churn", "churn"]
+    assert df.attrs["skipped_lines"] == 1
+    assert list(df["block"]) == [0, 0, 0, 1]  # the other event's line separates the runs of records
+
+
+def test_bad_lines():
+    good = PERF_LINES[0]
+    for bad, expected in [
+        (good[:70], "perf script or ftrace line"),  # cut inside the event name
+        (good.replace("alloc_vmap_area", "alloc_vmap_zone"), "one of the events"),
+        (good.replace("size=20480", "size=twenty"), "va_start: <decimal> size"),
+        (good.replace("18446683600773922816", "18446744073709551616"), "va_start: <decimal> size"),  # 2**64
+        (PERF_LINES[386].replace("nr_lazy=3325", "nr_lazy=0x3325"), "nr_lazy_max"),
+    ]:
+        text = "\n".join([good, bad, good])
+        with pytest.raises(ParseError) as info:
+            read_vmalloc_trace(io.StringIO(text))
+        assert info.value.lineno == 2 and expected in info.value.expected, bad
+        df = read_vmalloc_trace(io.StringIO(text), on_bad_lines="skip")
+        assert len(df) == 2 and [b["lineno"] for b in df.attrs["bad_lines"]] == [2]
+
+
+def test_first_bad_line_in_file_order_is_reported():
+    text = "\n".join([PERF_LINES[0].replace("size=20480", "size=x"), PERF_LINES[1][:60]])
+    with pytest.raises(ParseError) as info:
+        read_vmalloc_trace(io.StringIO(text))
+    assert info.value.lineno == 1
+
+
+def test_no_event_raises_at_first_text_line():
+    with pytest.raises(ParseError) as info:
+        read_vmalloc_trace(io.StringIO("\n# tracer: nop\n#\n"))
+    assert info.value.lineno == 2
+
+
+def test_sniff():
+    assert sniff(Paste.read(PERF)) == 15066 and sniff(Paste.read(FTRACE)) == 7661
+    for path in [REAL / "vmallocinfo-kptr1.txt", REAL / "meminfo.txt", REAL / "vmstat.txt", REAL / "slabinfo.txt"]:
+        if path.exists():
+            assert sniff(Paste.read(path)) == 0, path
+
+
+EXCERPT = "\n".join(PERF_LINES[380:392] + [ln for ln in PERF_LINES if "purge" in ln][:1])
+EXCERPT_ROWS = read_vmalloc_trace(io.StringIO(EXCERPT))
+EXCERPT_KEYS = dict(zip(EXCERPT.splitlines(), zip(EXCERPT_ROWS["time"], EXCERPT_ROWS["event"].astype(str))))
+
+
+@settings(max_examples=150, deadline=None)
+@given(mutated(EXCERPT))
+def test_mutated_real_input(text):
+    try:
+        read_vmalloc_trace(io.StringIO(text))
+    except ParseError:
+        pass
+    try:
+        df = read_vmalloc_trace(io.StringIO(text), on_bad_lines="skip")
+    except ParseError as exc:
+        assert "binary" in exc.expected or not any(line in EXCERPT_KEYS for line in text.splitlines())
+        return
+    found = set(zip(df["time"], df["event"].astype(str)))
+    for line in text.splitlines():
+        if line in EXCERPT_KEYS:  # an unchanged real event is never dropped
+            assert EXCERPT_KEYS[line] in found
+    assert len(df) + len(df.attrs["bad_lines"]) <= len(text.splitlines())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=300))
+def test_random_text_raises_only_parse_error(text):
+    try:
+        read_vmalloc_trace(io.StringIO(text))
+    except ParseError:
+        pass
