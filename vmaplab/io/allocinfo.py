@@ -63,7 +63,7 @@ _RECORD = (
 # Lines that start (or hide) a record but are not one: bad lines, never prose.
 _LOOKS_LIKE = "|".join(
     [
-        rf"^{_W}*-?[0-9]+(?:\.[0-9]+)?{_W}?[A-Za-z]{{0,5}}{_W}+[0-9]+(?:{_W}|$)",  # size, calls, then trouble
+        rf"^{_W}*-?[0-9][0-9.,]*[A-Za-z]*(?:{_W}[A-Za-z]+)?{_W}+[0-9]",  # a size and a number, then trouble
         rf"^{_W}*-?[0-9]+(?:\.[0-9]+)?{_W}?(?:[KMGTPEk]i?B?|B)?{_W}*$",  # a size alone: a record cut short
         rf"[0-9](?: ?[A-Za-z]{{1,5}})?{_W}+[0-9]+{_W}+{_N}+:[0-9]+{_W}+(?:{_MODTAG}{_W}+)?func:",  # behind a prefix
     ]
