@@ -1,0 +1,180 @@
+"""read_test_vmalloc on dmesg text of lib/test_vmalloc.c runs.
+
+test_vmalloc cannot be loaded on the project's capture host (its kernel has no module support), so the
+samples below are written from the printk formats quoted in kernel-facts §3.4 (6.x: S-TV67, current:
+S-TVCUR, the per-CPU driver before nr_threads: S-NRTHR) with made-up numbers, and the dmesg noise lines
+from the warnings quoted in kernel-facts §1.6 / §3.4 and the usual warn_alloc report layout.
+"""
+
+import io
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from _line_mutations import mutated
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vmaplab.errors import ParseError
+from vmaplab.io._source import Paste
+from vmaplab.io.test_vmalloc import read_test_vmalloc, sniff
+
+# 6.x format, run_test_mask=7 nr_threads=2, with the dmesg timestamps and noise of a real ring buffer
+DMESG_6X = textwrap.dedent(
+    """\
+    [  812.118301] vmap allocation for size 8192 failed: use vmalloc=<size> to increase size
+    [  812.118322] vmalloc_test/1: vmalloc error: size 4096, vm_struct allocation failed, mode:0xcc0(GFP_KERNEL), nodemask=(null)
+    [  812.118330] CPU: 1 PID: 2201 Comm: vmalloc_test/1 Not tainted 6.8.0-rc5 #1
+    [  812.118333] Call Trace:
+    [  812.118335]  <TASK>
+    [  812.118337]  dump_stack_lvl+0x47/0x60
+    [  812.118342]  warn_alloc+0x165/0x1e0
+    [  812.118350]  </TASK>
+    [  845.503410] Summary: fix_size_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 950219 usec
+    [  845.503415] Summary: full_fit_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 1322043 usec
+    [  845.503418] Summary: long_busy_list_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 8742118 usec
+    [  845.503420] All test took worker0=29880145322 cycles
+    [  845.503424] Summary: fix_size_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 961002 usec
+    [  845.503426] Summary: full_fit_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 1288170 usec
+    [  845.503428] Summary: long_busy_list_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 8801233 usec
+    [  845.503430] All test took worker1=30012281194 cycles
+    """
+)
+
+# current format with xfailed:, two runs one after the other (second: run_test_mask=64, one worker)
+DMESG_CURRENT = textwrap.dedent(
+    """\
+    [   71.000101] Summary: fix_size_alloc_test passed: 1 failed: 0 xfailed: 0 repeat: 1 loops: 1000000 avg: 512345 usec
+    [   71.000104] Summary: align_shift_alloc_test passed: 0 failed: 0 xfailed: 1 repeat: 1 loops: 1000000 avg: 17 usec
+    [   71.000107] All test took worker0=1203341187 cycles
+    [   90.421001] Summary: align_shift_alloc_test passed: 0 failed: 0 xfailed: 1 repeat: 1 loops: 1000000 avg: 16 usec
+    [   90.421004] All test took worker0=40301 cycles
+    """
+)
+
+# the per-CPU driver before nr_threads (April 2021): totals name CPUs
+DMESG_CPU = textwrap.dedent(
+    """\
+    [  301.000001] Summary: fix_size_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 700001 usec
+    [  301.000002] All test took CPU0=1820014000 cycles
+    [  301.000003] Summary: fix_size_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 700002 usec
+    [  301.000004] All test took CPU2=1820015000 cycles
+    """
+)
+
+
+def _read(text: str, **kw) -> pd.DataFrame:
+    return read_test_vmalloc(io.StringIO(text), **kw)
+
+
+def test_6x_summary_and_noise():
+    df = _read(DMESG_6X)
+    assert df.attrs["format"] == "test_vmalloc" and df.attrs["worker_label"] == "worker"
+    assert df.attrs["skipped_lines"] == 8 and df.attrs["bad_lines"] == []
+    assert list(df["test"]) == ["fix_size_alloc_test", "full_fit_alloc_test", "long_busy_list_alloc_test"] * 2
+    assert list(df["worker"]) == [0, 0, 0, 1, 1, 1]
+    assert list(df["cycles"]) == [29880145322] * 3 + [30012281194] * 3
+    assert list(df["avg_usec"]) == [950219, 1322043, 8742118, 961002, 1288170, 8801233]
+    assert (df["passed"] == 1).all() and (df["failed"] == 0).all() and df["xfailed"].isna().all()
+    assert (df["repeat"] == 1).all() and (df["loops"] == 1_000_000).all() and (df["block"] == 0).all()
+
+
+def test_dtypes():
+    df = _read(DMESG_6X)
+    assert df["block"].dtype == np.int64 and isinstance(df["test"].dtype, pd.StringDtype)
+    for col in ("passed", "failed", "xfailed", "repeat", "loops", "avg_usec", "worker", "cycles"):
+        assert str(df[col].dtype) == "Int64", col
+
+
+def test_current_format_xfailed_and_runs():
+    df = _read(DMESG_CURRENT)
+    assert list(df["xfailed"]) == [0, 1, 1] and list(df["passed"]) == [1, 0, 0]
+    assert list(df["block"]) == [0, 0, 1]  # worker numbering starts again: a second run
+    assert list(df["cycles"]) == [1203341187, 1203341187, 40301]
+
+
+def test_old_cpu_totals():
+    df = _read(DMESG_CPU)
+    assert df.attrs["worker_label"] == "CPU"
+    assert list(df["worker"]) == [0, 2] and list(df["block"]) == [0, 0]
+
+
+def test_lines_without_avg_or_repeat():
+    # a shorter generation of the Summary line: every field after passed: is optional
+    df = _read("Summary: fix_size_alloc_test passed: 1 failed: 0 loops: 1000\nAll test took worker0=5 cycles\n")
+    assert df.loc[0, "loops"] == 1000 and pd.isna(df.loc[0, "avg_usec"]) and pd.isna(df.loc[0, "repeat"])
+
+
+def test_prompt_starts_a_new_run_and_missing_total():
+    text = "root@pc636:~# dmesg | tail -2\n" + DMESG_CPU.splitlines()[0] + "\nroot@pc636:~# dmesg | tail -3\n" + DMESG_6X.split("\n", 8)[8]
+    df = _read(text)
+    assert list(df["block"]) == [0] + [1] * 6
+    # the first run's total line is not in the paste: its worker is unknown, not taken from the next run
+    assert pd.isna(df.loc[0, "worker"]) and list(df["worker"][1:]) == [0, 0, 0, 1, 1, 1]
+
+
+def test_total_without_summary_lines_keeps_a_row():
+    df = _read("All test took worker0=123 cycles\n")
+    assert len(df) == 1 and pd.isna(df.loc[0, "test"]) and df.loc[0, "cycles"] == 123
+
+
+def test_journal_prefix():
+    df = _read("Feb 22 10:11:12 pc636 kernel: Summary: fix_size_alloc_test passed: 1 failed: 0 repeat: 1 loops: 10 avg: 7 usec\n"
+               "Feb 22 10:11:12 pc636 kernel: All test took worker0=99 cycles\n")
+    assert list(df["worker"]) == [0] and list(df["avg_usec"]) == [7]
+
+
+def test_bad_lines():
+    text = DMESG_6X.replace("passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 961002", "passed: one failed: 0", 1)
+    with pytest.raises(ParseError) as info:
+        _read(text)
+    assert info.value.lineno == 13 and "Summary:" in info.value.expected
+    df = _read(text, on_bad_lines="skip")
+    assert len(df) == 5 and [b["lineno"] for b in df.attrs["bad_lines"]] == [13]
+    with pytest.raises(ParseError) as info:
+        _read(DMESG_CPU.replace("CPU2=1820015000 cycles", "CPU2=18200"))
+    assert info.value.lineno == 4 and "All test took" in info.value.expected
+
+
+def test_no_summary_raises_at_first_text_line():
+    with pytest.raises(ParseError) as info:
+        _read("\n" + DMESG_6X.split("\n", 8)[0] + "\n")
+    assert info.value.lineno == 2
+
+
+def test_sniff():
+    assert sniff(Paste.from_text(DMESG_6X)) == 8 and sniff(Paste.from_text(DMESG_CPU)) == 4
+    assert sniff(Paste.from_text("MemTotal:       24684084 kB\nSummary of the thread\n")) == 0
+
+
+TEXTS = DMESG_6X + DMESG_CURRENT
+KEYS = {line: line.split("] ", 1)[1] for line in TEXTS.splitlines() if "Summary:" in line}
+
+
+@settings(max_examples=150, deadline=None)
+@given(mutated(TEXTS))
+def test_mutated_input(text):
+    try:
+        _read(text)
+    except ParseError:
+        pass
+    try:
+        df = _read(text, on_bad_lines="skip")
+    except ParseError as exc:
+        assert "binary" in exc.expected or not any(line in KEYS for line in text.splitlines())
+        return
+    rows = set(zip(df["test"].fillna(""), df["avg_usec"].fillna(-1)))
+    for line in text.splitlines():
+        if line in KEYS:  # an unchanged Summary line is never dropped
+            words = KEYS[line].split()
+            assert (words[1], int(words[-2])) in rows
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=300))
+def test_random_text_raises_only_parse_error(text):
+    try:
+        _read(text)
+    except ParseError:
+        pass
