@@ -174,14 +174,14 @@ def collect(
             missing.append(fmt)
             _say(f"{procfs / name} does not exist on this kernel: not collected")
     manifest = Manifest(origin="collect", **_host_facts(procfs, sysfs))
-    manifest.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     unreadable: list[str] = []
     with tempfile.TemporaryDirectory() as work:
         recorder = _Trace(trace, perf, Path(work)) if trace else None
-        t0 = time.monotonic()
+        manifest.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        t0 = time.monotonic()  # snapshot 0 is time 0
         for i in tqdm(range(count), desc="snapshots", unit="snap", disable=not progress, file=sys.stderr):
             time.sleep(max(0.0, t0 + i * interval - time.monotonic()))
-            snap = Snapshot(time=round(time.monotonic() - t0, 3))
+            snap = Snapshot(time=round(time.monotonic() - t0, 3) if i else 0.0)
             folder = out / manifest.snapshot_dir(i)
             folder.mkdir(exist_ok=True)
             for fmt, path in list(wanted.items()):

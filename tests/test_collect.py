@@ -1,0 +1,159 @@
+"""vmaplab collect on a fake procfs/sysfs tree made of real captures, and (with perf and root) on this host."""
+
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vmaplab.bundle import Manifest
+from vmaplab.cli import app
+from vmaplab.collect import collect, parse_duration
+from vmaplab.io.vmallocinfo import read_vmallocinfo
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT / "data" / "real"
+BUNDLE = REAL / "bundle-vm-2cpu-churn"
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A procfs and a sysfs root holding the files of the committed real bundle's first snapshot."""
+    proc, sys_ = tmp_path / "proc", tmp_path / "sys"
+    for fmt in ("meminfo", "vmstat", "slabinfo", "vmallocinfo"):
+        (proc / fmt).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(BUNDLE / "0000" / fmt, proc / fmt)
+    for rel, text in {
+        "sys/kernel/hostname": "vm\n",
+        "sys/kernel/osrelease": "6.18.44-fc-v669\n",
+        "sys/kernel/kptr_restrict": "1\n",
+    }.items():
+        (proc / rel).parent.mkdir(parents=True, exist_ok=True)
+        (proc / rel).write_text(text)
+    cpu = sys_ / "devices/system/cpu"
+    cpu.mkdir(parents=True)
+    (cpu / "online").write_text("0-1,4\n")
+    (cpu / "possible").write_text("0-7\n")
+    return proc, sys_
+
+
+def test_parse_duration():
+    assert parse_duration("1s") == 1.0 and parse_duration("500ms") == 0.5 and parse_duration("2m") == 120.0
+    assert parse_duration("1.5") == 1.5 and parse_duration(" 1h ") == 3600.0
+    with pytest.raises(ValueError):
+        parse_duration("soon")
+
+
+def test_collect_fake_tree(tree, tmp_path, capsys):
+    proc, sys_ = tree
+    out = tmp_path / "bundle"
+    manifest = collect(out, interval=0.05, count=3, procfs=proc, sysfs=sys_, progress=False)
+    err = capsys.readouterr().err
+    assert err.count("allocinfo does not exist") == 1  # said once, not once per snapshot
+    loaded = Manifest.load(out)
+    assert loaded == manifest
+    assert (loaded.origin, loaded.host, loaded.kernel_release) == ("collect", "vm", "6.18.44-fc-v669")
+    assert (loaded.cpus_online, loaded.cpus_possible, loaded.kptr_restrict) == (3, 8, 1)
+    assert loaded.mem_profiling is None and loaded.extra["missing"] == ["allocinfo"]
+    assert [s.time for s in loaded.snapshots][0] == 0.0
+    times = [s.time for s in loaded.snapshots]
+    assert times == sorted(times) and times[-1] >= 0.1
+    for i, snap in enumerate(loaded.snapshots):
+        assert set(snap.files) == {"meminfo", "vmstat", "slabinfo", "vmallocinfo"}
+        for fmt, rel in snap.files.items():
+            assert rel == f"{i:04d}/{fmt}"
+            assert (out / rel).read_bytes() == (proc / fmt).read_bytes()
+    df = read_vmallocinfo(out / loaded.snapshots[2].files["vmallocinfo"])
+    assert len(df) == 2369 and df.attrs["address_kind"] == "real"
+
+
+def test_collect_allocinfo_and_mem_profiling(tree, tmp_path):
+    proc, sys_ = tree
+    # allocinfo header and a line of the merged 1.0 format (kernel-facts §4.1, Baoquan He's line in S-PT)
+    (proc / "allocinfo").write_text(
+        "allocinfo - version: 1.0\n#     <size>  <calls> <tag info>\n"
+        "  1107296256   270336 include/linux/mm.h:2848 func:pagetable_alloc\n"
+    )
+    (proc / "sys/vm").mkdir(parents=True)
+    (proc / "sys/vm/mem_profiling").write_text("1\n")
+    manifest = collect(tmp_path / "b", interval=0, count=1, procfs=proc, sysfs=sys_, progress=False)
+    assert manifest.mem_profiling == "1" and manifest.extra["missing"] == []
+    assert (tmp_path / "b" / "0000" / "allocinfo").read_bytes() == (proc / "allocinfo").read_bytes()
+
+
+def test_unreadable_file_is_reported_once(tree, tmp_path, capsys):
+    proc, sys_ = tree
+    (proc / "vmallocinfo").unlink()
+    (proc / "vmallocinfo").mkdir()  # reading it fails even for root
+    manifest = collect(tmp_path / "b", interval=0, count=2, procfs=proc, sysfs=sys_, progress=False)
+    assert capsys.readouterr().err.count("cannot read") == 1
+    assert manifest.extra["unreadable"] == ["vmallocinfo"]
+    assert all("vmallocinfo" not in s.files and "meminfo" in s.files for s in manifest.snapshots)
+
+
+def test_refuses_existing_bundle_and_bad_roots(tree, tmp_path):
+    proc, sys_ = tree
+    collect(tmp_path / "b", interval=0, count=1, procfs=proc, sysfs=sys_, progress=False)
+    with pytest.raises(FileExistsError):
+        collect(tmp_path / "b", interval=0, count=1, procfs=proc, sysfs=sys_, progress=False)
+    with pytest.raises(FileNotFoundError, match="not a procfs root"):
+        collect(tmp_path / "c", procfs=tmp_path / "nowhere", progress=False)
+    with pytest.raises(ValueError):
+        collect(tmp_path / "d", count=0, procfs=proc, progress=False)
+
+
+def test_missing_perf_says_so(tree, tmp_path, capsys):
+    proc, sys_ = tree
+    manifest = collect(tmp_path / "b", interval=0, count=1, trace=0.1, procfs=proc, sysfs=sys_,
+                       perf="vmaplab-no-such-perf", progress=False)
+    assert "not found: no vmalloc trace recorded" in capsys.readouterr().err
+    assert "vmalloc_trace" not in manifest.snapshots[0].files
+
+
+def test_cli(tree, tmp_path):
+    proc, sys_ = tree
+    runner = CliRunner()
+    result = runner.invoke(app, ["collect", "--out", str(tmp_path / "b"), "--interval", "10ms", "--count", "2",
+                                 "--procfs", str(proc), "--sysfs", str(sys_)])
+    assert result.exit_code == 0, result.output
+    assert "2 snapshot(s) of meminfo, slabinfo, vmallocinfo, vmstat" in result.output
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["extra"]["interval"] == 0.01
+    bad = runner.invoke(app, ["collect", "--out", str(tmp_path / "c"), "--interval", "often"])
+    assert bad.exit_code == 2 and not (tmp_path / "c").exists()
+
+
+def test_committed_bundle():
+    manifest = Manifest.load(BUNDLE)
+    assert manifest.origin == "collect" and manifest.cpus_online == 2 and manifest.kptr_restrict == 1
+    assert manifest.snapshots[0].files["vmalloc_trace"] == "0000/vmalloc_trace"
+    assert [s.time for s in manifest.snapshots] == sorted(s.time for s in manifest.snapshots)
+
+
+@pytest.mark.skipif(shutil.which("perf") is None or os.geteuid() != 0, reason="needs perf and root")
+def test_live_trace(tmp_path):
+    from vmaplab.io.vmalloc_trace import read_vmalloc_trace
+
+    stop = threading.Event()
+
+    def churn():  # new threads need new kernel stacks, which are vmalloc'ed
+        while not stop.is_set():
+            workers = [threading.Thread(target=stop.wait, args=(0.01,)) for _ in range(20)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+
+    driver = threading.Thread(target=churn)
+    driver.start()
+    try:
+        manifest = collect(tmp_path / "b", interval=0.2, count=2, trace=1.0, progress=False)
+    finally:
+        stop.set()
+        driver.join()
+    assert manifest.snapshots[0].files.get("vmalloc_trace") == "0000/vmalloc_trace"
+    trace = read_vmalloc_trace(tmp_path / "b" / "0000" / "vmalloc_trace")
+    assert (trace["event"] == "alloc_vmap_area").any()
+    assert manifest.kernel_release == Path("/proc/sys/kernel/osrelease").read_text().strip()
