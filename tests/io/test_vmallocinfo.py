@@ -135,6 +135,14 @@ def test_truncated_line_raises_with_line_number():
         read_vmallocinfo(io.StringIO(text), on_bad_lines="warn")
 
 
+def test_out_of_range_numbers_are_bad_lines():
+    line = LINES[3]  # ... pages=4 vmalloc N0=4
+    for bad in (line.replace("N0=4", "N0=99999999999999999999"), line.replace("20480", "99999999999999999999")):
+        with pytest.raises(ParseError) as info:
+            read_vmallocinfo(io.StringIO(bad))
+        assert info.value.lineno == 1
+
+
 def test_no_record_raises_at_first_text_line():
     with pytest.raises(ParseError) as info:
         read_vmallocinfo(io.StringIO("\nMemTotal:       24684084 kB\nMemFree: 1 kB\n"))

@@ -7,9 +7,9 @@ Line layout (kernel-facts §4.3; mm/vmalloc.c ``vmalloc_info_show``/``s_show``):
     0x<start>-0x<end> <size> vm_map_ram
     0x<start>-0x<end> <size> unpurged vm_area
 
-Addresses are printed with ``%pK``: real for root with ``kptr_restrict`` 0 on old kernels or 1, hashed
-(32-bit ids, so the upper half is zero) with ``kptr_restrict`` 0 on kernels since 4.15, zeros with 2.
-They are read as printed; ``attrs["address_kind"]`` says which they look like.
+Addresses are printed with ``%pK``: on the 6.18 captures in data/real, root reads real addresses with
+``kptr_restrict`` 1, hashed 32-bit ids (upper half zero) with 0, and zeros with 2. They are read as
+printed; ``attrs["address_kind"]`` says which they look like.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ _RECORD = (
     r"|(?P<caller_addr>0x[0-9a-fA-F]{1,16}))(?:\s+\[(?P<module>[^\]\s]+)\])?)?"
     r"(?:\s+pages=(?P<pages>\d{1,18}))?"
     r"(?:\s+phys=(?:0x)?(?P<phys>[0-9a-fA-F]{1,16}))?"  # %pa since 4.x; older kernels %lx
-    rf"{_FLAG_RE}(?P<nodes>(?:\s+N\d+=\d+)*))\s*$"
+    rf"{_FLAG_RE}(?P<nodes>(?:\s+N\d{1,4}=\d{1,18})*))\s*$"
 )
 # a line holding nothing but the tail fields of a record: the second half of a wrapped line
 _TAIL = (
@@ -97,7 +97,7 @@ def read_vmallocinfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
 
     ``attrs``: ``address_kind`` is ``"real"`` when every area's ``end - start == size``, ``"zero"``
     when all addresses are 0 (``kptr_restrict=2``), ``"hashed"`` when no area is consistent
-    (``%pK`` hashing), ``"mixed"`` otherwise; ``nodes`` lists the node ids seen.
+    (``%pK`` hashing), ``"mixed"`` otherwise, None without rows; ``nodes`` lists the node ids seen.
 
     A record wrapped onto two lines by a mail client (or cut with ``...``) is rejoined when the two
     halves parse as one record.
@@ -138,7 +138,8 @@ def _parse_vmallocinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     fields = fields.drop(index=bad)
     other = lines[~lead & lines.str.strip().ne("")].index.difference(pd.Index(consumed))
     if fields.empty and not len(bad):
-        raise ParseError(paste.source, *_first(paste))
+        lineno, line = paste.first_text_line()
+        raise ParseError(paste.source, lineno, _EXPECTED, line)
 
     df = pd.DataFrame(index=pd.RangeIndex(len(fields)))
     df["block"] = assign_blocks(fields.index.to_numpy(), other.to_numpy())
@@ -167,11 +168,6 @@ def _parse_vmallocinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     )
 
 
-def _first(paste: Paste) -> tuple[int | None, str, str | None]:
-    lineno, line = paste.first_text_line()
-    return lineno, _EXPECTED, line
-
-
 def _nodes(text: pd.Series) -> pd.DataFrame:
     """``N<i>=<pages>`` fields -> one Int64 column per node (0 where a line names other nodes only)."""
     pairs = text.fillna("").str.extractall(_NODE)
@@ -185,11 +181,11 @@ def _nodes(text: pd.Series) -> pd.DataFrame:
     return wide.sort_index(axis=1)
 
 
-def _address_kind(df: pd.DataFrame) -> str:
+def _address_kind(df: pd.DataFrame) -> str | None:
     start = df["start"].to_numpy(dtype=np.uint64)
     end = df["end"].to_numpy(dtype=np.uint64)
     if not len(df):
-        return "zero"
+        return None
     if not start.any() and not end.any():
         return "zero"
     consistent = (end - start) == df["size"].to_numpy().astype(np.uint64)
