@@ -46,7 +46,7 @@ _RECORD = (
     r"|(?P<caller_addr>0x[0-9a-fA-F]{1,16}))(?:\s+\[(?P<module>[^\]\s]+)\])?)?"
     r"(?:\s+pages=(?P<pages>\d{1,18}))?"
     r"(?:\s+phys=(?:0x)?(?P<phys>[0-9a-fA-F]{1,16}))?"  # %pa since 4.x; older kernels %lx
-    rf"{_FLAG_RE}(?P<nodes>(?:\s+N\d{1,4}=\d{1,18})*))\s*$"
+    rf"{_FLAG_RE}(?P<nodes>(?:\s+N\d{{1,4}}=\d{{1,18}})*))\s*$"
 )
 # a line holding nothing but the tail fields of a record: the second half of a wrapped line
 _TAIL = (
