@@ -39,3 +39,21 @@ def collect(
     manifest = run(out, interval=every, count=count, trace=seconds, procfs=procfs, sysfs=sysfs)
     formats = sorted({fmt for snap in manifest.snapshots for fmt in snap.files})
     typer.echo(f"{out}: {len(manifest.snapshots)} snapshot(s) of {', '.join(formats)}")
+
+
+@app.command()
+def diff(
+    before: Path = typer.Argument(..., help="Earlier snapshot: allocinfo (any format, or a paste), meminfo or vmstat."),
+    after: Path = typer.Argument(..., help="Later snapshot, of the same format."),
+    top: int | None = typer.Option(None, "--top", min=0, help="Show only the N biggest changes."),
+    by: str = typer.Option("tag", "--by", help="allocinfo key: tag, module, file or func."),
+) -> None:
+    """Show what grew between two snapshots, biggest change first (a paste of several listings: first vs last)."""
+    from .analysis.diff import diff as run, format_diff
+
+    try:
+        table = run(before, after, by=by, top=top)
+    except (ValueError, FileNotFoundError) as exc:  # vmaplab.ParseError is a ValueError
+        typer.echo(f"vmaplab diff: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(format_diff(table))

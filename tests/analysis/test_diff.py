@@ -1,0 +1,218 @@
+"""diff and the `vmaplab diff` command on the seed's listings and real meminfo/vmstat snapshots."""
+
+import io
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import vmaplab as vl
+from vmaplab.analysis.diff import PAGE_TABLES, diff, format_diff
+from vmaplab.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = ROOT / "data" / "seed"
+BUNDLE = ROOT / "data" / "real" / "bundle-vm-2cpu-churn"
+MIB, GIB = 2**20, 2**30
+PAGETABLE = "include/linux/mm.h func:pagetable_alloc"
+
+# Documentation/filesystems/proc.rst (Linux 6.12), allocinfo example output, under the 1.0 header that
+# lib/alloc_tag.c prints; the zero line makes it a whole listing (every tag is listed, most at zero).
+HEADER = "allocinfo - version: 1.0\n#     <size>  <calls> <tag info>\n"
+DOC_LINES = """\
+   127664128    31168 mm/page_ext.c:270 func:alloc_page_ext
+    56373248     4737 mm/slub.c:2259 func:alloc_slab_page
+    13377536      234 block/blk-mq.c:3421 func:blk_mq_alloc_rqs
+     4136960     1010 drivers/staging/ctagmod/ctagmod.c:20 [ctagmod] func:ctagmod_start
+           0        0 mm/percpu.c:1 func:pcpu_mem_zalloc
+"""
+# Baoquan He's linux-next line with a loadable module's tag (shared/docs/kernel-facts.md §4.1(b)).
+XFS = "    72228864    17634 fs/xfs/xfs_buf.c:390 [xfs] func:xfs_buf_alloc_pages\n"
+
+
+def seed(name: str) -> pd.DataFrame:
+    return vl.read_allocinfo(SEED / f"allocinfo-{name}.txt")
+
+
+def text(s: str) -> pd.DataFrame:
+    return vl.read_allocinfo(io.StringIO(s))
+
+
+def test_seed_64_to_256_threads():
+    d = diff(seed("64threads"), seed("256threads"))
+    top = d.iloc[0]
+    assert top["key"] == PAGETABLE and top["status"] == "grown"
+    assert top["delta_bytes"] == round(5.36 * GIB) - 350 * MIB == 5388254577  # about 5.0 GiB
+    assert (top["before_calls"], top["after_calls"], top["delta_calls"]) == (89656, 1405072, 1315416)
+    assert not d["exact"].any()  # every size was rounded by the kernel (three digits)
+    assert d["key"].tolist()[1:4] == [
+        "mm/slub.c func:alloc_slab_page",
+        "mm/readahead.c func:page_cache_ra_unbounded",
+        "mm/filemap.c func:__filemap_get_folio",
+    ]
+    # page_ext is below the 256-thread excerpt's smallest line: unknown there, not vanished
+    last = d.iloc[-1]
+    assert last["key"] == "mm/page_ext.c func:alloc_page_ext" and last["status"] == "unlisted"
+    assert pd.isna(last["after_bytes"]) and pd.isna(last["delta_bytes"]) and last["before_bytes"] == 122 * MIB
+    assert d.attrs["before_complete"] is False and d.attrs["after_complete"] is False
+    assert d.dtypes.astype(str).to_dict() == {
+        "key": "string",
+        "before_bytes": "Int64",
+        "after_bytes": "Int64",
+        "delta_bytes": "Int64",
+        "before_calls": "Int64",
+        "after_calls": "Int64",
+        "delta_calls": "Int64",
+        "status": "string",
+        "exact": "bool",
+    }
+
+
+def test_one_paste_first_and_last_block_by_default():
+    thread = vl.read_allocinfo(SEED / "pagetable-thread.txt")
+    d = diff(thread, thread)
+    assert (d.attrs["before_block"], d.attrs["after_block"]) == (0, 3)
+    # pagetable_alloc was below the "before" excerpt's cut-off (27.2MiB)
+    assert d.set_index("key").at[PAGETABLE, "status"] == "unlisted"
+    step = diff(thread, thread, block=(1, 2)).set_index("key")
+    assert step.at[PAGETABLE, "delta_bytes"] == round(1.20 * GIB) - 350 * MIB
+    assert step.at[PAGETABLE, "delta_calls"] == 315655 - 89656
+    same = diff(thread, thread, block=-1)
+    assert (same["status"] == "same").all() and (same["delta_bytes"] == 0).all()
+
+
+def test_by_module_file_func():
+    d = diff(seed("64threads"), seed("256threads"), by="module")
+    assert d.iloc[0]["key"] == "memory" and d.attrs["by"] == "module"
+    f = diff(seed("64threads"), seed("256threads"), by="file", top=2)
+    assert f["key"].tolist() == ["include/linux/mm.h", "mm/slub.c"]
+    g = diff(seed("64threads"), seed("256threads"), by="func", top=1)
+    assert g["key"].tolist() == ["pagetable_alloc"]
+
+
+def test_whole_listings_new_vanished_and_exact():
+    before = text(HEADER + DOC_LINES)
+    after_lines = DOC_LINES.replace("    56373248     4737", "    60567552     4881")  # slab grew 4 MiB
+    after_lines = after_lines.replace(DOC_LINES.splitlines()[3] + "\n", "") + XFS  # ctagmod out, xfs in
+    d = diff(before, text(HEADER + after_lines)).set_index("key")
+    assert d.attrs["before_complete"] and d.attrs["after_complete"]
+    assert d.at["fs/xfs/xfs_buf.c func:xfs_buf_alloc_pages", "status"] == "new"
+    assert d.at["fs/xfs/xfs_buf.c func:xfs_buf_alloc_pages", "before_bytes"] == 0
+    assert d.at["drivers/staging/ctagmod/ctagmod.c func:ctagmod_start", "status"] == "vanished"
+    assert d.at["drivers/staging/ctagmod/ctagmod.c func:ctagmod_start", "delta_calls"] == -1010
+    assert d.at["mm/slub.c func:alloc_slab_page", "delta_bytes"] == 4 * MIB
+    assert d.at["mm/page_ext.c func:alloc_page_ext", "status"] == "same"
+    assert d["exact"].all()
+    assert d.index[0] == "fs/xfs/xfs_buf.c func:xfs_buf_alloc_pages"  # +68.9 MiB, the biggest change
+    modules = diff(before, text(HEADER + after_lines), by="module").set_index("key")
+    assert modules.at["xfs", "status"] == "new" and modules.at["(built-in)", "delta_bytes"] == 4 * MIB
+
+
+def test_line_numbers_module_style_and_noprof_are_normalised():
+    # The same call sites in a pre-merge line and in a 6.10+ line: other line, other module style,
+    # _noprof suffix (allocation profiling renamed wrapped allocators so).
+    old = text(" 27.2MiB     6970 mm/util.c:649 module:util func:__kvmalloc_node \n")
+    new = text("    28521267     6971 mm/util.c:671 func:__kvmalloc_node_noprof \n")
+    d = diff(old, new)
+    assert d["key"].tolist() == ["mm/util.c func:__kvmalloc_node"]
+    assert d.iloc[0]["delta_calls"] == 1 and d.iloc[0]["status"] in ("same", "grown", "shrunk")
+
+
+def test_page_tables_fold_across_the_6_10_move():
+    # 6.12 call sites of kernel page tables as measured in kernel-facts §4.1 (sizes made up for the test)
+    new = text(HEADER + "   199229440    48640 mm/memory.c:461 func:__pte_alloc_kernel \n"
+               "      393216       96 mm/memory.c:6359 func:__pmd_alloc \n" + DOC_LINES)
+    d = diff(seed("256threads"), new)
+    assert d.attrs["folded_pagetables"]
+    row = d.set_index("key").loc[PAGE_TABLES]
+    assert row["before_bytes"] == round(5.36 * GIB) and row["after_bytes"] == 199229440 + 393216
+    assert row["after_calls"] == 48640 + 96 and row["status"] == "shrunk"
+    assert not diff(seed("64threads"), seed("256threads")).attrs["folded_pagetables"]
+    assert PAGE_TABLES not in diff(seed("256threads"), new, by="module")["key"].tolist()
+
+
+def test_meminfo_of_a_real_bundle():
+    before = vl.read_meminfo(BUNDLE / "0000" / "meminfo")
+    after = vl.read_meminfo(BUNDLE / "0002" / "meminfo")
+    d = diff(before, after).set_index("key")
+    assert d.attrs["of"] == "meminfo" and d.attrs["by"] == "field"
+    assert list(d.columns) == ["unit", "before_value", "after_value", "delta_value", "status"]
+    # thread churn: the extra kernel stacks are vmalloc'ed, so both grew by the same bytes (ten 16 KiB stacks)
+    assert d.at["KernelStack", "delta_value"] == d.at["VmallocUsed", "delta_value"] == 163840
+    assert d.at["MemTotal", "status"] == "same" and d.at["MemTotal", "unit"] == "bytes"
+    assert d.index[0] == "Committed_AS"
+
+
+def test_vmstat_of_a_real_bundle_and_missing_fields():
+    before = vl.read_vmstat(BUNDLE / "0000" / "vmstat")
+    after = vl.read_vmstat(BUNDLE / "0002" / "vmstat")
+    d = diff(before, after, top=3)
+    assert len(d) == 3 and d.iloc[0]["key"] == "pgfault" and d.iloc[0]["delta_value"] == 7315207 - 7280368
+    fewer = diff(before, after[after["field"] != "pgfault"]).set_index("key")
+    assert fewer.at["pgfault", "status"] == "vanished" and pd.isna(fewer.at["pgfault", "after_value"])
+
+
+def test_mismatched_or_wrong_input_raises():
+    meminfo = vl.read_meminfo(BUNDLE / "0000" / "meminfo")
+    vmstat = vl.read_vmstat(BUNDLE / "0000" / "vmstat")
+    with pytest.raises(ValueError, match="cannot diff allocinfo against meminfo"):
+        diff(seed("64threads"), meminfo)
+    with pytest.raises(ValueError, match="cannot diff meminfo against vmstat"):
+        diff(meminfo, vmstat)
+    with pytest.raises(ValueError, match="by must be one of tag, module, file, func"):
+        diff(seed("64threads"), seed("256threads"), by="line")
+    with pytest.raises(ValueError, match="diffed by field"):
+        diff(meminfo, meminfo, by="module")
+    with pytest.raises(ValueError, match=r"before has blocks \[0\]; there is no block 2"):
+        diff(seed("64threads"), seed("256threads"), block=2)
+    with pytest.raises(ValueError, match="top must be"):
+        diff(seed("64threads"), seed("256threads"), top=-1)
+    with pytest.raises(ValueError, match="neither an allocinfo frame nor a meminfo/vmstat frame"):
+        diff(pd.DataFrame({"x": [1]}), seed("64threads"))
+    frames = vl.read_bundle(BUNDLE, formats=["meminfo"])["meminfo"]
+    with pytest.raises(ValueError, match="3 bundle snapshots; select one"):
+        diff(frames, frames)
+
+
+def test_format_diff_aligns_columns():
+    out = format_diff(diff(seed("64threads"), seed("256threads")))
+    lines = out.splitlines()
+    assert lines[0] == "before: " + str(SEED / "allocinfo-64threads.txt") + " (block 0)"
+    table = lines[2:8]
+    status_col = table[0].index("status")
+    assert all(len(row) > status_col and row[status_col - 1] == " " for row in table[1:])
+    assert re.search(r"func:pagetable_alloc +350MiB +5\.36GiB +\+5\.02GiB +89656 +1405072 +\+1315416 +grown", table[1])
+    assert table[-1].endswith("?  unlisted")
+    assert "approximate" in lines[8] and lines[9].startswith("unlisted:")
+
+
+# --- the command line -----------------------------------------------------------------------------------
+
+
+def test_cli_readme_command():
+    # The README's main command: the page-table growth from 64 to 256 workers comes first.
+    result = CliRunner().invoke(
+        app, ["diff", str(SEED / "allocinfo-64threads.txt"), str(SEED / "allocinfo-256threads.txt")]
+    )
+    assert result.exit_code == 0, result.output
+    rows = result.output.splitlines()
+    assert rows[2].split()[:4] == ["key", "before", "after", "delta"]
+    assert rows[3].split()[:5] == ["include/linux/mm.h", "func:pagetable_alloc", "350MiB", "5.36GiB", "+5.02GiB"]
+
+
+def test_cli_top_by_and_errors():
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["diff", str(SEED / "pagetable-thread.txt"), str(SEED / "pagetable-thread.txt"), "--top", "1", "--by", "func"]
+    )
+    assert result.exit_code == 0, result.output
+    # first listing (before the test) against the last (256 workers); pagetable_alloc was below the
+    # first excerpt, so its change is unknown and sorts last: slab grew most of what is known
+    assert result.output.splitlines()[3].split() == ["alloc_slab_page", "112MiB", "278MiB", "+166MiB", "8689", "18519", "+9830", "grown"]
+    assert len(result.output.splitlines()) == 6  # two source lines, header, one row, two notes
+    bad = runner.invoke(app, ["diff", str(SEED / "allocinfo-64threads.txt"), str(BUNDLE / "0000" / "meminfo")])
+    assert bad.exit_code == 2 and "cannot diff allocinfo against meminfo" in bad.output
+    missing = runner.invoke(app, ["diff", str(SEED / "nothing.txt"), str(SEED / "allocinfo-64threads.txt")])
+    assert missing.exit_code == 2 and "nothing.txt" in missing.output

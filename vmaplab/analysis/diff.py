@@ -1,0 +1,348 @@
+"""Snapshot diffs: what grew between two allocinfo listings, or two meminfo or vmstat snapshots.
+
+Allocation tags are matched by a *normalised key* so that listings of different kernels line up:
+
+* ``by="tag"``: ``"<file> func:<function>"``. The source line number is dropped (it moves with every
+  edit of the file; two call sites in one function are then summed), so is the module tag in both its
+  styles (``[xfs]`` of 1.0/2.0, ``module:slub`` of the pre-merge format), and a ``_noprof`` suffix of
+  the function is folded (``kvmalloc_node_noprof`` matches ``kvmalloc_node``): allocation profiling
+  renamed wrapped allocators that way.
+* ``by="func"``: the function with ``_noprof`` folded; ``by="file"``: the file;
+  ``by="module"``: the module, built-in code of 1.0/2.0 lines as ``(built-in)``. The pre-merge
+  format named every object's KBUILD_MODNAME (``module:memory`` for mm/memory.c), so module totals
+  of a pre-merge and a 1.0 listing do not compare.
+* Page tables: the pre-merge format charged every page-table page to
+  ``include/linux/mm.h func:pagetable_alloc``; from Linux 6.10 they are charged to their call sites
+  in mm/memory.c (``__pte_alloc_kernel``, ``__pmd_alloc``, ``__pud_alloc``, ``__p4d_alloc``,
+  ``__pte_alloc``; kernel-facts §4.1). When one side has the old tag and the other the new ones,
+  both are folded into the key ``(page tables)`` (attrs ``folded_pagetables``), except with
+  ``by="module"``. Other page-table call sites (x86 pgd preallocation, fault-path preallocation)
+  are not folded.
+
+Excerpts: ``sort -h /proc/allocinfo | tail`` and ``show_mem``'s top ten list only the largest tags. A
+listing with no zero line is taken as such an excerpt (a whole /proc/allocinfo lists every tag, most
+of them at zero): a tag missing from it is not "new" or "vanished" but ``unlisted``, its value there
+unknown (below the excerpt's smallest size) and left <NA>. A tag missing from a whole listing counts
+as zero bytes and calls there.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from ..io.units import format_size
+
+__all__ = ["diff", "format_diff", "PAGE_TABLES"]
+
+PAGE_TABLES = "(page tables)"
+_BY = ("tag", "module", "file", "func")
+_ALLOCINFO_COLUMNS = {"size_bytes", "calls", "tag", "file", "func", "module", "size_exact"}
+_FIELD_COLUMNS = {"field", "value", "unit"}
+_PAGETABLE_OLD = ("include/linux/mm.h", "pagetable_alloc")
+_PAGETABLE_SITES = ("mm/memory.c", ("__pte_alloc", "__pte_alloc_kernel", "__pmd_alloc", "__pud_alloc", "__p4d_alloc"))
+_MISSING = "unlisted"
+
+
+def diff(
+    before: pd.DataFrame | str | os.PathLike,
+    after: pd.DataFrame | str | os.PathLike,
+    *,
+    by: str = "tag",
+    top: int | None = None,
+    block: int | tuple[int | None, int | None] | None = None,
+) -> pd.DataFrame:
+    """Growth per allocation tag (or per meminfo/vmstat field) from ``before`` to ``after``.
+
+    Parameters
+    ----------
+    before, after : DataFrame or path
+        Frames from :func:`vmaplab.read_allocinfo`, or both from :func:`vmaplab.read_meminfo`, or
+        both from :func:`vmaplab.read_vmstat`; or files, read with :func:`vmaplab.read`.
+    by : {"tag", "module", "file", "func"}
+        Key of an allocinfo diff (see the module docstring for the normalisation). meminfo and
+        vmstat frames are always diffed by ``field``; leave ``by`` at its default for them.
+    top : int, optional
+        Keep only the first ``top`` rows.
+    block : int or (int, int), optional
+        Which listing of a frame with several (its ``block`` column) to use: one block number for
+        both frames, or ``(before_block, after_block)``; negative numbers count from the last
+        block. Default: the first block of ``before`` and the last of ``after``, so that
+        ``diff(paste, paste)`` compares the first and last listing of one paste.
+
+    Returns
+    -------
+    DataFrame
+        Biggest absolute change first (rows with an unknown change last). For allocinfo:
+
+        ============ ====== ===============================================================
+        key          string the normalised key
+        before_bytes Int64  bytes at ``before`` (<NA>: unlisted in an excerpt)
+        after_bytes  Int64  bytes at ``after``
+        delta_bytes  Int64  ``after_bytes - before_bytes``
+        before_calls Int64  live allocations at ``before``
+        after_calls  Int64  live allocations at ``after``
+        delta_calls  Int64  ``after_calls - before_calls``
+        status       string grown, shrunk, same, new, vanished or unlisted
+        exact        bool   False when a size of the row was rounded (human units), so the
+                            byte delta is approximate
+        ============ ====== ===============================================================
+
+        For meminfo/vmstat: ``key`` (the field), ``unit`` (the reader's unit: ``bytes``, ``pages``,
+        ...), ``before_value``, ``after_value``, ``delta_value`` (Int64, in that unit; <NA> where
+        the field is missing) and ``status``. ``attrs``: ``format`` ("diff"), ``of`` (the input
+        format), ``by``, ``before_source``, ``after_source``, ``before_block``, ``after_block``,
+        ``before_complete`` and ``after_complete`` (False for excerpts), ``folded_pagetables``.
+
+    Raises
+    ------
+    ValueError
+        For frames of different formats, an unknown ``by``, a missing block, or a frame holding
+        several bundle snapshots.
+
+    Examples
+    --------
+    >>> d = diff("data/seed/allocinfo-64threads.txt", "data/seed/allocinfo-256threads.txt")  # doctest: +SKIP
+    >>> d.iloc[0][["key", "delta_bytes", "status"]].tolist()  # doctest: +SKIP
+    ['include/linux/mm.h func:pagetable_alloc', 5388254577, 'grown']
+    """
+    if top is not None and top < 0:
+        raise ValueError(f"top must be a positive number of rows, not {top}")
+    frames = [_load(before), _load(after)]
+    kinds = [_kind(df, side) for df, side in zip(frames, ("before", "after"))]
+    if kinds[0] != kinds[1]:
+        raise ValueError(f"cannot diff {kinds[0]} against {kinds[1]}: give two snapshots of one format")
+    wanted = block if isinstance(block, tuple) else (block, block)
+    picked = [
+        _pick_block(df, want, default, side)
+        for df, want, default, side in zip(frames, wanted, (0, -1), ("before", "after"))
+    ]
+    (b, b_block), (a, a_block) = picked
+    if kinds[0] == "allocinfo":
+        out, attrs = _diff_allocinfo(b, a, by)
+    else:
+        if by not in ("tag", "field"):
+            raise ValueError(f"{kinds[0]} frames are diffed by field; by={by!r} applies to allocinfo only")
+        out, attrs = _diff_fields(b, a)
+    out = _sorted(out, out.columns[out.columns.str.startswith("delta_")][0])
+    if top is not None:
+        out = out.head(top).reset_index(drop=True)
+    out.attrs = {
+        "format": "diff",
+        "of": kinds[0],
+        "by": "field" if kinds[0] != "allocinfo" else by,
+        "before_source": frames[0].attrs.get("source"),
+        "after_source": frames[1].attrs.get("source"),
+        "before_block": b_block,
+        "after_block": a_block,
+        **attrs,
+    }
+    return out
+
+
+def _load(obj: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
+    if isinstance(obj, pd.DataFrame):
+        return obj
+    if isinstance(obj, (str, os.PathLike)):
+        from ..io.detect import read
+
+        return read(obj)
+    raise TypeError(f"expected a DataFrame or a path, got {type(obj).__name__}")
+
+
+def _kind(df: pd.DataFrame, side: str) -> str:
+    if "snapshot" in df.columns and df["snapshot"].nunique() > 1:
+        raise ValueError(f"{side} holds {df['snapshot'].nunique()} bundle snapshots; select one (df[df.snapshot == i])")
+    if _ALLOCINFO_COLUMNS <= set(df.columns):
+        return "allocinfo"
+    if _FIELD_COLUMNS <= set(df.columns):
+        return str(df.attrs.get("format", "meminfo/vmstat"))
+    raise ValueError(
+        f"{side} is neither an allocinfo frame nor a meminfo/vmstat frame (columns: {', '.join(map(str, df.columns))})"
+    )
+
+
+def _pick_block(df: pd.DataFrame, want: int | None, default: int, side: str) -> tuple[pd.DataFrame, int]:
+    blocks = sorted(df["block"].unique().tolist()) if "block" in df.columns else [0]
+    choice = default if want is None else want
+    try:
+        chosen = int(blocks[choice])
+    except IndexError:
+        raise ValueError(f"{side} has blocks {blocks}; there is no block {choice}") from None
+    if "block" in df.columns:
+        df = df[df["block"] == chosen]
+    return df, chosen
+
+
+def _allocinfo_keys(df: pd.DataFrame, by: str) -> pd.Series:
+    func = df["func"].str.removesuffix("_noprof")
+    if by == "tag":
+        return df["file"] + " func:" + func
+    if by == "func":
+        return func
+    if by == "file":
+        return df["file"]
+    return df["module"].fillna("(built-in)")
+
+
+def _pagetable_rows(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Rows charged to the pre-merge page-table tag, and rows charged to its 6.10+ call sites."""
+    func = df["func"].str.removesuffix("_noprof")
+    old = (df["file"] == _PAGETABLE_OLD[0]) & (func == _PAGETABLE_OLD[1])
+    new = (df["file"] == _PAGETABLE_SITES[0]) & func.isin(_PAGETABLE_SITES[1])
+    return old.fillna(False).astype(bool), new.fillna(False).astype(bool)
+
+
+def _diff_allocinfo(b: pd.DataFrame, a: pd.DataFrame, by: str) -> tuple[pd.DataFrame, dict]:
+    if by not in _BY:
+        raise ValueError(f"by must be one of {', '.join(_BY)}, not {by!r}")
+    keys = [_allocinfo_keys(df, by) for df in (b, a)]
+    (b_old, b_new), (a_old, a_new) = _pagetable_rows(b), _pagetable_rows(a)
+    fold = by != "module" and bool((b_old.any() and a_new.any()) or (b_new.any() and a_old.any()))
+    if fold:
+        keys = [k.where(~(old | new), PAGE_TABLES) for k, (old, new) in zip(keys, ((b_old, b_new), (a_old, a_new)))]
+    sides = []
+    for df, key in zip((b, a), keys):
+        grouped = df.groupby(key.rename("key"), sort=False).agg(
+            bytes=("size_bytes", "sum"), calls=("calls", "sum"), exact=("size_exact", "all")
+        )
+        sides.append(grouped)
+    complete = [bool((df["size_bytes"] == 0).any()) for df in (b, a)]
+    out = sides[0].join(sides[1], how="outer", lsuffix="_b", rsuffix="_a")
+    in_b, in_a = out["bytes_b"].notna(), out["bytes_a"].notna()
+    for side, present, whole in (("b", in_b, complete[0]), ("a", in_a, complete[1])):
+        if whole:  # a tag absent from a whole listing has nothing allocated
+            out.loc[~present, [f"bytes_{side}", f"calls_{side}"]] = 0
+            out.loc[~present, f"exact_{side}"] = True
+    table = pd.DataFrame(
+        {
+            "key": pd.array(out.index.astype(str), dtype="string"),
+            "before_bytes": pd.array(out["bytes_b"], dtype="Int64"),
+            "after_bytes": pd.array(out["bytes_a"], dtype="Int64"),
+            "before_calls": pd.array(out["calls_b"], dtype="Int64"),
+            "after_calls": pd.array(out["calls_a"], dtype="Int64"),
+            "exact": (out["exact_b"].fillna(False) & out["exact_a"].fillna(False)).astype(bool).to_numpy(),
+        }
+    )
+    table.insert(3, "delta_bytes", table["after_bytes"] - table["before_bytes"])
+    table.insert(6, "delta_calls", table["after_calls"] - table["before_calls"])
+    status = _status(table["delta_bytes"], in_b.to_numpy(), in_a.to_numpy(), complete)
+    table.insert(7, "status", status)
+    return table, {"before_complete": complete[0], "after_complete": complete[1], "folded_pagetables": fold}
+
+
+def _diff_fields(b: pd.DataFrame, a: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    sides = []
+    for df, side in ((b, "before"), (a, "after")):
+        dup = df["field"][df["field"].duplicated()]
+        if len(dup):
+            raise ValueError(f"{side} lists field {dup.iloc[0]!r} twice; diff needs one value per field")
+        sides.append(df.set_index("field")[["value", "unit"]])
+    out = sides[0].join(sides[1], how="outer", lsuffix="_b", rsuffix="_a")
+    both = out["unit_b"].notna() & out["unit_a"].notna()
+    clash = out.index[both & (out["unit_b"] != out["unit_a"])]
+    if len(clash):
+        raise ValueError(f"field {clash[0]!r} is in {out.at[clash[0], 'unit_b']} before and {out.at[clash[0], 'unit_a']} after")
+    in_b, in_a = out["value_b"].notna(), out["value_a"].notna()
+    table = pd.DataFrame(
+        {
+            "key": pd.array(out.index.astype(str), dtype="string"),
+            "unit": pd.array(out["unit_b"].fillna(out["unit_a"]), dtype="string"),
+            "before_value": pd.array(out["value_b"], dtype="Int64"),
+            "after_value": pd.array(out["value_a"], dtype="Int64"),
+        }
+    )
+    table["delta_value"] = table["after_value"] - table["before_value"]
+    table["status"] = _status(table["delta_value"], in_b.to_numpy(), in_a.to_numpy(), [True, True])
+    return table, {"before_complete": True, "after_complete": True, "folded_pagetables": False}
+
+
+def _status(delta: pd.Series, in_b: np.ndarray, in_a: np.ndarray, complete: list[bool]) -> pd.arrays.StringArray:
+    d = delta.fillna(0).to_numpy(dtype=np.int64)
+    status = np.select(
+        [
+            in_b & in_a & (d > 0),
+            in_b & in_a & (d < 0),
+            in_b & in_a,
+            ~in_b & complete[0],
+            ~in_a & complete[1],
+        ],
+        ["grown", "shrunk", "same", "new", "vanished"],
+        default=_MISSING,
+    )
+    return pd.array(status, dtype="string")
+
+
+def _sorted(table: pd.DataFrame, delta: str) -> pd.DataFrame:
+    size = table[delta].abs().astype("Float64").fillna(-1.0)
+    order = np.lexsort((table["key"].to_numpy(dtype=object), -size.to_numpy(dtype=float)))
+    return table.iloc[order].reset_index(drop=True)
+
+
+def format_diff(table: pd.DataFrame) -> str:
+    """The diff as an aligned text table: sizes in binary units, deltas signed, unknowns as ``?``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A result of :func:`diff`.
+
+    Returns
+    -------
+    str
+        A header naming both sources, the table, and notes on rounded sizes and unlisted rows.
+    """
+    attrs = table.attrs
+    lines = [
+        f"before: {attrs.get('before_source')} (block {attrs.get('before_block')})",
+        f"after:  {attrs.get('after_source')} (block {attrs.get('after_block')})",
+    ]
+    if attrs.get("of") == "allocinfo":
+        head = ["key", "before", "after", "delta", "calls before", "calls after", "calls delta", "status"]
+        cells = [
+            [
+                row.key,
+                _size(row.before_bytes),
+                _size(row.after_bytes),
+                _size(row.delta_bytes, signed=True),
+                _count(row.before_calls),
+                _count(row.after_calls),
+                _count(row.delta_calls, signed=True),
+                row.status,
+            ]
+            for row in table.itertuples(index=False)
+        ]
+    else:
+        head = ["field", "before", "after", "delta", "unit", "status"]
+        cells = []
+        for row in table.itertuples(index=False):
+            fmt = _size if row.unit == "bytes" else _count
+            cells.append(
+                [row.key, fmt(row.before_value), fmt(row.after_value), fmt(row.delta_value, signed=True), row.unit, row.status]
+            )
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *cells)]
+    left = {0, len(head) - 1} | ({4} if attrs.get("of") != "allocinfo" else set())
+    for row in [head, *cells]:
+        lines.append("  ".join(str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+    if "exact" in table.columns and not table["exact"].all():
+        lines.append("sizes in binary units were rounded by the kernel or numfmt: byte deltas are approximate")
+    if (table["status"] == _MISSING).any():
+        lines.append(f"{_MISSING}: missing from an excerpt (a listing without zero lines), value there unknown (?)")
+    if attrs.get("folded_pagetables"):
+        lines.append(f"{PAGE_TABLES}: pagetable_alloc (pre-merge) and its mm/memory.c call sites (6.10+), summed")
+    return "\n".join(lines)
+
+
+def _size(value, signed: bool = False) -> str:
+    if pd.isna(value):
+        return "?"
+    text = format_size(int(value))
+    return f"+{text}" if signed and value > 0 else text
+
+
+def _count(value, signed: bool = False) -> str:
+    if pd.isna(value):
+        return "?"
+    return f"{int(value):+d}" if signed else str(int(value))
