@@ -1,0 +1,345 @@
+"""Folded stacks from ``perf script`` text, and a perf-report-like profile from sampled stacks.
+
+:func:`collapse_stacks` gives, option for option, the output of FlameGraph's
+``stackcollapse-perf.pl`` (``--pid``, ``--tid``, ``--kernel``, ``--jit``, ``--all``, ``--addrs``): one row per
+distinct folded stack ``comm;root;...;leaf`` with the summed sample periods. The rules it follows, learnt
+from the Perl script (FlameGraph commit 41fee1f) and written here anew:
+
+* lines starting with ``#`` are skipped; a blank line ends a sample;
+* a sample header is ``^(\\S.+?)\\s+(\\d+)/*(\\d+)*\\s+`` (comm, then pid/tid or tid); its period and
+  event come from ``:\\s*(\\d+)*\\s+(\\S+):\\s*$`` (period 1 when absent or 0), and only samples of the
+  first event seen are kept; spaces in the process name become ``_``;
+* a frame line is ``^\\s*(\\w+)\\s*(.+) \\((.*)\\)`` (pc, function, module); ``+0x...`` offsets are
+  dropped, functions starting with ``(`` are skipped, ``a->b`` inline chains give ``b_[i]``,
+  ``[unknown]`` becomes ``[<module basename>]`` (``[<name> <pc>]`` with ``addrs``), ``;`` becomes
+  ``:``, everything from the first ``(`` is cut (unless it is a Go method or ``(anonymous
+  namespace)``), quotes go, Java frames lose their leading ``L``, and ``kernel``/``jit`` append
+  ``_[k]``/``_[j]``;
+* stacks are sorted byte-wise.
+
+Known difference: the Perl script forgets a last sample that has no blank line after it; vmaplab
+counts it. Samples are streamed in large text chunks; only the running folded counts (and a bounded
+cache of already-seen call chains) are kept, so a multi-GB file needs little memory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..io._source import LineErrors, OnBadLines, Source, open_text
+
+__all__ = ["collapse_stacks", "profile_from_samples"]
+
+# ASCII semantics: the Perl script works on bytes, where \w, \s and \d are ASCII classes.
+_A = re.ASCII
+_HEADER = re.compile(r"(\S.+?)\s+(\d+)/*(\d+)*\s+", _A)
+_PERIOD_EVENT = re.compile(r":\s*(\d+)*\s+(\S+):\s*\Z", _A)
+_FRAME = re.compile(r"\s*(\w+)\s*(.+) \((.*)\)", _A)
+_OFFSET = re.compile(r"\+0x[\da-f]+\Z", _A)
+_DIRS = re.compile(r".*/", _A)
+_GO_METHOD = re.compile(r"\.\(.*\)\.", _A)
+_ARGS = re.compile(r"\((?!anonymous namespace\)).*", _A)
+_KERNEL_MODULE = re.compile(r"^\[|vmlinux\Z", _A)
+_JIT_MAP = re.compile(r"/tmp/perf-\d+\.map", _A)
+
+_CHUNK = 1 << 22  # characters read per step
+_MAX_PENDING = 1 << 26  # a block longer than this (no blank line for 64 Mi chars) is fed line by line
+_MAX_BODIES = 1 << 14  # distinct call chains remembered before that cache is dropped
+_MAX_LINES = 1 << 18  # distinct frame lines remembered before that cache is dropped
+_EXPECTED = "a perf script sample header ('<comm> <pid> ... <event>:'), a frame line '<pc> <function> (<module>)' or a blank line"
+_COMPLEX = object()  # cache marker: this block needs the line-by-line machine
+_NONE = object()  # cache marker: a frame line that adds no name (a "(...)" function)
+
+
+def _truthy(text: str | None) -> bool:
+    """Perl's truth of a string: false for undef, '' and '0'."""
+    return text is not None and text != "" and text != "0"
+
+
+@dataclass
+class _Options:
+    pid: bool
+    tid: bool
+    kernel: bool
+    jit: bool
+    addrs: bool
+
+
+def _frame_functions(pc: str, rawfunc: str, mod: str, java: bool, opt: _Options) -> list[str] | None:
+    """The folded names of one frame line (several for an ``a->b`` inline chain); None to skip it."""
+    rawfunc = _OFFSET.sub("", rawfunc, count=1)
+    if rawfunc.startswith("("):
+        return None
+    parts = rawfunc.split("->")
+    while parts and parts[-1] == "":  # Perl's split drops trailing empty fields
+        parts.pop()
+    out: list[str] = []
+    for func in parts:
+        if func == "[unknown]":
+            name = _DIRS.sub("", mod, count=1) if mod != "[unknown]" else "unknown"
+            func = f"[{name} <{pc}>]" if opt.addrs else f"[{name}]"
+        func = func.replace(";", ":")
+        if not _GO_METHOD.search(func):
+            func = _ARGS.sub("", func, count=1)
+        func = func.replace('"', "").replace("'", "")
+        if java and "/" in func and func.startswith("L"):
+            func = func[1:]
+        if out:
+            if "_[i]" not in func:
+                func += "_[i]"
+        elif opt.kernel and _KERNEL_MODULE.search(mod) and "unknown" not in mod:
+            func += "_[k]"
+        elif opt.jit and _JIT_MAP.search(mod):
+            if "_[j]" not in func:
+                func += "_[j]"
+        out.append(func)
+    return out
+
+
+@dataclass
+class _Collapser:
+    """The stackcollapse-perf.pl state machine, plus a fast path for well-formed samples."""
+
+    opt: _Options
+    errors: LineErrors
+    event_filter: str = ""
+    counts: dict = field(default_factory=dict)
+    # caches of already folded call chains and frame lines (one set for java processes)
+    bodies: dict = field(default_factory=dict)
+    java_bodies: dict = field(default_factory=dict)
+    lines_seen: dict = field(default_factory=dict)
+    java_lines: dict = field(default_factory=dict)
+    # line-by-line state (only between a header and its blank line)
+    pname: str | None = None
+    stack: list = field(default_factory=list)
+    period: int = 1
+
+    # -- the exact machine -------------------------------------------------------------------------
+    def _pname(self, line: str) -> tuple[str | None, int]:
+        """(process name, period) of a header line; process name None when its event is filtered out."""
+        m = _HEADER.match(line)
+        comm, pid, tid = m.group(1), m.group(2), m.group(3)
+        if not _truthy(tid):
+            tid, pid = pid, "?"
+        period = None
+        pe = _PERIOD_EVENT.search(line)
+        if pe:
+            period, event = pe.group(1), pe.group(2)
+            if self.event_filter == "":
+                self.event_filter = event
+            elif event != self.event_filter:
+                return None, 1
+        if self.opt.tid:
+            name = f"{comm}-{pid}/{tid}"
+        elif self.opt.pid:
+            name = f"{comm}-{pid}"
+        else:
+            name = comm
+        return name.replace(" ", "_"), int(period) if _truthy(period) else 1
+
+    def feed(self, line: str, lineno: int) -> None:
+        """One line (without its newline) through the line-by-line machine."""
+        if line.startswith("#"):
+            return
+        if line == "":
+            if self.pname is not None:
+                self._add(self.pname, ";".join(self.stack), self.period)
+            self.pname, self.stack = None, []
+            return
+        if _HEADER.match(line):
+            name, period = self._pname(line)
+            if name is not None:
+                self.pname, self.period = name, period
+            return
+        m = _FRAME.match(line)
+        if m is None:
+            self.errors.bad(lineno, _EXPECTED, line)
+            return
+        if self.pname is None:
+            return
+        funcs = _frame_functions(m.group(1), m.group(2), m.group(3), self.pname.startswith("java"), self.opt)
+        if funcs is not None:
+            self.stack[0:0] = funcs
+
+    # -- the fast path -----------------------------------------------------------------------------
+    def _body(self, body: str, java: bool):
+        """Folded frames (root first) of a block's frame lines, or _COMPLEX when a line is not a plain
+        frame (a comment, a second header, an unrecognised line)."""
+        bodies = self.java_bodies if java else self.bodies
+        hit = bodies.get(body)
+        if hit is not None:
+            return hit
+        seen = self.java_lines if java else self.lines_seen
+        split = body.split("\n") if body else []
+        parts = list(map(seen.get, split))  # one C loop; None where a line is new
+        if None in parts:
+            if len(seen) >= _MAX_LINES:
+                seen.clear()
+            for i, line in enumerate(split):
+                if parts[i] is None:
+                    parts[i] = seen[line] = self._line(line, java)
+        if _COMPLEX in parts:
+            result = _COMPLEX
+        else:
+            if _NONE in parts:
+                parts = [p for p in parts if p is not _NONE]
+            parts.reverse()
+            result = ";".join(parts)
+        if len(bodies) >= _MAX_BODIES:
+            bodies.clear()
+        bodies[body] = result
+        return result
+
+    def _line(self, line: str, java: bool):
+        """The ';'-joined folded names of one frame line, _NONE when it adds none, _COMPLEX when it is
+        not a frame line."""
+        m = None if line.startswith("#") or _HEADER.match(line) else _FRAME.match(line)
+        if m is None:
+            return _COMPLEX
+        funcs = _frame_functions(m.group(1), m.group(2), m.group(3), java, self.opt)
+        return ";".join(funcs) if funcs else _NONE
+
+    def block(self, text: str, region: str, offset: int, base: int) -> None:
+        """One sample block ``text`` (the lines between two blank lines), found at ``offset`` of
+        ``region`` whose first line is line ``base``; the blank line after it is implied."""
+        newline = text.find("\n")
+        header, body = (text, "") if newline < 0 else (text[:newline], text[newline + 1 :])
+        if not header.startswith("#") and _HEADER.match(header):
+            name, period = self._pname(header)
+            if name is None:  # an event filtered out: the Perl script skips the whole sample
+                if body and self._body(body, False) is _COMPLEX:
+                    self.lines(text, base + region.count("\n", 0, offset), skip_header=True)
+                return
+            frames = self._body(body, name.startswith("java"))
+            if frames is not _COMPLEX:
+                self._add(name, frames, period)
+                return
+        self.lines(text, base + region.count("\n", 0, offset))
+
+    def lines(self, text: str, lineno: int, skip_header: bool = False) -> None:
+        """Feed the lines of ``text`` (first one is line ``lineno``) and the blank line after them."""
+        lines = text.split("\n")
+        for i in range(1 if skip_header else 0, len(lines)):
+            self.feed(lines[i], lineno + i)
+        self.feed("", lineno + len(lines))
+
+    def _add(self, name: str, frames: str, period: int) -> None:
+        key = (name, frames)
+        self.counts[key] = self.counts.get(key, 0) + period
+
+    def frame(self) -> pd.DataFrame:
+        folded: dict[str, int] = {}
+        for (name, frames), count in self.counts.items():
+            stack = f"{name};{frames}" if frames else name
+            folded[stack] = folded.get(stack, 0) + count
+        stacks = sorted(folded, key=lambda s: s.encode("utf-8", "surrogateescape"))
+        return pd.DataFrame(
+            {
+                "stack": pd.array(stacks, dtype="string"),
+                "count": np.array([folded[s] for s in stacks], dtype=np.int64),
+            }
+        )
+
+
+def collapse_stacks(
+    src: Source,
+    *,
+    pid: bool = False,
+    tid: bool = False,
+    kernel: bool = False,
+    jit: bool = False,
+    all: bool = False,  # noqa: A002 - the name of the stackcollapse-perf.pl option
+    addrs: bool = False,
+    on_bad_lines: OnBadLines = "error",
+) -> pd.DataFrame:
+    """Fold the call chains of ``perf script`` output, as ``stackcollapse-perf.pl`` does.
+
+    Parameters
+    ----------
+    src : path (plain or ``.gz``) or open text/binary file
+        ``perf script`` output with call chains (``perf record -g``). Read as a stream.
+    pid, tid : bool
+        Name processes ``comm-pid`` (``--pid``) or ``comm-pid/tid`` (``--tid``); ``?`` stands for a
+        pid the input does not show.
+    kernel, jit, all : bool
+        Append ``_[k]`` to kernel frames, ``_[j]`` to JIT frames (``/tmp/perf-<pid>.map``), or both.
+    addrs : bool
+        Keep the address of unresolved frames: ``[<module> <pc>]``.
+    on_bad_lines : {"error", "warn", "skip"}
+        A line that is neither a comment, a blank line, a sample header nor a frame line (the Perl
+        script warns "Unrecognized line" and goes on, which is ``"warn"``).
+
+    Returns
+    -------
+    DataFrame, one row per folded stack, sorted byte-wise like the Perl script's output:
+
+    =====  ======  ==================================================================
+    stack  string  ``comm;root_function;...;leaf_function``
+    count  int64   sum of the sample periods (1 per sample when perf printed no period)
+    =====  ======  ==================================================================
+
+    ``attrs``: ``source``, ``event`` (the event kept: the first one seen), ``bad_lines``.
+
+    >>> folded = collapse_stacks("data/real/perf-script-churn.txt.gz")  # doctest: +SKIP
+    """
+    opt = _Options(pid=pid, tid=tid, kernel=kernel or all, jit=jit or all, addrs=addrs)
+    with open_text(src) as (stream, name):
+        errors = LineErrors(name, on_bad_lines)
+        machine = _Collapser(opt, errors)
+        _run(machine, _chunks(stream))
+    df = machine.frame()
+    df.attrs.update(source=name, event=machine.event_filter or None, bad_lines=list(errors.items))
+    errors.emit_warning()
+    return df
+
+
+def _chunks(stream) -> Iterable[str]:
+    while True:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _run(machine: _Collapser, chunks: Iterable[str]) -> None:
+    """Cut the text into blocks at blank lines and feed them to ``machine``."""
+    pending = ""  # text after the last blank line seen
+    lineno = 1  # line number of pending's first line
+    open_block = False  # pending continues a block whose first lines went through machine.feed
+    for chunk in chunks:
+        pending += chunk
+        end = pending.rfind("\n\n")
+        if end < 0:
+            if len(pending) > _MAX_PENDING:  # no blank line for a long time: feed whole lines
+                cut = pending.rfind("\n")
+                for i, line in enumerate(pending[:cut].split("\n")):
+                    machine.feed(line, lineno + i)
+                lineno += pending.count("\n", 0, cut + 1)
+                pending, open_block = pending[cut + 1 :], True
+            continue
+        region, pending = pending[:end], pending[end + 2 :]
+        lineno = _blocks(machine, region, lineno, open_block)
+        open_block = False
+    if pending:
+        text = pending[:-1] if pending.endswith("\n") else pending
+        _blocks(machine, text, lineno, open_block)
+
+
+def _blocks(machine: _Collapser, region: str, lineno: int, open_block: bool) -> int:
+    """Feed the blocks of ``region`` (each followed by a blank line), whose first line is line
+    ``lineno``; return the number of the line after region's closing blank line."""
+    offset = 0
+    for i, block in enumerate(region.split("\n\n")):
+        if i == 0 and open_block:
+            machine.lines(block, lineno)
+        else:
+            stripped = block.lstrip("\n")
+            if stripped:
+                machine.block(stripped, region, offset + len(block) - len(stripped), lineno)
+        offset += len(block) + 2
+    return lineno + region.count("\n") + 2

@@ -1,0 +1,300 @@
+"""Reader of ``perf report`` tables: ``--stdio`` output, the interactive screen copied from a terminal,
+and tables pasted into mails.
+
+An entry line holds the percentage columns, then the ``--sort`` keys (default ``comm,dso,sym``)::
+
+    # Children      Self  Command  Shared Object         Symbol
+        83.51%     1.44%  churn    [kernel.kallsyms]     [k] do_syscall_64
+
+The columns are read from the header line (``# Overhead  Command ...`` in ``--stdio``, the same without
+``#`` on the interactive screen). ``Children`` and ``Self`` are the two percentages of
+``--children`` (the default when call graphs were recorded); ``Overhead`` is the only percentage of
+``--no-children`` and means self time. ``-n`` adds ``Samples``, ``--show-total-period`` ``Period``.
+The symbol column starts with a mark: ``[k]`` kernel, ``[.]`` user space (``[g]``/``[u]`` guest
+kernel/user, ``[H]`` hypervisor). A table pasted without its header (as in the vmap-node cover letter)
+is read as ``<children>% [<self>%] [<command>] <shared object> [k] <symbol>``: with one key before the
+mark it is the shared object, with more the last is the shared object and the others the command.
+
+Call-graph lines (``|``, ``---sym``, ``--12.34%--sym``, indented callers, ``-g folded`` lines
+``12.34% a;b;c``, and the interactive screen's ``+ 12.34% sym``) are skipped, never taken for entries.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ParseError
+from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finish
+
+__all__ = ["read_perf_report", "sniff"]
+
+_PCT = r"\d{1,3}(?:\.\d+)?%"
+_MARKER = r"^(?:[+-](?=\s))?\s*"  # the interactive screen's expand/collapse mark
+_MARK = r"\[(?P<symbol_kind>[^\]\s])\]\s+(?P<symbol>\S.*?)"
+# An entry line with the symbol mark, whatever the header (sniff, and tables without a header).
+_HEADERLESS = (
+    _MARKER + rf"(?P<p1>\d{{1,3}}(?:\.\d+)?)%\s+(?:(?P<p2>\d{{1,3}}(?:\.\d+)?)%\s+)?(?:(?P<samples>\d{{1,19}})\s+)?"
+    rf"(?P<keys>(?:\S+\s+)*?){_MARK}\s*$"
+)
+_SNIFF = _MARKER + rf"{_PCT}\s+(?:{_PCT}\s+)?(?:\d+\s+)?.*?\[[k.gHu]\]\s+\S"
+# Starts like an entry: an indented percentage (perf right-aligns them), or at the start of the line
+# two percentages or a percentage with a symbol mark further on. Prose such as "16.51% percent from
+# 93.07%." is not an entry.
+_LEAD = rf"^(?:[+-](?=\s))?\s+{_PCT}(?:\s|$)|^{_PCT}\s+{_PCT}|^{_PCT}\s.*\[[k.gHu]\]"
+_GRAPH = (
+    r"^\s*\|"  # |  and  |--12.34%--sym
+    r"|^\s*--"  # ---sym  and  --12.34%--sym
+    r"|^\s+[+-]\s+\S"  # interactive screen: + 12.34% sym, - sym
+    rf"|^\s+(?!{_PCT})\S"  # indented caller/callee names and addresses
+    rf"|^{_PCT} (?!{_PCT})(?:[A-Za-z_.\[]|0x)\S*$"  # -g folded: 12.34% a;b;c
+)
+_TITLE_SAMPLES = r"Samples:\s+(?P<samples>\d+)(?P<unit>[KMG]?)\s+of event '(?P<event>[^']*)'"
+_TITLE_COUNT = r"Event count \(approx\.\):\s*(?P<event_count>\d+)"
+_TITLE_LOST = r"Total Lost Samples:\s*(?P<lost>\d+)"
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9}  # perf's own rounding of the sample count
+
+# header name -> (column, kind); kind: pct, int or key
+_NAMES = {
+    "Children": ("children_pct", "pct"),
+    "Self": ("self_pct", "pct"),
+    "Overhead": ("self_pct", "pct"),
+    "sys": ("sys_pct", "pct"),
+    "usr": ("usr_pct", "pct"),
+    "guest sys": ("guest_sys_pct", "pct"),
+    "guest usr": ("guest_usr_pct", "pct"),
+    "Samples": ("samples", "int"),
+    "Period": ("period", "int"),
+    "Command": ("command", "key"),
+    "Shared Object": ("shared_object", "key"),
+    "Symbol": ("symbol", "key"),
+}
+# perf's sort-key titles of more than one word, for headers pasted with single spaces
+_MULTIWORD = [
+    "Source Shared Object", "Target Shared Object", "Code Page Size", "Data Page Size", "Shared Object",
+    "Parent symbol", "Data Symbol", "Data Object", "Source Symbol", "Target Symbol", "Memory access",
+    "TLB access", "Local Weight", "Trace output", "guest sys", "guest usr",
+]
+_HEADER = r"^#?\s*(?:Children|Overhead|Self|Samples|Period)(?:\s+\S.*)?$"
+
+_COLUMNS = {
+    "block": "int64",
+    "event": "string",
+    "children_pct": "Float64",
+    "self_pct": "Float64",
+    "samples": "Int64",
+    "command": "string",
+    "shared_object": "string",
+    "symbol": "string",
+    "symbol_kind": "string",
+}
+_EXPECTED = "a perf report entry '<children>% <self>% <command> <shared object> [k] <symbol>'"
+
+
+def sniff(paste: Paste) -> int:
+    """Number of perf report entry lines (with a ``[k]``/``[.]`` symbol) and column header lines."""
+    lines = paste.series()
+    return int((lines.str.match(_SNIFF) | lines.str.match(_HEADER) & lines.map(_is_header)).sum())
+
+
+def read_perf_report(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.DataFrame:
+    """Read ``perf report`` output: ``--stdio`` (with or without ``--children``, call graphs, ``-n``,
+    any ``--sort``), the interactive screen copied from a terminal, or a table pasted in a mail.
+
+    Parameters
+    ----------
+    src : path (plain or ``.gz``) or open text/binary file
+    on_bad_lines : {"error", "warn", "skip"}
+        What to do with a line that starts with a percentage like an entry but does not fit the
+        columns of its header (nor a call-graph line).
+
+    Returns
+    -------
+    DataFrame, one row per entry in file order:
+
+    =============  =======  ===================================================================
+    block          int64    table number (0-based): prose, a prompt or a new header between
+                            entries starts a new one
+    event          string   the sampled event named by the report's ``Samples: ... of event``
+                            line, <NA> when the paste has none
+    children_pct   Float64  ``Children``: percent of samples with the symbol anywhere in the
+                            call chain; <NA> without ``--children``
+    self_pct       Float64  ``Self`` (or ``Overhead`` of ``--no-children``): percent of samples in
+                            the symbol itself
+    samples        Int64    ``Samples`` column of ``-n``, else <NA>
+    command        string   task name (``Command``), <NA> when not a sort key
+    shared_object  string   ``Shared Object`` without brackets (``kernel.kallsyms``, ``kernel``,
+                            ``test_vmalloc``, ``libc.so.6``)
+    symbol         string   symbol name without its mark (``native_queued_spin_lock_slowpath``)
+    symbol_kind    string   ``"k"`` for ``[k]`` (kernel), ``"."`` for ``[.]`` (user), as printed
+    =============  =======  ===================================================================
+
+    Other columns of the header follow: ``period`` (Int64), ``sys_pct``/``usr_pct``/... (Float64) and
+    other sort keys as strings named in snake case (``Pid:Command`` -> ``pid_command``).
+    ``attrs``: ``event``, ``samples`` (int, as rounded by perf: ``8K`` -> 8000), ``samples_exact``,
+    ``event_count`` and ``lost_samples`` of the first report header, when present.
+
+    >>> rep = read_perf_report("data/seed/perf-report-6.7.txt")  # doctest: +SKIP
+    >>> rep.set_index("symbol").loc["native_queued_spin_lock_slowpath", "self_pct"]  # doctest: +SKIP
+    93.07
+    """
+    paste = Paste.read(src)
+    return _parse_perf_report(paste, on_bad_lines)
+
+
+def _split_header(text: str) -> list[str]:
+    """Column titles of a header line (without its ``#``)."""
+    text = text.strip()
+    if re.search(r"\s{2,}", text):
+        return re.split(r"\s{2,}", text)
+    names, rest = [], text
+    while rest:
+        for multi in _MULTIWORD:
+            if rest.startswith(multi) and (len(rest) == len(multi) or rest[len(multi)] == " "):
+                names.append(multi)
+                rest = rest[len(multi) :].lstrip()
+                break
+        else:
+            word, _, rest = rest.partition(" ")
+            names.append(word)
+            rest = rest.lstrip()
+    return names
+
+
+def _column(title: str) -> tuple[str, str]:
+    if title in _NAMES:
+        return _NAMES[title]
+    return re.sub(r"[^0-9a-z]+", "_", title.lower()).strip("_") or "key", "key"
+
+
+def _is_header(line: str) -> bool:
+    """A header line: perf column titles only (each capitalised, or one of the lower-case CPU
+    utilisation titles), at least one of them a percentage."""
+    titles = _split_header(line.lstrip("#"))
+    titled = all(re.fullmatch(r"[A-Z][A-Za-z:_ -]*", t) or t in _NAMES for t in titles)
+    return titled and any(_column(t)[1] == "pct" for t in titles)
+
+
+def _entry_regex(titles: list[str]) -> tuple[str, list[tuple[str, str]]]:
+    """The regex of an entry line under a header, and its (column, kind) list."""
+    cols = [_column(t) for t in titles]
+    keys = [i for i, (_, kind) in enumerate(cols) if kind == "key"]
+    parts = [_MARKER]
+    for i, (name, kind) in enumerate(cols):
+        sep = r"\s+" if i else ""
+        if kind == "pct":
+            parts.append(rf"{sep}(?P<{name}>\d{{1,3}}(?:\.\d+)?)%")
+        elif kind == "int":
+            parts.append(rf"{sep}(?P<{name}>\d{{1,19}})")
+        else:
+            value = r"\S.*?" if i in (keys[0], keys[-1]) else r"\S+"
+            if name == "symbol":
+                parts.append(sep + _MARK.replace(r"\S.*?", value))
+            else:
+                parts.append(rf"{sep}(?P<{name}>{value})")
+    return "".join(parts) + r"\s*$", cols
+
+
+def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
+    errors = LineErrors(paste.source, on_bad_lines)
+    lines = paste.series()
+    n = len(lines)
+    idx = lines.index
+    blank = lines.str.strip().eq("").to_numpy()
+    prompt = idx.isin(list(paste.prompts))
+    comment = lines.str.match(r"^\s*#").to_numpy()
+    header = lines.str.match(_HEADER).to_numpy() & ~prompt
+    header[header] = [_is_header(t) for t in lines[header]]
+
+    # every line is read with the columns of the last header above it (-1: none)
+    which = pd.Series(np.where(header, np.arange(n), np.nan)).ffill().fillna(-1).astype(int).to_numpy()
+    found = pd.DataFrame(index=idx)
+    is_entry = np.zeros(n, dtype=bool)
+    extra: list[str] = []
+    for h in np.unique(which):
+        rows = (which == h) & ~header & ~blank & ~comment & ~prompt
+        if not rows.any():
+            continue
+        part = _entries(lines[rows], None if h < 0 else lines.iloc[h].lstrip("#"))
+        ok = part.notna().any(axis=1)
+        part = part[ok]
+        for col in part.columns:
+            if col not in found:
+                found[col] = pd.Series(pd.NA, index=idx, dtype=object)
+                if col not in _COLUMNS:
+                    extra.append(col)
+            found.loc[part.index, col] = part[col].to_numpy(dtype=object)
+        is_entry[np.flatnonzero(rows)[ok.to_numpy()]] = True
+
+    graph = lines.str.match(_GRAPH).to_numpy() & ~is_entry & ~header & ~comment
+    lead = lines.str.match(_LEAD).to_numpy() & ~is_entry & ~graph & ~header & ~prompt
+    for lineno in idx[lead]:
+        errors.bad(int(lineno), _EXPECTED, paste.lines[lineno - 1])
+    if not is_entry.any() and not lead.any():
+        lineno, line = paste.first_text_line()
+        raise ParseError(paste.source, lineno, _EXPECTED, line)
+
+    titles = lines.str.extract(_TITLE_SAMPLES)
+    event = titles["event"].where(titles["event"].notna()).ffill()
+    other = ~is_entry & ~graph & ~blank & ~lead
+    rec = found[is_entry]
+    df = pd.DataFrame(index=pd.RangeIndex(int(is_entry.sum())))
+    df["block"] = assign_blocks(idx[is_entry].to_numpy(), idx[other].to_numpy())
+    df["event"] = event[is_entry].to_numpy(dtype=object)
+    for col in ("children_pct", "self_pct", "samples"):
+        df[col] = rec[col].to_numpy(dtype=object) if col in rec else None
+    df["command"] = rec["command"].to_numpy(dtype=object) if "command" in rec else None
+    df["shared_object"] = rec["shared_object"].to_numpy(dtype=object) if "shared_object" in rec else None
+    df["symbol"] = rec["symbol"].to_numpy(dtype=object) if "symbol" in rec else None
+    df["symbol_kind"] = rec["symbol_kind"].to_numpy(dtype=object) if "symbol_kind" in rec else None
+    dtypes = dict(_COLUMNS)
+    for col in extra:
+        if col in ("keys", "p1", "p2"):
+            continue
+        df[col] = rec[col].to_numpy(dtype=object)
+        dtypes[col] = "Float64" if col.endswith("_pct") else "Int64" if col == "period" else "string"
+    for col, dtype in dtypes.items():
+        if dtype in ("Float64", "Int64"):
+            df[col] = pd.to_numeric(pd.Series(df[col], dtype=object)).astype(dtype)
+    df["shared_object"] = pd.Series(df["shared_object"], dtype=object).str.replace(r"^\[(.*)\]$", r"\1", regex=True)
+    df = df.astype(dtypes)
+    return finish(df, "perf_report", paste, errors, skipped=int(other.sum()), **_title_attrs(lines, titles))
+
+
+def _entries(lines: pd.Series, header: str | None) -> pd.DataFrame:
+    """Fields of entry lines under ``header`` (None: a table without header); rows that are not
+    entries are all-NA."""
+    if header is not None:
+        regex, _ = _entry_regex(_split_header(header))
+        return lines.str.extract(regex)
+    m = lines.str.extract(_HEADERLESS)
+    keys = m["keys"].str.split()
+    two = m["p2"].notna()
+    out = pd.DataFrame(index=lines.index)
+    out["children_pct"] = m["p1"].where(two)
+    out["self_pct"] = m["p2"].where(two, m["p1"])
+    out["samples"] = m["samples"]
+    out["command"] = keys.map(lambda k: " ".join(k[:-1]) if isinstance(k, list) and len(k) > 1 else None)
+    out["shared_object"] = keys.map(lambda k: k[-1] if isinstance(k, list) and k else None)
+    out["symbol"] = m["symbol"]
+    out["symbol_kind"] = m["symbol_kind"]
+    out["keys"] = m["keys"]
+    return out
+
+
+def _title_attrs(lines: pd.Series, titles: pd.DataFrame) -> dict:
+    """event, samples, samples_exact, event_count and lost_samples of the first report header."""
+    attrs: dict = {}
+    first = titles.dropna(subset=["event"])
+    if len(first):
+        row = first.iloc[0]
+        attrs.update(event=row["event"], samples=int(row["samples"]) * _UNITS[row["unit"]], samples_exact=row["unit"] == "")
+    count = lines.str.extract(_TITLE_COUNT)["event_count"].dropna()
+    if len(count):
+        attrs["event_count"] = int(count.iloc[0])
+    lost = lines.str.extract(_TITLE_LOST)["lost"].dropna()
+    if len(lost):
+        attrs["lost_samples"] = int(lost.iloc[0])
+    return attrs

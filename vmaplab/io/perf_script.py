@@ -1,0 +1,312 @@
+"""Reader of ``perf script`` output with sampled call chains: one row per sample.
+
+A sample is a header line, then its call chain (leaf first, one frame per line), then a blank line::
+
+    churn 20183 [001]   991.392649:     100000 cpu-clock:
+    	ffffffff8160d72c __vmalloc_node_range_noprof+0x13c ([kernel.kallsyms])
+    	          1098d9 clone3+0x19 (/usr/lib/x86_64-linux-gnu/libc.so.6)
+
+The header is ``<comm> [<pid>/]<tid> [[<cpu>]] [<seconds>:] [<period>] <event>:``, which fields appear
+depending on ``perf record`` and ``perf script -F`` options; ``<comm>`` may hold spaces. Without call
+chains (``perf record`` without ``-g``) the one frame follows the event on the header line. A frame is
+``<ip> <symbol>[+0x<offset>] (<dso>)``. Header lines that carry a tracepoint's fields after the event
+(``vmalloc:alloc_vmap_area: va_start: ...``) are trace records, read by ``read_vmalloc_trace``; they are
+read here too (the fields go to ``trace``) but :func:`sniff` does not count them.
+
+:func:`iter_samples` streams the samples in frames of ``chunksize`` rows, so a multi-GB file is never
+held in memory; :func:`read_perf_script` is all of them in one frame.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ParseError
+from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finish, open_text
+
+__all__ = ["read_perf_script", "iter_samples", "sniff", "HEADER", "FRAME"]
+
+HEADER = (
+    r"^\s*(?P<comm>\S.*?)\s+(?:(?P<pid>-?\d{1,10})/)?(?P<tid>-?\d{1,10})\s+(?:\[(?P<cpu>\d{1,6})\]\s+)?"
+    r"(?:(?P<time>\d{1,12}\.\d{1,9}):\s+)?(?:(?P<period>\d{1,19})\s+)?"
+    r"(?P<event>[^\s:\d][^\s]*?):(?:\s+(?P<rest>\S.*?))?\s*$"
+)
+FRAME = (
+    r"^\s*(?P<ip>[0-9a-fA-F]{1,16})(?:\s+(?P<sym>\S.*?))??(?:\+0x(?P<off>[0-9a-fA-F]+))?"
+    r"\s+\((?P<dso>[^()]*(?:\s\(deleted\))?)\)\s*$"
+)
+# Starts like a header (comm, tid, maybe a cpu, digits of a time) but did not parse.
+_HEADER_LEAD = r"^\s*\S.*?\s-?\d+(?:/-?\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d"
+_SNIFF_HEADER = r"^\s*\S.*?\s-?\d+(?:/-?\d+)?\s+(?:\[\d+\]\s+)?(?:\d+\.\d+:\s+)?(?:\d+\s+)?[^\s:\d]\S*?:\s*$"
+_SNIFF_FRAME = r"^\s*[0-9a-fA-F]{1,16}\s+\S.*\)\s*$"
+
+_EXPECTED = "a perf script sample header '<comm> <tid> [<cpu>] <time>: <period> <event>:'"
+_EXPECTED_FRAME = "a call-chain frame '<ip> <symbol> (<dso>)' or a blank line after the sample"
+_EXPECTED_HEADER_FIRST = "a sample header line before this call-chain frame"
+_CHUNK_LINES = 200_000
+
+_COLUMNS = {
+    "block": "int64",
+    "comm": "string",
+    "pid": "Int64",
+    "tid": "Int64",
+    "cpu": "Int64",
+    "time": "Float64",
+    "period": "Int64",
+    "event": "string",
+    "trace": "string",
+    "stack": "string",
+    "dsos": "string",
+    "ips": "string",
+}
+
+
+def sniff(paste: Paste) -> int:
+    """Number of sampled-stack headers in ``paste``: header lines ending with the event name and
+    followed by a frame line (tracepoint records with fields after the event are not counted)."""
+    lines = paste.series()
+    head = lines.str.match(_SNIFF_HEADER).to_numpy()
+    frame = lines.str.match(_SNIFF_FRAME).to_numpy()
+    return int((head[:-1] & frame[1:]).sum()) if len(lines) > 1 else 0
+
+
+def read_perf_script(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.DataFrame:
+    """Read ``perf script`` output (a file, a ``.gz`` capture or a paste).
+
+    Parameters
+    ----------
+    src : path (plain or ``.gz``) or open text/binary file
+    on_bad_lines : {"error", "warn", "skip"}
+        What to do with a line inside a sample that is not a frame, a frame line with no sample
+        header before it, or a line that starts like a header (comm, tid, time) but does not parse.
+
+    Returns
+    -------
+    DataFrame, one row per sample in file order:
+
+    ======  =======  ===========================================================================
+    block   int64    listing number (0-based) in a paste of several; prose between samples starts
+                     a new one
+    comm    string   task name as printed
+    pid     Int64    process id (<NA> unless printed as ``pid/tid``)
+    tid     Int64    thread id (the number perf prints alone)
+    cpu     Int64    CPU (<NA> when not printed)
+    time    Float64  timestamp, seconds (<NA> when not printed)
+    period  Int64    sample period (event count; ns for cpu-clock) (<NA> when not printed)
+    event   string   event name (``cpu-clock``, ``cycles:u``)
+    trace   string   tracepoint fields printed after the event, else <NA>
+    stack   string   frame symbols joined by ``;``, root first and leaf last, without ``+0x``
+                     offsets (``;`` inside a symbol becomes ``:``); unresolved frames stay
+                     ``[unknown]``; <NA> for a sample without call chain
+    dsos    string   the frames' shared objects, aligned with ``stack``, without brackets
+                     (``kernel.kallsyms``, ``libc.so.6`` as the basename of the path)
+    ips     string   the frames' addresses as printed (hex), aligned with ``stack``
+    ======  =======  ===========================================================================
+
+    >>> df = read_perf_script("data/real/perf-script-churn.txt.gz")  # doctest: +SKIP
+    >>> df.groupby("comm")["period"].sum()  # doctest: +SKIP
+    """
+    with open_text(src) as (stream, name):
+        errors = LineErrors(name, on_bad_lines)
+        blocks = _Blocks()
+        frames, skipped = [], 0
+        for start, paste in _pieces(stream, name, _CHUNK_LINES):
+            df, n_skipped = _parse_perf_script(paste, errors, start)
+            frames.append(blocks.renumber(df))
+            skipped += n_skipped
+    if blocks.first_text is None or (not blocks.samples and not errors.items):
+        _nothing(name, blocks)
+    df = pd.concat(frames, ignore_index=True) if frames else _empty()
+    return finish(df.astype(_COLUMNS), "perf_script", Paste(name, []), errors, skipped=skipped)
+
+
+def iter_samples(src: Source, *, chunksize: int = 100_000, on_bad_lines: OnBadLines = "error") -> Iterator[pd.DataFrame]:
+    """Stream ``perf script`` output as frames of about ``chunksize`` samples or fewer.
+
+    The columns are those of :func:`read_perf_script`, ``block`` numbering continues across frames, and
+    each frame's ``attrs`` (``format``, ``source``, ``skipped_lines``, ``bad_lines``) cover its own lines.
+    Memory holds one piece of the text at a time. A source without any sample raises
+    :class:`ParseError` at its first text line once the stream is exhausted.
+    """
+    with open_text(src) as (stream, name):
+        blocks = _Blocks()
+        for start, paste in _pieces(stream, name, max(1, chunksize) * 8):
+            errors = LineErrors(name, on_bad_lines)
+            df, skipped = _parse_perf_script(paste, errors, start)
+            df = blocks.renumber(df)
+            blocks.bad += len(errors.items)
+            yield finish(df.astype(_COLUMNS), "perf_script", paste, errors, skipped=skipped)
+    if blocks.first_text is None or (not blocks.samples and not blocks.bad):
+        _nothing(name, blocks)
+
+
+def _nothing(name: str, blocks: "_Blocks") -> None:
+    at, text = blocks.first_text or (None, None)
+    raise ParseError(name, at, _EXPECTED, text)
+
+
+def _pieces(stream, name: str, chunk_lines: int) -> Iterator[tuple[int, Paste]]:
+    """(number of its first line, cleaned piece) for pieces of about ``chunk_lines`` lines, each cut
+    after a blank line so that no sample is split."""
+    buffer: list[str] = []
+    start = 1
+    for raw in stream:
+        buffer.append(raw)
+        if len(buffer) >= chunk_lines and not raw.strip():
+            yield start, Paste.from_stream(io.StringIO("".join(buffer)), name)
+            start += len(buffer)
+            buffer = []
+    if buffer:
+        yield start, Paste.from_stream(io.StringIO("".join(buffer)), name)
+
+
+class _Blocks:
+    """Block numbers that continue from one piece to the next, and what the pieces held."""
+
+    def __init__(self) -> None:
+        self.block = 0
+        self.samples = 0
+        self.bad = 0
+        self.sep_after = False  # prose after the last sample seen so far
+        self.first_text: tuple[int, str] | None = None
+
+    def renumber(self, df: pd.DataFrame) -> pd.DataFrame:
+        info = df.attrs.pop("_piece")
+        if self.first_text is None and info["first_text"] is not None:
+            self.first_text = info["first_text"]
+        if len(df):
+            if self.samples and (self.sep_after or info["sep_before"]):
+                self.block += 1
+            df["block"] += self.block
+            self.block = int(df["block"].iloc[-1])
+            self.sep_after = info["sep_after"]
+            self.samples += len(df)
+        else:
+            self.sep_after = self.sep_after or info["sep_before"]
+        return df
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in _COLUMNS.items()})
+
+
+def _parse_perf_script(paste: Paste, errors: LineErrors, start: int) -> tuple[pd.DataFrame, int]:
+    """Samples of one piece whose first line is line ``start`` of the source; also the number of
+    skipped (prose, comment, prompt) lines. ``df.attrs["_piece"]`` tells :class:`_Blocks` about prose
+    before the first and after the last sample, and the piece's first text line."""
+    arr = pa.array(paste.lines, type=pa.string())
+    lineno = np.arange(1, len(arr) + 1)
+    blank = _match(arr, r"^\s*$")
+    comment = _match(arr, r"^\s*#")
+    prompt = np.isin(lineno, list(paste.prompts))
+    is_head = _match(arr, HEADER) & ~comment & ~prompt
+    is_frame = _match(arr, FRAME) & ~is_head & ~comment & ~prompt
+
+    # 1 after a header, 0 after a blank, comment or prompt line; other lines continue what was before
+    state = np.where(is_head, 1.0, np.where(blank | comment | prompt, 0.0, np.nan))
+    in_sample = pd.Series(state).ffill().fillna(0.0).to_numpy() == 1.0
+    sample = np.cumsum(is_head)
+    other = ~is_head & ~is_frame & ~blank & ~comment & ~prompt
+
+    bad_frame = other & in_sample  # a line of a call chain that is not a frame
+    orphan = is_frame & ~in_sample
+    bad_head = other & ~in_sample & _match(arr, _HEADER_LEAD)
+    why = {}
+    for mask, expected in ((bad_frame, _EXPECTED_FRAME), (orphan, _EXPECTED_HEADER_FIRST), (bad_head, _EXPECTED)):
+        why.update((int(i), expected) for i in lineno[mask])
+    for at in sorted(why):
+        errors.bad(at + start - 1, why[at], paste.lines[at - 1])
+    keep_head = is_head & ~np.isin(sample, sample[bad_frame])
+    prose = other & ~bad_frame & ~bad_head
+    separators = lineno[prose | comment | prompt]
+
+    heads = pc.extract_regex(arr.filter(pa.array(keep_head)), HEADER)
+    ids = sample[keep_head]
+    rest = heads.field("rest")
+    inline = pc.extract_regex(rest, FRAME)
+    has_inline = _valid(inline)
+    # the frames of each kept sample: its call-chain lines, or the frame printed on its header line
+    chain = is_frame & in_sample & np.isin(sample, ids)
+    frames = pa.concat_tables(
+        [
+            _frames(pc.extract_regex(arr.filter(pa.array(chain)), FRAME), sample[chain], lineno[chain]),
+            _frames(inline.filter(pa.array(has_inline)), ids[has_inline], lineno[keep_head][has_inline]),
+        ]
+    )
+    order = np.lexsort((-frames["lineno"].to_numpy(), frames["sample"].to_numpy()))  # root first
+    frames = frames.take(pa.array(order))
+    counts = np.bincount(frames["sample"].to_numpy(), minlength=int(sample[-1]) + 1 if len(sample) else 1)[ids]
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    chained = {
+        col: pc.if_else(pa.array(counts > 0), pc.binary_join(pa.ListArray.from_arrays(offsets, frames[col].combine_chunks()), ";"), None)
+        for col in ("sym", "dso", "ip")
+    }
+    records = lineno[keep_head]
+    df = pd.DataFrame(
+        {
+            "block": assign_blocks(records, separators),
+            "comm": _text(heads.field("comm")),
+            "pid": _numbers(heads.field("pid"), "Int64"),
+            "tid": _numbers(heads.field("tid"), "Int64"),
+            "cpu": _numbers(heads.field("cpu"), "Int64"),
+            "time": _numbers(heads.field("time"), "Float64"),
+            "period": _numbers(heads.field("period"), "Int64"),
+            "event": _text(heads.field("event")),
+            "trace": _text(pc.if_else(pa.array(has_inline), None, rest)),
+            "stack": _text(chained["sym"]),
+            "dsos": _text(chained["dso"]),
+            "ips": _text(chained["ip"]),
+        }
+    )
+    df.attrs["_piece"] = {
+        "sep_before": bool(len(records) and (separators < records[0]).any()),
+        "sep_after": bool(len(records) and (separators > records[-1]).any()),
+        "first_text": _first_text(paste, start),
+    }
+    return df, int((prose | comment | prompt).sum())
+
+
+def _match(arr: pa.Array, pattern: str) -> np.ndarray:
+    return pc.match_substring_regex(arr, pattern).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _valid(struct: pa.Array) -> np.ndarray:
+    return struct.is_valid().to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _text(values: pa.Array) -> np.ndarray:
+    """Strings as an object array; empty strings and nulls become None."""
+    out = values.to_numpy(zero_copy_only=False).astype(object)
+    out[(out == "") | pd.isna(out)] = None
+    return out
+
+
+def _numbers(values: pa.Array, dtype: str) -> pd.api.extensions.ExtensionArray:
+    return pd.to_numeric(pd.Series(_text(values), dtype=object)).astype(dtype).array
+
+
+def _first_text(paste: Paste, start: int) -> tuple[int, str] | None:
+    at, text = paste.first_text_line()
+    return None if at is None else (at + start - 1, text)
+
+
+def _frames(found: pa.Array, sample: np.ndarray, lineno: np.ndarray) -> pa.Table:
+    """Frame matches as a table: sample, lineno, sym (offset removed, ';' -> ':'), dso (basename,
+    no brackets), ip."""
+    dso = pc.replace_substring_regex(found.field("dso"), r"^.*/", "")
+    dso = pc.replace_substring_regex(dso, r"^\[(.*)\]$", r"\1")
+    return pa.table(
+        {
+            "sample": pa.array(sample, type=pa.int64()),
+            "lineno": pa.array(lineno, type=pa.int64()),
+            "sym": pc.replace_substring(found.field("sym"), ";", ":"),
+            "dso": pc.replace_substring(dso, ";", ":"),
+            "ip": found.field("ip"),
+        }
+    )
