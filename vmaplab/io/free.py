@@ -76,8 +76,10 @@ _SNIFF_LABELS = "|".join(re.escape(k) for k in sorted(_LABELS, key=len, reverse=
 _SNIFF = rf"(?i)^(?:{_SNIFF_LABELS})[ \t]*[:：](?:[ \t]+{_VALUE}){{2,}}[ \t]*$"
 _MAX_DIGITS = 18
 
-# option -> power of the unit (1 = kilo/kibi); --si (or --kilo ...) switches to powers of 1000
-_POWER = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+# option -> power of the unit (1 = kilo/kibi); --si (or --kilo ...) switches to powers of 1000.
+# -t is --total and -l --lohi: tebi and pebi have long options only.
+_SHORT_POWER = {"b": 0, "k": 1, "m": 2, "g": 3}
+_POWER = _SHORT_POWER | {"t": 4, "p": 5}  # the letters of unit=
 _LONG_POWER = {"bytes": 0, "kibi": 1, "mebi": 2, "gibi": 3, "tebi": 4, "pebi": 5}
 _LONG_SI_POWER = {"kilo": 1, "mega": 2, "giga": 3, "tera": 4, "peta": 5}
 _UNIT_NAMES = {1: "bytes"} | {1024**p: f"{'KMGTP'[p - 1]}iB" for p in range(1, 6)}
@@ -136,7 +138,8 @@ def read_free(
     under ``-w``, which prints ``buffers`` and ``cache`` instead).
 
     ``attrs``: ``units`` lists, per block, ``unit`` (``"KiB"``, ``"MiB"``, ``"bytes"``, ``"kB"``,
-    ..., or ``"human"``), ``bytes_per_unit`` (None for human sizes), ``si``, ``source`` (where the
+    ..., or ``"human"``), ``bytes_per_unit`` (of the numbers printed without a unit letter: 1 in
+    ``-h`` output), ``si``, ``source`` (where the
     unit came from: ``"command 'free -m'"``, ``"unit= argument"``, ``"sizes as printed"`` or
     ``"default (KiB)"``) and ``line`` (the command's line number, else None); ``unit`` and
     ``unit_source`` say the same for the whole file (``"mixed"`` when blocks differ).
@@ -189,8 +192,8 @@ def _free_options(command: str) -> tuple[int, bool, bool] | None:
                 next(args, None)
         elif word.startswith("-"):
             for j, flag in enumerate(word[1:]):
-                if flag in _POWER:
-                    power = _POWER[flag]
+                if flag in _SHORT_POWER:
+                    power = _SHORT_POWER[flag]
                 elif flag == "h":
                     human = True
                 elif flag in "sc":  # -s N / -c N: the rest of the word or the next word is N
@@ -225,13 +228,13 @@ def _parse_free(paste: Paste, on_bad_lines: OnBadLines, per_unit: int | None, si
         is_rec = grown
     row = row.where(known, np.where(n.eq(2), "-/+ buffers/cache", label))
 
-    # a header: English words, or (translated) the line right above a row, as many words as values
+    # a header: English words, or (translated) six or seven words with no digit or colon right above a row
     run_start = is_rec & ~is_rec.shift(1, fill_value=False)
     above = pd.Series(False, index=lines.index)
     above.iloc[:-1] = run_start.iloc[1:].to_numpy()
     n_below = n.shift(-1, fill_value=0)
     local_head = above & ~blank & ~lines.str.contains("[:：]") & ~lines.str.contains(r"(?:^|\s)\d")
-    local_head &= words.str.len().eq(n_below) & n_below.isin([6, 7])
+    local_head &= words.str.len().isin([6, 7])
     head = (english_head | local_head) & ~is_rec
 
     # the header above each run of rows (its words), for the column count check and the layout
@@ -315,24 +318,24 @@ def _units(paste: Paste, frame: pd.DataFrame, rest: pd.Series, per_unit: int | N
         if options is not None:
             power, human_opt, block_si = options
             human = human or human_opt
-            bytes_per = (1000 if block_si else 1024) ** power
+            # with -h, free prints the numbers it gives no unit letter in bytes
+            bytes_per = 1 if human_opt else (1000 if block_si else 1024) ** power
             source, line = f"command {paste.prompts[prompts[i]]!r}", prompts[i]
         else:
             block_si, line = bool(si), None
-            if human:
-                source = "sizes as printed"
-                if si is None and bare_letters[block]:
-                    unstated.append(int(block))
-            elif per_unit is not None:
-                source = "unit= argument"
+            if per_unit is not None:
+                bytes_per, source = per_unit, "unit= argument"
+            elif human:
+                bytes_per, source = 1, "sizes as printed"
             else:
-                source = "default (KiB)"
+                bytes_per, source = 1024, "default (KiB)"
                 unstated.append(int(block))
-            bytes_per = per_unit if per_unit is not None else 1024
+            if human and si is None and bare_letters[block]:
+                unstated.append(int(block))
         out[int(block)] = {
             "block": int(block),
             "unit": "human" if human else _UNIT_NAMES.get(bytes_per, f"{bytes_per} bytes"),
-            "bytes_per_unit": None if human else int(bytes_per),
+            "bytes_per_unit": int(bytes_per),
             "si": bool(block_si),
             "source": source,
             "line": line,
@@ -358,9 +361,10 @@ def _values(frame: pd.DataFrame, rest: pd.Series, units: dict[int, dict]) -> pd.
     names = {(k, i): c for k, cols in _KINDS.items() for i, c in enumerate(cols)}
     tokens["column"] = [names[(k, p)] for k, p in zip(tokens["kind"], tokens["pos"])]
     text = tokens["token"].astype(str).str.replace(",", ".", regex=False)
-    human = tokens["block"].map(lambda b: units[b]["unit"] == "human").to_numpy(dtype=bool)
+    # a number with a unit letter is a size; a bare one is in the block's unit
+    human = text.str.contains(r"[A-Za-z]").to_numpy(dtype=bool)
     decimal = tokens["block"].map(lambda b: units[b]["si"]).to_numpy(dtype=bool)
-    per = tokens["block"].map(lambda b: units[b]["bytes_per_unit"] or 1).to_numpy(dtype=np.int64)
+    per = tokens["block"].map(lambda b: units[b]["bytes_per_unit"]).to_numpy(dtype=np.int64)
     nbytes = np.zeros(len(tokens), dtype=np.int64)
     if (~human).any():
         nbytes[~human] = pd.to_numeric(text[~human]).to_numpy(dtype=np.int64) * per[~human]
