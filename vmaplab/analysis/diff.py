@@ -210,7 +210,7 @@ def _diff_allocinfo(b: pd.DataFrame, a: pd.DataFrame, by: str) -> tuple[pd.DataF
         )
         sides.append(grouped)
     complete = [bool((df["size_bytes"] == 0).any()) for df in (b, a)]
-    out = sides[0].join(sides[1], how="outer", lsuffix="_b", rsuffix="_a")
+    out = sides[0].merge(sides[1], how="outer", left_index=True, right_index=True, suffixes=("_b", "_a"))
     in_b, in_a = out["bytes_b"].notna(), out["bytes_a"].notna()
     for side, present, whole in (("b", in_b, complete[0]), ("a", in_a, complete[1])):
         if whole:  # a tag absent from a whole listing has nothing allocated
@@ -240,7 +240,7 @@ def _diff_fields(b: pd.DataFrame, a: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         if len(dup):
             raise ValueError(f"{side} lists field {dup.iloc[0]!r} twice; diff needs one value per field")
         sides.append(df.set_index("field")[["value", "unit"]])
-    out = sides[0].join(sides[1], how="outer", lsuffix="_b", rsuffix="_a")
+    out = sides[0].merge(sides[1], how="outer", left_index=True, right_index=True, suffixes=("_b", "_a"))
     both = out["unit_b"].notna() & out["unit_a"].notna()
     clash = out.index[both & (out["unit_b"] != out["unit_a"])]
     if len(clash):
