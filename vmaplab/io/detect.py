@@ -116,7 +116,9 @@ def read_bundle(folder: str | os.PathLike, *, formats: list[str] | None = None) 
     dict of str to DataFrame
         Format name -> the reader's frame of every snapshot stacked in time order, with two more
         columns: ``snapshot`` (int64, index in the manifest) and ``time`` (float64, seconds since the
-        bundle's start). Each frame's ``attrs["manifest"]`` holds the manifest as a dict.
+        bundle's start). A format whose frame has a ``time`` of its own (the vmalloc trace's event
+        clock) keeps it as ``event_time``. Each frame's ``attrs["manifest"]`` holds the manifest as a
+        dict.
     """
     folder = Path(folder)
     manifest = Manifest.load(folder)
@@ -129,6 +131,8 @@ def read_bundle(folder: str | os.PathLike, *, formats: list[str] | None = None) 
             if not path.is_file():
                 raise ParseError(str(folder / "manifest.json"), None, f"snapshot {index} file {rel!r} to exist")
             df = reader(fmt)(path)
+            if "time" in df.columns:  # a trace's own event clock
+                df = df.rename(columns={"time": "event_time"})
             df.insert(0, "time", float(snap.time))
             df.insert(0, "snapshot", index)
             frames.setdefault(fmt, []).append(df)
