@@ -139,7 +139,7 @@ def read_allocinfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.Dat
     >>> ai = read_allocinfo("data/seed/allocinfo-256threads.txt")  # doctest: +SKIP
     >>> ai.loc[ai.func == "pagetable_alloc", ["size_bytes", "calls"]]  # doctest: +SKIP
        size_bytes    calls
-    3  5755256750  1405072
+    3  5755256177  1405072
     """
     paste = Paste.read(src)
     errors = LineErrors(paste.source, on_bad_lines)
@@ -211,7 +211,7 @@ def _parse_allocinfo(paste: Paste, errors: LineErrors) -> pd.DataFrame:
     texts, bad = _rejoin(lines, kind)
     rec_idx = np.flatnonzero(kind == _REC)
     recs = (arr if texts is lines else pa.array(texts, type=pa.string())).take(pa.array(rec_idx))
-    fields, unit_ok = _fields(recs)
+    fields, unit_ok, premerge = _fields(recs)
     bad += [(int(i) + 1, SIZE_EXPECTED, lines[i]) for i in rec_idx[~unit_ok]]
     for lineno, expected, line in sorted(bad):
         errors.bad(lineno, expected, line)
@@ -219,6 +219,7 @@ def _parse_allocinfo(paste: Paste, errors: LineErrors) -> pd.DataFrame:
         kind[rec_idx[~unit_ok]] = _SUSPECT
         rec_idx = rec_idx[unit_ok]
         fields = {k: v[unit_ok] for k, v in fields.items()}
+        premerge = premerge[unit_ok]
     if rec_idx.size == 0:
         lineno, line = paste.first_text_line()
         raise ParseError(paste.source, lineno, RECORD_EXPECTED + "; found no allocinfo record", line)
@@ -226,7 +227,7 @@ def _parse_allocinfo(paste: Paste, errors: LineErrors) -> pd.DataFrame:
     separators = np.isin(kind, (_VERSION_LINE, _COLUMNS_LINE, _SHOW_MEM_LINE, _PROSE))
     rec_lines = rec_idx + 1
     block = assign_blocks(rec_lines, np.flatnonzero(separators) + 1)
-    versions = _block_versions(lines, kind, rec_lines, block, fields)
+    versions = _block_versions(lines, kind, rec_lines, block, fields, premerge)
     df = pd.DataFrame({**fields, "block": block, "source_line": rec_lines}).astype(_COLUMNS_OUT)
     unique = sorted(set(versions))
     return finish(
@@ -240,11 +241,11 @@ def _parse_allocinfo(paste: Paste, errors: LineErrors) -> pd.DataFrame:
     )
 
 
-def _fields(recs: pa.Array) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _fields(recs: pa.Array) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Split record lines (already matched by ``_RECORD``) into columns, on whole arrays.
 
-    Returns the columns (numpy arrays, and pandas string arrays with <NA> for missing text) and a
-    mask of the rows whose size unit is known.
+    Returns the columns (numpy arrays, and pandas string arrays with <NA> for missing text), the
+    mask of the rows whose size unit is known, and the mask of pre-merge (``module:``) tags.
     """
     tok = pc.ascii_split_whitespace(pc.ascii_trim_whitespace(recs))
     flat = tok.values
@@ -274,13 +275,12 @@ def _fields(recs: pa.Array) -> tuple[dict[str, np.ndarray], np.ndarray]:
         for j in range(int(n_extra.max())):
             present = n_extra > j
             parts.append(pc.if_else(pa.array(present), at(np.where(present, func_i + 1 + j, start)), ""))
-        extra = pc.utf8_trim_whitespace(pc.binary_join_element_wise(*parts, " "))
+        extra = pc.utf8_rtrim(pc.binary_join_element_wise(*parts, " "), " ")
         extra = pc.if_else(pa.array(n_extra > 0), extra, pa.scalar(None, pa.string()))
     else:
         extra = pa.nulls(len(recs), pa.string())
-    accurate = ~pc.fill_null(pc.match_substring_regex(extra, r"(?:^|\s)accurate:no(?:\s|$)"), False).to_numpy(
-        zero_copy_only=False
-    )
+    inaccurate = pc.fill_null(pc.match_substring_regex(extra, r"(?:^| )accurate:no(?: |$)"), False)
+    accurate = ~inaccurate.to_numpy(zero_copy_only=False)
     module = pc.if_else(
         pc.starts_with(mod_tok, "["),
         pc.utf8_slice_codeunits(mod_tok, 1, -1),
@@ -307,7 +307,7 @@ def _fields(recs: pa.Array) -> tuple[dict[str, np.ndarray], np.ndarray]:
         "size_exact": exact,
         "size_upper_bound": upper,
     }
-    return fields, unit_ok
+    return fields, unit_ok, pc.starts_with(third, "module:").to_numpy(zero_copy_only=False) & has_mod
 
 
 def _strings(arr: pa.Array) -> pd.arrays.ArrowStringArray:
@@ -317,7 +317,7 @@ def _strings(arr: pa.Array) -> pd.arrays.ArrowStringArray:
 def _sizes(size_tok: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Bytes, exact, upper-bound and unit-known flags of the size tokens."""
     n = len(size_tok)
-    plain = _match(size_tok, r"^-?\d+$")
+    plain = pc.utf8_is_decimal(pc.utf8_ltrim(size_tok, "-")).to_numpy(zero_copy_only=False).astype(bool)
     nbytes = np.zeros(n, dtype=np.int64)
     exact = plain.copy()
     upper = np.zeros(n, dtype=bool)
@@ -339,12 +339,11 @@ def _sizes(size_tok: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 
 def _block_versions(
-    lines: list[str], kind: np.ndarray, rec_lines: np.ndarray, block: np.ndarray, fields: dict
+    lines: list[str], kind: np.ndarray, rec_lines: np.ndarray, block: np.ndarray, fields: dict, premerge: np.ndarray
 ) -> list[str]:
     """The listing format of each block, from the header lines before it and its own lines."""
     version_lines = np.flatnonzero(kind == _VERSION_LINE) + 1
     show_mem_lines = np.flatnonzero(kind == _SHOW_MEM_LINE) + 1
-    module_style = pd.Series(fields["tag"]).str.contains(" module:", regex=False).to_numpy(dtype=bool)
     rounded = ~fields["size_exact"] & ~fields["size_upper_bound"]
     has_extra = pd.Series(fields["extra"]).notna().to_numpy()
     out = []
@@ -357,7 +356,7 @@ def _block_versions(
             out.append("show_mem")
         elif fields["size_upper_bound"][rows].any():
             out.append("numfmt")
-        elif module_style[rows].any():
+        elif premerge[rows].any():
             out.append("pre-merge")
         elif (rounded & rows).any():  # string_get_size sizes with 1.0-style tags: show_mem lines
             out.append("show_mem")
