@@ -343,3 +343,92 @@ def _blocks(machine: _Collapser, region: str, lineno: int, open_block: bool) -> 
                 machine.block(stripped, region, offset + len(block) - len(stripped), lineno)
         offset += len(block) + 2
     return lineno + region.count("\n") + 2
+
+
+_KERNEL_START = 0xFFFF800000000000  # x86_64 (and arm64) kernel addresses are at or above this
+
+
+def _address_name(address: int) -> str:
+    """An unresolved frame as perf report names it: C's ``%#018llx``, which prints no ``0x`` for 0."""
+    return f"0x{address:016x}" if address else "0" * 16
+
+
+def profile_from_samples(samples, *, on_bad_lines: OnBadLines = "error") -> pd.DataFrame:
+    """Children and self shares per symbol computed from sampled call chains, in the schema of
+    :func:`vmaplab.io.perf_report.read_perf_report`, so that a ``perf script`` can be compared with a
+    ``perf report`` (or with another profile, see :func:`vmaplab.analysis.profiles.compare_profiles`).
+
+    Parameters
+    ----------
+    samples : DataFrame of :func:`vmaplab.io.perf_script.read_perf_script`, or a source it reads
+    on_bad_lines : {"error", "warn", "skip"}
+        Passed to ``read_perf_script`` when ``samples`` is a source.
+
+    Returns
+    -------
+    DataFrame, one row per (command, shared object, symbol), sorted by children then self share:
+
+    =============  =======  ======================================================================
+    block          int64    0
+    event          string   the samples' event (the first one when several)
+    children_pct   Float64  percent of the total period in samples whose call chain holds the symbol
+                            (each sample counted once however often the symbol appears in it)
+    self_pct       Float64  percent of the total period in samples whose leaf is the symbol
+    samples        Int64    number of samples whose leaf is the symbol (perf report's ``-n``)
+    command        string   the sample's task name
+    shared_object  string   as in read_perf_script's ``dsos``
+    symbol         string   the symbol; an unresolved frame is named by its address
+                            (``%#018llx``), as perf report does (perf report shows some user
+                            addresses relative to the process, perf script relative to the DSO)
+    symbol_kind    string   ``"k"`` for a kernel address (from 0xffff800000000000), else ``"."``
+    =============  =======  ======================================================================
+
+    The total period is the sum of the samples' periods (1 per sample when perf printed none), as
+    perf report's percentages are shares of the event count. perf report marks some unresolved user
+    addresses ``[k]`` (from the sample's CPU mode); here the mark follows the address.
+    """
+    from ..io.perf_script import read_perf_script
+
+    df = samples if isinstance(samples, pd.DataFrame) else read_perf_script(samples, on_bad_lines=on_bad_lines)
+    weight = df["period"].fillna(1).to_numpy(dtype=np.int64)
+    total = float(weight.sum())
+    chains = pd.DataFrame(
+        {
+            "sample": np.arange(len(df)),
+            "command": df["comm"].to_numpy(dtype=object),
+            "sym": df["stack"].str.split(";").to_numpy(dtype=object),
+            "dso": df["dsos"].str.split(";").to_numpy(dtype=object),
+            "ip": df["ips"].str.split(";").to_numpy(dtype=object),
+        }
+    )
+    chains = chains[df["stack"].notna().to_numpy()]
+    frames = chains.explode(["sym", "dso", "ip"])
+    address = frames["ip"].map(lambda h: int(h, 16))
+    frames["symbol"] = frames["sym"].where(frames["sym"] != "[unknown]", address.map(_address_name))
+    frames["symbol_kind"] = np.where(address.to_numpy(dtype=object) >= _KERNEL_START, "k", ".")
+    frames["weight"] = weight[frames["sample"].to_numpy(dtype=np.int64)]
+    keys = ["command", "dso", "symbol"]
+    leaf = frames.groupby("sample", sort=False).tail(1)
+    own = leaf.groupby(keys, sort=False).agg(own=("weight", "sum"), samples=("weight", "size"))
+    once = frames.drop_duplicates(["sample", *keys])
+    children = once.groupby(keys, sort=False).agg(children=("weight", "sum"), symbol_kind=("symbol_kind", "first"))
+    table = children.join(own, how="left").reset_index()
+    table["own"] = table["own"].fillna(0)
+    table = table.sort_values(["children", "own"], ascending=False, kind="stable")
+    event = df["event"].dropna()
+    out = pd.DataFrame(
+        {
+            "block": np.zeros(len(table), dtype=np.int64),
+            "event": event.iloc[0] if len(event) else None,
+            "children_pct": pd.array(table["children"].to_numpy(dtype=float) * 100.0 / total, dtype="Float64"),
+            "self_pct": pd.array(table["own"].to_numpy(dtype=float) * 100.0 / total, dtype="Float64"),
+            "samples": pd.array(table["samples"].fillna(0).to_numpy(dtype=np.int64), dtype="Int64"),
+            "command": pd.array(table["command"].to_numpy(dtype=object), dtype="string"),
+            "shared_object": pd.array(table["dso"].to_numpy(dtype=object), dtype="string"),
+            "symbol": pd.array(table["symbol"].to_numpy(dtype=object), dtype="string"),
+            "symbol_kind": pd.array(table["symbol_kind"].to_numpy(dtype=object), dtype="string"),
+        }
+    )
+    out["event"] = out["event"].astype("string")
+    out.attrs.update(format="profile", source=df.attrs.get("source"), samples=len(df), event_count=int(total))
+    return out
