@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _line_mutations import mutated
+
 from vmaplab.errors import BadLineWarning, ParseError
 from vmaplab.io._source import Paste
 from vmaplab.io.allocinfo import RECORD_EXPECTED, read_allocinfo, sniff
@@ -308,7 +310,8 @@ def _other_formats():
     files = [p for p in SEED.glob("*.txt") if not p.name.startswith(("allocinfo-", "pagetable-"))]
     files += sorted((SHARED / "fixtures" / "published").glob("*.txt"))
     files += sorted((SHARED / "fixtures" / "flamegraph").glob("perf-*.txt"))
-    files += [p for p in sorted((ROOT / "data" / "real").glob("*")) if p.is_file() and p.suffix in (".txt", ".gz")]
+    real = sorted((ROOT / "data" / "real").glob("*"))
+    files += [p for p in real if p.is_file() and p.suffix in (".txt", ".gz") and "allocinfo" not in p.name]
     return files
 
 
@@ -347,25 +350,7 @@ def _well_formed(line: str) -> bool:
     return bool(re.fullmatch(r"-?[0-9]+", size)) or bool(parse_sizes(pd.Series([size]))["bytes"].notna().iloc[0])
 
 
-@st.composite
-def mutated(draw):
-    lines = draw(st.sampled_from(REAL_INPUTS)).splitlines()
-    for _ in range(draw(st.integers(1, 6))):
-        if not lines:
-            break
-        i = draw(st.integers(0, len(lines) - 1))
-        op = draw(st.sampled_from(["delete", "duplicate", "truncate", "flip"]))
-        if op == "delete":
-            del lines[i]
-        elif op == "duplicate":
-            lines.insert(i, lines[i])
-        elif op == "truncate":
-            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
-        elif lines[i]:
-            k = draw(st.integers(0, len(lines[i]) - 1))
-            ch = draw(st.sampled_from(list("0123456789 .:[]>xMGKiB\t-#$") + [draw(st.characters())]))
-            lines[i] = lines[i][:k] + ch + lines[i][k + 1 :]
-    return "\n".join(lines) + "\n"
+MUTATED = st.sampled_from(REAL_INPUTS).flatmap(lambda text: mutated(text, max_ops=6))
 
 
 @SETTINGS
@@ -378,7 +363,7 @@ def test_random_text_raises_only_parse_error(text):
 
 
 @SETTINGS
-@given(mutated())
+@given(MUTATED)
 def test_mutated_listing_raises_only_parse_error(text):
     try:
         df = read_allocinfo(io.StringIO(text))
@@ -388,7 +373,7 @@ def test_mutated_listing_raises_only_parse_error(text):
 
 
 @SETTINGS
-@given(mutated())
+@given(MUTATED)
 def test_mutated_listing_skip_mode_keeps_every_good_record(text):
     paste = Paste.from_text(text)
     good = [n for n, line in enumerate(paste.lines, 1) if _well_formed(line)]
