@@ -315,8 +315,8 @@ def _run(machine: _Collapser, chunks: Iterable[str]) -> None:
         pending += chunk
         end = pending.rfind("\n\n")
         if end < 0:
-            if len(pending) > _MAX_PENDING:  # no blank line for a long time: feed whole lines
-                cut = pending.rfind("\n")
+            cut = pending.rfind("\n")
+            if len(pending) > _MAX_PENDING and cut >= 0:  # no blank line for long: feed whole lines
                 for i, line in enumerate(pending[:cut].split("\n")):
                     machine.feed(line, lineno + i)
                 lineno += pending.count("\n", 0, cut + 1)
