@@ -1,0 +1,215 @@
+"""read_perf_report on this host's perf report captures (stdio variants and the interactive screen), the
+seed's pasted tables, damaged copies and random text."""
+
+import io
+import re
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from _line_mutations import mutated
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vmaplab
+from vmaplab.errors import BadLineWarning, ParseError
+from vmaplab.io._source import Paste
+from vmaplab.io.perf_report import read_perf_report, sniff
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL = ROOT / "data" / "real"
+SEED = ROOT / "data" / "seed"
+SAMPLES = 8309  # perf record's count for churn.data (data/real/SOURCES.md)
+COLS = ["children_pct", "self_pct", "command", "shared_object", "symbol", "symbol_kind"]
+
+# A stdio entry under "[Children] Self/Overhead Command Shared Object Symbol", and a seed entry (no
+# command), written independently of the reader
+ENTRY = re.compile(r"^\s+(\d+\.\d\d)%\s+(?:(\d+\.\d\d)%\s+)?(\S+)\s+\[?([^\s\]]+)\]?\s+\[([k.])\] (\S+)$")
+SEED_ENTRY = re.compile(r"^\s+\d+\.\d\d%\s+\d+\.\d\d%\s+\[\w+\]\s+\[k\] \S+$")
+
+
+def _rows(df: pd.DataFrame) -> list[tuple]:
+    return list(df[COLS].itertuples(index=False, name=None))
+
+
+def test_stdio_children():
+    df = read_perf_report(REAL / "perf-report-children.txt")
+    assert df.dtypes.astype(str).to_dict() == {
+        "block": "int64", "event": "string", "children_pct": "Float64", "self_pct": "Float64",
+        "samples": "Int64", "command": "string", "shared_object": "string", "symbol": "string", "symbol_kind": "string",
+    }
+    assert len(df) == 808 and (df["block"] == 0).all() and (df["event"] == "cpu-clock").all()
+    top = df.iloc[0]
+    assert (top["children_pct"], top["self_pct"], top["command"], top["shared_object"], top["symbol"], top["symbol_kind"]) == (
+        83.51, 1.44, "churn", "kernel.kallsyms", "do_syscall_64", "k",
+    )
+    clone3 = df[df["symbol"] == "clone3"].iloc[0]
+    assert (clone3["shared_object"], clone3["symbol_kind"], clone3["children_pct"]) == ("libc.so.6", ".", 39.39)
+    assert (df["children_pct"] >= df["self_pct"] - 0.01).all()
+    assert df["samples"].isna().all() and not df["shared_object"].str.startswith("[").any()
+    assert df.attrs["event"] == "cpu-clock" and df.attrs["samples"] == 8000 and df.attrs["samples_exact"] is False
+    assert df.attrs["event_count"] == 830_900_000 and df.attrs["lost_samples"] == 0
+    # the 11 '#' lines above the table and the 3 below it are skipped, nothing is bad
+    assert df.attrs["skipped_lines"] == 14 and df.attrs["bad_lines"] == []
+    vmalloc = df[df["symbol"] == "__vmalloc_node_range_noprof"].iloc[0]
+    assert vmalloc["children_pct"] == 4.49 and vmalloc["self_pct"] == 0.25
+
+
+def test_call_graphs_are_never_entries():
+    # perf orders entries of equal share differently with and without graphs: compare as sets
+    plain = sorted(_rows(read_perf_report(REAL / "perf-report-children.txt")))
+    assert sorted(_rows(read_perf_report(REAL / "perf-report-children-graph.txt.gz"))) == plain
+    self_plain = read_perf_report(REAL / "perf-report-self.txt")
+    assert len(self_plain) == 547 and self_plain["children_pct"].isna().all()
+    for name in ("perf-report-self-graph.txt", "perf-report-self-caller.txt", "perf-report-self-folded.txt"):
+        df = read_perf_report(REAL / name)
+        assert sorted(_rows(df)) == sorted(_rows(self_plain)), name
+        assert df.attrs["bad_lines"] == []
+
+
+def test_sample_counts_add_up():
+    n = read_perf_report(REAL / "perf-report-children-n.txt")
+    assert _rows(n) == _rows(read_perf_report(REAL / "perf-report-children.txt"))
+    # -n counts the samples whose leaf is the entry: every sample once
+    assert n["samples"].sum() == SAMPLES
+    assert ((n["samples"] * 100 / SAMPLES - n["self_pct"]).abs() <= 0.00501).all()
+    dso_sym = read_perf_report(REAL / "perf-report-self-n-dso-sym.txt")
+    assert dso_sym["command"].isna().all() and dso_sym["samples"].sum() == SAMPLES
+    assert dso_sym.loc[dso_sym["symbol"] == "alloc_vmap_area", "shared_object"].tolist() == ["kernel.kallsyms"]
+
+
+def test_sort_dso_sym_with_children():
+    df = read_perf_report(REAL / "perf-report-children-dso-sym.txt")
+    assert len(df) == 752 and df["command"].isna().all()
+    per_comm = read_perf_report(REAL / "perf-report-children.txt")
+    # a symbol seen by one command only has the same shares in both reports
+    single = per_comm.groupby(["shared_object", "symbol"]).filter(lambda g: len(g) == 1)
+    both = single.merge(df, on=["shared_object", "symbol", "symbol_kind"], suffixes=("", "_d"))
+    assert len(both) > 500
+    assert (both["self_pct"] == both["self_pct_d"]).all() and (both["children_pct"] == both["children_pct_d"]).all()
+
+
+def test_interactive_screen():
+    stdio = read_perf_report(REAL / "perf-report-children.txt")
+    tui = read_perf_report(REAL / "perf-report-tui-children.txt")
+    assert _rows(tui) == _rows(stdio)[: len(tui)] and len(tui) == 27
+    assert tui.attrs["samples"] == 8000 and tui.attrs["event_count"] == 830_900_000
+    # expanded first entry: its call-chain line ("   + 82.07% do_syscall_64") is not an entry
+    expanded = read_perf_report(REAL / "perf-report-tui-children-expanded.txt")
+    assert _rows(expanded) == _rows(stdio)[:26] and expanded.attrs["bad_lines"] == []
+    self_tui = read_perf_report(REAL / "perf-report-tui-self-expanded.txt")
+    assert _rows(self_tui) == _rows(read_perf_report(REAL / "perf-report-self.txt"))[:26]
+    assert self_tui["children_pct"].isna().all()
+    # title line, header line and the "Tip:"/help line are skipped
+    assert self_tui.attrs["skipped_lines"] == 3
+
+
+def test_seed_tables():
+    old = read_perf_report(SEED / "perf-report-6.7.txt")
+    new = read_perf_report(SEED / "perf-report-vmap-nodes.txt")
+    assert (len(old), len(new)) == (17, 20)
+    lock = "native_queued_spin_lock_slowpath"
+    assert old.set_index("symbol").loc[lock, ["children_pct", "self_pct"]].tolist() == [93.35, 93.07]
+    assert new.set_index("symbol").loc[lock, "self_pct"] == 16.51
+    assert set(old["shared_object"]) == {"kernel", "test_vmalloc"} and old["command"].isna().all()
+    assert (old["symbol_kind"] == "k").all() and old["event"].isna().all() and old.attrs["skipped_lines"] == 0
+
+
+def test_quoted_cover_letter_has_two_blocks():
+    df = read_perf_report(SEED / "v3-cover-quoted.txt")
+    assert df.groupby("block").size().tolist() == [17, 20]
+    assert _rows(df[df["block"] == 0]) == _rows(read_perf_report(SEED / "perf-report-6.7.txt"))
+    assert _rows(df[df["block"] == 1]) == _rows(read_perf_report(SEED / "perf-report-vmap-nodes.txt"))
+    # prose, markers and prompts are skipped, "16.51% percent from 93.07%." included; nothing is bad
+    lines = Paste.read(SEED / "v3-cover-quoted.txt").lines
+    prose = [ln for ln in lines if ln.strip() and not SEED_ENTRY.match(ln)]
+    assert df.attrs["skipped_lines"] == len(prose) and df.attrs["bad_lines"] == []
+    assert "16.51% percent from 93.07%." in prose
+
+
+def test_paste_with_prompt_and_header_pasted_with_single_spaces():
+    # the first entries of this host's --no-children report, pasted with collapsed white space
+    # after a shell prompt and a header typed back by hand
+    rows = (REAL / "perf-report-self.txt").read_text().splitlines()[11:14]
+    paste = "root@vm:~# perf report --stdio --no-children -g none | head\n# Overhead Command Shared Object Symbol\n"
+    paste += "\n".join(" ".join(r.split()) for r in rows) + "\nthen the same again:\n" + "\n".join(rows) + "\n"
+    df = read_perf_report(io.StringIO(paste))
+    assert df["block"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert df["symbol"].tolist()[:3] == ["_raw_spin_unlock_irqrestore", "unmap_page_range", "finish_task_switch.isra.0"]
+    assert df["children_pct"].isna().all() and df["self_pct"].tolist()[:2] == [9.95, 4.44]
+    assert (df["command"] == "churn").all()
+
+
+def test_command_with_spaces():
+    # perf report of a process named "V8 WorkerThread" (comm names may hold spaces); the fixed-width
+    # columns let the command take both words
+    text = textwrap.dedent(
+        """\
+        # Overhead  Command          Shared Object      Symbol
+        # ........  ...............  .................  ......................
+        #
+            12.50%  V8 WorkerThread  libv8.so           [.] v8::internal::Heap::Scavenge
+        """
+    )
+    df = read_perf_report(io.StringIO(text))
+    assert df.loc[0, ["command", "shared_object", "symbol"]].tolist() == ["V8 WorkerThread", "libv8.so", "v8::internal::Heap::Scavenge"]
+
+
+def test_bad_entry_error_warn_skip():
+    lines = (REAL / "perf-report-self.txt").read_text().splitlines()
+    lines[13] = lines[13][:40]  # an entry cut before its symbol
+    text = "\n".join(lines) + "\n"
+    with pytest.raises(ParseError, match=r"line 14: expected a perf report entry"):
+        read_perf_report(io.StringIO(text))
+    with pytest.warns(BadLineWarning):
+        warned = read_perf_report(io.StringIO(text), on_bad_lines="warn")
+    assert len(warned) == 546 and warned.attrs["bad_lines"][0]["lineno"] == 14
+
+
+def test_nothing_recognised():
+    with pytest.raises(ParseError, match=r"line 1: expected a perf report entry"):
+        read_perf_report(REAL / "perf-lock-contention.txt")
+
+
+def test_sniff_and_detection():
+    assert sniff(Paste.read(REAL / "perf-report-self.txt")) == 548
+    for other in ("perf-script-churn.txt.gz", "perf-lock-contention.txt", "meminfo.txt", "vmallocinfo-kptr1.txt"):
+        assert sniff(Paste.read(REAL / other)) == 0, other
+    assert sniff(Paste.read(SEED / "allocinfo-64threads.txt")) == 0
+    assert vmaplab.read(REAL / "perf-report-tui-self.txt").attrs["format"] == "perf_report"
+    assert vmaplab.read(SEED / "v3-cover-quoted.txt").attrs["format"] == "perf_report"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("0123456789.%[]k .#|-+\nabcS")), max_size=200))
+def test_random_text_raises_only_parse_error(text):
+    try:
+        read_perf_report(io.StringIO(text))
+    except ParseError:
+        pass
+
+
+_GRAPH_REPORT = (REAL / "perf-report-self-graph.txt").read_text().splitlines()
+HEAD = "\n".join(_GRAPH_REPORT[:11]) + "\n"  # perf's '#' lines and the column header
+BODY = "\n".join(_GRAPH_REPORT[11:90]) + "\n"  # entries with their call graphs
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_mutated_report_keeps_every_well_formed_entry(data):
+    text = HEAD + data.draw(mutated(BODY))
+    try:
+        read_perf_report(io.StringIO(text))
+    except ParseError:
+        pass
+    want = Counter(m.groups()[:1] + m.groups()[2:] for m in map(ENTRY.match, text.splitlines()) if m)
+    try:
+        df = read_perf_report(io.StringIO(text), on_bad_lines="skip")
+    except ParseError:
+        assert not want  # nothing that looks like an entry is left
+        return
+    got = Counter((f"{r.self_pct:.2f}", r.command, r.shared_object, r.symbol_kind, r.symbol) for r in df.itertuples())
+    assert not want - got
+    assert len(df.attrs["bad_lines"]) <= 5
