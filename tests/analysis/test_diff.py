@@ -204,13 +204,13 @@ def test_cli_readme_command():
 
 def test_cli_top_by_and_errors():
     runner = CliRunner()
-    result = runner.invoke(
-        app, ["diff", str(SEED / "pagetable-thread.txt"), str(SEED / "pagetable-thread.txt"), "--top", "1", "--by", "func"]
-    )
+    thread = str(SEED / "pagetable-thread.txt")
+    result = runner.invoke(app, ["diff", thread, thread, "--top", "1", "--by", "func"])
     assert result.exit_code == 0, result.output
     # first listing (before the test) against the last (256 workers); pagetable_alloc was below the
     # first excerpt, so its change is unknown and sorts last: slab grew most of what is known
-    assert result.output.splitlines()[3].split() == ["alloc_slab_page", "112MiB", "278MiB", "+166MiB", "8689", "18519", "+9830", "grown"]
+    row = ["alloc_slab_page", "112MiB", "278MiB", "+166MiB", "8689", "18519", "+9830", "grown"]
+    assert result.output.splitlines()[3].split() == row
     assert len(result.output.splitlines()) == 5  # two source lines, header, one row, the rounding note
     bad = runner.invoke(app, ["diff", str(SEED / "allocinfo-64threads.txt"), str(BUNDLE / "0000" / "meminfo")])
     assert bad.exit_code == 2 and "cannot diff allocinfo against meminfo" in bad.output

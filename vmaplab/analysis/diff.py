@@ -244,7 +244,8 @@ def _diff_fields(b: pd.DataFrame, a: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     both = out["unit_b"].notna() & out["unit_a"].notna()
     clash = out.index[both & (out["unit_b"] != out["unit_a"])]
     if len(clash):
-        raise ValueError(f"field {clash[0]!r} is in {out.at[clash[0], 'unit_b']} before and {out.at[clash[0], 'unit_a']} after")
+        field = clash[0]
+        raise ValueError(f"field {field!r} is in {out.at[field, 'unit_b']} before and {out.at[field, 'unit_a']} after")
     in_b, in_a = out["value_b"].notna(), out["value_a"].notna()
     table = pd.DataFrame(
         {
@@ -319,13 +320,13 @@ def format_diff(table: pd.DataFrame) -> str:
         cells = []
         for row in table.itertuples(index=False):
             fmt = _size if row.unit == "bytes" else _count
-            cells.append(
-                [row.key, fmt(row.before_value), fmt(row.after_value), fmt(row.delta_value, signed=True), row.unit, row.status]
-            )
+            values = [fmt(row.before_value), fmt(row.after_value), fmt(row.delta_value, signed=True)]
+            cells.append([row.key, *values, row.unit, row.status])
     widths = [max(len(str(c)) for c in col) for col in zip(head, *cells)]
     left = {0, len(head) - 1} | ({4} if attrs.get("of") != "allocinfo" else set())
     for row in [head, *cells]:
-        lines.append("  ".join(str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        aligned = (str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        lines.append("  ".join(aligned).rstrip())
     if "exact" in table.columns and not table["exact"].all():
         lines.append("sizes in binary units were rounded by the kernel or numfmt: byte deltas are approximate")
     if (table["status"] == _MISSING).any():
