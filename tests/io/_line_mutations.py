@@ -12,7 +12,8 @@ FLIP_CHARS = st.sampled_from(list("0123456789 \tabkBxyzKMGi:;,.-_#()<>/%") + ["Ã
 def mutated(draw, text: str, max_ops: int = 5) -> str:
     """``text`` with up to ``max_ops`` line mutations."""
     lines = text.splitlines()
-    ops = draw(st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 10**6), st.integers(0, 10**6), FLIP_CHARS), max_size=max_ops))
+    op = st.tuples(st.sampled_from(OPS), st.integers(0, 10**6), st.integers(0, 10**6), FLIP_CHARS)
+    ops = draw(st.lists(op, max_size=max_ops))
     for op, where, pos, char in ops:
         if not lines:
             break

@@ -57,7 +57,10 @@ _LABELS = {
     "bnhớ": "Mem", "tráo đổi": "Swap", "tổng": "Total", "cao": "High", "thấp": "Low",  # vi
     "内存": "Mem", "交换": "Swap", "总量": "Total", "高": "High", "低": "Low",  # zh_CN
 }  # fmt: skip
-_ENGLISH_HEAD = {"total", "used", "free", "shared", "buff/cache", "buffers", "cache", "cached", "available"}
+_HEAD_WORD = r"(?:total|used|free|shared|buff/cache|buffers|cache|cached|available)"
+_ENGLISH_HEAD = rf"^[ \t]*(?=.*\btotal\b)(?=.*\bused\b)(?:{_HEAD_WORD}(?:[ \t]+|$))+$"
+# procps <= 3.3.9 headers: "total used free shared buffers cached"
+_OLD_HEAD = r"\bcached\b|^(?!.*\bavailable\b).*\bbuffers\b"
 
 # Column names by row kind and position.
 _KINDS = {
@@ -67,7 +70,8 @@ _KINDS = {
     "three": ["total", "used", "free"],
     "two": ["used", "free"],
 }
-_TWO_ROWS = {"-/+ buffers/cache", "-/+ buffers"}
+_TWO_ROWS = ["-/+ buffers/cache", "-/+ buffers"]
+_THREE_ROWS = ["Swap", "Total", "Low", "High", "Comm"]
 
 _VALUE = r"\d+(?:[.,]\d+)?(?:[KMGTPE]i|[kKMGTPE]|B)?"
 _ROW = r"^(?P<label>(?:-/\+|[^\W\d_])[^:：]*?)[ \t]*[:：](?P<rest>.*)$"
@@ -214,8 +218,8 @@ def _parse_free(paste: Paste, on_bad_lines: OnBadLines, per_unit: int | None, si
     rest = parts["rest"].fillna("").astype(str)
     valueish = rest.str.fullmatch(_VALUES)
     n = rest.str.split().str.len().where(valueish, 0).astype(int)
-    words = lines.str.split()
-    english_head = words.map(lambda w: len(w) >= 3 and {"total", "used"} <= set(w) <= _ENGLISH_HEAD)
+    n_words = lines.str.count(r"\S+")
+    english_head = lines.str.match(_ENGLISH_HEAD)
 
     # rows: a known label, or an unknown one (a translation we lack) next to a header or a row
     is_rec = known & valueish & n.ge(2)
@@ -232,22 +236,24 @@ def _parse_free(paste: Paste, on_bad_lines: OnBadLines, per_unit: int | None, si
     run_start = is_rec & ~is_rec.shift(1, fill_value=False)
     above = pd.Series(False, index=lines.index)
     above.iloc[:-1] = run_start.iloc[1:].to_numpy()
-    n_below = n.shift(-1, fill_value=0)
     local_head = above & ~blank & ~lines.str.contains("[:：]") & ~lines.str.contains(r"(?:^|\s)\d")
-    local_head &= words.str.len().isin([6, 7])
+    # ... but not a damaged English one ("total" alone is also French, Spanish and Romanian)
+    english_words = lines.str.count(rf"(?:^|(?<=\s)){_HEAD_WORD}(?=\s|$)")
+    local_head &= n_words.isin([6, 7]) & english_words.lt(3)
     head = (english_head | local_head) & ~is_rec
 
-    # the header above each run of rows (its words), for the column count check and the layout
+    # the header line above each run of rows: its word count must match a Mem row's values
     run = run_start.cumsum()
-    head_of_run = pd.Series(np.where(head, lines.index, -1), index=lines.index).shift(1, fill_value=-1)
-    run_head = head_of_run.where(run_start).groupby(run).transform("max").where(is_rec, -1).astype(int)
-    head_words = run_head.map(lambda h: words[h] if h > 0 else None)
-    head_n = head_words.map(lambda w: len(w) if w else 0)
+    head_of_run = pd.Series(np.where(head, lines.index, 0), index=lines.index).shift(1, fill_value=0)
+    run_head = head_of_run.where(run_start).groupby(run).transform("max").where(is_rec, 0).astype(int)
+    head_n = run_head.map(n_words.where(head)).fillna(0).astype(int)
+    old_head = run_head.map(head & lines.str.contains(_OLD_HEAD)).fillna(False).astype(bool)
 
     kind = pd.Series(np.where(n.eq(2), "two", np.where(n.eq(3), "three", "mem")), index=lines.index)
-    mem_ok = kind.eq("mem") & n.isin([6, 7]) & (head_n.eq(0) | head_n.eq(n))
-    fits = kind.isin(["two", "three"]) & ~row.isin(["Mem"]) | mem_ok
-    fits &= ~(row.isin(_TWO_ROWS) & ~kind.eq("two")) & ~(row.isin(["Swap", "Total", "Low", "High", "Comm"]) & ~kind.eq("three"))
+    two_rows, three_rows = row.isin(_TWO_ROWS), row.isin(_THREE_ROWS)
+    mem_like = ~two_rows & ~three_rows  # Mem, or a label we do not know
+    fits = (two_rows & n.eq(2)) | (three_rows & n.eq(3)) | (mem_like & n.eq(3) & row.ne("Mem"))
+    fits |= mem_like & n.isin([6, 7]) & (head_n.eq(0) | head_n.eq(n))
     too_long = rest.str.contains(rf"\d{{{_MAX_DIGITS + 1},}}")
     bad = (known & ~is_rec) | (is_rec & (~fits | too_long))
     for lineno in lines.index[bad]:
@@ -264,16 +270,16 @@ def _parse_free(paste: Paste, on_bad_lines: OnBadLines, per_unit: int | None, si
         {"block": blocks, "row": row[keep].to_numpy(), "n": n[keep].to_numpy(), "kind": kind[keep].to_numpy()},
         index=recs,
     )
-    frame["kind"] = _layouts(frame, head_words[keep])
+    frame["kind"] = _layouts(frame, old_head[keep])
     units = _units(paste, frame, rest[keep], per_unit, si)
     values = _values(frame, rest[keep], units)
 
     df = pd.DataFrame({"block": frame["block"].to_numpy(dtype=np.int64)})
     df["row"] = pd.array(frame["row"].to_numpy(dtype=object), dtype="string")
+    values = values.reindex(columns=VALUE_COLUMNS)
     for col in VALUE_COLUMNS:
-        df[col] = pd.array(values[col].to_numpy(), dtype="Int64") if col in values else pd.array([pd.NA] * len(df), dtype="Int64")
-    exact = frame["block"].map(lambda b: units[b]["exact"])
-    df["exact"] = exact.to_numpy(dtype=bool)
+        df[col] = pd.array(values[col].to_numpy(dtype=object, na_value=pd.NA), dtype="Int64")
+    df["exact"] = frame["block"].map({b: u["exact"] for b, u in units.items()}).to_numpy(dtype=bool)
     skipped = int((other & ~blank).sum())
     summary = [{k: v for k, v in u.items() if k != "exact"} for u in units.values()]
     names, sources = {u["unit"] for u in summary}, {u["source"] for u in summary}
@@ -285,24 +291,26 @@ def _parse_free(paste: Paste, on_bad_lines: OnBadLines, per_unit: int | None, si
 def _expected(row: str, head_n: int) -> str:
     if row in _TWO_ROWS:
         return f"'{row}:' with 2 numbers (used, free)"
-    if row == "Mem" or row not in {"Swap", "Total", "Low", "High", "Comm"}:
+    if row not in _THREE_ROWS:
         under = f"{head_n} (one under each header column)" if head_n else "6 or 7"
         return f"a free row '{row}:' with {under} numbers or sizes such as 64172, 23Gi, 8,7Mi"
     return f"a free row '{row}:' with 3 numbers or sizes (total, used, free)"
 
 
-def _layouts(frame: pd.DataFrame, head_words: pd.Series) -> pd.Series:
+def _layouts(frame: pd.DataFrame, old_head: pd.Series) -> pd.Series:
     """Row kind (``new``/``wide``/``old``/``three``/``two``) of each record, from its value count,
-    its header's words and whether its block has a ``-/+ buffers/cache`` row (procps <= 3.3.9)."""
+    whether its header is a procps <= 3.3.9 one and whether its block has a ``-/+ buffers/cache``
+    row (the other sign of procps <= 3.3.9)."""
     old_block = frame["block"].isin(frame.loc[frame["kind"].eq("two"), "block"])
-    old_words = head_words.map(lambda w: bool(w) and ("cached" in w or ("buffers" in w and "available" not in w)))
-    old_head = old_words.groupby(frame["block"]).transform("max").astype(bool)
+    old_head = old_head.groupby(frame["block"]).transform("max").astype(bool)
     mem = frame["kind"].eq("mem")
     kind = frame["kind"].where(~mem, np.where(frame["n"].eq(7), "wide", np.where(old_block | old_head, "old", "new")))
     return kind
 
 
-def _units(paste: Paste, frame: pd.DataFrame, rest: pd.Series, per_unit: int | None, si: bool | None) -> dict[int, dict]:
+def _units(
+    paste: Paste, frame: pd.DataFrame, rest: pd.Series, per_unit: int | None, si: bool | None
+) -> dict[int, dict]:
     """Unit of each block: from the last ``free`` command line above it, else ``unit=``/``si=``, else
     KiB and powers of 1024 (with a :class:`FreeUnitWarning`)."""
     prompts = sorted(paste.prompts)

@@ -92,7 +92,7 @@ def read_slabinfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.Data
 
     >>> sl = read_slabinfo("data/real/slabinfo.txt")  # doctest: +SKIP
     >>> sl.set_index("name").loc["vmap_area", "objsize"]  # doctest: +SKIP
-    64
+    72
     """
     paste = Paste.read(src)
     return _parse_slabinfo(paste, on_bad_lines)
