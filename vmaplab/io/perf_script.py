@@ -43,6 +43,7 @@ FRAME = (
 )
 # Starts like a header (comm, tid, maybe a cpu, digits of a time) but did not parse.
 _HEADER_LEAD = r"^\s*\S.*?\s-?\d+(?:/-?\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d"
+_FRAME_LEAD = r"^\s+\S|^[0-9a-fA-F]+\s+\S.*\("
 _SNIFF_HEADER = r"^\s*\S.*?\s-?\d+(?:/-?\d+)?\s+(?:\[\d+\]\s+)?(?:\d+\.\d+:\s+)?(?:\d+\s+)?[^\s:\d]\S*?:\s*$"
 _SNIFF_FRAME = r"^\s*[0-9a-fA-F]{1,16}\s+\S.*\)\s*$"
 
@@ -208,15 +209,17 @@ def _parse_perf_script(paste: Paste, errors: LineErrors, start: int) -> tuple[pd
     is_head = _match(arr, HEADER) & ~comment & ~prompt
     is_frame = _match(arr, FRAME) & ~is_head & ~comment & ~prompt
 
-    # 1 after a header, 0 after a blank, comment or prompt line; other lines continue what was before
-    state = np.where(is_head, 1.0, np.where(blank | comment | prompt, 0.0, np.nan))
+    other = ~is_head & ~is_frame & ~blank & ~comment & ~prompt
+    # a damaged frame: indented like a frame, or an address and a parenthesis (unindented frames)
+    frame_like = other & _match(arr, _FRAME_LEAD)
+    # 1 after a header; 0 after a blank, comment, prompt or prose line; frames continue a sample
+    state = np.where(is_head, 1.0, np.where(is_frame | frame_like, np.nan, 0.0))
     in_sample = pd.Series(state).ffill().fillna(0.0).to_numpy() == 1.0
     sample = np.cumsum(is_head)
-    other = ~is_head & ~is_frame & ~blank & ~comment & ~prompt
 
-    bad_frame = other & in_sample  # a line of a call chain that is not a frame
+    bad_frame = frame_like & in_sample  # a line of a call chain that is not a frame
     orphan = is_frame & ~in_sample
-    bad_head = other & ~in_sample & _match(arr, _HEADER_LEAD)
+    bad_head = other & ~bad_frame & _match(arr, _HEADER_LEAD)
     why = {}
     for mask, expected in ((bad_frame, _EXPECTED_FRAME), (orphan, _EXPECTED_HEADER_FIRST), (bad_head, _EXPECTED)):
         why.update((int(i), expected) for i in lineno[mask])

@@ -1,0 +1,226 @@
+"""read_perf_script and iter_samples on this host's captures, FlameGraph's published perf script inputs,
+pastes, damaged copies and random text."""
+
+import io
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from _line_mutations import mutated
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vmaplab
+from vmaplab.errors import BadLineWarning, ParseError
+from vmaplab.io import perf_script
+from vmaplab.io._source import Paste
+from vmaplab.io.perf_script import iter_samples, read_perf_script, sniff
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL = ROOT / "data" / "real"
+FLAMEGRAPH = ROOT.parent / "shared" / "fixtures" / "flamegraph"
+CHURN = REAL / "perf-script-churn.txt.gz"
+DTYPES = {
+    "block": "int64", "comm": "string", "pid": "Int64", "tid": "Int64", "cpu": "Int64", "time": "Float64",
+    "period": "Int64", "event": "string", "trace": "string", "stack": "string", "dsos": "string", "ips": "string",
+}
+
+# Written independently of the reader: a default-fields header and a frame line of this host's capture
+HEADER = re.compile(r"^(\S+) +(\d+) \[(\d{3})\] +(\d+\.\d{6}): +(\d+) (cpu-clock): $")
+FRAME = re.compile(r"^\t *([0-9a-f]+) ([^\s()]+?)(?:\+0x[0-9a-f]+)? \(([^()]+)\)$")
+
+
+def test_this_host_default_fields():
+    df = read_perf_script(CHURN)
+    assert df.dtypes.astype(str).to_dict() == DTYPES
+    assert len(df) == 957 and (df["block"] == 0).all()
+    assert df["comm"].value_counts().to_dict() == {"churn": 947, "sh": 10}
+    assert set(df["cpu"]) == {0, 1} and (df["period"] == 100_000).all() and (df["event"] == "cpu-clock").all()
+    assert df["pid"].isna().all() and df["trace"].isna().all() and df["stack"].notna().all()
+    assert df["time"].min() == 991.39255 and df["time"].max() == 991.630177
+    first = df.iloc[0]
+    assert (first["comm"], first["tid"], first["cpu"], first["stack"], first["dsos"], first["ips"]) == (
+        "sh", 20181, 1, "update_active.constprop.0", "ld-linux-x86-64.so.2", "153e0",
+    )
+    # root first, leaf last, offsets gone, aligned columns
+    third = df.iloc[2]
+    assert third["stack"].split(";")[-3:] == ["do_mmap", "__mmap_region", "vma_interval_tree_insert"]
+    assert third["dsos"].split(";")[-1] == "kernel.kallsyms" and third["ips"].split(";")[-1] == "ffffffff815d4e66"
+    assert (df["stack"].str.count(";") == df["dsos"].str.count(";")).all()
+    assert (df["stack"].str.count(";") == df["ips"].str.count(";")).all()
+    # kernel stacks are vmalloc'ed: thread creation goes through the vmalloc path
+    assert df["stack"].str.contains("copy_process;__vmalloc_node_noprof;__vmalloc_node_range_noprof").sum() > 10
+    assert df.attrs["skipped_lines"] == 0 and df.attrs["bad_lines"] == [] and df.attrs["format"] == "perf_script"
+
+
+def test_every_sample_and_frame_against_an_independent_parse():
+    lines = Paste.read(CHURN).lines
+    samples, frames = [], []
+    for line in lines:
+        if m := HEADER.match(line):
+            samples.append(m.groups())
+            frames.append([])
+        elif m := FRAME.match(line):
+            frames[-1].append(m.group(2))
+        else:
+            assert line == ""
+    df = read_perf_script(CHURN)
+    assert [(c, str(t), f"{cpu:03d}", f"{tm:.6f}", str(p)) for c, t, cpu, tm, p in zip(df["comm"], df["tid"], df["cpu"], df["time"], df["period"])] == [
+        s[:5] for s in samples
+    ]
+    assert df["stack"].tolist() == [";".join(reversed(f)) for f in frames]
+
+
+def test_pid_tid_fields_give_the_same_samples():
+    # the same recording printed with -F comm,pid,tid,cpu,time,event,ip,sym,dso,trace
+    a = read_perf_script(CHURN)
+    b = read_perf_script(REAL / "perf-script-churn-pidtid.txt.gz")
+    assert b["period"].isna().all() and (b["pid"] == b["tid"]).sum() > 0 and b["pid"].notna().all()
+    for col in ("comm", "tid", "cpu", "time", "stack", "dsos", "ips"):
+        assert a[col].equals(b[col]), col
+    # threads of one process share its pid
+    assert b.loc[b["comm"] == "churn", "pid"].nunique() == 2
+
+
+@pytest.mark.parametrize(
+    "name, n",
+    [("perf-funcab-cmd-01", 169), ("perf-funcab-pid-01", 228), ("perf-java-stacks-01", 46), ("perf-java-stacks-02", 2),
+     ("perf-rust-Yamakaky-dcpu", 58), ("perf-vertx-stacks-01", 286)],
+)
+def test_flamegraph_inputs(name, n):
+    path = FLAMEGRAPH / f"{name}.txt"
+    df = read_perf_script(path)
+    # one sample per header line: not indented, not a comment, ends with "<event>:"
+    headers = [ln for ln in path.read_text().splitlines() if ln[:1] not in ("", "#", "\t", " ") and ln.rstrip().endswith(":")]
+    assert len(df) == len(headers) == n
+    assert df["stack"].notna().all() and df.attrs["bad_lines"] == []
+    assert df["comm"].tolist() == [h.split()[0] for h in headers]
+
+
+def test_headers_without_time_cpu_or_period():
+    rust = read_perf_script(FLAMEGRAPH / "perf-rust-Yamakaky-dcpu.txt")
+    assert (rust["event"] == "cycles:u").all() and rust["period"].iloc[:3].tolist() == [1, 1, 3]
+    assert rust["cpu"].isna().all() and rust["time"].iloc[0] == 75695.008865
+    funcab = read_perf_script(FLAMEGRAPH / "perf-funcab-pid-01.txt")
+    assert funcab["time"].isna().all() and (funcab["tid"] == 15294).all()
+    assert funcab["stack"].iloc[0] == "__libc_start_main;main;func_b"
+    assert funcab.attrs["skipped_lines"] == 18  # perf script --header lines
+    vertx = read_perf_script(FLAMEGRAPH / "perf-vertx-stacks-01.txt")
+    # C++ frames keep their argument lists; the dso is the basename
+    assert vertx["stack"].iloc[0] == "start_thread;java_start(Thread*);GCTaskThread::run();StealTask::do_it(GCTaskManager*, unsigned int);SpinPause"
+    assert vertx["dsos"].iloc[0].split(";")[-1] == "libjvm.so"
+
+
+def test_tracepoints_with_stacks_are_read_but_not_sniffed():
+    path = REAL / "perf-script-vmalloc-tp-g.txt.gz"
+    df = read_perf_script(path)
+    assert df["event"].value_counts().to_dict() == {"vmalloc:alloc_vmap_area": 62, "vmalloc:free_vmap_area_noflush": 61}
+    assert df["trace"].str.startswith("va_start").all()
+    assert df["stack"].iloc[0].endswith("__vmalloc_node_range_noprof;__get_vm_area_node;alloc_vmap_area")
+    assert sniff(Paste.read(path)) == 0
+    assert vmaplab.read(path).attrs["format"] == "vmalloc_trace"
+    assert sniff(Paste.read(REAL / "vmalloc-trace-perf-thread-churn.txt.gz")) == 0
+
+
+def test_sniff_and_detection():
+    assert sniff(Paste.read(CHURN)) == 957
+    assert sniff(Paste.read(FLAMEGRAPH / "perf-java-stacks-02.txt")) == 2
+    for other in ("perf-report-self-graph.txt", "perf-lock-contention-v.txt", "meminfo.txt", "vmallocinfo-kptr1.txt", "slabinfo.txt"):
+        assert sniff(Paste.read(REAL / other)) == 0, other
+    assert vmaplab.read(CHURN).attrs["format"] == "perf_script"
+
+
+def test_iter_samples_streams_the_same_rows(monkeypatch):
+    whole = read_perf_script(CHURN)
+    chunks = list(iter_samples(CHURN, chunksize=50))
+    assert len(chunks) > 10 and all(c.attrs["format"] == "perf_script" for c in chunks)
+    assert pd.concat(chunks, ignore_index=True).equals(whole)
+    monkeypatch.setattr(perf_script, "_CHUNK_LINES", 100)
+    assert read_perf_script(CHURN).equals(whole)
+
+
+def test_paste_with_prompts_prose_and_two_listings():
+    text = (FLAMEGRAPH / "perf-funcab-cmd-01.txt").read_text()
+    samples = [b for b in text.split("\n\n") if b.startswith("func_ab")]
+    first, second = "\n\n".join(samples[:3]), "\n\n".join(samples[3:7])
+    quoted = "\n".join("> " + ln for ln in first.splitlines())
+    paste = f"root@vm:~# perf script | head\n{quoted}\n>\nand a second run:\n\n{second}\n"
+    df = read_perf_script(io.StringIO(paste))
+    assert df["block"].tolist() == [0, 0, 0, 1, 1, 1, 1]
+    assert df.attrs["skipped_lines"] == 2
+    alone = [read_perf_script(io.StringIO(part + "\n"))["stack"].tolist() for part in (first, second)]
+    assert df["stack"].tolist() == alone[0] + alone[1]
+
+
+def test_cut_frame_error_warn_skip():
+    lines = Paste.read(FLAMEGRAPH / "perf-funcab-cmd-01.txt").lines
+    i = next(i for i, ln in enumerate(lines) if ln.strip().startswith("4005b1 main"))
+    lines[i] = lines[i][:18]
+    text = "\n".join(lines) + "\n"
+    with pytest.raises(ParseError, match=rf"line {i + 1}: expected a call-chain frame"):
+        read_perf_script(io.StringIO(text))
+    with pytest.warns(BadLineWarning):
+        df = read_perf_script(io.StringIO(text), on_bad_lines="warn")
+    # the damaged sample is dropped whole, the others are kept
+    assert len(df) == 168 and df.attrs["bad_lines"][0]["lineno"] == i + 1
+
+
+def test_frames_without_header_and_nothing_recognised():
+    text = "\n".join(Paste.read(FLAMEGRAPH / "perf-funcab-cmd-01.txt").lines[19:25]) + "\n"
+    with pytest.raises(ParseError, match=r"expected a sample header line before this call-chain frame"):
+        read_perf_script(io.StringIO(text))
+    with pytest.raises(ParseError, match=r"line 1: expected a perf script sample header"):
+        read_perf_script(REAL / "meminfo.txt")
+    with pytest.raises(ParseError, match=r"line 1: expected a perf script sample header"):
+        list(iter_samples(REAL / "meminfo.txt"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("0123456789abcdef []():.#/\t\nxyz-+>")), max_size=300))
+def test_random_text_raises_only_parse_error(text):
+    try:
+        read_perf_script(io.StringIO(text))
+    except ParseError:
+        pass
+
+
+SMALL = "\n".join(Paste.read(CHURN).lines[:120]) + "\n"
+
+
+def _well_formed_samples(text: str) -> list[tuple]:
+    """(tid, time, stack) of each sample whose header and frames all parse and that ends at a blank
+    line, by the independent regexes above."""
+    out, cur, ok = [], None, True
+    for line in text.split("\n"):
+        if line == "":
+            if cur is not None and ok:
+                out.append((int(cur[0][1]), float(cur[0][3]), ";".join(reversed(cur[1])) or None))
+            cur, ok = None, True
+        elif m := HEADER.match(line):
+            if cur is not None:
+                ok = False
+            cur = (m.groups(), [])
+        elif (m := FRAME.match(line)) and cur is not None:
+            cur[1].append(m.group(2).replace(";", ":"))  # the reader's documented replacement
+        else:
+            ok = False
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_mutated_capture_keeps_every_well_formed_sample(data):
+    text = data.draw(mutated(SMALL))
+    try:
+        read_perf_script(io.StringIO(text))
+    except ParseError:
+        pass
+    want = _well_formed_samples(text)
+    try:
+        df = read_perf_script(io.StringIO(text), on_bad_lines="skip")
+    except ParseError:
+        assert not want
+        return
+    got = set(zip(df["tid"].astype(int), df["time"], df["stack"].astype(object).where(df["stack"].notna(), None)))
+    assert set(want) <= got
