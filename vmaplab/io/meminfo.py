@@ -162,7 +162,7 @@ def _table(lines: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
     run = (~lead).cumsum()
     before = pd.Series(lines.index[~lead], index=run[~lead].to_numpy())
     header_line = run.map(before).where(lead)
-    under = header_line.map(lambda h: bool(h == h and head[int(h)])).astype(bool)
+    under = header_line.map(head).fillna(False).astype(bool)
     names = {int(h): lines[int(h)].replace(":", " ").split() for h in header_line[under].unique()}
     n_cols = header_line[under].map(lambda h: len(names[int(h)])).reindex(lines.index, fill_value=0)
     is_swap = lines.str.startswith("Swap:")
