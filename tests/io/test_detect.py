@@ -1,0 +1,107 @@
+"""vmaplab.read detects the format of every real capture; read_bundle stacks a real bundle."""
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import vmaplab as vl
+from vmaplab.errors import ParseError, UnsupportedFormatError
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared"
+
+# Every capture and transcription the project ships, with the format it is in.
+CASES = [
+    *[(p, "allocinfo") for p in sorted((ROOT / "data/seed").glob("allocinfo-*.txt"))],
+    *[(p, "free") for p in sorted((ROOT / "data/seed").glob("free-m-*.txt"))],
+    *[(p, "free") for p in sorted((ROOT / "data/real").glob("free-*.txt"))],
+    *[(p, "perf_report") for p in sorted((ROOT / "data/seed").glob("perf-report-*.txt"))],
+    (ROOT / "data/seed/v3-cover-quoted.txt", "perf_report"),
+    (ROOT / "data/seed/pagetable-thread.txt", "allocinfo"),  # 17 allocinfo lines beat 8 free rows
+    *[(p, "perf_report") for p in sorted((ROOT / "data/real").glob("perf-report-*.txt*"))],
+    *[(p, "perf_lock") for p in sorted((ROOT / "data/real").glob("perf-lock-contention*.txt"))],
+    (ROOT / "data/real/perf-script-churn.txt.gz", "perf_script"),
+    (ROOT / "data/real/perf-script-vmalloc-tp-g.txt.gz", "vmalloc_trace"),
+    (ROOT / "data/real/vmalloc-trace-perf-thread-churn.txt.gz", "vmalloc_trace"),
+    (ROOT / "data/real/vmalloc-trace-ftrace-thread-churn.txt.gz", "vmalloc_trace"),
+    *[(p, "vmallocinfo") for p in sorted((ROOT / "data/real").glob("vmallocinfo-*.txt"))],
+    (ROOT / "data/real/meminfo.txt", "meminfo"),
+    (ROOT / "data/real/vmstat.txt", "vmstat"),
+    (ROOT / "data/real/slabinfo.txt", "slabinfo"),
+    (SHARED / "fixtures/published/procfs_meminfo.txt", "meminfo"),
+    (SHARED / "fixtures/published/procfs_slabinfo.txt", "slabinfo"),
+    (SHARED / "fixtures/published/jc_ubuntu-18.04_free-w.txt", "free"),
+    (SHARED / "fixtures/flamegraph/perf-vertx-stacks-01.txt", "perf_script"),
+]
+
+
+# The unit of bare `free` numbers, from the command each capture came from (data/*/SOURCES.md).
+FREE_UNITS = {"m": {"unit": "m"}, "b": {"unit": "b"}, "g": {"unit": "g"}, "si": {"unit": 1000, "si": True}}
+
+
+def _kwargs(path: Path, fmt: str) -> dict:
+    if fmt != "free":
+        return {}
+    if "-h" in path.name:  # sizes carry their letters; only their base is unknown without a command
+        return {"si": "si" in path.name}
+    flag = path.stem.split("-")[1] if path.stem.startswith("free-") else "k"
+    return FREE_UNITS.get(flag, {"unit": "k"})
+
+
+@pytest.mark.parametrize("path, fmt", CASES, ids=lambda v: v.name if isinstance(v, Path) else v)
+def test_read_detects_the_format_and_equals_the_reader(path, fmt):
+    kwargs = _kwargs(path, fmt)
+    df = vl.read(path, **kwargs)
+    assert df.attrs["format"] == fmt
+    direct = getattr(vl, f"read_{fmt}")(path, **kwargs)
+    pd.testing.assert_frame_equal(df, direct)
+
+
+def test_read_from_an_open_stream_keeps_the_name():
+    path = ROOT / "data/real/meminfo.txt"
+    with open(path) as f:
+        df = vl.read(f)
+    assert df.attrs["format"] == "meminfo" and df.attrs["source"] == str(path)
+    assert df.equals(vl.read_meminfo(path))
+
+
+def test_unknown_text_names_its_first_line():
+    with pytest.raises(UnsupportedFormatError, match=r"notes.txt, line 2: expected text in one of the formats"):
+        vl.read(_named("\nHello, Folk!\nThis is v3.\n", "notes.txt"))
+
+
+def test_a_tie_is_a_parse_error():
+    # one meminfo line and one vmstat line: neither format wins
+    text = "MemTotal:       65712080 kB\nnr_free_pages 15000000\n"
+    with pytest.raises(ParseError, match="meminfo and vmstat each recognise 1 records"):
+        vl.read(_named(text, "mixed.txt"))
+
+
+def test_read_bundle_stacks_snapshots_in_time_order():
+    bundle = vl.read_bundle(ROOT / "data/real/bundle-vm-2cpu-churn")
+    assert set(bundle) == {"meminfo", "vmstat", "slabinfo", "vmallocinfo", "vmalloc_trace"}
+    mem = bundle["meminfo"]
+    assert mem["time"].is_monotonic_increasing and mem["snapshot"].tolist()[0] == 0
+    assert sorted(mem["time"].unique()) == [0.0, 1.0, 2.0]
+    total = mem[mem["field"] == "MemTotal"]
+    assert len(total) == 3 and total["value"].nunique() == 1
+    trace = bundle["vmalloc_trace"]
+    assert "event_time" in trace and (trace["time"] == 0.0).all()
+    assert mem.attrs["manifest"]["kernel_release"].startswith("6.18")
+
+
+def test_read_bundle_errors(tmp_path):
+    with pytest.raises(ParseError, match="manifest.json"):
+        vl.read_bundle(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"vmaplab_bundle": 1, "origin": "collect", "snapshots": '
+                                            '[{"time": 0, "files": {"meminfo": "0000/meminfo"}}]}')
+    with pytest.raises(ParseError, match="0000/meminfo"):
+        vl.read_bundle(tmp_path)
+
+
+def _named(text: str, name: str) -> io.StringIO:
+    buf = io.StringIO(text)
+    buf.name = name
+    return buf
