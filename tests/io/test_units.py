@@ -21,7 +21,7 @@ def test_seed_and_numfmt_sizes():
 
 
 def test_not_sizes_are_na():
-    got = parse_sizes(pd.Series(["12 XB", "abc", "", "1.2.3M"]))
+    got = parse_sizes(pd.Series(["12 XB", "abc", "", "1.2.3M", "5i", "5b", "9999EiB"]))
     assert got["bytes"].isna().all() and got["exact"].isna().all()
 
 

@@ -22,8 +22,12 @@ _PREFIXES = "KMGTPE"
 _BINARY = {p: int(getattr(bitmath, p + "iB")(1).bytes) for p in _PREFIXES}
 _DECIMAL = {p: int(getattr(bitmath, ("k" if p == "K" else p) + "B")(1).bytes) for p in _PREFIXES}
 
-# number, optional space, optional prefix (k/K/M/...), optional 'i', optional 'B' (or 'b' / 'bytes')
-_SIZE_RE = r"^\s*(?P<num>[0-9]+(?:\.[0-9]*)?)\s*(?P<prefix>[kKMGTPE]?)(?P<i>i?)(?P<b>B|b|bytes)?\s*$"
+# number, optional space, then nothing, 'B' or 'bytes', or a prefix (k/K/M/...) with optional 'i' and 'B'
+_SIZE_RE = (
+    r"^\s*(?P<num>[0-9]+(?:\.[0-9]*)?)\s*"
+    r"(?:(?P<prefix>[kKMGTPE])(?P<i>i?)B?|B|bytes)?\s*$"
+)
+_INT64_MAX = float(2**63 - 1)
 
 
 def parse_sizes(values: pd.Series, *, decimal: bool = False) -> pd.DataFrame:
@@ -40,7 +44,7 @@ def parse_sizes(values: pd.Series, *, decimal: bool = False) -> pd.DataFrame:
     Returns
     -------
     DataFrame indexed like ``values`` with ``bytes`` (Int64, bytes rounded to the nearest byte, <NA>
-    where the text is not a size) and ``exact`` (boolean: True when the text was a plain integer of
+    where the text is not a size or exceeds int64) and ``exact`` (boolean: True when the text was a plain integer of
     bytes, False when it was rounded from a human unit or a fraction).
     """
     parts = values.astype(str).str.extract(_SIZE_RE)
@@ -53,6 +57,7 @@ def parse_sizes(values: pd.Series, *, decimal: bool = False) -> pd.DataFrame:
         binary = np.where(si, prefix.map(_DECIMAL).fillna(1).to_numpy(dtype=float), binary)
     mult = binary
     nbytes = np.rint(num * mult)
+    ok = ok & (nbytes <= _INT64_MAX)  # sizes past int64 are not sizes a kernel prints
     exact = ok & (prefix == "") & ~parts["num"].fillna("").str.contains(".", regex=False)
     out = pd.DataFrame(
         {
