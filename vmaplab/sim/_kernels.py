@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from vmaplab.config import NJIT_OPTIONS
+from vmaplab.config import NJIT_INLINE_OPTIONS, NJIT_NO_NRT_OPTIONS, NJIT_OPTIONS
 from vmaplab.sim.params import POOL_CLASSES
 
 NIL = -1
@@ -113,7 +113,8 @@ FIT_LEFT = 30
 FIT_RIGHT = 31
 FIT_MIDDLE = 32
 DRAIN_PENDING = 33
-N_COUNTERS = 34
+HASH_VALID = 34  # 1 while H holds exactly the busy VAs; run() leaves it stale, free_one rebuilds it
+N_COUNTERS = 35
 
 # Kernel statuses. NEED_*: nothing was done, grow that array and call again.
 OK = 0
@@ -124,7 +125,8 @@ NEED_LOW = 4
 ERR_NOT_BUSY = 5  # free of an offset where no busy VA starts
 ERR_DOUBLE_FREE = 6  # run(): a second free of the same row
 ERR_BAD_REF = 7  # run(): a free naming a row that is not an earlier alloc row
-ERR_BAD_ROW = 8  # run(): unknown op, pages < 1, alignment not a power of two, cpu out of range
+ERR_BAD_ROW = 8  # run(): pages < 1, alignment not a power of two, cpu out of range
+ERR_BAD_OP = 9  # run(): an operation code other than 0..3
 
 # row_slot markers of run() (values >= 0 are slots of live VAs; NIL: the row placed nothing).
 ROW_FREED = -2
@@ -134,10 +136,12 @@ PTE_SHIFT = 9  # pages per PTE page: 2^9 (2 MiB)
 PMD_SHIFT = 18  # pages per PMD page: 2^18 (1 GiB)
 TOP_SHIFT = 27  # pages per 512 GiB region
 MAX_ALIGN_PAGES = 1 << 51  # 2^63 bytes
+RADIX_BITS = 11  # digits of the drain's radix sort
+RADIX = 1 << RADIX_BITS
 INT64_MIN = -(1 << 63)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _mix32(x):
     """A 32-bit mix of a non-negative int64 (hash slots, treap priorities); never overflows."""
     h = ((x & 0x7FFFFFFF) ^ (x >> 31)) & 0x7FFFFFFF
@@ -148,7 +152,7 @@ def _mix32(x):
     return h
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def align_pages(align_bytes):
     """Alignment in pages of a request aligned to ``align_bytes`` (2^63 given as INT64_MIN); 0 if invalid."""
     if align_bytes == INT64_MIN:
@@ -164,7 +168,7 @@ def align_pages(align_bytes):
 # Busy VAs by start: open addressing with linear probing and backward-shift deletion.
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _h_insert(H, key, slot):
     mask = H.shape[0] - 1
     i = _mix32(key) & mask
@@ -174,7 +178,7 @@ def _h_insert(H, key, slot):
     H[i, 1] = slot
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _h_find(H, key):
     mask = H.shape[0] - 1
     i = _mix32(key) & mask
@@ -187,7 +191,7 @@ def _h_find(H, key):
         i = (i + 1) & mask
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _h_delete_at(H, i):
     mask = H.shape[0] - 1
     j = i
@@ -220,7 +224,7 @@ def rehash(H_old, H_new):
 # Free space: a treap of disjoint, coalesced blocks keyed by start, augmented with subtree maxima.
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _t_fix(T, x):
     m = T[x, T_LEN]
     c = T[x, T_LEFT]
@@ -232,7 +236,7 @@ def _t_fix(T, x):
     T[x, T_MAX] = m
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _t_refresh_up(T, x):
     """Recompute the maxima from ``x`` to the root, stopping where a value does not change."""
     while x != NIL:
@@ -243,7 +247,7 @@ def _t_refresh_up(T, x):
         x = T[x, T_PARENT]
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _t_grow_up(T, x, length):
     """Raise the maxima from ``x`` to the root to at least ``length`` (a block grew or appeared)."""
     while x != NIL and T[x, T_MAX] < length:
@@ -251,7 +255,7 @@ def _t_grow_up(T, x, length):
         x = T[x, T_PARENT]
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _t_rotate_up(C, T, x):
     """Rotate ``x`` above its parent, keeping the key order; fixes both maxima."""
     p = T[x, T_PARENT]
@@ -278,7 +282,7 @@ def _t_rotate_up(C, T, x):
     _t_fix(T, x)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _t_insert_at(C, T, parent, as_left, start, length):
     """Attach a new block as the empty ``parent`` child its key belongs in, then restore the heap."""
     x = C[TREE_FREE]
@@ -307,7 +311,7 @@ def _t_insert_at(C, T, parent, as_left, start, length):
     C[FREE_BLOCKS] += 1
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _t_insert_after(C, T, x, start, length):
     """Insert a block that follows block ``x`` in address order with no block in between."""
     r = T[x, T_RIGHT]
@@ -319,7 +323,7 @@ def _t_insert_after(C, T, x, start, length):
     _t_insert_at(C, T, r, True, start, length)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _t_delete(C, T, x):
     """Remove block ``x``: rotate it down to at most one child, splice it out, fix the maxima."""
     while T[x, T_LEFT] != NIL and T[x, T_RIGHT] != NIL:
@@ -342,7 +346,7 @@ def _t_delete(C, T, x):
     _t_refresh_up(T, p)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _t_lowest_fit(C, T, length):
     """The lowest-address block of at least ``length`` pages, or NIL (one root-to-node descent)."""
     x = C[ROOT]
@@ -358,7 +362,7 @@ def _t_lowest_fit(C, T, length):
             x = T[x, T_RIGHT]
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def free_range(C, T, start, end):
     """Return pages [start, end) to free space, coalescing with a free neighbour on either side."""
     pred = NIL
@@ -366,16 +370,13 @@ def free_range(C, T, start, end):
     last = NIL
     went_left = False
     x = C[ROOT]
-    while x != NIL:
+    while x != NIL:  # written without branches on the key comparison: T_RIGHT == T_LEFT + 1
         last = x
-        if T[x, T_START] < start:
-            pred = x
-            went_left = False
-            x = T[x, T_RIGHT]
-        else:
-            succ = x
-            went_left = True
-            x = T[x, T_LEFT]
+        right = T[x, T_START] < start
+        pred = x if right else pred
+        succ = succ if right else x
+        went_left = not right
+        x = T[x, T_LEFT + right]
     join_left = pred != NIL and T[pred, T_START] + T[pred, T_LEN] == start
     join_right = succ != NIL and T[succ, T_START] == end
     if join_left and join_right:
@@ -395,7 +396,7 @@ def free_range(C, T, start, end):
     C[FREE_PAGES] += end - start
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _place(C, P, T, size, align):
     """Carve a VA of ``size`` pages aligned to ``align`` pages from the lowest fitting block.
 
@@ -442,7 +443,7 @@ def _place(C, P, T, size, align):
 # Page tables: mark the PTE page of every 2 MiB region and the PMD page of every 1 GiB region.
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _map_pages(C, P, TOP, MID, LOW, off, npages):
     first = P[P_BASE] + off
     last = first + npages - 1
@@ -470,7 +471,7 @@ def _map_pages(C, P, TOP, MID, LOW, off, npages):
 # Slots and lists.
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _slot_new(C, S):
     s = C[SLOT_FREE]
     if s != NIL:
@@ -481,16 +482,21 @@ def _slot_new(C, S):
     return s
 
 
-@njit(**NJIT_OPTIONS)
-def _slot_to_free_space(C, T, S, s):
-    """Give the VA of slot ``s`` back to free space and recycle the slot."""
-    free_range(C, T, S[s, S_START], S[s, S_START] + S[s, S_SIZE])
+@njit(**NJIT_INLINE_OPTIONS)
+def _slot_release(C, S, s):
     S[s, S_STATE] = FREE_SLOT
     S[s, S_NEXT] = C[SLOT_FREE]
     C[SLOT_FREE] = s
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
+def _slot_to_free_space(C, T, S, s):
+    """Give the VA of slot ``s`` back to free space and recycle the slot."""
+    free_range(C, T, S[s, S_START], S[s, S_START] + S[s, S_SIZE])
+    _slot_release(C, S, s)
+
+
+@njit(**NJIT_INLINE_OPTIONS)
 def _pool_pop_head(C, S, PL, pi):
     s = PL[pi, PL_HEAD]
     nxt = S[s, S_NEXT]
@@ -505,7 +511,7 @@ def _pool_pop_head(C, S, PL, pi):
     return s
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _pool_push_head(C, S, PL, pi, s):
     h = PL[pi, PL_HEAD]
     S[s, S_STATE] = POOLED
@@ -521,7 +527,7 @@ def _pool_push_head(C, S, PL, pi, s):
     C[POOLED_AREAS] += 1
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _pool_rotate(S, PL, pi):
     """Move the head of pool ``pi`` (at least two VAs) to its tail."""
     h = PL[pi, PL_HEAD]
@@ -535,7 +541,7 @@ def _pool_rotate(S, PL, pi):
     PL[pi, PL_TAIL] = h
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _pool_accepts(P, length):
     """Whether a pool of ``length`` VAs takes one more under the ``pool_cap`` knob."""
     cap = P[P_POOL_CAP]
@@ -550,7 +556,7 @@ def _pool_accepts(P, length):
 # Decay, purge, drain, shrink.
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _decay_node(C, P, decay, S, T, PL, node, full):
     """``decay_va_pool_node``: return VAs from the head of each pool of ``node`` to free space."""
     released = 0
@@ -574,44 +580,98 @@ def _decay_node(C, P, decay, S, T, PL, node, full):
     return released
 
 
-@njit(**NJIT_OPTIONS)
-def _purge_one(C, P, S, T, PL, node, s, refill):
-    size = S[s, S_SIZE]
-    C[LAZY_PAGES] -= size
-    C[LAZY_AREAS] -= 1
-    if refill and S[s, S_NODE] != NIL and size <= POOL_CLASSES:
-        pi = node * POOL_CLASSES + size - 1
-        if _pool_accepts(P, PL[pi, PL_LEN]):
-            _pool_push_head(C, S, PL, pi, s)
-            return
-    _slot_to_free_space(C, T, S, s)
+@njit(**NJIT_NO_NRT_OPTIONS)
+def _sort_by_start(W, n):
+    """Sort ``W[0, :n]`` (starts) ascending in place, carrying ``W[1, :n]`` along; no allocation.
+
+    Insertion sort for short lists, else an LSD radix sort of 11-bit digits over the starts' range,
+    using rows 2-3 as the second buffer and row 4 for the digit counts.
+    """
+    keys = W[0]
+    vals = W[1]
+    if n < 48:
+        for i in range(1, n):
+            k = keys[i]
+            v = vals[i]
+            j = i - 1
+            while j >= 0 and keys[j] > k:
+                keys[j + 1] = keys[j]
+                vals[j + 1] = vals[j]
+                j -= 1
+            keys[j + 1] = k
+            vals[j + 1] = v
+        return
+    lo = keys[0]
+    hi = keys[0]
+    for i in range(n):
+        lo = min(lo, keys[i])
+        hi = max(hi, keys[i])
+    count = W[4]
+    src = 0
+    shift = 0
+    while (hi - lo) >> shift:
+        dst = 2 - src
+        for d in range(RADIX + 1):
+            count[d] = 0
+        for i in range(n):
+            count[((W[src, i] - lo) >> shift & (RADIX - 1)) + 1] += 1
+        for d in range(RADIX):
+            count[d + 1] += count[d]
+        for i in range(n):
+            d = (W[src, i] - lo) >> shift & (RADIX - 1)
+            j = count[d]
+            count[d] = j + 1
+            W[dst, j] = W[src, i]
+            W[dst + 1, j] = W[src + 1, i]
+        src = dst
+        shift += RADIX_BITS
+    if src:
+        for i in range(n):
+            keys[i] = W[2, i]
+            vals[i] = W[3, i]
 
 
-@njit(**NJIT_OPTIONS)
-def _purge_node(C, P, S, T, PL, LZ, node, refill):
-    """``purge_vmap_node``: every lazy VA of ``node`` to its pools (address order) or free space."""
+@njit(**NJIT_NO_NRT_OPTIONS)
+def _purge_node(C, P, S, T, PL, LZ, W, node, refill):
+    """``purge_vmap_node``: every lazy VA of ``node`` to its pools or free space, in address order.
+
+    Runs of adjacent VAs that go to free space are returned as one range (the same free space as
+    returning them one by one). ``W`` is scratch space (see :func:`_sort_by_start`).
+    """
     count = LZ[node, LZ_COUNT]
     s = LZ[node, LZ_HEAD]
     LZ[node, LZ_HEAD] = NIL
     LZ[node, LZ_COUNT] = 0
-    if refill:
-        starts = np.empty(count, np.int64)
-        slots = np.empty(count, np.int64)
-        for i in range(count):
-            starts[i] = S[s, S_START]
-            slots[i] = s
-            s = S[s, S_NEXT]
-        for i in np.argsort(starts):
-            _purge_one(C, P, S, T, PL, node, slots[i], True)
-    else:
-        while s != NIL:
-            nxt = S[s, S_NEXT]
-            _purge_one(C, P, S, T, PL, node, s, False)
-            s = nxt
+    for i in range(count):
+        W[0, i] = S[s, S_START]
+        W[1, i] = s
+        s = S[s, S_NEXT]
+    _sort_by_start(W, count)
+    run_start = NIL
+    run_end = NIL
+    for i in range(count):
+        s = W[1, i]
+        size = S[s, S_SIZE]
+        C[LAZY_PAGES] -= size
+        C[LAZY_AREAS] -= 1
+        if refill and S[s, S_NODE] != NIL and size <= POOL_CLASSES:
+            pi = node * POOL_CLASSES + size - 1
+            if _pool_accepts(P, PL[pi, PL_LEN]):
+                _pool_push_head(C, S, PL, pi, s)
+                continue
+        start = S[s, S_START]
+        if start != run_end:
+            if run_start != NIL:
+                free_range(C, T, run_start, run_end)
+            run_start = start
+        run_end = start + size
+        _slot_release(C, S, s)
+    if run_start != NIL:
+        free_range(C, T, run_start, run_end)
 
 
-@njit(**NJIT_OPTIONS)
-def _purge(C, P, decay, S, T, PL, LZ, full):
+@njit(**NJIT_NO_NRT_OPTIONS)
+def _purge(C, P, decay, S, T, PL, LZ, W, full):
     """``__purge_vmap_area_lazy``: decay pools (nodes design), then purge every node's lazy list.
 
     ``full`` is the full pool decay of the allocation-failure purge: pools are emptied and purged
@@ -634,12 +694,12 @@ def _purge(C, P, decay, S, T, PL, LZ, full):
     refill = (not full) and nr > 1
     for node in range(nr):
         if LZ[node, LZ_COUNT] > 0:
-            _purge_node(C, P, S, T, PL, LZ, node, refill)
+            _purge_node(C, P, S, T, PL, LZ, W, node, refill)
     C[PURGES] += 1
 
 
-@njit(**NJIT_OPTIONS)
-def drain(C, P, decay, S, T, PL, LZ):
+@njit(**NJIT_NO_NRT_OPTIONS)
+def drain(C, P, decay, S, T, PL, LZ, W):
     """``drain_vmap_area_work``: one purge without full decay; clears the pending flag.
 
     The 6.7 work repeats the purge while lazy pages exceed lazy_max_pages; a purge takes every
@@ -647,10 +707,10 @@ def drain(C, P, decay, S, T, PL, LZ):
     """
     C[DRAINS] += 1
     C[DRAIN_PENDING] = 0
-    _purge(C, P, decay, S, T, PL, LZ, False)
+    _purge(C, P, decay, S, T, PL, LZ, W, False)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def shrink(C, P, decay, S, T, PL):
     """The "vmap-node" shrinker's scan: full decay of every node; returns the VAs released."""
     released = 0
@@ -664,12 +724,12 @@ def shrink(C, P, decay, S, T, PL):
 # Alloc and free.
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _capacity(C, S, H, MID, LOW, pages):
     """OK if one more VA of ``pages`` pages fits the arrays, else the NEED_* status to grow."""
     if C[SLOT_FREE] == NIL and C[SLOT_HW] >= S.shape[0]:
         return NEED_SLOTS
-    if 2 * (C[BUSY_AREAS] + 1) > H.shape[0]:
+    if C[HASH_VALID] == 1 and 2 * (C[BUSY_AREAS] + 1) > H.shape[0]:
         return NEED_HASH
     span = min(pages, C[FREE_PAGES] + C[LAZY_PAGES] + C[POOLED_PAGES])
     if MID.shape[0] - C[MID_ROWS] < (span >> TOP_SHIFT) + 2:
@@ -679,8 +739,8 @@ def _capacity(C, S, H, MID, LOW, pages):
     return OK
 
 
-@njit(**NJIT_OPTIONS)
-def _alloc(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, pages, align, cpu):
+@njit(**NJIT_INLINE_OPTIONS)
+def _alloc(C, P, decay, S, T, PL, LZ, W, H, TOP, MID, LOW, pages, align, cpu):
     """``alloc_vmap_area``: pool (nodes design) or lowest fit, purge and retry once; slot or NIL."""
     size = pages + 1 if pages < P[P_SPACE] else P[P_SPACE]  # no overflow; too big fails anyway
     nr = P[P_NR_NODES]
@@ -705,7 +765,7 @@ def _alloc(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, pages, align, cpu):
     if s == NIL:
         off = _place(C, P, T, size, align)
         if off == NIL:
-            _purge(C, P, decay, S, T, PL, LZ, nodes)
+            _purge(C, P, decay, S, T, PL, LZ, W, nodes)
             off = _place(C, P, T, size, align)
             if off == NIL:
                 C[ALLOC_FAILURES] += 1
@@ -716,7 +776,8 @@ def _alloc(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, pages, align, cpu):
     S[s, S_STATE] = BUSY
     S[s, S_NODE] = tag
     S[s, S_ALIGN] = align
-    _h_insert(H, S[s, S_START], s)
+    if C[HASH_VALID] == 1:
+        _h_insert(H, S[s, S_START], s)
     C[BUSY_PAGES] += size
     C[BUSY_AREAS] += 1
     C[ALLOCS] += 1
@@ -724,10 +785,11 @@ def _alloc(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, pages, align, cpu):
     return s
 
 
-@njit(**NJIT_OPTIONS)
-def _free(C, P, decay, S, T, PL, LZ, H, s):
+@njit(**NJIT_INLINE_OPTIONS)
+def _free(C, P, decay, S, T, PL, LZ, W, H, s):
     """``free_vmap_area_noflush``: busy slot ``s`` joins the lazy list of its tag (or address) node."""
-    _h_delete_at(H, _h_find(H, S[s, S_START]))
+    if C[HASH_VALID] == 1:
+        _h_delete_at(H, _h_find(H, S[s, S_START]))
     size = S[s, S_SIZE]
     node = S[s, S_NODE]
     if node == NIL:
@@ -744,7 +806,7 @@ def _free(C, P, decay, S, T, PL, LZ, H, s):
     if C[LAZY_PAGES] > P[P_LAZY_MAX]:
         C[DRAIN_PENDING] = 1
         if P[P_AUTO_DRAIN] == 1:
-            drain(C, P, decay, S, T, PL, LZ)
+            drain(C, P, decay, S, T, PL, LZ, W)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -760,30 +822,43 @@ def init_state(C, P, T):
     C[SLOT_FREE] = NIL
     _t_insert_at(C, T, NIL, False, 0, P[P_SPACE])
     C[FREE_PAGES] = P[P_SPACE]
+    C[HASH_VALID] = 1
 
 
-@njit(**NJIT_OPTIONS)
-def alloc_one(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, pages, align, cpu):
+@njit(**NJIT_NO_NRT_OPTIONS)
+def alloc_one(C, P, decay, S, T, PL, LZ, W, H, TOP, MID, LOW, pages, align, cpu):
     """One allocation; returns (status, offset or NIL). On a NEED_* status nothing changed."""
     st = _capacity(C, S, H, MID, LOW, pages)
     if st != OK:
         return st, NIL
-    s = _alloc(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, pages, align, cpu)
+    s = _alloc(C, P, decay, S, T, PL, LZ, W, H, TOP, MID, LOW, pages, align, cpu)
     return OK, (NIL if s == NIL else S[s, S_START])
 
 
-@njit(**NJIT_OPTIONS)
-def free_one(C, P, decay, S, T, PL, LZ, H, offset):
-    """Free the busy VA starting at ``offset``; returns OK or ERR_NOT_BUSY."""
+@njit(**NJIT_NO_NRT_OPTIONS)
+def free_one(C, P, decay, S, T, PL, LZ, W, H, offset):
+    """Free the busy VA starting at ``offset``; returns OK, ERR_NOT_BUSY or NEED_HASH.
+
+    After a run() the busy-VA table is stale: it is rebuilt here first (NEED_HASH, with nothing
+    changed, when it is too small for the busy VAs).
+    """
+    if C[HASH_VALID] == 0:
+        if 2 * C[BUSY_AREAS] > H.shape[0]:
+            return NEED_HASH
+        H[:, 0] = NIL
+        for s in range(C[SLOT_HW]):
+            if S[s, S_STATE] == BUSY:
+                _h_insert(H, S[s, S_START], s)
+        C[HASH_VALID] = 1
     i = _h_find(H, offset)
     if i == NIL:
         return ERR_NOT_BUSY
-    _free(C, P, decay, S, T, PL, LZ, H, H[i, 1])
+    _free(C, P, decay, S, T, PL, LZ, W, H, H[i, 1])
     return OK
 
 
-@njit(**NJIT_OPTIONS)
-def run_ops(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, ops, out, row_slot, first):
+@njit(**NJIT_NO_NRT_OPTIONS)
+def run_ops(C, P, decay, S, T, PL, LZ, W, H, TOP, MID, LOW, ops, out, row_slot, first):
     """Execute rows ``first..`` of ``ops`` (op, a, b, cpu); returns (status, row reached).
 
     ``out`` receives offsets (NIL where a row placed nothing); ``row_slot`` maps alloc rows to
@@ -792,6 +867,7 @@ def run_ops(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, ops, out, row_slot, fir
     """
     n = ops.shape[0]
     cpus = P[P_CPUS]
+    C[HASH_VALID] = 0  # busy VAs are found by row here; free_one rebuilds the table when needed
     for r in range(first, n):
         op = ops[r, 0]
         a = ops[r, 1]
@@ -803,7 +879,7 @@ def run_ops(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, ops, out, row_slot, fir
             st = _capacity(C, S, H, MID, LOW, a)
             if st != OK:
                 return st, r
-            s = _alloc(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, a, align, cpu)
+            s = _alloc(C, P, decay, S, T, PL, LZ, W, H, TOP, MID, LOW, a, align, cpu)
             row_slot[r] = s
             out[r] = NIL if s == NIL else S[s, S_START]
         elif op == 1:
@@ -816,13 +892,13 @@ def run_ops(C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW, ops, out, row_slot, fir
                 return ERR_DOUBLE_FREE, r
             row_slot[a] = ROW_FREED
             if s != NIL:
-                _free(C, P, decay, S, T, PL, LZ, H, s)
+                _free(C, P, decay, S, T, PL, LZ, W, H, s)
         elif op == 2:
-            drain(C, P, decay, S, T, PL, LZ)
+            drain(C, P, decay, S, T, PL, LZ, W)
         elif op == 3:
             shrink(C, P, decay, S, T, PL)
         else:
-            return ERR_BAD_ROW, r
+            return ERR_BAD_OP, r
     return OK, n
 
 

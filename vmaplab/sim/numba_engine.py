@@ -109,6 +109,7 @@ class NumbaEngine:
         self._C = np.zeros(K.N_COUNTERS, np.int64)
         self._S = _rows(1024, K.SLOT_COLUMNS, 0)
         self._T = _rows(1024 + 2, K.TREE_COLUMNS, 0)
+        self._W = np.zeros((5, 1024 + K.RADIX), np.int64)
         pools = np.zeros((config.nr_nodes * POOL_CLASSES, 3), np.int64)
         pools[:, K.PL_HEAD] = K.NIL
         pools[:, K.PL_TAIL] = K.NIL
@@ -126,13 +127,15 @@ class NumbaEngine:
 
     def _grow(self, status: int) -> None:
         """Double the array a kernel asked for (nothing else changes)."""
-        if status == K.NEED_SLOTS:
+        if status == K.NEED_SLOTS:  # slots, tree nodes and the drain's scratch grow together
             n = 2 * self._S.shape[0]
             self._S = _grown(self._S, n, 0)
             self._T = _grown(self._T, n + 2, 0)
-        elif status == K.NEED_HASH:
+            self._W = np.zeros((5, n + K.RADIX), np.int64)
+        elif status == K.NEED_HASH:  # a stale table (after run) is rebuilt by the kernel, not rehashed
             table = np.full((2 * self._H.shape[0], 2), K.NIL, np.int64)
-            K.rehash(self._H, table)
+            if self._C[K.HASH_VALID]:
+                K.rehash(self._H, table)
             self._H = table
         elif status == K.NEED_MID:
             self._MID = _grown(self._MID, 2 * self._MID.shape[0], K.NIL)
@@ -142,7 +145,7 @@ class NumbaEngine:
             raise SimulationError(f"numba engine: unexpected kernel status {status}")
 
     def _state_args(self):
-        return self._C, self._P, self._decay, self._S, self._T, self._PL, self._LZ
+        return self._C, self._P, self._decay, self._S, self._T, self._PL, self._LZ, self._W
 
     # -- operations -------------------------------------------------------------------------
 
@@ -173,8 +176,13 @@ class NumbaEngine:
     def free(self, offset: int, cpu: int) -> None:
         """Lazily free the busy VA that starts at page ``offset``; SimulationError if none does."""
         self._check_cpu(cpu)
-        if K.free_one(*self._state_args(), self._H, offset) == K.ERR_NOT_BUSY:
-            raise SimulationError(f"free of page offset {offset}: no busy VA starts there")
+        while True:
+            status = K.free_one(*self._state_args(), self._H, offset)
+            if status == K.OK:
+                return
+            if status == K.ERR_NOT_BUSY:
+                raise SimulationError(f"free of page offset {offset}: no busy VA starts there")
+            self._grow(status)
 
     def drain(self) -> None:
         """Run the drain work now (decay, purge); clears ``drain_pending``."""
@@ -187,8 +195,9 @@ class NumbaEngine:
     def run(self, ops: np.ndarray) -> np.ndarray:
         """Execute rows ``(op, a, b, cpu)`` (see docs/allocator-model.md) in one jitted call.
 
-        Returns int64 page offsets, -1 where a row placed nothing. A second free of a row raises
-        SimulationError; a malformed row raises ValueError. Rows before a bad row have run.
+        Returns int64 page offsets, -1 where a row placed nothing. A second free of a row, a free
+        that does not name an earlier alloc row and a malformed row raise SimulationError; the rows
+        before it have run.
         """
         arr = np.asarray(ops)
         if arr.ndim != 2 or arr.shape[1] != 4:
@@ -209,13 +218,15 @@ class NumbaEngine:
             if status == K.OK:
                 return out
             if status == K.ERR_DOUBLE_FREE:
-                raise SimulationError(f"ops row {row}: row {arr[row, 1]} is freed a second time")
+                raise SimulationError(f"row {row}: double free of the area of row {arr[row, 1]}")
             if status == K.ERR_BAD_REF:
-                raise ValueError(f"ops row {row}: op 1 must name an earlier alloc row, got {arr[row, 1]}")
+                raise SimulationError(f"row {row}: a free must name an earlier alloc row, not {arr[row, 1]}")
+            if status == K.ERR_BAD_OP:
+                raise SimulationError(f"row {row}: unknown operation {arr[row, 0]} (expected 0, 1, 2 or 3)")
             if status == K.ERR_BAD_ROW:
-                raise ValueError(
-                    f"ops row {row}: {tuple(int(v) for v in arr[row])} is not a valid (op, a, b, cpu) row "
-                    f"(op 0..3; op 0 needs pages >= 1 and a power-of-two alignment; cpu in [0, {self.config.cpus}))"
+                raise SimulationError(
+                    f"row {row}: {arr[row].tolist()} is not a valid (op, a, b, cpu) row (an alloc "
+                    f"needs pages >= 1 and a power-of-two alignment; cpu in [0, {self.config.cpus}))"
                 )
             self._grow(status)
 
@@ -340,10 +351,11 @@ class NumbaEngine:
         busy = live[state == K.BUSY]
         if C[K.BUSY_PAGES] != S[busy, K.S_SIZE].sum() or C[K.BUSY_AREAS] != len(busy):
             raise broken("counters == recounts", "busy_pages/busy_areas differ from a recount")
-        if not np.array_equal(K.hash_lookup(self._H, np.ascontiguousarray(S[busy, K.S_START])), busy):
-            raise broken("busy lookup", "a busy VA is not found by its start")
-        if int(np.count_nonzero(self._H[:, 0] != K.NIL)) != len(busy):
-            raise broken("busy lookup", "the lookup table holds VAs that are not busy")
+        if C[K.HASH_VALID]:
+            if not np.array_equal(K.hash_lookup(self._H, np.ascontiguousarray(S[busy, K.S_START])), busy):
+                raise broken("busy lookup", "a busy VA is not found by its start")
+            if int(np.count_nonzero(self._H[:, 0] != K.NIL)) != len(busy):
+                raise broken("busy lookup", "the lookup table holds VAs that are not busy")
         if C[K.FREE_PAGES] != int((fend - fstart).sum()) or C[K.FREE_BLOCKS] != len(fstart):
             raise broken("counters == recounts", "free_pages/free_blocks differ from a recount")
         pte, pmd = self._regions()
