@@ -121,6 +121,7 @@ def test_exhaustion_purges_and_retries_once(make_engine):
     assert eng.alloc(30, 4096, 0) == 0  # fails in the 13-page tail, purges, succeeds at 0
     st = eng.stats()
     assert (st["purges"], st["tlb_flushes"], st["alloc_failures"], st["lazy_pages"], st["drains"]) == (1, 1, 0, 0, 0)
+    assert st["drain_pending"] == 1  # the scheduled drain work is still queued
     assert eng.alloc(SPACE, 4096, 0) == -1  # nothing left to purge: fails
     assert eng.stats()["purges"] == 1  # a purge with no lazy areas counts nothing
     eng.check_invariants()

@@ -15,6 +15,10 @@ guard page). Choices the spec leaves open, fixed here so that both engines agree
   ``node_alloc`` encodes no id with one node); VAs larger than 256 pages are tagged too.
 * Purge helpers with ``lazy_max_pages == 0`` divide by 1 instead (the clamp then gives the same
   count as an unbounded ratio).
+* An allocation-failure purge leaves ``drain_pending`` set: the scheduled drain work still runs.
+* An area starts at its block's start when ``align <= 4096``, and otherwise the alignment slack
+  in the search length keeps it off the block's end, so ``fit_right`` stays 0 in this model (the
+  kernel reaches right-edge fits through ``vstart`` and the tree shape; see the spec's deviations).
 * ``run``: a free row must name an earlier alloc row; freeing the row of a failed allocation does
   nothing the first time and raises the second time, like any double free.
 * ``state()["pools"]`` lists non-empty pools only.
