@@ -1,0 +1,95 @@
+"""The cost model of the contention engine: every time constant, in nanoseconds, with its source.
+
+Costs are physical: per operation, per page, per tree level, per cache-line transfer. None depends on
+the thread count or on the allocator design; the design only decides which steps an operation takes
+(docs/contention-model.md). ``docs/calibration.md`` tells how the calibrated ones were fitted (only on
+the seed's published figures) and what the run gives next to the published numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+__all__ = ["CostModel", "COST_NAMES", "slice_ns"]
+
+
+def slice_ns(cpus: int) -> int:
+    """EEVDF's base slice for ``cpus`` CPUs, ns: 0.75 ms x (1 + ilog2(min(cpus, 8))) (3 ms from 8 CPUs).
+
+    kernel/sched/fair.c (6.6+): sysctl_sched_base_slice = 0.75 ms scaled by the default
+    SCHED_TUNABLESCALING_LOG factor 1 + ilog2(min(online CPUs, 8)).
+    """
+    return 750_000 * (1 + int(math.log2(min(max(cpus, 1), 8))))
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Nanosecond costs of every step the engine times (docs/contention-model.md, "Costs").
+
+    Sources: "seed profile" means the vmap-node cover letter's perf profile of ``run_test_mask=7
+    nr_threads=64`` on a 64-thread Threadripper 3970X with the series (51 s wall, 64 CPUs, so
+    3264 CPU-seconds): a function's self share x 3264 s / the number of times the simulated run calls
+    it. "Calibrated" constants were fitted to the 651 s / 51 s wall times and the 93.07 % / 16.51 %
+    spin shares (docs/calibration.md); the others are published hardware figures.
+    """
+
+    #: Uncontended spin_lock + spin_unlock on a line this CPU owns: two locked atomics (Zen 2: ~8
+    #: cycles each at 3.7 GHz, Agner Fog's instruction tables).
+    lock_ns: float = 10.0
+    #: One cache-line transfer between cores: a lock handoff, or taking a lock last held elsewhere.
+    #: Calibrated (global design wall time); published Zen 2 core-to-core latencies are 25-30 ns
+    #: inside a CCX and 80-110 ns across CCXs/CCDs.
+    line_ns: float = 100.0
+    #: Fixed part of an rb-tree operation (call, compare, rebalance bookkeeping). Calibrated.
+    tree_base_ns: float = 60.0
+    #: One tree level: one likely cache miss. Seed profile: insert_vmap_area 8.73 % self with about
+    #: 15 000 busy VAs per node (log2 ~ 14 levels) gives ~75 ns per level.
+    tree_level_ns: float = 75.0
+    #: A short critical section that touches one object (setup_vmalloc_vm, a list splice).
+    lock_hold_ns: float = 30.0
+    #: One slab allocation or free of a small object (vm_struct, vmap_area): ~100-200 cycles.
+    slab_ns: float = 50.0
+    #: Taking one order-0 page from the per-CPU lists (bulk allocator), zeroing excluded. Seed
+    #: profile: __alloc_pages_bulk 28.98 % children minus clear_page_rep 21.67 %, per page.
+    page_alloc_ns: float = 25.0
+    #: Zeroing one 4 KiB page (clear_page_rep). Seed profile: 21.67 % self over the pages the run
+    #: allocates (init_on_alloc), ~75 ns, i.e. ~55 GB/s on lines that are in L2.
+    page_zero_ns: float = 75.0
+    #: Writing one PTE (vmap_pages_range), per page.
+    pte_set_ns: float = 8.0
+    #: Clearing one PTE (vunmap_range_noflush), per page.
+    pte_clear_ns: float = 6.0
+    #: Freeing one page to the per-CPU lists (free_unref_page). Seed profile: 13.40 % children per page.
+    page_free_ns: float = 45.0
+    #: Allocating and zeroing one page-table page (__pte_alloc_kernel / __pmd_alloc).
+    pt_page_ns: float = 300.0
+    #: Returning one VA to the free tree with coalescing (merge_or_add_vmap_area_augment): a tree
+    #: descent plus the augment walk up. Calibrated.
+    merge_ns: float = 150.0
+    #: One pool list operation under pool_lock (head check, unlink, add).
+    pool_ns: float = 20.0
+    #: The drain's own full TLB flush.
+    flush_ns: float = 500.0
+    #: Sending one IPI of the flush (per target CPU, on the sender).
+    ipi_ns: float = 50.0
+    #: Taking the flush IPI on every other CPU (interrupt entry, flush, exit), stolen from what runs.
+    ipi_irq_ns: float = 1500.0
+    #: A context switch (__schedule, switch_mm-less kernel threads).
+    ctx_ns: float = 1500.0
+
+    def tree_ns(self, n: int) -> float:
+        """An rb-tree operation on ``n`` nodes: tree_base_ns + tree_level_ns x log2(n + 1)."""
+        return self.tree_base_ns + self.tree_level_ns * math.log2(n + 1)
+
+    def as_array(self) -> np.ndarray:
+        """The constants in :data:`COST_NAMES` order, float64 (the engine's view)."""
+        values = [float(getattr(self, name)) for name in COST_NAMES]
+        if any(not math.isfinite(v) or v < 0 for v in values):
+            raise ValueError(f"every cost must be a finite non-negative number of ns: {asdict(self)}")
+        return np.asarray(values, dtype=np.float64)
+
+
+COST_NAMES: tuple[str, ...] = tuple(f.name for f in fields(CostModel))

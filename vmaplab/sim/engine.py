@@ -1,0 +1,1592 @@
+"""The jitted discrete-event engine of docs/contention-model.md: threads on CPUs, FIFO spinlocks, the drain.
+
+Every thread is a state machine whose program counter (``pc``) names the next step of the kernel
+call it is in (vmalloc, vfree, the purge). A step that takes time schedules one event; a step that
+waits for a busy spinlock queues the thread on the lock (it keeps spinning on its CPU) and the
+releaser hands the lock over. Allocator state changes happen in the step that holds the protecting
+lock, on the arrays of :mod:`vmaplab.sim._kernels`. The event heap holds at most one event per
+thread, ordered by (time, sequence number) so equal times are resolved deterministically.
+
+All engine state lives in arrays, so a run that stops because an array is full (status ``NEED_*``)
+resumes exactly where it stopped after :class:`EngineState` grew that array. Times are int64 ns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from vmaplab.config import NJIT_OPTIONS
+
+# Small helpers of the event loop are inlined at the numba IR level: a call that passes arrays costs
+# ~5 ns per array argument, more than most of these helpers do.
+_INLINE = {**NJIT_OPTIONS, "inline": "always"}
+from vmaplab.sim import _kernels as K
+from vmaplab.sim._kernels import (
+    BUSY,
+    BUSY_AREAS,
+    BUSY_PAGES,
+    DECAYED,
+    DRAIN_PENDING,
+    DRAINS,
+    FREES,
+    LAZY,
+    LAZY_AREAS,
+    LAZY_PAGES,
+    LZ_COUNT,
+    LZ_HEAD,
+    NIL,
+    P_BASE,
+    P_LAZY_MAX,
+    P_NR_NODES,
+    P_ZONE,
+    PL_HEAD,
+    PL_LEN,
+    POOL_HITS,
+    POOL_MISSES,
+    POOL_ROTATIONS,
+    PURGE_HELPERS,
+    PURGES,
+    S_ALIGN,
+    S_NEXT,
+    S_NODE,
+    S_SIZE,
+    S_START,
+    S_STATE,
+    TLB_FLUSHES,
+)
+from vmaplab.sim.params import POOL_CLASSES
+
+# --- statuses returned by run_engine --------------------------------------------------------
+DONE = 0
+NEED_SLOTS = K.NEED_SLOTS
+NEED_HASH = K.NEED_HASH
+NEED_MID = K.NEED_MID
+NEED_LOW = K.NEED_LOW
+NEED_PQ = 10  # the purge scratch list
+NEED_TL = 11  # the timeline
+NEED_TRACE = 12  # the op trace
+ERR_DEADLOCK = 20  # no event left while workers are not done
+ERR_FAIL = 21  # an allocation failed in a test that cannot fail (G_ERR: worker)
+
+# --- engine parameters (EP) -----------------------------------------------------------------
+E_WORKERS = 0
+E_CPUS = 1
+E_NODES_DESIGN = 2
+E_NR = 3  # nr_nodes
+E_BUSY_ONCE = 4
+E_HIGH_PRIO = 5
+E_INIT_ON_ALLOC = 6
+E_LOOPS = 7
+E_REPEAT = 8
+E_NR_PAGES = 9
+E_JUNK = 10  # full_fit_alloc_test's junk_length
+E_NSEL = 11  # tests per worker
+E_SLICE = 12
+E_SAMPLE = 13
+E_TRACE = 14
+N_EP = 15
+
+# --- costs (COST), the order of vmaplab.sim.costs.COST_NAMES ---------------------------------
+C_LOCK, C_LINE, C_TBASE, C_TLEVEL, C_HOLD, C_SLAB, C_PALLOC, C_PZERO, C_PTESET, C_PTECLR = range(10)
+C_PFREE, C_PTPAGE, C_MERGE, C_POOL, C_FLUSH, C_IPI, C_IPIIRQ, C_CTX = range(10, 18)
+
+# --- thread columns (TH) ----------------------------------------------------------------------
+T_STATE = 0
+T_CPU = 1
+T_KIND = 2
+T_PC = 3
+T_RUNSTART = 4
+T_LNEXT = 5  # next waiter of a lock or the mutex
+T_RQNEXT = 6  # next thread of a run queue
+T_SPINSTART = 7
+T_SPINLOCK = 8
+T_SPINSITE = 9
+T_CTX = 10
+T_TESTPOS = 11
+T_TEST = 12
+T_REP = 13
+T_PHASE = 14
+T_I = 15
+T_J = 16
+T_PAGES = 17
+T_ALIGN = 18  # pages
+T_HIDX = 19
+T_SLOT = 20
+T_TSTART = 21
+T_FAILED = 22
+T_RETRIED = 23
+T_FULL = 24  # the purge in progress is a full-decay one (allocation failure, nodes design)
+T_RET = 25  # pc after an inline purge
+T_NODE = 26  # node of the current step (lock index base)
+T_CUR = 27  # purge cursor
+T_END = 28  # purge cursor end
+T_AUX = 29  # pool hit / freeback count / runs end
+T_MI = 30  # index into the marked nodes
+T_ROW = 31  # program row within the test repetition (trace)
+T_MIGR = 32
+T_DONE_AT = 33
+T_HIGH = 34  # queued at high priority
+N_TH = 35
+
+# thread states and kinds
+ST_RUN = 0
+ST_RUNNABLE = 1
+ST_SLEEP = 2
+ST_DONE = 3
+KIND_WORKER = 0
+KIND_DRAIN = 1
+KIND_HELPER = 2
+
+# charge contexts: 0..6 the worker's current test, then the kworkers and interrupts
+CTX_DRAIN = 7
+CTX_HELPER = 8
+CTX_IRQ = 9
+N_CTX = 10
+
+# --- charge sites: a lock section uses base (acquire), base + 1 (spin), base + 2 (hold) --------
+S_SLAB_VM = 0
+S_SLAB_VA = 1
+S_POOL = 2
+S_FREE = 5
+S_BUSY = 8
+S_SETUP = 11
+S_PAGE_ALLOC = 14
+S_PAGE_ZERO = 15
+S_MAP = 16
+S_PTALLOC = 17
+S_FIND = 18
+S_UNMAP = 21
+S_LAZY = 22
+S_PAGE_FREE = 25
+S_SLAB_FREE = 26
+S_SCHED = 27
+S_MUTEX = 28
+S_PDETACH = 29
+S_FLUSH = 32
+S_PMERGE = 33
+S_DECAY = 36
+S_DMERGE = 39
+S_PPOOL = 42
+S_IRQ = 45
+S_FAIL = 46  # the failed allocation's clean-up and warning
+N_SITES = 47
+
+# lock kinds (lock_spin_by_lock)
+LK_FREE = 0
+LK_VAL = 1
+LK_PVAL = 2
+LK_BUSY = 3
+LK_LAZY = 4
+LK_POOL = 5
+N_LOCK_KINDS = 6
+LOCK_KIND_NAMES = (
+    "free_vmap_area_lock",
+    "vmap_area_lock",
+    "purge_vmap_area_lock",
+    "busy.lock",
+    "lazy.lock",
+    "pool_lock",
+)
+# lock columns
+L_HOLDER = 0
+L_HEAD = 1
+L_TAIL = 2
+L_LASTCPU = 3
+L_KIND = 4
+N_L = 5
+
+# CPU columns
+CPU_CUR = 0
+CPU_RQHEAD = 1
+CPU_RQTAIL = 2
+CPU_RQLEN = 3
+CPU_IRQ = 4  # end of the interrupt being taken
+CPU_PREEMPT = 5  # a high-priority work item waits: preempt at the next preemption point
+N_CPU = 6
+
+# globals (G)
+G_SEQ = 0
+G_HN = 1
+G_NEXT_SAMPLE = 2
+G_TLN = 3
+G_DRAIN_QUEUED = 4
+G_DRAIN_QTIME = 5
+G_DRAIN_RUNNING = 6
+G_DRAIN_REQUEUE = 7
+G_LAG_MAX = 8
+G_LAG_SUM = 9
+G_LAG_N = 10
+G_OUTSTANDING = 11
+G_KW_WAITING = 12
+G_PQFILL = 13
+G_NMARKED = 14
+G_WORKERS_LEFT = 15
+G_LAST_END = 16
+G_EVENTS = 17
+G_CTXSW = 18
+G_MIGR = 19
+G_SPINNING = 20
+G_RUNNABLE = 21
+G_TRN = 22
+G_ERR = 23
+G_MUTEX_HOLDER = 24
+G_MUTEX_HEAD = 25
+G_MUTEX_TAIL = 26
+G_NOW = 27
+G_PREEMPTIONS = 28
+G_HELPERS_RUN = 29
+G_IPIS = 30
+G_RUNS = 31  # merge units of the global purge (6.7 merges neighbouring lazy VAs)
+G_MUTEX_SLEEPS = 32
+G_START = 33
+N_G = 34
+
+# timeline columns
+TL_TIME = 0
+TL_BUSY = 1
+TL_LAZY = 2
+TL_POOLED = 3
+TL_FREE_BLOCKS = 4
+TL_HIGH_WATER = 5
+TL_PTE = 6
+TL_PMD = 7
+TL_LAG = 8
+TL_DRAIN_RUNNING = 9
+TL_POOLED_AREAS = 10
+TL_RUNNABLE = 11
+TL_SPINNING = 12
+TL_LAZY_AREAS = 13
+N_TL = 14
+TIMELINE_COLUMNS = (
+    "time_ns", "busy_pages", "lazy_pages", "pooled_pages", "free_blocks", "va_high_water_pages",
+    "pte_pages", "pmd_pages", "drain_lag_ns", "drain_running", "pooled_areas", "runnable",
+    "spinning", "lazy_areas",
+)  # fmt: skip
+
+# test ids (run_test_mask bits) and their constants (lib/test_vmalloc.c, 6.7/6.9)
+FIX_SIZE, FULL_FIT, LONG_BUSY, RANDOM_SIZE, FIX_ALIGN, RANDOM_ALIGN, ALIGN_SHIFT = range(7)
+GFP_ZERO_TESTS = (FIX_ALIGN, RANDOM_ALIGN, ALIGN_SHIFT)
+LONG_BUSY_AREAS = 15000
+LONG_BUSY_ARRAY_PAGES = 30  # 15000 pointers of 8 bytes
+FIX_ALIGN_PAGES = 8  # THREAD_ALIGN << 1 = 32 KiB
+
+# --- program counters -------------------------------------------------------------------------
+PC_NEXT = 0
+PC_A_START = 10
+PC_A_POOL_TRY = 11
+PC_A_POOL_HELD = 12
+PC_A_POOL_REL = 13
+PC_A_SLABVA = 14
+PC_A_FREE_TRY = 15
+PC_A_FREE_HELD = 16
+PC_A_FREE_REL = 17
+PC_A_BUSY_TRY = 18
+PC_A_BUSY_HELD = 19
+PC_A_BUSY_REL = 20
+PC_A_SETUP_TRY = 21
+PC_A_SETUP_HELD = 22
+PC_A_SETUP_REL = 23
+PC_A_PAGES = 24
+PC_A_DONE = 25
+PC_A_FAILED = 26
+PC_F_START = 30
+PC_F_HELD = 31
+PC_F_REL = 32
+PC_F_LAZY_TRY = 33
+PC_F_LAZY_HELD = 34
+PC_F_LAZY_REL = 35
+PC_OPEND = 40
+PC_U_START = 50
+PC_U_BEGIN = 51
+PC_G_DETACH_TRY = 52
+PC_G_DETACH_HELD = 53
+PC_G_DETACH_REL = 54
+PC_G_MERGE_TRY = 55
+PC_G_MERGE_HELD = 56
+PC_G_MERGE_NEXT = 57
+PC_U_PASS_END = 58
+PC_U_END = 59
+PC_N_DECAY_SCAN = 60
+PC_N_DECAY_HELD = 61
+PC_N_DECAY_REL = 62
+PC_N_DMERGE_TRY = 63
+PC_N_DMERGE_HELD = 64
+PC_N_DMERGE_REL = 65
+PC_N_LAZY_CHECK = 66
+PC_N_DETACH_HELD = 67
+PC_N_DETACH_REL = 68
+PC_N_NEXTNODE = 69
+PC_N_FLUSH = 70
+PC_N_PURGE_NODE = 71
+PC_N_AREA = 72
+PC_N_AREA_HELD = 73
+PC_N_AREA_REL = 74
+PC_N_RECLAIM = 75
+PC_N_RECLAIM_HELD = 76
+PC_N_RECLAIM_REL = 77
+PC_N_NODE_DONE = 78
+PC_N_WAIT_HELPERS = 79
+PC_N_PURGE_DONE = 80
+PC_KW_START = 90
+PC_KW_DONE = 91
+PC_H_START = 95
+PC_H_DONE = 96
+
+MERGE_BATCH = 64  # merge units per event while the free lock is held without yielding
+OP_ALLOC = 0
+OP_FREE = 1
+OP_END = 2
+
+
+# =============================================================================================
+# The event heap: at most one event per thread, ordered by (time, sequence number).
+
+
+@njit(**_INLINE)
+def _h_less(HP, a, b):
+    return HP[a, 0] < HP[b, 0] or (HP[a, 0] == HP[b, 0] and HP[a, 1] < HP[b, 1])
+
+
+@njit(**_INLINE)
+def _h_swap(HP, POS, a, b):
+    for k in range(3):
+        tmp = HP[a, k]
+        HP[a, k] = HP[b, k]
+        HP[b, k] = tmp
+    POS[HP[a, 2]] = a
+    POS[HP[b, 2]] = b
+
+
+@njit(**_INLINE)
+def _h_up(HP, POS, i):
+    while i > 0:
+        p = (i - 1) >> 1
+        if _h_less(HP, i, p):
+            _h_swap(HP, POS, i, p)
+            i = p
+        else:
+            return
+
+
+@njit(**_INLINE)
+def _h_down(HP, POS, n, i):
+    while True:
+        l = 2 * i + 1
+        if l >= n:
+            return
+        m = l
+        r = l + 1
+        if r < n and _h_less(HP, r, l):
+            m = r
+        if _h_less(HP, m, i):
+            _h_swap(HP, POS, i, m)
+            i = m
+        else:
+            return
+
+
+@njit(**_INLINE)
+def _push(HP, POS, G, th, t):
+    n = G[G_HN]
+    HP[n, 0] = t
+    HP[n, 1] = G[G_SEQ]
+    HP[n, 2] = th
+    G[G_SEQ] += 1
+    POS[th] = n
+    G[G_HN] = n + 1
+    _h_up(HP, POS, n)
+
+
+@njit(**_INLINE)
+def _pop(HP, POS, G):
+    th = HP[0, 2]
+    t = HP[0, 0]
+    n = G[G_HN] - 1
+    G[G_HN] = n
+    POS[th] = NIL
+    if n > 0:
+        for k in range(3):
+            HP[0, k] = HP[n, k]
+        POS[HP[0, 2]] = 0
+        _h_down(HP, POS, n, 0)
+    return th, t
+
+
+@njit(**NJIT_OPTIONS)
+def _delay(HP, POS, G, th, d):
+    i = POS[th]
+    HP[i, 0] += d
+    _h_down(HP, POS, G[G_HN], i)
+
+
+# =============================================================================================
+# Scheduling: run queues, idle balance, wake-ups, preemption points.
+
+
+@njit(**_INLINE)
+def _run_on(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t):
+    """Give ``cpu`` to ``th`` at ``t``: a context switch, then ``th`` continues at its pc."""
+    CPU[cpu, CPU_CUR] = th
+    if TH[th, T_CPU] != cpu:
+        TH[th, T_MIGR] += 1
+        G[G_MIGR] += 1
+    TH[th, T_CPU] = cpu
+    TH[th, T_STATE] = ST_RUN
+    c = np.int64(COST[C_CTX])
+    ACC[TH[th, T_CTX], S_SCHED] += c
+    G[G_CTXSW] += 1
+    TH[th, T_RUNSTART] = t + c
+    _push(HP, POS, G, th, t + c)
+
+
+@njit(**_INLINE)
+def _rq_remove(TH, CPU, G, cpu, th, prev):
+    nxt = TH[th, T_RQNEXT]
+    if prev == NIL:
+        CPU[cpu, CPU_RQHEAD] = nxt
+    else:
+        TH[prev, T_RQNEXT] = nxt
+    if CPU[cpu, CPU_RQTAIL] == th:
+        CPU[cpu, CPU_RQTAIL] = prev
+    TH[th, T_RQNEXT] = NIL
+    CPU[cpu, CPU_RQLEN] -= 1
+    G[G_RUNNABLE] -= 1
+
+
+@njit(**NJIT_OPTIONS)
+def _cpu_next(TH, CPU, HP, POS, G, ACC, COST, cpu, t):
+    """``cpu`` lost its thread: run the head of its queue, else steal from the longest queue."""
+    th = CPU[cpu, CPU_RQHEAD]
+    if th != NIL:
+        _rq_remove(TH, CPU, G, cpu, th, NIL)
+        _run_on(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t)
+        return
+    ncpu = CPU.shape[0]
+    best = NIL
+    for c in range(ncpu):
+        if CPU[c, CPU_RQLEN] > 0 and (best == NIL or CPU[c, CPU_RQLEN] > CPU[best, CPU_RQLEN]):
+            # only a queue holding a thread that may migrate (workers; kworkers are CPU-bound)
+            x = CPU[c, CPU_RQHEAD]
+            while x != NIL and TH[x, T_KIND] != KIND_WORKER:
+                x = TH[x, T_RQNEXT]
+            if x != NIL:
+                best = c
+    if best != NIL:
+        prev = NIL
+        x = CPU[best, CPU_RQHEAD]
+        while TH[x, T_KIND] != KIND_WORKER:
+            prev = x
+            x = TH[x, T_RQNEXT]
+        _rq_remove(TH, CPU, G, best, x, prev)
+        _run_on(TH, CPU, HP, POS, G, ACC, COST, x, cpu, t)
+        return
+    CPU[cpu, CPU_CUR] = NIL
+
+
+@njit(**NJIT_OPTIONS)
+def _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t, head):
+    """Make ``th`` runnable on ``cpu`` (at the head of the queue if ``head``)."""
+    TH[th, T_CPU] = cpu if TH[th, T_KIND] != KIND_WORKER else TH[th, T_CPU]
+    if CPU[cpu, CPU_CUR] == NIL:
+        _run_on(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t)
+        return
+    TH[th, T_STATE] = ST_RUNNABLE
+    TH[th, T_RQNEXT] = NIL
+    if head:
+        TH[th, T_RQNEXT] = CPU[cpu, CPU_RQHEAD]
+        CPU[cpu, CPU_RQHEAD] = th
+        if CPU[cpu, CPU_RQTAIL] == NIL:
+            CPU[cpu, CPU_RQTAIL] = th
+        CPU[cpu, CPU_PREEMPT] = 1
+    else:
+        if CPU[cpu, CPU_RQTAIL] == NIL:
+            CPU[cpu, CPU_RQHEAD] = th
+        else:
+            TH[CPU[cpu, CPU_RQTAIL], T_RQNEXT] = th
+        CPU[cpu, CPU_RQTAIL] = th
+    CPU[cpu, CPU_RQLEN] += 1
+    G[G_RUNNABLE] += 1
+    if TH[th, T_KIND] == KIND_WORKER:
+        TH[th, T_CPU] = cpu
+
+
+@njit(**NJIT_OPTIONS)
+def _wake_worker(TH, CPU, HP, POS, G, ACC, COST, th, t):
+    """Wake a sleeping worker: its last CPU if idle, else the lowest idle CPU, else its last CPU's queue."""
+    cpu = TH[th, T_CPU]
+    if CPU[cpu, CPU_CUR] != NIL:
+        for c in range(CPU.shape[0]):
+            if CPU[c, CPU_CUR] == NIL:
+                cpu = c
+                break
+    _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t, False)
+
+
+@njit(**NJIT_OPTIONS)
+def _wake(TH, CPU, HP, POS, G, ACC, COST, th, t):
+    if TH[th, T_KIND] == KIND_WORKER:
+        _wake_worker(TH, CPU, HP, POS, G, ACC, COST, th, t)
+    else:
+        _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, TH[th, T_CPU], t, TH[th, T_HIGH] == 1)
+
+
+@njit(**NJIT_OPTIONS)
+def _sleep(TH, CPU, HP, POS, G, ACC, COST, th, t):
+    """``th`` blocks (mutex, flush_work, idle kworker): its CPU takes another thread."""
+    TH[th, T_STATE] = ST_SLEEP
+    _cpu_next(TH, CPU, HP, POS, G, ACC, COST, TH[th, T_CPU], t)
+
+
+@njit(**NJIT_OPTIONS)
+def _queue_work(TH, CPU, HP, POS, G, ACC, COST, EP, th, cpu, t):
+    """schedule_work(_on): the work item's kworker becomes runnable on ``cpu`` (CPU-bound pool)."""
+    TH[th, T_CPU] = cpu
+    TH[th, T_HIGH] = EP[E_HIGH_PRIO]
+    _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t, EP[E_HIGH_PRIO] == 1)
+
+
+# =============================================================================================
+# Spinlocks (FIFO, handoff after one cache-line transfer) and the purge mutex.
+
+
+@njit(**_INLINE)
+def _lock(TH, LK, G, ACC, COST, th, lk, t, site):
+    """Try to take spinlock ``lk``: the time it is held from, or -1 if ``th`` now spins in its queue."""
+    cpu = TH[th, T_CPU]
+    if LK[lk, L_HOLDER] == NIL:
+        LK[lk, L_HOLDER] = th
+        c = COST[C_LOCK]
+        last = LK[lk, L_LASTCPU]
+        if last != NIL and last != cpu:
+            c += COST[C_LINE]
+        LK[lk, L_LASTCPU] = cpu
+        ci = np.int64(c)
+        ACC[TH[th, T_CTX], site] += ci
+        return t + ci
+    TH[th, T_LNEXT] = NIL
+    if LK[lk, L_TAIL] == NIL:
+        LK[lk, L_HEAD] = th
+    else:
+        TH[LK[lk, L_TAIL], T_LNEXT] = th
+    LK[lk, L_TAIL] = th
+    TH[th, T_SPINSTART] = t
+    TH[th, T_SPINLOCK] = lk
+    TH[th, T_SPINSITE] = site + 1
+    G[G_SPINNING] += 1
+    return np.int64(-1)
+
+
+@njit(**_INLINE)
+def _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, lk, t):
+    """Release ``lk``: the head waiter gets it one cache-line transfer later (after its interrupt)."""
+    w = LK[lk, L_HEAD]
+    if w == NIL:
+        LK[lk, L_HOLDER] = NIL
+        LK[lk, L_LASTCPU] = TH[th, T_CPU]
+        return
+    LK[lk, L_HEAD] = TH[w, T_LNEXT]
+    if LK[lk, L_HEAD] == NIL:
+        LK[lk, L_TAIL] = NIL
+    TH[w, T_LNEXT] = NIL
+    LK[lk, L_HOLDER] = w
+    wc = TH[w, T_CPU]
+    tg = t + np.int64(COST[C_LINE])
+    if CPU[wc, CPU_IRQ] > tg:
+        tg = CPU[wc, CPU_IRQ]
+    spin = tg - TH[w, T_SPINSTART]
+    ACC[TH[w, T_CTX], TH[w, T_SPINSITE]] += spin
+    SPINK[LK[lk, L_KIND]] += spin
+    LK[lk, L_LASTCPU] = wc
+    TH[w, T_SPINLOCK] = NIL
+    G[G_SPINNING] -= 1
+    _push(HP, POS, G, w, tg)
+
+
+@njit(**NJIT_OPTIONS)
+def _mutex_lock(TH, CPU, HP, POS, G, ACC, COST, th, t):
+    """mutex_lock(&vmap_purge_lock): True if taken now, else ``th`` sleeps in the FIFO of waiters."""
+    ACC[TH[th, T_CTX], S_MUTEX] += np.int64(COST[C_LOCK])
+    if G[G_MUTEX_HOLDER] == NIL:
+        G[G_MUTEX_HOLDER] = th
+        return True
+    TH[th, T_LNEXT] = NIL
+    if G[G_MUTEX_TAIL] == NIL:
+        G[G_MUTEX_HEAD] = th
+    else:
+        TH[G[G_MUTEX_TAIL], T_LNEXT] = th
+    G[G_MUTEX_TAIL] = th
+    G[G_MUTEX_SLEEPS] += 1
+    _sleep(TH, CPU, HP, POS, G, ACC, COST, th, t)
+    return False
+
+
+@njit(**NJIT_OPTIONS)
+def _mutex_unlock(TH, CPU, HP, POS, G, ACC, COST, t):
+    w = G[G_MUTEX_HEAD]
+    if w == NIL:
+        G[G_MUTEX_HOLDER] = NIL
+        return
+    G[G_MUTEX_HEAD] = TH[w, T_LNEXT]
+    if G[G_MUTEX_HEAD] == NIL:
+        G[G_MUTEX_TAIL] = NIL
+    TH[w, T_LNEXT] = NIL
+    G[G_MUTEX_HOLDER] = w
+    _wake(TH, CPU, HP, POS, G, ACC, COST, w, t)
+
+
+# =============================================================================================
+# Small pieces of the allocator on the shared arrays.
+
+
+@njit(**_INLINE)
+def _addr_node(P, start):
+    return ((P[P_BASE] + start) // P[P_ZONE]) % P[P_NR_NODES]
+
+
+@njit(**_INLINE)
+def _tree_ns(COST, n):
+    return np.int64(COST[C_TBASE] + COST[C_TLEVEL] * np.log2(n + 1.0))
+
+
+@njit(**_INLINE)
+def _busy_lock(EP, P, start):
+    """The lock protecting the busy VA that starts at ``start``: vmap_area_lock or its node's busy.lock."""
+    if EP[E_NODES_DESIGN] == 0:
+        return np.int64(1)
+    return 3 + _addr_node(P, start)
+
+
+@njit(**NJIT_OPTIONS)
+def _detach_sorted(S, LZ, PQ, G, node):
+    """Move the lazy list of ``node`` to PQ[fill:fill + n] in address order; returns (first, n)."""
+    n = LZ[node, LZ_COUNT]
+    first = G[G_PQFILL]
+    s = LZ[node, LZ_HEAD]
+    starts = np.empty(n, np.int64)
+    slots = np.empty(n, np.int64)
+    for i in range(n):
+        slots[i] = s
+        starts[i] = S[s, S_START]
+        s = S[s, S_NEXT]
+    order = np.argsort(starts)
+    for i in range(n):
+        PQ[first + i] = slots[order[i]]
+    LZ[node, LZ_HEAD] = NIL
+    LZ[node, LZ_COUNT] = 0
+    G[G_PQFILL] = first + n
+    return first, n
+
+
+@njit(**NJIT_OPTIONS)
+def _purge_to_free(C, T, S, s):
+    """A purged lazy VA goes back to free space (``lazy_pages`` drops by its size)."""
+    C[LAZY_PAGES] -= S[s, S_SIZE]
+    C[LAZY_AREAS] -= 1
+    K._slot_to_free_space(C, T, S, s)
+
+
+@njit(**NJIT_OPTIONS)
+def _flush_tlb(TH, CPU, HP, POS, G, ACC, COST, th, t):
+    """flush_tlb_kernel_range as a full flush: IPIs to every other CPU; returns the sender's cost."""
+    me = TH[th, T_CPU]
+    irq = np.int64(COST[C_IPIIRQ])
+    for c in range(CPU.shape[0]):
+        if c == me:
+            continue
+        G[G_IPIS] += 1
+        ACC[CTX_IRQ, S_IRQ] += irq
+        cur = CPU[c, CPU_CUR]
+        if cur != NIL and POS[cur] != NIL:
+            _delay(HP, POS, G, cur, irq)  # the running step (maybe a lock hold) takes longer
+        else:
+            start = CPU[c, CPU_IRQ] if CPU[c, CPU_IRQ] > t else t
+            CPU[c, CPU_IRQ] = start + irq  # a spinner gets a handed-over lock only after it
+    d = np.int64(COST[C_FLUSH] + COST[C_IPI] * CPU.shape[0])
+    ACC[TH[th, T_CTX], S_FLUSH] += d
+    return d
+
+
+# =============================================================================================
+# test_vmalloc's tests as a state machine (mirrors vmaplab.sim.workloads.worker_program).
+
+
+@njit(**NJIT_OPTIONS)
+def _align_pages(shift):
+    return np.int64(1) if shift <= 12 else np.int64(1) << (shift - 12)
+
+
+@njit(**NJIT_OPTIONS)
+def _set_alloc(TH, w, pages, align, hidx):
+    TH[w, T_PAGES] = pages
+    TH[w, T_ALIGN] = align
+    TH[w, T_HIDX] = hidx
+    return OP_ALLOC
+
+
+@njit(**NJIT_OPTIONS)
+def _set_free(TH, w, hidx):
+    TH[w, T_HIDX] = hidx
+    return OP_FREE
+
+
+@njit(**NJIT_OPTIONS)
+def _next_op(TH, EP, ORD, RSZ, RSA, SUMM, w, t):
+    """Advance worker ``w``'s program: OP_ALLOC / OP_FREE with T_PAGES, T_ALIGN, T_HIDX set, or OP_END."""
+    loops = EP[E_LOOPS]
+    junk = EP[E_JUNK]
+    while True:
+        pos = TH[w, T_TESTPOS]
+        if pos >= EP[E_NSEL]:
+            return OP_END
+        test = ORD[w, pos]
+        if TH[w, T_PHASE] < 0:  # a repetition starts
+            TH[w, T_TEST] = test
+            TH[w, T_CTX] = test
+            TH[w, T_TSTART] = t
+            TH[w, T_PHASE] = 0
+            TH[w, T_I] = 0
+            TH[w, T_J] = 0
+            TH[w, T_FAILED] = 0
+            TH[w, T_ROW] = 0
+        ph = TH[w, T_PHASE]
+        i = TH[w, T_I]
+        j = TH[w, T_J]
+        end = TH[w, T_FAILED] == 1
+        base = TH[w, T_REP] * loops
+        if not end:
+            if test == FIX_SIZE:
+                if i == loops:
+                    end = True
+                elif j == 0:
+                    TH[w, T_J] = 1
+                    return _set_alloc(TH, w, EP[E_NR_PAGES], 1, 0)
+                else:
+                    TH[w, T_J] = 0
+                    TH[w, T_I] = i + 1
+                    return _set_free(TH, w, 0)
+            elif test == FULL_FIT:
+                scratch = 2 + 2 * junk
+                arr = (junk * 8 + 4095) // 4096
+                if ph == 0:
+                    TH[w, T_PHASE] = 1
+                    return _set_alloc(TH, w, arr, 1, 0)
+                if ph == 1:
+                    TH[w, T_PHASE] = 2
+                    return _set_alloc(TH, w, arr, 1, 1)
+                if ph == 2:
+                    if i < junk:
+                        if j == 0:
+                            TH[w, T_J] = 1
+                            return _set_alloc(TH, w, 1, 1, 2 + 2 * i)
+                        TH[w, T_J] = 0
+                        TH[w, T_I] = i + 1
+                        return _set_alloc(TH, w, 1, 1, 3 + 2 * i)
+                    TH[w, T_PHASE] = 3
+                    TH[w, T_I] = 0
+                    continue
+                if ph == 3:
+                    if i < junk:
+                        TH[w, T_I] = i + 1
+                        return _set_free(TH, w, 3 + 2 * i)
+                    TH[w, T_PHASE] = 4
+                    TH[w, T_I] = 0
+                    continue
+                if ph == 4:
+                    if i < loops:
+                        if j == 0:
+                            TH[w, T_J] = 1
+                            return _set_alloc(TH, w, 1, 1, scratch)
+                        TH[w, T_J] = 0
+                        TH[w, T_I] = i + 1
+                        return _set_free(TH, w, scratch)
+                    TH[w, T_PHASE] = 5
+                    TH[w, T_I] = 0
+                    continue
+                if ph == 5:
+                    if i < junk:
+                        TH[w, T_I] = i + 1
+                        return _set_free(TH, w, 2 + 2 * i)
+                    TH[w, T_PHASE] = 6
+                    continue
+                if ph == 6:
+                    TH[w, T_PHASE] = 7
+                    return _set_free(TH, w, 0)
+                if ph == 7:
+                    TH[w, T_PHASE] = 8
+                    return _set_free(TH, w, 1)
+                end = True
+            elif test == LONG_BUSY:
+                if ph == 0:
+                    TH[w, T_PHASE] = 1
+                    return _set_alloc(TH, w, LONG_BUSY_ARRAY_PAGES, 1, 0)
+                if ph == 1:
+                    if i < LONG_BUSY_AREAS:
+                        TH[w, T_I] = i + 1
+                        return _set_alloc(TH, w, 1, 1, 1 + i)
+                    TH[w, T_PHASE] = 2
+                    TH[w, T_I] = 0
+                    continue
+                if ph == 2:
+                    if i < loops:
+                        TH[w, T_J] = (j + 1) % 4
+                        if j == 0:
+                            return _set_alloc(TH, w, 100, 1, LONG_BUSY_AREAS + 1)
+                        if j == 1:
+                            return _set_alloc(TH, w, 1, 1, LONG_BUSY_AREAS + 2)
+                        if j == 2:
+                            return _set_free(TH, w, LONG_BUSY_AREAS + 1)
+                        TH[w, T_I] = i + 1
+                        return _set_free(TH, w, LONG_BUSY_AREAS + 2)
+                    TH[w, T_PHASE] = 3
+                    TH[w, T_I] = 0
+                    continue
+                if ph == 3:
+                    if i < LONG_BUSY_AREAS:
+                        TH[w, T_I] = i + 1
+                        return _set_free(TH, w, 1 + i)
+                    TH[w, T_PHASE] = 4
+                    continue
+                if ph == 4:
+                    TH[w, T_PHASE] = 5
+                    return _set_free(TH, w, 0)
+                end = True
+            elif test == RANDOM_SIZE or test == FIX_ALIGN or test == RANDOM_ALIGN:
+                if i == loops:
+                    end = True
+                elif j == 0:
+                    TH[w, T_J] = 1
+                    if test == RANDOM_SIZE:
+                        return _set_alloc(TH, w, np.int64(RSZ[w, base + i]), 1, 0)
+                    if test == FIX_ALIGN:
+                        return _set_alloc(TH, w, 5, FIX_ALIGN_PAGES, 0)
+                    r = np.int64(RSA[w, base + i])
+                    return _set_alloc(TH, w, r % 10 + 1, _align_pages(r % 23), 0)
+                else:
+                    TH[w, T_J] = 0
+                    TH[w, T_I] = i + 1
+                    return _set_free(TH, w, 0)
+            else:  # ALIGN_SHIFT: 1 << 0 ... 1 << 62 (every shift from 46 on fails anyway)
+                if i == 63:
+                    end = True
+                elif j == 0:
+                    TH[w, T_J] = 1
+                    return _set_alloc(TH, w, 1, _align_pages(i), 0)
+                else:
+                    TH[w, T_J] = 0
+                    TH[w, T_I] = i + 1
+                    return _set_free(TH, w, 0)
+        # the repetition is over
+        if TH[w, T_FAILED] == 1:
+            SUMM[w, test, 1] += 1
+        else:
+            SUMM[w, test, 0] += 1
+        SUMM[w, test, 2] += t - TH[w, T_TSTART]
+        TH[w, T_PHASE] = -1
+        TH[w, T_REP] += 1
+        if TH[w, T_REP] == EP[E_REPEAT]:
+            TH[w, T_REP] = 0
+            TH[w, T_TESTPOS] = pos + 1
+
+
+@njit(**NJIT_OPTIONS)
+def _sample(C, G, TL, t):
+    r = G[G_TLN]
+    TL[r, TL_TIME] = t
+    TL[r, TL_BUSY] = C[BUSY_PAGES]
+    TL[r, TL_LAZY] = C[LAZY_PAGES]
+    TL[r, TL_POOLED] = C[K.POOLED_PAGES]
+    TL[r, TL_FREE_BLOCKS] = C[K.FREE_BLOCKS]
+    TL[r, TL_HIGH_WATER] = C[K.HIGH_WATER]
+    TL[r, TL_PTE] = C[K.PTE_PAGES]
+    TL[r, TL_PMD] = C[K.PMD_PAGES]
+    TL[r, TL_LAG] = (t - G[G_DRAIN_QTIME]) if G[G_DRAIN_QUEUED] == 1 else 0
+    TL[r, TL_DRAIN_RUNNING] = G[G_DRAIN_RUNNING]
+    TL[r, TL_POOLED_AREAS] = C[K.POOLED_AREAS]
+    TL[r, TL_RUNNABLE] = G[G_RUNNABLE]
+    TL[r, TL_SPINNING] = G[G_SPINNING]
+    TL[r, TL_LAZY_AREAS] = C[LAZY_AREAS]
+    G[G_TLN] = r + 1
+
+
+@njit(**NJIT_OPTIONS)
+def run_engine(
+    EP, COST, C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW,
+    TH, CPU, LK, HP, POS, G, ACC, SPINK, WH, WHR, ORD, RSZ, RSA, SUMM, PQ, NQ, MARKED, BN, TR, TL,
+):  # fmt: skip
+    """Process events until every thread is idle; returns DONE, a NEED_* status or an ERR_* status.
+
+    Before an event is taken the arrays are checked for room for it; on a NEED_* status nothing of
+    that event has happened, so the caller grows the array and calls again.
+    """
+    sample = EP[E_SAMPLE]
+    nodes = EP[E_NODES_DESIGN] == 1
+    nr = EP[E_NR]
+    lazy_max = P[P_LAZY_MAX]
+    W = EP[E_WORKERS]
+    while G[G_HN] > 0:
+        st = K._capacity(C, S, H, MID, LOW, 512)
+        if st != K.OK:
+            return st
+        if PQ.shape[0] < C[LAZY_AREAS] + 1:
+            return NEED_PQ
+        if EP[E_TRACE] == 1 and G[G_TRN] >= TR.shape[0]:
+            return NEED_TRACE
+        t = HP[0, 0]
+        while G[G_NEXT_SAMPLE] <= t:
+            if G[G_TLN] >= TL.shape[0]:
+                return NEED_TL
+            _sample(C, G, TL, G[G_NEXT_SAMPLE])
+            G[G_NEXT_SAMPLE] += sample
+        th, t = _pop(HP, POS, G)
+        G[G_EVENTS] += 1
+        # Thread th's steps at time t, until it waits (an event, a lock queue, sleep) or ends.
+        while True:
+            pc = TH[th, T_PC]
+            ctx = TH[th, T_CTX]
+            cpu = TH[th, T_CPU]
+            # ---------------------------------------------------------------- worker: next operation
+            if pc == PC_NEXT:
+                op = _next_op(TH, EP, ORD, RSZ, RSA, SUMM, th, t)
+                if op == OP_END:
+                    TH[th, T_STATE] = ST_DONE
+                    TH[th, T_DONE_AT] = t
+                    G[G_WORKERS_LEFT] -= 1
+                    if t > G[G_LAST_END]:
+                        G[G_LAST_END] = t
+                    _cpu_next(TH, CPU, HP, POS, G, ACC, COST, cpu, t)
+                    break
+                if EP[E_TRACE] == 1:
+                    r = G[G_TRN]
+                    TR[r, 0] = th
+                    TR[r, 1] = TH[th, T_TEST]
+                    TR[r, 2] = op
+                    if op == OP_ALLOC:
+                        TR[r, 3] = TH[th, T_PAGES]
+                        TR[r, 4] = TH[th, T_ALIGN]
+                        WHR[th, TH[th, T_HIDX]] = TH[th, T_ROW]
+                    else:
+                        TR[r, 3] = WHR[th, TH[th, T_HIDX]]
+                        TR[r, 4] = 0
+                    G[G_TRN] = r + 1
+                    TH[th, T_ROW] += 1
+                TH[th, T_PC] = PC_A_START if op == OP_ALLOC else PC_F_START
+                continue
+            # ---------------------------------------------------------------- vmalloc
+            if pc == PC_A_START:
+                TH[th, T_RETRIED] = 0
+                d = np.int64(COST[C_SLAB])  # the vm_struct (kzalloc in __get_vm_area_node)
+                ACC[ctx, S_SLAB_VM] += d
+                size = TH[th, T_PAGES] + 1
+                node = cpu % nr
+                TH[th, T_NODE] = node
+                if nodes and nr > 1 and size <= POOL_CLASSES and PL[node * POOL_CLASSES + size - 1, PL_LEN] > 0:
+                    TH[th, T_PC] = PC_A_POOL_TRY
+                else:
+                    if nodes and nr > 1 and size <= POOL_CLASSES:
+                        C[POOL_MISSES] += 1  # the unlocked emptiness check
+                    TH[th, T_PC] = PC_A_SLABVA
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_A_POOL_TRY:
+                TH[th, T_PC] = PC_A_POOL_HELD
+                tt = _lock(TH, LK, G, ACC, COST, th, 3 + 2 * nr + TH[th, T_NODE], t, S_POOL)
+                if tt < 0:
+                    break
+                t = tt
+                continue
+            if pc == PC_A_POOL_HELD:
+                node = TH[th, T_NODE]
+                size = TH[th, T_PAGES] + 1
+                pi = node * POOL_CLASSES + size - 1
+                h = PL[pi, PL_HEAD]
+                TH[th, T_AUX] = 0
+                if h == NIL:
+                    C[POOL_MISSES] += 1
+                elif ((P[P_BASE] + S[h, S_START]) & (TH[th, T_ALIGN] - 1)) == 0:
+                    TH[th, T_SLOT] = K._pool_pop_head(C, S, PL, pi)
+                    C[POOL_HITS] += 1
+                    TH[th, T_AUX] = 1
+                else:
+                    if PL[pi, PL_LEN] > 1:
+                        K._pool_rotate(S, PL, pi)
+                    C[POOL_MISSES] += 1
+                    C[POOL_ROTATIONS] += 1
+                d = np.int64(COST[C_POOL])
+                ACC[ctx, S_POOL + 2] += d
+                TH[th, T_PC] = PC_A_POOL_REL
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_A_POOL_REL:
+                _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, 3 + 2 * nr + TH[th, T_NODE], t)
+                TH[th, T_PC] = PC_A_BUSY_TRY if TH[th, T_AUX] == 1 else PC_A_SLABVA
+                continue
+            if pc == PC_A_SLABVA:
+                d = np.int64(COST[C_SLAB])  # the vmap_area object
+                ACC[ctx, S_SLAB_VA] += d
+                TH[th, T_PC] = PC_A_FREE_TRY
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_A_FREE_TRY:
+                TH[th, T_PC] = PC_A_FREE_HELD
+                tt = _lock(TH, LK, G, ACC, COST, th, 0, t, S_FREE)
+                if tt < 0:
+                    break
+                t = tt
+                continue
+            if pc == PC_A_FREE_HELD:
+                d = _tree_ns(COST, C[K.FREE_BLOCKS])
+                size = TH[th, T_PAGES] + 1
+                off = K._place(C, P, T, size, TH[th, T_ALIGN])
+                if off == NIL:
+                    TH[th, T_SLOT] = NIL
+                else:
+                    s = K._slot_new(C, S)
+                    S[s, S_START] = off
+                    S[s, S_SIZE] = size
+                    TH[th, T_SLOT] = s
+                ACC[ctx, S_FREE + 2] += d
+                TH[th, T_PC] = PC_A_FREE_REL
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_A_FREE_REL:
+                _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, 0, t)
+                if TH[th, T_SLOT] != NIL:
+                    TH[th, T_PC] = PC_A_BUSY_TRY
+                elif TH[th, T_RETRIED] == 0:
+                    # overflow: purge_vmap_area_lazy / reclaim_and_purge_vmap_areas, then retry once
+                    TH[th, T_RETRIED] = 1
+                    TH[th, T_FULL] = 1 if nodes else 0
+                    TH[th, T_RET] = PC_A_FREE_TRY
+                    TH[th, T_PC] = PC_U_START
+                else:
+                    TH[th, T_PC] = PC_A_FAILED
+                continue
+            if pc == PC_A_BUSY_TRY:
+                s = TH[th, T_SLOT]
+                TH[th, T_PC] = PC_A_BUSY_HELD
+                tt = _lock(TH, LK, G, ACC, COST, th, _busy_lock(EP, P, S[s, S_START]), t, S_BUSY)
+                if tt < 0:
+                    break
+                t = tt
+                continue
+            if pc == PC_A_BUSY_HELD:
+                s = TH[th, T_SLOT]
+                bn = _addr_node(P, S[s, S_START]) if nodes else 0
+                d = _tree_ns(COST, BN[bn])
+                BN[bn] += 1
+                S[s, S_STATE] = BUSY
+                S[s, S_NODE] = (cpu % nr) if (nodes and nr > 1) else NIL
+                S[s, S_ALIGN] = TH[th, T_ALIGN]
+                K._h_insert(H, S[s, S_START], s)
+                C[BUSY_PAGES] += S[s, S_SIZE]
+                C[BUSY_AREAS] += 1
+                C[K.ALLOCS] += 1
+                ACC[ctx, S_BUSY + 2] += d
+                TH[th, T_PC] = PC_A_BUSY_REL
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_A_BUSY_REL:
+                s = TH[th, T_SLOT]
+                _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, _busy_lock(EP, P, S[s, S_START]), t)
+                TH[th, T_PC] = PC_A_PAGES if EP[E_BUSY_ONCE] == 1 else PC_A_SETUP_TRY
+                continue
+            if pc == PC_A_SETUP_TRY:
+                s = TH[th, T_SLOT]
+                TH[th, T_PC] = PC_A_SETUP_HELD
+                tt = _lock(TH, LK, G, ACC, COST, th, _busy_lock(EP, P, S[s, S_START]), t, S_SETUP)
+                if tt < 0:
+                    break
+                t = tt
+                continue
+            if pc == PC_A_SETUP_HELD:
+                d = np.int64(COST[C_HOLD])
+                ACC[ctx, S_SETUP + 2] += d
+                TH[th, T_PC] = PC_A_SETUP_REL
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_A_SETUP_REL:
+                s = TH[th, T_SLOT]
+                _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, _busy_lock(EP, P, S[s, S_START]), t)
+                TH[th, T_PC] = PC_A_PAGES
+                continue
+            if pc == PC_A_PAGES:
+                s = TH[th, T_SLOT]
+                pages = TH[th, T_PAGES]
+                before = C[K.PTE_PAGES] + C[K.PMD_PAGES]
+                K._map_pages(C, P, TOP, MID, LOW, S[s, S_START], pages)
+                new_pt = C[K.PTE_PAGES] + C[K.PMD_PAGES] - before
+                a = np.int64(COST[C_PALLOC] * pages)
+                z = np.int64(COST[C_PZERO] * pages) if (EP[E_INIT_ON_ALLOC] == 1 or TH[th, T_TEST] >= FIX_ALIGN) else 0
+                m = np.int64(COST[C_PTESET] * pages)
+                p = np.int64(COST[C_PTPAGE] * new_pt)
+                ACC[ctx, S_PAGE_ALLOC] += a
+                ACC[ctx, S_PAGE_ZERO] += z
+                ACC[ctx, S_MAP] += m
+                ACC[ctx, S_PTALLOC] += p
+                TH[th, T_PC] = PC_A_DONE
+                _push(HP, POS, G, th, t + a + z + m + p)
+                break
+            if pc == PC_A_DONE:
+                WH[th, TH[th, T_HIDX]] = TH[th, T_SLOT]
+                TH[th, T_PC] = PC_OPEND
+                continue
+            if pc == PC_A_FAILED:
+                C[K.ALLOC_FAILURES] += 1
+                if TH[th, T_TEST] != ALIGN_SHIFT:
+                    G[G_ERR] = th
+                    break
+                TH[th, T_FAILED] = 1
+                d = np.int64(2 * COST[C_SLAB])
+                ACC[ctx, S_FAIL] += d
+                TH[th, T_PC] = PC_OPEND
+                _push(HP, POS, G, th, t + d)
+                break
+            # ---------------------------------------------------------------- vfree
+            if pc == PC_F_START:
+                s = WH[th, TH[th, T_HIDX]]
+                TH[th, T_SLOT] = s
+                TH[th, T_PC] = PC_F_HELD
+                tt = _lock(TH, LK, G, ACC, COST, th, _busy_lock(EP, P, S[s, S_START]), t, S_FIND)
+                if tt < 0:
+                    break
+                t = tt
+                continue
+            if pc == PC_F_HELD:
+                s = TH[th, T_SLOT]
+                bn = _addr_node(P, S[s, S_START]) if nodes else 0
+                d = _tree_ns(COST, BN[bn])
+                BN[bn] -= 1
+                K._h_delete_at(H, K._h_find(H, S[s, S_START]))
+                C[BUSY_PAGES] -= S[s, S_SIZE]
+                C[BUSY_AREAS] -= 1
+                ACC[ctx, S_FIND + 2] += d
+                TH[th, T_PC] = PC_F_REL
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_F_REL:
+                s = TH[th, T_SLOT]
+                _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, _busy_lock(EP, P, S[s, S_START]), t)
+                d = np.int64(COST[C_PTECLR] * (S[s, S_SIZE] - 1))
+                ACC[ctx, S_UNMAP] += d
+                node = S[s, S_NODE]
+                if node == NIL:
+                    node = _addr_node(P, S[s, S_START])
+                TH[th, T_NODE] = node
+                TH[th, T_PC] = PC_F_LAZY_TRY
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_F_LAZY_TRY:
+                TH[th, T_PC] = PC_F_LAZY_HELD
+                lk = (3 + nr + TH[th, T_NODE]) if nodes else np.int64(2)
+                tt = _lock(TH, LK, G, ACC, COST, th, lk, t, S_LAZY)
+                if tt < 0:
+                    break
+                t = tt
+                continue
+            if pc == PC_F_LAZY_HELD:
+                s = TH[th, T_SLOT]
+                node = TH[th, T_NODE]
+                d = _tree_ns(COST, LZ[node, LZ_COUNT])
+                S[s, S_STATE] = LAZY
+                S[s, S_NEXT] = LZ[node, LZ_HEAD]
+                LZ[node, LZ_HEAD] = s
+                LZ[node, LZ_COUNT] += 1
+                C[LAZY_PAGES] += S[s, S_SIZE]
+                C[LAZY_AREAS] += 1
+                C[FREES] += 1
+                ACC[ctx, S_LAZY + 2] += d
+                TH[th, T_PC] = PC_F_LAZY_REL
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_F_LAZY_REL:
+                s = TH[th, T_SLOT]
+                lk = (3 + nr + TH[th, T_NODE]) if nodes else np.int64(2)
+                _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, lk, t)
+                if C[LAZY_PAGES] > lazy_max:
+                    C[DRAIN_PENDING] = 1
+                    if G[G_DRAIN_RUNNING] == 1:
+                        G[G_DRAIN_REQUEUE] = 1  # queued again where it runs (no re-entrancy)
+                    elif G[G_DRAIN_QUEUED] == 0:
+                        G[G_DRAIN_QUEUED] = 1
+                        G[G_DRAIN_QTIME] = t
+                        kw = W
+                        TH[kw, T_PC] = PC_KW_START
+                        _queue_work(TH, CPU, HP, POS, G, ACC, COST, EP, kw, cpu, t)
+                pages = S[s, S_SIZE] - 1
+                d1 = np.int64(COST[C_PFREE] * pages)
+                d2 = np.int64(COST[C_SLAB])
+                ACC[ctx, S_PAGE_FREE] += d1
+                ACC[ctx, S_SLAB_FREE] += d2
+                TH[th, T_PC] = PC_OPEND
+                _push(HP, POS, G, th, t + d1 + d2)
+                break
+            if pc == PC_OPEND:
+                # a preemption point (the cond_resched() loops of vmalloc and vfree)
+                TH[th, T_PC] = PC_NEXT
+                if CPU[cpu, CPU_RQLEN] > 0 and (CPU[cpu, CPU_PREEMPT] == 1 or t - TH[th, T_RUNSTART] >= EP[E_SLICE]):
+                    CPU[cpu, CPU_PREEMPT] = 0
+                    G[G_PREEMPTIONS] += 1
+                    nxt = CPU[cpu, CPU_RQHEAD]
+                    _rq_remove(TH, CPU, G, cpu, nxt, NIL)
+                    _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t, False)  # to the tail
+                    _run_on(TH, CPU, HP, POS, G, ACC, COST, nxt, cpu, t)
+                    break
+                continue
+            # ---------------------------------------------------------------- the purge
+            if pc == PC_U_START:
+                TH[th, T_PC] = PC_U_BEGIN
+                if not _mutex_lock(TH, CPU, HP, POS, G, ACC, COST, th, t):
+                    break
+                continue
+            if pc == PC_U_BEGIN:
+                G[G_PQFILL] = 0
+                G[G_NMARKED] = 0
+                if nodes:
+                    TH[th, T_NODE] = 0
+                    TH[th, T_PC] = PC_N_DECAY_SCAN
+                else:
+                    TH[th, T_PC] = PC_G_DETACH_TRY
+                continue
+            if pc == PC_G_DETACH_TRY:
+                TH[th, T_PC] = PC_G_DETACH_HELD
+                tt = _lock(TH, LK, G, ACC, COST, th, 2, t, S_PDETACH)
+                if tt < 0:
+                    break
+                t = tt
+                continue
+            if pc == PC_G_DETACH_HELD:
+                first, n = _detach_sorted(S, LZ, PQ, G, 0)
+                TH[th, T_CUR] = first
+                TH[th, T_END] = first + n
+                d = np.int64(COST[C_HOLD])
+                ACC[ctx, S_PDETACH + 2] += d
+                TH[th, T_PC] = PC_G_DETACH_REL
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_G_DETACH_REL:
+                _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, 2, t)
+                if TH[th, T_CUR] == TH[th, T_END]:
+                    TH[th, T_PC] = PC_U_PASS_END
+                    continue
+                C[TLB_FLUSHES] += 1
+                C[PURGES] += 1
+                d = _flush_tlb(TH, CPU, HP, POS, G, ACC, COST, th, t)
+                TH[th, T_PC] = PC_G_MERGE_TRY
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_G_MERGE_TRY:
+                TH[th, T_PC] = PC_G_MERGE_HELD
+                tt = _lock(TH, LK, G, ACC, COST, th, 0, t, S_PMERGE)
+                if tt < 0:
+                    break
+                t = tt
+                continue
+            if pc == PC_G_MERGE_HELD:
+                # merge units: runs of address-adjacent lazy VAs (6.7 merged them in the lazy tree)
+                units = 0
+                limit = MERGE_BATCH if C[LAZY_PAGES] >= 2 * lazy_max else 1
+                cur = TH[th, T_CUR]
+                end = TH[th, T_END]
+                while cur < end and units < limit:
+                    s = PQ[cur]
+                    stop = S[s, S_START] + S[s, S_SIZE]
+                    _purge_to_free(C, T, S, s)
+                    cur += 1
+                    while cur < end and S[PQ[cur], S_START] == stop:
+                        s = PQ[cur]
+                        stop = S[s, S_START] + S[s, S_SIZE]
+                        _purge_to_free(C, T, S, s)
+                        cur += 1
+                    units += 1
+                TH[th, T_CUR] = cur
+                G[G_RUNS] += units
+                d = np.int64(COST[C_MERGE] * units)
+                ACC[ctx, S_PMERGE + 2] += d
+                TH[th, T_PC] = PC_G_MERGE_NEXT
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_G_MERGE_NEXT:
+                if TH[th, T_CUR] == TH[th, T_END]:
+                    _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, 0, t)
+                    TH[th, T_PC] = PC_U_PASS_END
+                    continue
+                if C[LAZY_PAGES] < 2 * lazy_max and LK[0, L_HEAD] != NIL:
+                    # cond_resched_lock(): hand the lock to the waiters, queue again behind them
+                    _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, 0, t)
+                    TH[th, T_PC] = PC_G_MERGE_TRY
+                    continue
+                TH[th, T_PC] = PC_G_MERGE_HELD
+                continue
+            if pc == PC_U_PASS_END:
+                G[G_PQFILL] = 0
+                _mutex_unlock(TH, CPU, HP, POS, G, ACC, COST, t)
+                if TH[th, T_KIND] == KIND_DRAIN and C[LAZY_PAGES] > lazy_max:
+                    TH[th, T_PC] = PC_U_START  # drain_vmap_area_work's loop (6.7)
+                else:
+                    TH[th, T_PC] = PC_U_END
+                continue
+            if pc == PC_U_END:
+                if TH[th, T_KIND] == KIND_DRAIN:
+                    TH[th, T_PC] = PC_KW_DONE
+                else:
+                    TH[th, T_PC] = TH[th, T_RET]
+                continue
+            # ---------------------------------------------------------------- nodes: decay and detach
+            if pc == PC_N_DECAY_SCAN:
+                node = TH[th, T_NODE]
+                nonempty = 0
+                todo = 0
+                for k in range(POOL_CLASSES):
+                    ln = PL[node * POOL_CLASSES + k, PL_LEN]
+                    if ln > 0:
+                        nonempty += 1
+                        if TH[th, T_FULL] == 1:
+                            todo += ln
+                        else:
+                            n = np.int64(ln * decay)
+                            if n == 0 and P[K.P_KEEP_SMALL] == 0:
+                                n = ln
+                            todo += n
+                if nonempty == 0:
+                    TH[th, T_PC] = PC_N_LAZY_CHECK
+                    continue
+                TH[th, T_AUX] = todo
+                TH[th, T_END] = nonempty
+                TH[th, T_PC] = PC_N_DECAY_HELD
+                tt = _lock(TH, LK, G, ACC, COST, th, 3 + 2 * nr + node, t, S_DECAY)
+                if tt < 0:
+                    break
+                t = tt
+                continue
+            if pc == PC_N_DECAY_HELD:
+                d = np.int64(COST[C_POOL] * (TH[th, T_END] + TH[th, T_AUX]))
+                ACC[ctx, S_DECAY + 2] += d
+                TH[th, T_PC] = PC_N_DECAY_REL
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_N_DECAY_REL:
+                _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, 3 + 2 * nr + TH[th, T_NODE], t)
+                TH[th, T_PC] = PC_N_DMERGE_TRY if TH[th, T_AUX] > 0 else PC_N_LAZY_CHECK
+                continue
+            if pc == PC_N_DMERGE_TRY:
+                TH[th, T_PC] = PC_N_DMERGE_HELD
+                tt = _lock(TH, LK, G, ACC, COST, th, 0, t, S_DMERGE)
+                if tt < 0:
+                    break
+                t = tt
+                continue
+            if pc == PC_N_DMERGE_HELD:
+                released = K._decay_node(C, P, decay, S, T, PL, TH[th, T_NODE], TH[th, T_FULL] == 1)
+                d = np.int64(COST[C_MERGE] * released)
+                ACC[ctx, S_DMERGE + 2] += d
+                TH[th, T_PC] = PC_N_DMERGE_REL
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_N_DMERGE_REL:
+                _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, 0, t)
+                TH[th, T_PC] = PC_N_LAZY_CHECK
+                continue
+            if pc == PC_N_LAZY_CHECK:
+                node = TH[th, T_NODE]
+                if LZ[node, LZ_COUNT] == 0:
+                    TH[th, T_PC] = PC_N_NEXTNODE
+                    continue
+                TH[th, T_PC] = PC_N_DETACH_HELD
+                tt = _lock(TH, LK, G, ACC, COST, th, 3 + nr + node, t, S_PDETACH)
+                if tt < 0:
+                    break
+                t = tt
+                continue
+            if pc == PC_N_DETACH_HELD:
+                node = TH[th, T_NODE]
+                first, n = _detach_sorted(S, LZ, PQ, G, node)
+                NQ[node, 0] = first
+                NQ[node, 1] = first + n
+                MARKED[G[G_NMARKED]] = node
+                G[G_NMARKED] += 1
+                d = np.int64(COST[C_HOLD])
+                ACC[ctx, S_PDETACH + 2] += d
+                TH[th, T_PC] = PC_N_DETACH_REL
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_N_DETACH_REL:
+                _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, 3 + nr + TH[th, T_NODE], t)
+                TH[th, T_PC] = PC_N_NEXTNODE
+                continue
+            if pc == PC_N_NEXTNODE:
+                TH[th, T_NODE] += 1
+                TH[th, T_PC] = PC_N_DECAY_SCAN if TH[th, T_NODE] < nr else PC_N_FLUSH
+                continue
+            if pc == PC_N_FLUSH:
+                marked = G[G_NMARKED]
+                if marked == 0:
+                    G[G_PQFILL] = 0
+                    _mutex_unlock(TH, CPU, HP, POS, G, ACC, COST, t)
+                    TH[th, T_PC] = PC_U_END
+                    continue
+                C[TLB_FLUSHES] += 1
+                d = _flush_tlb(TH, CPU, HP, POS, G, ACC, COST, th, t)
+                helpers = C[LAZY_PAGES] // lazy_max if lazy_max > 0 else marked
+                helpers = min(max(helpers, 1), marked) - 1
+                C[PURGE_HELPERS] += helpers
+                G[G_OUTSTANDING] = helpers
+                for k in range(helpers):
+                    node = MARKED[k]
+                    hp = W + 1 + node
+                    TH[hp, T_NODE] = node
+                    TH[hp, T_FULL] = TH[th, T_FULL]
+                    TH[hp, T_PC] = PC_H_START
+                    G[G_HELPERS_RUN] += 1
+                    _queue_work(TH, CPU, HP, POS, G, ACC, COST, EP, hp, node % EP[E_CPUS], t)
+                TH[th, T_MI] = helpers
+                TH[th, T_PC] = PC_N_PURGE_NODE
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_N_PURGE_NODE:
+                if TH[th, T_MI] >= G[G_NMARKED]:
+                    TH[th, T_PC] = PC_N_WAIT_HELPERS
+                    continue
+                node = MARKED[TH[th, T_MI]]
+                TH[th, T_NODE] = node
+                TH[th, T_CUR] = NQ[node, 0]
+                TH[th, T_AUX] = 0
+                TH[th, T_PC] = PC_N_AREA
+                continue
+            if pc == PC_H_START:
+                node = TH[th, T_NODE]
+                TH[th, T_CTX] = CTX_HELPER
+                TH[th, T_CUR] = NQ[node, 0]
+                TH[th, T_AUX] = 0
+                TH[th, T_PC] = PC_N_AREA
+                continue
+            if pc == PC_N_AREA:
+                node = TH[th, T_NODE]
+                cur = TH[th, T_CUR]
+                end = NQ[node, 1]
+                # VAs that cannot go to a pool wait for the reclaim; skip to the next one that can
+                while cur < end:
+                    s = PQ[cur]
+                    if TH[th, T_FULL] == 0 and S[s, S_NODE] != NIL and S[s, S_SIZE] <= POOL_CLASSES:
+                        break
+                    TH[th, T_AUX] += 1
+                    cur += 1
+                TH[th, T_CUR] = cur
+                if cur == end:
+                    TH[th, T_PC] = PC_N_RECLAIM
+                    continue
+                TH[th, T_PC] = PC_N_AREA_HELD
+                tt = _lock(TH, LK, G, ACC, COST, th, 3 + 2 * nr + node, t, S_PPOOL)
+                if tt < 0:
+                    break
+                t = tt
+                continue
+            if pc == PC_N_AREA_HELD:
+                node = TH[th, T_NODE]
+                cur = TH[th, T_CUR]
+                s = PQ[cur]
+                pi = node * POOL_CLASSES + S[s, S_SIZE] - 1
+                if K._pool_accepts(P, PL[pi, PL_LEN]):
+                    C[LAZY_PAGES] -= S[s, S_SIZE]
+                    C[LAZY_AREAS] -= 1
+                    K._pool_push_head(C, S, PL, pi, s)
+                    PQ[cur] = NIL
+                else:
+                    TH[th, T_AUX] += 1
+                TH[th, T_CUR] = cur + 1
+                d = np.int64(COST[C_POOL])
+                ACC[ctx, S_PPOOL + 2] += d
+                TH[th, T_PC] = PC_N_AREA_REL
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_N_AREA_REL:
+                _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, 3 + 2 * nr + TH[th, T_NODE], t)
+                TH[th, T_PC] = PC_N_AREA
+                continue
+            if pc == PC_N_RECLAIM:
+                if TH[th, T_AUX] == 0:
+                    TH[th, T_PC] = PC_N_NODE_DONE
+                    continue
+                TH[th, T_PC] = PC_N_RECLAIM_HELD
+                tt = _lock(TH, LK, G, ACC, COST, th, 0, t, S_PMERGE)
+                if tt < 0:
+                    break
+                t = tt
+                continue
+            if pc == PC_N_RECLAIM_HELD:
+                node = TH[th, T_NODE]
+                n = 0
+                for cur in range(NQ[node, 0], NQ[node, 1]):
+                    s = PQ[cur]
+                    if s != NIL:
+                        _purge_to_free(C, T, S, s)
+                        PQ[cur] = NIL
+                        n += 1
+                d = np.int64(COST[C_MERGE] * n)
+                ACC[ctx, S_PMERGE + 2] += d
+                TH[th, T_PC] = PC_N_RECLAIM_REL
+                _push(HP, POS, G, th, t + d)
+                break
+            if pc == PC_N_RECLAIM_REL:
+                _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, 0, t)
+                TH[th, T_PC] = PC_N_NODE_DONE
+                continue
+            if pc == PC_N_NODE_DONE:
+                if TH[th, T_KIND] == KIND_HELPER:
+                    G[G_OUTSTANDING] -= 1
+                    TH[th, T_PC] = PC_H_DONE
+                    if G[G_OUTSTANDING] == 0 and G[G_KW_WAITING] != NIL:
+                        waiter = G[G_KW_WAITING]
+                        G[G_KW_WAITING] = NIL
+                        _wake(TH, CPU, HP, POS, G, ACC, COST, waiter, t)
+                    _sleep(TH, CPU, HP, POS, G, ACC, COST, th, t)
+                    break
+                TH[th, T_MI] += 1
+                TH[th, T_PC] = PC_N_PURGE_NODE
+                continue
+            if pc == PC_N_WAIT_HELPERS:
+                TH[th, T_PC] = PC_N_PURGE_DONE
+                if G[G_OUTSTANDING] > 0:
+                    G[G_KW_WAITING] = th  # flush_work() on each helper
+                    _sleep(TH, CPU, HP, POS, G, ACC, COST, th, t)
+                    break
+                continue
+            if pc == PC_N_PURGE_DONE:
+                C[PURGES] += 1
+                G[G_PQFILL] = 0
+                _mutex_unlock(TH, CPU, HP, POS, G, ACC, COST, t)
+                TH[th, T_PC] = PC_U_END
+                continue
+            # ---------------------------------------------------------------- the drain kworker
+            if pc == PC_KW_START:
+                lag = t - G[G_DRAIN_QTIME]
+                G[G_LAG_SUM] += lag
+                G[G_LAG_N] += 1
+                if lag > G[G_LAG_MAX]:
+                    G[G_LAG_MAX] = lag
+                G[G_DRAIN_QUEUED] = 0
+                G[G_DRAIN_RUNNING] = 1
+                C[DRAIN_PENDING] = 0
+                C[DRAINS] += 1
+                TH[th, T_FULL] = 0
+                TH[th, T_PC] = PC_U_START
+                continue
+            if pc == PC_KW_DONE:
+                if G[G_DRAIN_REQUEUE] == 1:
+                    G[G_DRAIN_REQUEUE] = 0
+                    G[G_DRAIN_QTIME] = t
+                    TH[th, T_PC] = PC_KW_START
+                    continue
+                G[G_DRAIN_RUNNING] = 0
+                _sleep(TH, CPU, HP, POS, G, ACC, COST, th, t)
+                break
+            G[G_ERR] = -1000 - pc  # an unknown pc: a bug
+            break
+        if G[G_ERR] != NIL:
+            return ERR_FAIL
+    if G[G_WORKERS_LEFT] > 0:
+        return ERR_DEADLOCK
+    if G[G_TLN] >= TL.shape[0]:
+        return NEED_TL
+    _sample(C, G, TL, G[G_LAST_END])
+    return DONE

@@ -1,0 +1,124 @@
+"""A simulated machine: CPUs, kernel settings, the cost model, and the allocator state it keeps.
+
+A :class:`Machine` outlives a run, as a real one outlives a test_vmalloc load: its VA space, pools,
+lazy lists and page tables (never freed) carry over to the next ``simulate(..., machine=m)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vmaplab.sim.costs import CostModel
+from vmaplab.sim.numba_engine import NumbaEngine
+from vmaplab.sim.params import AllocatorConfig
+
+__all__ = ["Machine", "ALLOCATOR_KNOBS", "MACHINE_KNOBS"]
+
+#: Knobs of the allocator model (docs/allocator-model.md), passed to AllocatorConfig.resolve.
+ALLOCATOR_KNOBS = ("pool_cap", "decay", "small_pool_decay", "lazy_max_pages", "nr_nodes", "zone_pages", "paging_levels")
+#: Kernel settings of the contention model (docs/contention-model.md).
+MACHINE_KNOBS = ("drain_priority", "init_on_alloc", "busy_lock_once", "costs")
+
+
+class Machine:
+    """A machine running one allocator design, with the state that persists between runs.
+
+    Parameters
+    ----------
+    design : {"global", "nodes"}
+        Linux 6.7 (global vmap locks) or 6.9 (vmap nodes).
+    cpus : int
+        Online = possible CPUs (lazy_max_pages, node count, the CPUs threads run on).
+    init_on_alloc : bool
+        Zero every allocated page (CONFIG_INIT_ON_ALLOC_DEFAULT_ON). True by default: the seed's
+        series profile spends 21.67 % in clear_page_rep on tests that ask for no zeroed pages.
+    drain_priority : {"normal", "high"}
+        Queue the drain work and the purge helpers at the tail of the CPU's run queue
+        (system_wq) or at its head with preemption at the next preemption point
+        (system_highpri_wq, Rezki's draft in the pagetable_alloc thread).
+    busy_lock_once : bool
+        Take the busy lock once per vmalloc (mainline aaab830ad887) instead of twice (6.9 as merged).
+    costs : CostModel, optional
+        The cost model; the calibrated defaults when omitted.
+    **knobs
+        Allocator knobs: pool_cap, decay, small_pool_decay, lazy_max_pages, nr_nodes, zone_pages,
+        paging_levels.
+
+    Attributes
+    ----------
+    config : AllocatorConfig
+        The resolved allocator configuration (auto_drain off: the drain kworker runs the drains).
+    allocator : NumbaEngine
+        The allocator arrays (VA space, busy, lazy, pools, page tables) and cumulative counters.
+    busy_per_node : numpy.ndarray of int64
+        Busy VAs per busy tree (one tree in the global design), for the tree-depth costs.
+    runs : list of dict
+        The ``params`` of every run made on this machine, in order.
+    """
+
+    def __init__(
+        self,
+        design: str = "nodes",
+        cpus: int = 64,
+        *,
+        init_on_alloc: bool = True,
+        drain_priority: str = "normal",
+        busy_lock_once: bool = False,
+        costs: CostModel | None = None,
+        **knobs,
+    ) -> None:
+        unknown = sorted(set(knobs) - set(ALLOCATOR_KNOBS))
+        if unknown:
+            raise TypeError(f"unknown machine knobs {unknown}; known: {', '.join(ALLOCATOR_KNOBS + MACHINE_KNOBS)}")
+        if drain_priority not in ("normal", "high"):
+            raise ValueError(f"drain_priority must be 'normal' or 'high', not {drain_priority!r}")
+        if costs is not None and not isinstance(costs, CostModel):
+            raise TypeError(f"costs must be a CostModel, not {type(costs).__name__}")
+        self.design = design
+        self.cpus = cpus
+        self.init_on_alloc = bool(init_on_alloc)
+        self.drain_priority = drain_priority
+        self.busy_lock_once = bool(busy_lock_once)
+        self.costs = CostModel() if costs is None else costs
+        self.knobs = dict(knobs)
+        self.config = AllocatorConfig.resolve(design, cpus, auto_drain=False, **knobs)
+        self.allocator = NumbaEngine(self.config)
+        self.busy_per_node = np.zeros(self.config.nr_nodes, np.int64)
+        self.runs: list[dict] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"Machine(design={self.design!r}, cpus={self.cpus}, nr_nodes={self.config.nr_nodes}, "
+            f"init_on_alloc={self.init_on_alloc}, drain_priority={self.drain_priority!r}, runs={len(self.runs)})"
+        )
+
+    def settings(self) -> dict:
+        """Every setting of the machine by knob name (what a later run must not contradict)."""
+        out = {"design": self.design, "cpus": self.cpus, "init_on_alloc": self.init_on_alloc,
+               "drain_priority": self.drain_priority, "busy_lock_once": self.busy_lock_once,
+               "costs": self.costs}  # fmt: skip
+        c = self.config
+        pool_cap = {-1: None, -2: "lazy_max"}.get(c.pool_cap, c.pool_cap)
+        out.update(pool_cap=pool_cap, decay=c.decay, small_pool_decay=c.small_pool_decay,
+                   lazy_max_pages=c.lazy_max_pages, nr_nodes=c.nr_nodes, zone_pages=c.zone_pages,
+                   paging_levels=c.paging_levels)  # fmt: skip
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """The allocator's statistics (docs/allocator-model.md), cumulative over every run."""
+        return self.allocator.stats()
+
+    @property
+    def pagetable_pages(self) -> dict[str, int]:
+        """Page-table pages of the vmalloc area populated so far: {"pte": n, "pmd": n} (PUDs excluded)."""
+        s = self.allocator.stats()
+        return {"pte": s["pte_pages"], "pmd": s["pmd_pages"]}
+
+    def check_invariants(self) -> None:
+        """Raise SimulationError naming a broken invariant of the allocator state."""
+        self.allocator.check_invariants()
+        busy = self.allocator.stats()["busy_areas"]
+        if int(self.busy_per_node.sum()) != busy:
+            from vmaplab.errors import SimulationError
+
+            raise SimulationError(f"busy trees hold {int(self.busy_per_node.sum())} VAs, busy_areas is {busy}")
