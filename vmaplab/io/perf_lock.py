@@ -10,8 +10,8 @@ Times are a number and a unit (``ns``, ``us``, ``ms``, ``s``). ``-t`` replaces `
 ``pid comm``, ``--lock-addr`` by ``address symbol``; ``-F`` chooses the time columns (``min wait`` too).
 With ``-v`` each entry is followed by its call stack (``0x<addr>  <symbol>+0x<off>``, innermost
 first), and perf's own diagnostics surround the table; they are skipped. A table pasted without its
-header is read as the default layout (``contended``, four or five times, ``type``/``pid`` and
-``caller``/``comm``).
+header (or a line that does not fit its header) is read with the default layouts (``contended``,
+four or five times, ``type``/``pid`` and ``caller``/``comm``).
 """
 
 from __future__ import annotations
@@ -153,15 +153,16 @@ def _parse_perf_lock(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         rows = (which == h) & ~header & ~blank & ~prompt & ~is_stack
         if not rows.any():
             continue
+        # the header's columns first; lines that do not fit them (a header cut short, a paste
+        # without header) are tried with perf's default layouts
+        layouts = [_DEFAULT, _DEFAULT_MIN, _DEFAULT[:4] + ["pid", "comm"], _DEFAULT_MIN[:5] + ["pid", "comm"]]
         if h >= 0:
-            layouts = [re.split(r"\s{2,}", lines.iloc[h].strip())]
-        else:
-            layouts = [_DEFAULT, _DEFAULT_MIN, _DEFAULT[:4] + ["pid", "comm"], _DEFAULT_MIN[:5] + ["pid", "comm"]]
+            layouts.insert(0, re.split(r"\s{2,}", lines.iloc[h].strip()))
         todo = rows.copy()
         for titles in layouts:
             regex = _regex(titles)
-            if regex is None:
-                raise ParseError(paste.source, int(idx[h]), f"perf lock column titles ({', '.join(_TITLES)})", lines.iloc[h])
+            if regex is None:  # a title this reader does not know: only the default layouts apply
+                continue
             part = lines[todo].str.extract(regex)
             ok = part.notna().any(axis=1)
             found.loc[part.index[ok], part.columns] = part[ok].to_numpy(dtype=object)
