@@ -69,6 +69,9 @@ _LOOKS_LIKE = "|".join(
     ]
 )
 _TAG_FIRST = rf"^{_W}*{_N}+:[0-9]+{_W}+(?:{_MODTAG}{_W}+)?func:"  # the tail of a wrapped line
+# A line opening with '<size> <calls> ' is a record of its own (maybe a broken one), never the tail
+# of the line before it.
+_OWN_START_RE = re.compile(rf"^{_W}*-?[0-9][0-9.,]*(?: ?[A-Za-z]{{1,5}})?{_W}+[0-9]", re.ASCII)
 _VERSION = r"^\s*allocinfo - version:\s*\S+\s*$"
 _COLUMNS = r"^\s*#\s*<size>\s+<calls>\s+<tag info>\s*$"
 _SHOW_MEM = r"^\s*Memory allocations:\s*$"
@@ -192,7 +195,7 @@ def _rejoin(lines: list[str], kind: np.ndarray) -> tuple[list[str], list[tuple[i
         if kind[i] != _SUSPECT:  # already joined to the line before
             continue
         nxt = i + 1
-        if nxt < len(lines) and kind[nxt] in (_SUSPECT, _PROSE):
+        if nxt < len(lines) and kind[nxt] in (_SUSPECT, _PROSE) and not _OWN_START_RE.match(lines[nxt]):
             joined = f"{lines[i].rstrip()} {lines[nxt].strip()}"
             if _RECORD_RE.match(joined):
                 texts = list(lines) if texts is lines else texts
