@@ -109,17 +109,24 @@ class Paste:
 
     @classmethod
     def from_stream(cls, stream: IO[str], source: str) -> "Paste":
-        lines: list[str] = []
+        # Whole-text passes first; the per-line work is done only on the lines that need it.
+        text = stream.read()
+        junk = _JUNK.search(text)
+        if junk:
+            lineno = text.count("\n", 0, junk.start()) + 1
+            line = text[text.rfind("\n", 0, junk.start()) + 1 :].split("\n", 1)[0]
+            raise ParseError(source, lineno, "text (this line holds binary or undecodable bytes)", line)
+        if text.endswith("\n"):
+            text = text[:-1]
+        lines = text.split("\n") if text else []
+        if "\r" in text or "\x1b" in text or "\n>" in "\n" + text or "\n[" in "\n" + text or "\n<" in "\n" + text:
+            lines = [clean_line(line) for line in lines]
         prompts: dict[int, str] = {}
-        for lineno, raw in enumerate(stream, 1):
-            line = clean_line(raw)
-            if _JUNK.search(line):
-                raise ParseError(source, lineno, "text (this line holds binary or undecodable bytes)", line)
+        for lineno, line in enumerate(lines, 1):
             if line[:1] in "($" or "@" in line[:40]:
                 m = _PROMPT.match(line)
                 if m:
                     prompts[lineno] = m.group("cmd").strip()
-            lines.append(line)
         return cls(source, lines, prompts)
 
     @classmethod
