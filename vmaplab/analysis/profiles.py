@@ -110,11 +110,11 @@ def _summary(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     work = pd.DataFrame({k: df[k].astype(object) for k in keys})
     if "symbol" in keys:
         work["symbol"] = df["symbol"].map(lambda s: fold_symbol(s) if isinstance(s, str) else s)
-    work["command"] = df["command"].astype(object).fillna("") if "command" in df and "command" not in keys else ""
+    work["_command"] = df["command"].astype(object).fillna("") if "command" in df else ""
     work["name"] = df["symbol"].astype(object)
     work["self_pct"] = df["self_pct"].astype("Float64")
     work["children_pct"] = df["children_pct"].astype("Float64")
-    per_command = work.groupby([*keys, "command"], dropna=False, sort=False).agg(
+    per_command = work.groupby([*keys, "_command"], dropna=False, sort=False).agg(
         self_pct=("self_pct", lambda s: s.sum(min_count=1)),
         children_pct=("children_pct", lambda s: s.max()),
         names=("name", lambda s: list(s)),

@@ -1,0 +1,102 @@
+"""compare_profiles on the seed's two perf tables (6.7 against the vmap-node series), across kernels
+whose symbols differ by clone and _noprof suffixes, and against a profile built from samples."""
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import vmaplab
+from vmaplab.analysis.profiles import compare_profiles, fold_symbol
+from vmaplab.analysis.stacks import profile_from_samples
+from vmaplab.io.perf_report import read_perf_report
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL = ROOT / "data" / "real"
+SEED = ROOT / "data" / "seed"
+OLD, NEW = SEED / "perf-report-6.7.txt", SEED / "perf-report-vmap-nodes.txt"
+
+
+def test_seed_lock_contention_goes_down():
+    d = compare_profiles(OLD, NEW)
+    top = d.iloc[0]
+    assert top["symbol"] == "native_queued_spin_lock_slowpath"
+    assert (top["self_pct_a"], top["self_pct_b"], top["self_change"]) == (93.07, 16.51, -76.56)
+    assert (top["children_pct_a"], top["children_pct_b"], top["children_change"]) == (93.35, 16.61, -76.74)
+    size = pd.concat([d["self_change"].abs(), d["children_change"].abs()], axis=1).max(axis=1)
+    assert size.is_monotonic_decreasing
+    status = d.set_index("symbol")["status"]
+    assert set(status[status == "new"].index) == {"clear_page_rep", "insert_vmap_area", "purge_vmap_node", "__alloc_pages_bulk", "free_unref_page"}
+    assert set(status[status == "vanished"].index) == {"fix_size_alloc_test", "find_unlink_vmap_area"}
+    assert len(d) == 22 and (status == "both").sum() == 15
+    vanished = d.set_index("symbol").loc["find_unlink_vmap_area"]
+    assert pd.isna(vanished["self_pct_b"]) and vanished["self_change"] == -0.21
+    assert d.dtypes["self_change"] == "Float64" and d.dtypes["status"] == "string"
+
+
+def test_clone_suffixes_match():
+    d = compare_profiles(OLD, NEW).set_index("symbol")
+    assert d.loc["vfree", ["names_a", "names_b", "self_change"]].tolist() == ["vfree.part.0", "vfree.part.0", 4.21]
+    # 6.7's __vmalloc_node_range is 6.18's __vmalloc_node_range_noprof (this host's capture)
+    across = compare_profiles(OLD, REAL / "perf-report-children.txt").set_index("symbol")
+    row = across.loc["__vmalloc_node_range"]
+    assert (row["names_a"], row["names_b"], row["status"]) == ("__vmalloc_node_range", "__vmalloc_node_range_noprof", "both")
+    assert (row["children_pct_a"], row["children_pct_b"]) == (76.13, 4.49)
+
+
+@pytest.mark.parametrize(
+    "name, folded",
+    [
+        ("vfree.part.0", "vfree"),
+        ("finish_task_switch.isra.0", "finish_task_switch"),
+        ("perf_iterate_sb.constprop.0", "perf_iterate_sb"),
+        ("vms_clear_ptes.part.0", "vms_clear_ptes"),
+        ("__vmalloc_node_range_noprof", "__vmalloc_node_range"),
+        ("__mutex_lock.constprop.0", "__mutex_lock"),
+        ("native_queued_spin_lock_slowpath", "native_queued_spin_lock_slowpath"),
+        ("_noprof", "_noprof"),
+    ],
+)
+def test_fold_symbol(name, folded):
+    # names from this host's perf captures and the seed
+    assert fold_symbol(name) == folded
+
+
+def test_blocks_of_one_paste():
+    both = read_perf_report(SEED / "v3-cover-quoted.txt")
+    with pytest.raises(ValueError, match="2 tables"):
+        compare_profiles(both, NEW)
+    d = compare_profiles(both[both["block"] == 0], both[both["block"] == 1])
+    assert d.equals(compare_profiles(OLD, NEW))
+    with pytest.raises(TypeError):
+        compare_profiles(42, NEW)
+
+
+def test_commands_are_summed_and_shared_object_key():
+    # this host's no-children report has some symbols under two commands (sh and churn)
+    report = read_perf_report(REAL / "perf-report-self.txt")
+    twice = report.groupby("symbol").filter(lambda g: g["command"].nunique() > 1)
+    assert len(twice)
+    name = twice["symbol"].iloc[0]
+    d = compare_profiles(report, report).set_index("symbol")
+    assert d.loc[name, "self_pct_a"] == pytest.approx(twice.loc[twice["symbol"] == name, "self_pct"].sum())
+    assert (d["self_change"] == 0).all() and (d["status"] == "both").all()
+    keyed = compare_profiles(report, report, on=["shared_object", "symbol"])
+    assert list(keyed.columns[:2]) == ["shared_object", "symbol"]
+
+
+def test_profile_from_samples_against_its_perf_report():
+    # a perf script turned into a profile compares with perf report of the same recording as equal,
+    # up to perf's two-decimal rounding (the dash user addresses aside)
+    prof = profile_from_samples(REAL / "perf-script-churn.txt.gz")
+    d = compare_profiles(prof, REAL / "perf-report-small-children.txt", on=["command", "shared_object", "symbol"])
+    matched = d[d["status"] == "both"]
+    assert len(matched) == 578
+    assert (matched["self_change"].abs() <= 0.005 + 1e-9).all()
+    assert (matched["children_change"].abs() <= 0.005 + 1e-9).all()
+    assert set(d.loc[d["status"] != "both", "shared_object"]) == {"dash"}
+
+
+def test_public_name():
+    assert vmaplab.compare_profiles is compare_profiles
