@@ -127,7 +127,8 @@ T_ROW = 31  # program row within the test repetition (trace)
 T_MIGR = 32
 T_DONE_AT = 33
 T_HIGH = 34  # queued at high priority
-N_TH = 35
+T_TRI = 35  # trace row of the current operation
+N_TH = 36
 
 # thread states and kinds
 ST_RUN = 0
@@ -968,6 +969,9 @@ def run_engine(
                     else:
                         TR[r, 3] = WHR[th, TH[th, T_HIDX]]
                         TR[r, 4] = 0
+                    TR[r, 5] = cpu
+                    TR[r, 6] = NIL
+                    TH[th, T_TRI] = r
                     G[G_TRN] = r + 1
                     TH[th, T_ROW] += 1
                 TH[th, T_PC] = PC_A_START if op == OP_ALLOC else PC_F_START
@@ -1078,6 +1082,8 @@ def run_engine(
                 S[s, S_STATE] = BUSY
                 S[s, S_NODE] = (cpu % nr) if (nodes and nr > 1) else NIL
                 S[s, S_ALIGN] = TH[th, T_ALIGN]
+                if EP[E_TRACE] == 1:
+                    TR[TH[th, T_TRI], 6] = S[s, S_NODE]
                 K._h_insert(H, S[s, S_START], s)
                 C[BUSY_PAGES] += S[s, S_SIZE]
                 C[BUSY_AREAS] += 1

@@ -21,7 +21,7 @@ from vmaplab.sim.numba_engine import _grown
 from vmaplab.sim.params import PAGE_SIZE, lazy_max_pages
 from vmaplab.sim.workloads import TESTS, ModuleParams, parse_test_mask
 
-__all__ = ["simulate", "Run", "test_order", "random_draws", "PROFILE_COLUMNS", "SUMMARY_COLUMNS"]
+__all__ = ["simulate", "Run", "worker_test_order", "random_draws", "PROFILE_COLUMNS", "SUMMARY_COLUMNS"]
 
 #: Columns of ``Run.profile`` (the schema of vmaplab.read_perf_report).
 PROFILE_COLUMNS = ("block", "event", "children_pct", "self_pct", "samples", "command", "shared_object", "symbol",
@@ -33,7 +33,7 @@ SUMMARY_COLUMNS = ("worker", "test", "passed", "failed", "xfailed", "repeat", "l
 N_TEST_CASES = 11
 
 
-def test_order(rng: np.random.Generator, mask: int, sequential: bool) -> list[int]:
+def worker_test_order(rng: np.random.Generator, mask: int, sequential: bool) -> list[int]:
     """A worker's test order: test_vmalloc's shuffle_array (Fisher-Yates, j below i) of the 11 cases.
 
     Draws ``rng.integers(0, i)`` for i = 10 ... 1 unless ``sequential``; returns the bits set in
@@ -171,7 +171,7 @@ class _Arrays:
         orders, sizes, aligns = [], [], []
         for w in range(W):
             rng = np.random.default_rng(streams[w])
-            order = test_order(rng, mask, mp.sequential_test_order)
+            order = worker_test_order(rng, mask, mp.sequential_test_order)
             s, a = random_draws(order, rng, mp.test_loop_count, mp.test_repeat_count)
             orders.append(order)
             sizes.append(s)
@@ -267,7 +267,7 @@ class _Arrays:
         self.PQ = np.full(max(1024, 2 * alloc.stats()["lazy_areas"] + 2), K.NIL, np.int64)
         self.NQ = np.zeros((nr, 2), np.int64)
         self.MARKED = np.zeros(nr, np.int64)
-        self.TR = np.zeros((4096 if trace else 1, 5), np.int64)
+        self.TR = np.zeros((4096 if trace else 1, 7), np.int64)
         self.TL = np.zeros((1024, E.N_TL), np.int64)
         self.orders = orders
 
@@ -465,9 +465,10 @@ def simulate(
     sample_ns : int
         Simulated time between two rows of ``Run.timeline``.
     trace : bool
-        Keep every operation each worker issued in ``Run.trace`` (rows worker, test, op, a, b as
-        the engine issued them: op 0 allocates a pages aligned to b pages, op 1 frees the area of
-        the test repetition's row a). For tests; costs memory.
+        Keep every operation each worker issued in ``Run.trace``: int64 rows (worker, test, op, a,
+        b, cpu, node) in issue order; op 0 allocates a pages aligned to b pages, op 1 frees the area
+        of the test repetition's row a; cpu is where the operation started, node the tag the VA got
+        (-1: none, or a failed allocation). For tests; costs memory.
     **knobs
         Machine settings for a new machine: init_on_alloc, drain_priority, busy_lock_once, costs,
         and the allocator knobs pool_cap, decay, small_pool_decay, lazy_max_pages, nr_nodes,

@@ -1,0 +1,247 @@
+"""The contention engine: its lock model against a slow pure-Python event loop, its determinism,
+scheduling (migration, drain lag), allocator invariants after runs, and the operation programs."""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import vmaplab
+from vmaplab.sim.costs import CostModel, slice_ns
+from vmaplab.sim.machine import Machine
+from vmaplab.sim.run import random_draws, simulate, worker_test_order
+from vmaplab.sim.workloads import OP_ALLOC, TESTS, ModuleParams, worker_program
+
+# Distinct integer costs, no tree-depth term and no page-table pages: every step of a
+# fix_size_alloc_test pair in the global design has a fixed duration.
+FLAT = CostModel(lock_ns=7, line_ns=40, tree_base_ns=100, tree_level_ns=0, lock_hold_ns=30, slab_ns=50,
+                 page_alloc_ns=20, page_zero_ns=60, pte_set_ns=5, pte_clear_ns=4, page_free_ns=30, pt_page_ns=0)  # fmt: skip
+NO_DRAIN = 1 << 40  # lazy_max_pages: no drain ever runs
+
+
+def reference_fix_size_global(workers: int, loops: int, c: CostModel):
+    """fix_size_alloc_test pairs in the 6.7 design on a tiny event loop with FIFO locks.
+
+    Locks 0 free_vmap_area_lock, 1 vmap_area_lock, 2 purge_vmap_area_lock. Each step is an outside
+    cost or a lock section; a free lock costs lock_ns (+ line_ns if last held on another CPU); a
+    release hands the lock to the oldest waiter one line_ns later. Events at equal times run in the
+    order they were scheduled. Returns (finish time per worker, spin ns per lock).
+    """
+    steps = [
+        ("out", c.slab_ns), ("out", c.slab_ns), ("lock", 0, c.tree_base_ns), ("lock", 1, c.tree_base_ns),
+        ("lock", 1, c.lock_hold_ns), ("out", c.page_alloc_ns + c.page_zero_ns + c.pte_set_ns),
+        ("lock", 1, c.tree_base_ns), ("out", c.pte_clear_ns), ("lock", 2, c.tree_base_ns),
+        ("out", c.page_free_ns + c.slab_ns),
+    ]  # fmt: skip
+    heap: list = []
+    seq = [0]
+
+    def push(th, t):
+        heapq.heappush(heap, (t, seq[0], th))
+        seq[0] += 1
+
+    holder = [None] * 3
+    last = [None] * 3
+    waiters: list[list[int]] = [[], [], []]
+    spin_start = [0] * workers
+    spin = [0] * 3
+    pos = [0] * workers  # the step in progress
+    pairs = [0] * workers
+    mode = ["start"] * workers  # start | out_end | release | granted
+    done = [None] * workers
+    for w in range(workers):
+        push(w, 0)
+    while heap:
+        t, _, th = heapq.heappop(heap)
+        if mode[th] == "granted":
+            mode[th] = "release"
+            push(th, t + int(steps[pos[th]][2]))
+            continue
+        if mode[th] == "release":
+            lk = steps[pos[th]][1]
+            if waiters[lk]:
+                w = waiters[lk].pop(0)
+                holder[lk] = w
+                tg = t + int(c.line_ns)
+                spin[lk] += tg - spin_start[w]
+                last[lk] = w
+                push(w, tg)
+            else:
+                holder[lk] = None
+                last[lk] = th
+            pos[th] += 1
+        elif mode[th] == "out_end":
+            pos[th] += 1
+        if pos[th] == len(steps):
+            pos[th] = 0
+            pairs[th] += 1
+        if pairs[th] == loops:
+            done[th] = t
+            continue
+        step = steps[pos[th]]
+        if step[0] == "out":
+            mode[th] = "out_end"
+            push(th, t + int(step[1]))
+            continue
+        lk = step[1]
+        if holder[lk] is None:
+            holder[lk] = th
+            cost = int(c.lock_ns) + (int(c.line_ns) if last[lk] not in (None, th) else 0)
+            last[lk] = th
+            mode[th] = "release"
+            push(th, t + cost + int(step[2]))
+        else:
+            waiters[lk].append(th)
+            spin_start[th] = t
+            mode[th] = "granted"
+    return done, spin
+
+
+@pytest.mark.parametrize("workers,loops", [(1, 3), (3, 5), (6, 40)])
+def test_lock_model_matches_a_fifo_event_loop(workers, loops):
+    run = simulate("global", threads=workers, cpus=8, tests=["fix_size_alloc_test"], loops=loops,
+                   costs=FLAT, lazy_max_pages=NO_DRAIN)  # fmt: skip
+    done, spin = reference_fix_size_global(workers, loops, FLAT)
+    assert run.workers.seconds.tolist() == [d / 1e9 for d in done]
+    assert run.wall_seconds == max(done) / 1e9
+    busy_ns = run.stats["busy_cpu_seconds"] * 1e9
+    by_lock = run.lock_spin_by_lock
+    for i, name in enumerate(("free_vmap_area_lock", "vmap_area_lock", "purge_vmap_area_lock")):
+        assert by_lock[name] * busy_ns == pytest.approx(spin[i], abs=1e-3)
+    if workers > 1:
+        assert by_lock["vmap_area_lock"] > 0  # the scenario does contend
+
+
+def test_spin_is_charged_to_the_slowpath_and_shares_add_up():
+    run = simulate("global", threads=6, cpus=8, tests=["fix_size_alloc_test"], loops=40, costs=FLAT,
+                   lazy_max_pages=NO_DRAIN)  # fmt: skip
+    prof = run.profile.set_index("symbol")
+    assert prof.loc["native_queued_spin_lock_slowpath", "self_pct"] / 100 == pytest.approx(run.lock_spin_share)
+    assert sum(run.lock_spin_by_lock.values()) == pytest.approx(run.lock_spin_share)
+    assert prof.loc["ret_from_fork_asm", "children_pct"] == pytest.approx(100.0)
+    assert prof.self_pct.sum() == pytest.approx(100.0)
+
+
+def test_profile_has_the_perf_report_schema():
+    import io
+
+    run = simulate("nodes", threads=2, cpus=2, tests=7, loops=20)
+    real = vmaplab.read_perf_report(io.StringIO("  93.35%    93.07%  [kernel]  [k] native_queued_spin_lock_slowpath\n"))
+    assert list(run.profile.columns) == list(real.columns)
+    assert run.profile.dtypes.tolist() == real.dtypes.tolist()
+    assert run.profile.children_pct.is_monotonic_decreasing
+
+
+@pytest.mark.parametrize("design", ["global", "nodes"])
+def test_deterministic_for_a_seed(design):
+    kw = dict(threads=6, cpus=4, tests=[t.name for t in TESTS[:7] if t.name != "full_fit_alloc_test"], loops=300)
+    a = simulate(design, seed=11, **kw)
+    b = simulate(design, seed=11, **kw)
+    c = simulate(design, seed=12, **kw)
+    pd.testing.assert_frame_equal(a.summaries, b.summaries)
+    pd.testing.assert_frame_equal(a.timeline, b.timeline)
+    pd.testing.assert_frame_equal(a.profile, b.profile)
+    assert a.stats == b.stats and a.wall_seconds == b.wall_seconds
+    assert a.stats != c.stats  # other random sizes, other test orders
+
+
+def test_every_op_of_the_workload_programs_is_executed():
+    threads, cpus, loops, repeat, seed = 2, 2, 30, 2, 5
+    mask = sum(t.mask for t in TESTS[:7])
+    run = simulate("nodes", threads=threads, cpus=cpus, tests=mask, loops=loops, repeat=repeat, seed=seed, trace=True)
+    tr = run.trace
+    params = ModuleParams(test_loop_count=loops)
+    streams = np.random.SeedSequence(seed).spawn(threads)
+    for w in range(threads):
+        rng = np.random.default_rng(streams[w])
+        order = worker_test_order(rng, mask, False)
+        mine = tr[tr[:, 0] == w]
+        tests_run = [int(x) for x in mine[np.r_[True, mine[1:, 1] != mine[:-1, 1]], 1]]
+        assert tests_run == order  # the shuffled order, each test's repetitions back to back
+        for bit in order:
+            reps = np.array_split(mine[mine[:, 1] == bit], repeat)
+            for got in reps:
+                want = worker_program(TESTS[bit], params, cpus, rng)  # draws as the engine's stream did
+                alloc = want[:, 0] == OP_ALLOC
+                want[alloc, 2] = np.maximum(want[alloc, 2], 4096) >> 12  # bytes -> pages
+                if bit == 6:  # align_shift_alloc_test stops at its first failed allocation
+                    assert got[-1, 2] == OP_ALLOC and got[-1, 6] == -1 and len(got) % 2 == 1
+                    want = want[: len(got)]
+                np.testing.assert_array_equal(got[:, 2:5], want)
+    assert (run.summaries.query("test == 'align_shift_alloc_test'").failed == repeat).all()
+    assert (run.summaries.query("test != 'align_shift_alloc_test'").passed == repeat).all()
+    # random_draws draws what worker_program draws
+    rng1, rng2 = np.random.default_rng(1), np.random.default_rng(1)
+    sizes, _ = random_draws([3], rng1, 50, 1)
+    np.testing.assert_array_equal(sizes, worker_program(TESTS[3], ModuleParams(test_loop_count=50), 2, rng2)[::2, 1])
+
+
+def test_a_migrated_worker_uses_its_new_cpus_pool_node():
+    # 5 workers on 2 CPUs: workers finish at different times and idle CPUs pull queued workers over
+    run = simulate("nodes", threads=5, cpus=2, tests=["fix_size_alloc_test", "random_size_alloc_test"],
+                   loops=3000, seed=3, trace=True)  # fmt: skip
+    tr = run.trace
+    allocs = tr[(tr[:, 2] == OP_ALLOC) & (tr[:, 6] >= 0)]
+    np.testing.assert_array_equal(allocs[:, 6], allocs[:, 5] % run.machine.config.nr_nodes)
+    moved = run.workers[run.workers.migrations > 0].worker.tolist()
+    assert moved and run.stats["migrations"] >= len(moved)
+    for w in moved:
+        assert len(set(allocs[allocs[:, 0] == w, 5].tolist())) == 2  # it allocated on both CPUs' nodes
+
+
+@pytest.mark.parametrize("design", ["global", "nodes"])
+def test_drain_falls_behind_with_more_threads_than_cpus_and_keeps_up_at_high_priority(design):
+    kw = dict(threads=16, cpus=4, tests=["fix_size_alloc_test"], loops=4000, lazy_max_pages=2048)
+    normal = simulate(design, **kw)
+    high = simulate(design, drain_priority="high", **kw)
+    assert normal.stats["drain_lag_mean_s"] > slice_ns(4) / 1e9  # queued behind runnable workers
+    assert high.stats["drain_lag_max_s"] < normal.stats["drain_lag_mean_s"] / 10
+    assert normal.timeline.lazy_pages.max() > 2 * high.timeline.lazy_pages.max()
+    assert normal.timeline.drain_lag_s.max() > 0
+    for run in (normal, high):
+        run.machine.check_invariants()
+
+
+@pytest.mark.parametrize("design", ["global", "nodes"])
+def test_invariants_hold_after_every_test(design):
+    m = Machine(design, cpus=4)
+    for threads in (4, 8):
+        run = simulate(design, threads=threads, tests=127, loops=200, machine=m, seed=threads)
+        m.check_invariants()
+        s = m.stats()
+        assert s["busy_areas"] == 0 and s["alloc_failures"] >= threads  # align_shift fails once per worker
+        assert run.stats["pairs"] == run.stats["allocs"]
+        assert s["busy_pages"] + s["lazy_pages"] + s["pooled_pages"] + s["free_pages"] == s["space_pages"]
+
+
+def test_machine_continues_and_refuses_conflicts():
+    first = simulate("nodes", threads=4, cpus=4, tests=5, loops=500)
+    pt = first.pagetable_bytes
+    again = simulate("nodes", threads=4, tests=5, loops=500, machine=first.machine)
+    assert again.machine is first.machine and again.pagetable_bytes >= pt
+    assert again.params["run_index"] == 1 and len(first.machine.runs) == 2
+    with pytest.raises(ValueError, match="cpus"):
+        simulate("nodes", threads=4, cpus=8, tests=5, loops=10, machine=first.machine)
+    with pytest.raises(ValueError, match="design"):
+        simulate("global", threads=4, tests=5, loops=10, machine=first.machine)
+    with pytest.raises(ValueError, match="pool_cap"):
+        simulate("nodes", threads=4, tests=5, loops=10, machine=first.machine, pool_cap=3)
+    with pytest.raises(TypeError, match="unknown"):
+        simulate("nodes", threads=4, cpus=4, tests=5, loops=10, no_such_knob=1)
+
+
+def test_run_frames_have_their_documented_columns():
+    run = simulate("nodes", threads=3, cpus=2, tests=[t.name for t in TESTS[:7]], loops=50)
+    assert list(run.summaries.columns) == ["worker", "test", "passed", "failed", "xfailed", "repeat", "loops",
+                                           "avg_usec"]  # fmt: skip
+    assert run.summaries.test.dtype == "string" and len(run.summaries) == 3 * 7
+    assert run.summaries.groupby("worker").test.apply(list).map(lambda t: t == sorted(t, key=[x.name for x in TESTS].index)).all()
+    tl = run.timeline
+    assert {"time_s", "busy_pages", "lazy_pages", "pooled_pages", "lazy_max_pages", "free_blocks", "va_high_water",
+            "pte_pages", "pmd_pages", "drain_lag_s", "pooled_areas"} <= set(tl.columns)  # fmt: skip
+    assert tl.time_s.is_monotonic_increasing and tl.va_high_water.is_monotonic_increasing
+    assert tl.va_high_water.iloc[-1] == run.va_high_water
+    assert run.pagetable_bytes == sum(run.pagetable_bytes_by_level.values()) == tl.pagetable_bytes.iloc[-1]
