@@ -1,8 +1,9 @@
 """Compilation options of every numba function in vmaplab, in one place.
 
-Every jitted function is decorated ``@njit(**NJIT_OPTIONS)``; ``tests/test_njit_options.py`` fails the
-build on any hard-coded option (as stumpy's ``check_fastmath`` does), so changing an option here
-changes it everywhere.
+Every jitted function is decorated ``@njit(**<one of the option sets below>)``;
+``tests/test_njit_options.py`` fails the build on any hard-coded option (as stumpy's
+``check_fastmath`` does), so changing an option here changes it everywhere. ``NJIT_OPTIONS`` is the
+base; the other sets add one thing each and say why.
 
 * ``cache=True``: compiled machine code is stored in ``__pycache__`` beside the module, so the JIT
   compile time is paid once per installation, not once per process.
@@ -17,7 +18,7 @@ changes it everywhere.
 
 from __future__ import annotations
 
-__all__ = ["NJIT_OPTIONS", "NJIT_NO_NRT_OPTIONS", "NJIT_INLINE_OPTIONS"]
+__all__ = ["NJIT_OPTIONS", "NJIT_NO_NRT_OPTIONS", "NJIT_INLINE_OPTIONS", "NJIT_IR_INLINE_OPTIONS"]
 
 NJIT_OPTIONS: dict[str, object] = {
     "cache": True,
@@ -35,3 +36,7 @@ NJIT_NO_NRT_OPTIONS: dict[str, object] = {**NJIT_OPTIONS, "_nrt": False}
 # Small helpers on the hot path are always inlined by LLVM into their callers: a call between jitted
 # functions passes every array as a struct copied on the stack, which costs more than the helper.
 NJIT_INLINE_OPTIONS: dict[str, object] = {**NJIT_NO_NRT_OPTIONS, "forceinline": True}
+
+# Inlining at numba's IR level (before typing), for tiny helpers whose callers are not themselves
+# inlined; slower to compile than ``forceinline``.
+NJIT_IR_INLINE_OPTIONS: dict[str, object] = {**NJIT_OPTIONS, "inline": "always"}
