@@ -57,3 +57,35 @@ def diff(
         typer.echo(f"vmaplab diff: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(format_diff(table))
+
+
+def _plot_help() -> str:
+    from .figures import FIGURES
+
+    names = "\n\n".join(f"{name}: {spec.summary}" for name, spec in FIGURES.items())
+    return f"Draw a named figure from data files or a bundle folder and save it as PNG or SVG.\n\nFigures:\n\n{names}"
+
+
+@app.command(help=_plot_help())
+def plot(
+    name: str = typer.Argument(..., help="Figure name (listed above)."),
+    sources: list[str] = typer.Option(..., "--from", help="Data file (N=FILE gives a run's thread count) or bundle folder; repeat for several."),
+    out: Path | None = typer.Option(None, "--out", help="Image to write, .png or .svg (default: NAME.png)."),
+    unit: str | None = typer.Option(None, "--unit", help="Unit of bare free numbers (b, k, m, g) when no free command line states it."),
+    published: str | None = typer.Option(None, "--published", help="Citation of published input, e.g. 'Rezki, linux-mm, 22 Feb 2024'."),
+    fields: list[str] | None = typer.Option(None, "--field", help="meminfo/vmstat field of snapshot_series; repeat for several."),
+) -> None:
+    from .figures import FIGURES, PlotOptions, draw
+
+    if name not in FIGURES:
+        raise typer.BadParameter(f"no figure {name!r}; known: {', '.join(FIGURES)}", param_hint="NAME")
+    target = out or Path(f"{name}.png")
+    if target.suffix.lower() not in (".png", ".svg"):
+        raise typer.BadParameter(f"{target}: write a .png or .svg file", param_hint="--out")
+    try:
+        figure = draw(name, sources, PlotOptions(unit=unit, published=published, fields=tuple(fields or ())))
+    except (ValueError, FileNotFoundError) as exc:  # vmaplab.ParseError is a ValueError
+        typer.echo(f"vmaplab plot: {exc}", err=True)
+        raise typer.Exit(2) from None
+    figure.savefig(target, dpi=150)
+    typer.echo(f"{target}: {name}")

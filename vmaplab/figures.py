@@ -1,0 +1,246 @@
+"""The named figures of ``vmaplab plot``: name -> the function that draws it and how to load its input.
+
+An entry's ``plot`` is a ``"module:function"`` path, imported only when the figure is drawn (so that
+``vmaplab --help`` does not load matplotlib); its ``load`` turns the command's sources (data files, or a
+bundle folder) into the function's keyword arguments. Simulator figures register here the same way.
+
+Thread counts of per-run listings come from ``N=FILE`` or from the file name (``allocinfo-64threads.txt``,
+``free-m-nr_threads=128.txt``; ``...before...`` is 0, the listing before any run).
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FIGURES", "FigureSpec", "PlotOptions", "draw"]
+
+_THREADS = re.compile(r"(?:nr_threads=(\d+)|(?<![0-9])(\d+)[-_]?threads?(?![a-z]))", re.IGNORECASE)
+_SNIFF_LINES = 20_000  # as vmaplab.read: enough to recognise any format
+
+
+@dataclass(frozen=True)
+class PlotOptions:
+    """Options of ``vmaplab plot`` that some loaders use.
+
+    Attributes
+    ----------
+    unit : str, optional
+        Unit of bare ``free`` numbers (``b``, ``k``, ``m``, ``g``) when no ``free`` command line states it.
+    published : str, optional
+        Citation of published input data (drawn in black, labelled ``published (...)``).
+    fields : tuple of str
+        meminfo/vmstat fields of a time series (empty: the figure's default).
+    """
+
+    unit: str | None = None
+    published: str | None = None
+    fields: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One named figure: ``plot`` (``"module:function"``), ``load(sources, options)`` returning
+    its keyword arguments, a one-line ``summary`` for ``--help``, and the :class:`PlotOptions` fields
+    its loader uses (``uses``)."""
+
+    plot: str
+    load: Callable[[list[str], PlotOptions], dict[str, Any]]
+    summary: str
+    uses: tuple[str, ...] = ()
+
+
+def _threads(source: str) -> tuple[int, Path]:
+    """(thread count, path) of ``N=FILE`` or of a file whose name gives the count."""
+    count, sep, rest = source.partition("=")
+    if sep and count.isdigit():
+        return int(count), Path(rest)
+    path = Path(source)
+    match = _THREADS.search(path.name)
+    if match:
+        return int(match.group(1) or match.group(2)), path
+    if "before" in path.name.lower():
+        return 0, path
+    raise ValueError(f"{source}: no thread count; give it as N=FILE or name the file ...-<N>threads.txt (or ...-before...)")
+
+
+def _format(path: Path) -> str:
+    """The format :func:`vmaplab.read` would detect in the file."""
+    from .io._source import Paste, open_text
+    from .io.detect import detect_format
+
+    with open_text(path) as (stream, name):
+        head = "".join(itertools.islice(stream, _SNIFF_LINES))
+    return detect_format(Paste.from_text(head, name))
+
+
+def _one(sources: list[str], what: str) -> Path:
+    if len(sources) != 1:
+        raise ValueError(f"give one source ({what}), not {len(sources)}")
+    return Path(sources[0])
+
+
+def _bundle_frame(folder: Path, fmt: str):
+    from .io.detect import read_bundle
+
+    frames = read_bundle(folder, formats=[fmt])
+    if fmt not in frames:
+        raise ValueError(f"{folder}: the bundle holds no {fmt} snapshot")
+    return frames[fmt]
+
+
+def _load_pagetable_growth(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
+    from .io.allocinfo import read_allocinfo
+
+    listings = {}
+    for source in sources:
+        n, path = _threads(source)
+        listings[n] = read_allocinfo(path)
+    return {"listings": listings, "published": opts.published}
+
+
+def _load_free_used(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
+    from .io.allocinfo import read_allocinfo
+    from .io.free import read_free
+
+    frees, tables = {}, {}
+    for source in sources:
+        n, path = _threads(source)
+        fmt = _format(path)
+        if fmt == "free":
+            frees[n] = read_free(path, unit=opts.unit)
+        elif fmt == "allocinfo":
+            tables[n] = read_allocinfo(path)
+        else:
+            raise ValueError(f"{path}: a {fmt} file; free_used takes free and allocinfo listings")
+    return {"frees": frees, "pagetables": tables or None, "published": opts.published}
+
+
+def _load_profile_comparison(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
+    from .analysis.profiles import compare_profiles
+    from .analysis.stacks import profile_from_samples
+    from .io.perf_report import read_perf_report
+
+    if len(sources) != 2:
+        raise ValueError(f"give two profiles (perf report or perf script output), not {len(sources)}")
+    profiles, labels = [], []
+    for source in map(Path, sources):
+        fmt = _format(source)
+        if fmt == "perf_report":
+            profiles.append(read_perf_report(source))
+        elif fmt == "perf_script":
+            profiles.append(profile_from_samples(source))
+        else:
+            raise ValueError(f"{source}: a {fmt} file; profile_comparison takes perf report or perf script output")
+        labels.append(source.name.removesuffix(".gz").removesuffix(".txt"))
+    return {"comparison": compare_profiles(*profiles), "labels": tuple(labels), "published": opts.published}
+
+
+def _load_trace(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
+    from .io.vmalloc_trace import read_vmalloc_trace
+
+    path = _one(sources, "a vmalloc trace or a bundle")
+    return {"trace": _bundle_frame(path, "vmalloc_trace") if path.is_dir() else read_vmalloc_trace(path)}
+
+
+def _load_vmallocinfo(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
+    from .io.vmallocinfo import read_vmallocinfo
+
+    path = _one(sources, "a vmallocinfo file or a bundle")
+    if not path.is_dir():
+        return {"info": read_vmallocinfo(path)}
+    frame = _bundle_frame(path, "vmallocinfo")
+    last = frame[frame["snapshot"] == frame["snapshot"].iloc[-1]]
+    last.attrs = {**frame.attrs, "source": f"{path} (snapshot {int(last['snapshot'].iloc[0])})"}
+    return {"info": last}
+
+
+def _load_snapshot_series(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
+    import pandas as pd
+
+    from .io.detect import read_bundle
+
+    path = _one(sources, "a bundle folder")
+    if not path.is_dir():
+        raise ValueError(f"{path}: snapshot_series reads a bundle folder (vmaplab collect --out ...)")
+    frames = read_bundle(path, formats=["meminfo", "vmstat"])
+    if not frames:
+        raise ValueError(f"{path}: the bundle holds no meminfo or vmstat snapshot")
+    frame = pd.concat(frames.values(), ignore_index=True)
+    frame.attrs = {"source": str(path)}
+    return {"frame": frame, **({"fields": list(opts.fields)} if opts.fields else {})}
+
+
+FIGURES: dict[str, FigureSpec] = {
+    "pagetable_growth": FigureSpec(
+        "vmaplab.plots:pagetable_growth",
+        _load_pagetable_growth,
+        "page-table memory per thread count (allocinfo listings, one per run)",
+        uses=("published",),
+    ),
+    "free_used": FigureSpec(
+        "vmaplab.plots:free_used",
+        _load_free_used,
+        "free 'used' per thread count, beside page tables (free listings, optional allocinfo listings)",
+        uses=("unit", "published"),
+    ),
+    "profile_comparison": FigureSpec(
+        "vmaplab.plots:profile_comparison",
+        _load_profile_comparison,
+        "self and children share per symbol of two profiles (two perf report or perf script files)",
+        uses=("published",),
+    ),
+    "trace_footprint": FigureSpec(
+        "vmaplab.plots:trace_footprint",
+        _load_trace,
+        "page-table pages touched over a vmalloc trace, purges and lazily freed pages (trace or bundle)",
+    ),
+    "vmalloc_map": FigureSpec(
+        "vmaplab.plots:vmalloc_map",
+        _load_trace,
+        "vmap areas over time and address: allocated, lazily freed, purged (trace or bundle)",
+    ),
+    "vmallocinfo_map": FigureSpec(
+        "vmaplab.plots:vmallocinfo_map",
+        _load_vmallocinfo,
+        "areas of a /proc/vmallocinfo snapshot by caller along the addresses (file, or a bundle's last)",
+    ),
+    "snapshot_series": FigureSpec(
+        "vmaplab.plots:snapshot_series",
+        _load_snapshot_series,
+        "meminfo/vmstat fields over a bundle's snapshots (default VmallocUsed, PageTables)",
+        uses=("fields",),
+    ),
+}
+
+
+def draw(name: str, sources: list[str], options: PlotOptions | None = None):
+    """Load the sources of figure ``name`` and draw it.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`FIGURES`.
+    sources : list of str
+        Data files (``N=FILE`` for per-run listings) or one bundle folder, as the figure needs.
+    options : PlotOptions, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    options = options or PlotOptions()
+    if name not in FIGURES:
+        raise ValueError(f"no figure {name!r}; known: {', '.join(FIGURES)}")
+    spec = FIGURES[name]
+    unused = [k for k, v in vars(options).items() if v not in (None, ()) and k not in spec.uses]
+    if unused:
+        raise ValueError(f"{name} takes no {' or '.join(unused)} option")
+    module, function = spec.plot.split(":")
+    plot = getattr(importlib.import_module(module), function)
+    return plot(**spec.load(list(sources), options))

@@ -1,0 +1,600 @@
+"""Figures of the parsing half: one function per figure, each taking reader or analysis frames and
+returning a :class:`matplotlib.figure.Figure` (made without pyplot, so any backend, Agg included,
+can save it: ``fig.savefig("pt.png")`` or ``.svg``).
+
+Sizes are plotted in bytes; the axes show them in the binary unit that fits (MiB, GiB, ...), named in
+the axis label. Published values are drawn in black and labelled ``published (<citation>)`` when a
+``published=`` citation is given; other data is ``measured`` unless labelled otherwise.
+
+>>> fig = pagetable_growth({64: vl.read_allocinfo("data/seed/allocinfo-64threads.txt")},
+...                        published="Rezki, linux-mm, 22 Feb 2024")  # doctest: +SKIP
+>>> fig.savefig("pagetable_growth.svg")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib import ticker
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from .analysis.diff import _pagetable_rows
+from .analysis.footprint import pagetable_footprint
+from .analysis.lifetimes import area_lifetimes
+from .io.units import format_size
+
+__all__ = [
+    "pagetable_growth",
+    "free_used",
+    "profile_comparison",
+    "trace_footprint",
+    "vmalloc_map",
+    "vmallocinfo_map",
+    "snapshot_series",
+]
+
+PAGE_SIZE = 4096  # bytes; x86_64 page-table pages are one page each
+GIB = 1 << 30
+PUBLISHED_COLOR = "black"
+MEASURED_COLOR = "C0"
+_UNITS = [(1 << 50, "PiB"), (1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
+
+
+class _ScaledLocator(ticker.MaxNLocator):
+    """Ticks at round numbers of a unit (1, 2, 2.5, 5 times a power of ten of MiB, say)."""
+
+    def __init__(self, scale: int):
+        super().__init__(nbins="auto", steps=[1, 2, 2.5, 5, 10])
+        self.scale = scale
+
+    def tick_values(self, vmin: float, vmax: float) -> np.ndarray:
+        return super().tick_values(vmin / self.scale, vmax / self.scale) * self.scale
+
+
+def _bytes_axis(axis: Axis, largest: float, what: str) -> None:
+    """Label an axis of byte values ``<what> (<unit>)`` with ticks in the binary unit that fits ``largest``."""
+    scale, unit = next(((s, u) for s, u in _UNITS if largest >= s), (1, "bytes"))
+    axis.set_major_locator(_ScaledLocator(scale))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v / scale:g}"))
+    axis.set_label_text(f"{what} ({unit})")
+
+
+def _one_listing(df: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``df`` itself, after checking that it holds one listing (one block, one bundle snapshot)."""
+    for col, name in (("snapshot", "bundle snapshots"), ("block", "listings (block column)")):
+        if col in df.columns and df[col].nunique() > 1:
+            raise ValueError(f"{what} holds {df[col].nunique()} {name}; select one (df[df.{col} == n])")
+    return df
+
+
+def _style(published: str | None, label: str | None) -> tuple[str, str]:
+    """Legend label and colour of the data series: black ``published (...)``, else ``measured``."""
+    if published is not None:
+        return label or f"published ({published})", PUBLISHED_COLOR
+    return label or "measured", MEASURED_COLOR
+
+
+def _thread_ticks(ax: Axes, threads: Sequence[int]) -> None:
+    ax.set_xticks(sorted(set(threads)))
+    ax.set_xlabel("threads (test_vmalloc nr_threads)")
+
+
+def _pagetable_bytes(listing: pd.DataFrame) -> tuple[float, bool]:
+    """Page-table bytes of an allocinfo listing and whether the value is exact; a listing that is an
+    excerpt (no zero lines) and lacks the page-table tags gives its smallest size as an upper bound."""
+    old, new = _pagetable_rows(listing)
+    rows = listing[old | new]
+    if len(rows):
+        return float(rows["size_bytes"].sum()), True
+    if (listing["size_bytes"] == 0).any() or listing.empty:
+        return 0.0, True
+    return float(listing["size_bytes"].min()), False
+
+
+def pagetable_growth(
+    listings: Mapping[int, pd.DataFrame],
+    *,
+    published: str | None = None,
+    label: str | None = None,
+    simulated: pd.DataFrame | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Page-table memory of the vmalloc area per thread count, from allocinfo listings.
+
+    Parameters
+    ----------
+    listings : mapping of int to DataFrame
+        Thread count -> a :func:`vmaplab.read_allocinfo` frame of one listing taken after the run
+        (0 for a listing taken before any run). Page tables are the ``pagetable_alloc`` tag of the
+        pre-merge format or its mm/memory.c call sites from 6.10 (as :func:`vmaplab.diff` folds
+        them). An excerpt (``sort -h | tail``, no zero lines) without them is drawn as an open
+        triangle at its smallest size: the value lies below it.
+    published : str, optional
+        Citation of published data (e.g. ``"Rezki, linux-mm, 22 Feb 2024"``): black markers
+        labelled ``published (<citation>)``.
+    label : str, optional
+        Legend label of ``listings`` (default ``published (...)`` or ``measured``).
+    simulated : DataFrame, optional
+        Points to overlay, columns ``threads`` (int), ``bytes`` (page-table bytes) and ``label``
+        (one line per label).
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+        One axes: bytes against threads (left axis in binary units, right axis in 4 KiB pages), each
+        listing's point annotated with its size as allocinfo prints it.
+    """
+    if not listings:
+        raise ValueError("pagetable_growth needs at least one allocinfo listing")
+    name, colour = _style(published, label)
+    points = sorted((int(n), *_pagetable_bytes(_one_listing(df, f"listing of {n} threads"))) for n, df in listings.items())
+    threads = np.array([p[0] for p in points])
+    value = np.array([p[1] for p in points])
+    exact = np.array([p[2] for p in points], dtype=bool)
+
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(threads[exact], value[exact], "o-", color=colour, label=name, zorder=3)
+    if (~exact).any():
+        ax.plot(threads[~exact], value[~exact], "v", color=colour, mfc="none", linestyle="none",
+                label="not in the excerpt: below this size")  # fmt: skip
+    for n, v, ok in zip(threads, value, exact):
+        text = format_size(v) if ok else f"< {format_size(v)}"
+        ax.annotate(text, (n, v), textcoords="offset points", xytext=(6, 6), fontsize=8, color=colour)
+    largest = value.max()
+    if simulated is not None:
+        missing = {"threads", "bytes", "label"} - set(simulated.columns)
+        if missing:
+            raise ValueError(f"simulated points need the columns threads, bytes and label; missing {sorted(missing)}")
+        for i, (sim_label, part) in enumerate(simulated.groupby("label", sort=False)):
+            part = part.sort_values("threads")
+            ax.plot(part["threads"], part["bytes"], "s--", color=f"C{i + 1}", label=str(sim_label), zorder=2)
+        largest = max(largest, float(simulated["bytes"].max()))
+        threads = np.concatenate([threads, simulated["threads"].to_numpy(dtype=int)])
+    _thread_ticks(ax, threads.tolist())
+    ax.margins(x=0.08)
+    ax.set_ylim(0, largest * 1.12)
+    _bytes_axis(ax.yaxis, largest, "page-table memory")
+    pages = ax.secondary_yaxis("right", functions=(lambda b: b / PAGE_SIZE, lambda p: p * PAGE_SIZE))
+    pages.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+    pages.set_ylabel("page-table pages (4 KiB each)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    ax.set_title(title or "vmalloc page tables (allocinfo pagetable_alloc) per thread count")
+    return fig
+
+
+def free_used(
+    frees: Mapping[int, pd.DataFrame],
+    *,
+    pagetables: Mapping[int, pd.DataFrame] | None = None,
+    published: str | None = None,
+    label: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """``free`` used memory per thread count and, beside it, its growth against page-table growth.
+
+    Parameters
+    ----------
+    frees : mapping of int to DataFrame
+        Thread count -> a :func:`vmaplab.read_free` frame of one listing (read ``free -m`` output
+        with ``unit="m"``); key 0 is the listing before the test, drawn as a dashed baseline.
+    pagetables : mapping of int to DataFrame, optional
+        Thread count -> allocinfo listing, as for :func:`pagetable_growth`. With it (and a key 0 in
+        ``frees``) a second axes shows, per thread count, ``used`` minus the baseline beside the
+        page-table bytes.
+    published, label, title
+        As for :func:`pagetable_growth`.
+
+    Returns
+    -------
+    Figure
+        One axes (used bytes against threads), or two side by side with ``pagetables``.
+    """
+    used = {}
+    for n, df in frees.items():
+        mem = _one_listing(df, f"free listing of {n} threads")
+        mem = mem[mem["row"] == "Mem"]
+        if len(mem) != 1:
+            raise ValueError(f"free listing of {n} threads has {len(mem)} 'Mem:' rows; expected one")
+        used[int(n)] = float(mem["used"].iloc[0])
+    runs = sorted(n for n in used if n > 0)
+    if not runs:
+        raise ValueError("free_used needs a free listing of at least one run (thread count > 0)")
+    baseline = used.get(0)
+    if pagetables is not None and baseline is None:
+        raise ValueError("free_used compares growth with page tables only against a listing before the test (key 0)")
+    name, colour = _style(published, label)
+
+    fig = Figure(figsize=(12 if pagetables is not None else 7, 4.5), layout="constrained")
+    axes = fig.subplots(1, 2 if pagetables is not None else 1, squeeze=False)[0]
+    ax = axes[0]
+    y = [used[n] for n in runs]
+    ax.plot(runs, y, "o-", color=colour, label=f"used, {name}", zorder=3)
+    for n, v in zip(runs, y):
+        ax.annotate(format_size(v), (n, v), textcoords="offset points", xytext=(6, 6), fontsize=8, color=colour)
+    if baseline is not None:
+        ax.axhline(baseline, color=colour, linestyle="--", linewidth=1, label=f"used before the test ({format_size(baseline)})")
+    _thread_ticks(ax, runs)
+    ax.margins(x=0.08)
+    ax.set_ylim(0, max(y + [baseline or 0]) * 1.12)
+    _bytes_axis(ax.yaxis, max(y + [baseline or 0]), "used memory (free)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    ax.set_title("free: used memory after each run")
+
+    if pagetables is not None:
+        ax = axes[1]
+        table = {int(n): _pagetable_bytes(_one_listing(df, f"listing of {n} threads")) for n, df in pagetables.items()}
+        both = [n for n in runs if n in table]
+        x = np.arange(len(both))
+        growth = [used[n] - baseline for n in both]
+        tables = [table[n][0] for n in both]
+        ax.bar(x - 0.2, growth, width=0.4, color=colour, label="used − used before the test (free)")
+        ax.bar(x + 0.2, tables, width=0.4, color=colour, alpha=0.45, hatch="//", label="page tables (allocinfo)")
+        for xi, g, t in zip(x, growth, tables):
+            ax.annotate(format_size(g), (xi - 0.2, g), ha="center", va="bottom", fontsize=8)
+            ax.annotate(format_size(t), (xi + 0.2, t), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(x, [str(n) for n in both])
+        ax.set_xlabel("threads (test_vmalloc nr_threads)")
+        ax.set_ylim(0, max(growth + tables) * 1.25)
+        _bytes_axis(ax.yaxis, max(growth + tables), "memory")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="upper left")
+        ax.set_title("growth of used memory against page-table memory")
+    fig.suptitle(title or "free used memory and vmalloc page tables per thread count")
+    return fig
+
+
+def profile_comparison(
+    comparison: pd.DataFrame,
+    *,
+    labels: tuple[str, str] = ("a", "b"),
+    top: int = 25,
+    highlight: Sequence[str] = ("native_queued_spin_lock_slowpath",),
+    published: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Self and children shares per symbol of two profiles, as horizontal bars side by side.
+
+    Parameters
+    ----------
+    comparison : DataFrame
+        A :func:`vmaplab.compare_profiles` result (its ``symbol``, ``self_pct_a/_b`` and
+        ``children_pct_a/_b`` columns), largest change first.
+    labels : (str, str)
+        Names of profile a and profile b (e.g. kernel versions).
+    top : int
+        Show the first ``top`` symbols of ``comparison``.
+    highlight : sequence of str
+        Symbols (suffix-folded, as in ``comparison``) to highlight: red label and a shaded row.
+    published : str, optional
+        Citation when both profiles are published tables: ``(published)`` in the legend and the
+        citation under the axes.
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+        One axes per share (self, children; children only when reported), in percent of samples; a
+        symbol absent from a profile has no bar for it.
+    """
+    missing = {"symbol", "self_pct_a", "self_pct_b", "children_pct_a", "children_pct_b"} - set(comparison.columns)
+    if missing:
+        raise ValueError(f"not a compare_profiles result: missing columns {sorted(missing)}")
+    rows = comparison.head(top).reset_index(drop=True)
+    shares = ["self"] + (["children"] if rows[["children_pct_a", "children_pct_b"]].notna().any().any() else [])
+    suffix = " (published)" if published is not None else ""
+    fig = Figure(figsize=(5 + 3.5 * len(shares), 1.2 + 0.32 * len(rows)), layout="constrained")
+    axes = fig.subplots(1, len(shares), sharey=True, squeeze=False)[0]
+    y = np.arange(len(rows))
+    marked = rows["symbol"].isin(list(highlight)).to_numpy()
+    for ax, share in zip(axes, shares):
+        for offset, side, colour, name in ((-0.2, "a", "C7", labels[0]), (0.2, "b", "C0", labels[1])):
+            values = rows[f"{share}_pct_{side}"].astype("Float64")
+            have = values.notna().to_numpy()
+            width = values[have].to_numpy(dtype=float)
+            ax.barh(y[have] + offset, width, height=0.4, color=colour, label=name + suffix)
+            for yi, w in zip(y[have] + offset, width):
+                ax.annotate(f"{w:.2f}", (w, yi), xytext=(2, 0), textcoords="offset points", va="center", fontsize=7)
+        for yi in y[marked]:
+            ax.axhspan(yi - 0.5, yi + 0.5, color="red", alpha=0.08, zorder=0)
+        ax.set_xlabel(f"{share} (% of samples)")
+        ax.set_xlim(0, max(100.0, float(np.nanmax(rows[[f'{share}_pct_a', f'{share}_pct_b']].astype(float)))) * 1.08)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(f"{share} share")
+    ax0 = axes[0]
+    ax0.set_yticks(y, rows["symbol"].astype(str).tolist())
+    for tick, mark in zip(ax0.get_yticklabels(), marked):
+        if mark:
+            tick.set_color("red")
+            tick.set_fontweight("bold")
+    ax0.invert_yaxis()
+    ax0.legend(loc="lower right")
+    fig.suptitle(title or f"perf profile: {labels[0]} vs {labels[1]} (largest changes first)")
+    if published is not None:
+        fig.text(0.01, 0.0, f"published: {published}", fontsize=8, va="bottom")
+    return fig
+
+
+def _event_clock(trace: pd.DataFrame) -> pd.DataFrame:
+    """A vmalloc trace frame with its event clock in ``time`` (a bundle frame keeps it in ``event_time``)."""
+    if "event_time" in trace.columns:
+        trace = trace.drop(columns="time", errors="ignore").rename(columns={"event_time": "time"})
+    missing = {"time", "event"} - set(trace.columns)
+    if missing:
+        raise ValueError(f"not a vmalloc trace frame: missing columns {sorted(missing)}")
+    return trace
+
+
+def _purges(ax: Axes, trace: pd.DataFrame, t0: float) -> int:
+    """Mark the trace's purge events as vertical lines; return how many."""
+    purges = trace[trace["event"] == "purge_vmap_area_lazy"]
+    for i, (t, n) in enumerate(zip(purges["time"], purges["num_purged"])):
+        ax.axvline(t - t0, color="red", linestyle=":", linewidth=1.2, label="purge_vmap_area_lazy" if i == 0 else None)
+        ax.annotate(f"{n} areas purged", (t - t0, 1), xycoords=("data", "axes fraction"), xytext=(-2, -2),
+                    textcoords="offset points", rotation=90, va="top", ha="right", fontsize=7, color="red")  # fmt: skip
+    return len(purges)
+
+
+def trace_footprint(trace: pd.DataFrame, *, footprint: pd.DataFrame | None = None, title: str | None = None) -> Figure:
+    """Page-table pages a vmalloc trace's allocations touched over time, with the purges marked and,
+    below, the lazily freed pages the free events report.
+
+    Parameters
+    ----------
+    trace : DataFrame
+        A :func:`vmaplab.read_vmalloc_trace` frame (or a bundle's ``vmalloc_trace`` frame).
+    footprint : DataFrame, optional
+        Its :func:`vmaplab.pagetable_footprint` (computed when not given).
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+        Top: cumulative PTE and PMD pages (left, pages; right, bytes in binary units) against seconds
+        since the first event; purge events as red dotted lines. Bottom (when the trace has free
+        events): ``nr_lazy`` and ``nr_lazy_max`` in pages.
+    """
+    trace = _event_clock(trace)
+    fp = pagetable_footprint(trace) if footprint is None else footprint
+    t0 = float(trace["time"].min())
+    frees = trace[trace["event"] == "free_vmap_area_noflush"]
+    fig = Figure(figsize=(8, 6.5 if len(frees) else 4.5), layout="constrained")
+    axes = fig.subplots(2 if len(frees) else 1, 1, sharex=True, squeeze=False)[:, 0]
+    ax = axes[0]
+    t = fp["time"].to_numpy(dtype=float) - t0
+    ax.plot(t, fp["pte_pages"], drawstyle="steps-post", color="C0", label="PTE pages (2 MiB regions)")
+    ax.plot(t, fp["pmd_pages"], drawstyle="steps-post", color="C2", label="PMD pages (1 GiB regions)")
+    _purges(ax, trace, t0)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("page-table pages touched (4 KiB each)")
+    mem = ax.secondary_yaxis("right", functions=(lambda p: p * PAGE_SIZE, lambda b: b / PAGE_SIZE))
+    _bytes_axis(mem.yaxis, float(fp["pagetable_bytes"].max()) if len(fp) else 0.0, "page-table memory")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center right")
+    ax.set_title("page-table pages touched by the traced allocations (never freed)")
+    if len(frees):
+        ax = axes[1]
+        tf = frees["time"].to_numpy(dtype=float) - t0
+        ax.plot(tf, frees["nr_lazy"].astype(float), drawstyle="steps-post", color="C1", label="nr_lazy (lazily freed)")
+        ax.plot(tf, frees["nr_lazy_max"].astype(float), color="black", linestyle="--", linewidth=1, label="nr_lazy_max (lazy_max_pages)")
+        _purges(ax, trace, t0)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("pages (4 KiB each)")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(0, float(frees[["nr_lazy", "nr_lazy_max"]].max().max()) * 1.3)
+        ax.legend(loc="upper left", ncols=3, fontsize=8)
+        ax.set_title("lazily freed vmap space reported by free_vmap_area_noflush")
+    axes[-1].set_xlabel("time since the first traced event (s)")
+    fig.suptitle(title or f"vmalloc trace {trace.attrs.get('source') or ''}".rstrip())
+    return fig
+
+
+def _clusters(start: np.ndarray, end: np.ndarray, gap: int) -> list[np.ndarray]:
+    """Row indices of ``[start, end)`` ranges grouped into address clusters, lowest first: a new
+    cluster begins where the next range starts more than ``gap`` bytes past every earlier end."""
+    order = np.argsort(start, kind="stable")
+    s, reach = start[order], np.maximum.accumulate(end[order])
+    apart = np.where(s[1:] > reach[:-1], s[1:] - reach[:-1], np.uint64(0)) > np.uint64(gap)
+    return np.split(order, np.flatnonzero(apart) + 1)
+
+
+def _offsets(start: np.ndarray) -> tuple[int, np.ndarray]:
+    """The 1 GiB boundary below a cluster's addresses (the span one PMD page maps; the vmalloc window
+    starts on one) and the offsets of ``start`` from it (exact: below 2**53 within a cluster)."""
+    base = int(start.min()) // GIB * GIB
+    return base, (start - np.uint64(base)).astype(np.float64)
+
+
+def _ratios(groups: list[np.ndarray], start: np.ndarray, end: np.ndarray) -> list[float]:
+    """Panel sizes by address span, each at least a quarter of the largest."""
+    spans = [float(end[g].max() - start[g].min()) for g in groups]
+    return [max(span, max(spans) / 4) for span in spans]
+
+
+def vmalloc_map(
+    trace: pd.DataFrame,
+    *,
+    lifetimes: pd.DataFrame | None = None,
+    gap: int = GIB,
+    title: str | None = None,
+) -> Figure:
+    """The vmalloc address space over a trace: each area a horizontal segment at its address, blue
+    while allocated, orange while lazily freed (its range not yet reusable), gone once purged.
+
+    Parameters
+    ----------
+    trace : DataFrame
+        A :func:`vmaplab.read_vmalloc_trace` frame (or a bundle's ``vmalloc_trace`` frame).
+    lifetimes : DataFrame, optional
+        Its :func:`vmaplab.analysis.lifetimes.area_lifetimes` (computed when not given).
+    gap : int
+        Bytes: areas further apart than this go to separate panels (the vmalloc window's start
+        and end, the module area), highest addresses on top.
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+        Per panel, the address as an offset (binary units) from the 1 GiB boundary below the
+        panel's areas, against seconds since the first event; an area allocated before the trace
+        starts at time 0 and one still allocated or lazily freed at the end reaches the trace's end;
+        purges as red dotted lines.
+    """
+    trace = _event_clock(trace)
+    lt = area_lifetimes(trace) if lifetimes is None else lifetimes
+    if lt.empty:
+        raise ValueError(f"{trace.attrs.get('source') or 'trace'}: no alloc or free events to draw")
+    t0, t_end = float(trace["time"].min()), float(trace["time"].max())
+    va = lt["va_start"].to_numpy(dtype=np.uint64)
+    va_end = va + lt["size"].fillna(PAGE_SIZE).to_numpy(dtype=np.uint64)
+    alloc = lt["alloc_time"].fillna(t0).to_numpy(dtype=float) - t0
+    free = lt["free_time"].to_numpy(dtype=float) - t0
+    purge = lt["purge_time"].to_numpy(dtype=float) - t0
+    end = t_end - t0
+    live_to = np.where(np.isnan(free), end, free)
+    lazy_to = np.where(np.isnan(purge), end, purge)
+
+    groups = _clusters(va, va_end, gap)[::-1]
+    fig = Figure(figsize=(9, 5.5 if len(groups) == 1 else 7), layout="constrained")
+    axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False, height_ratios=_ratios(groups, va, va_end))[:, 0]
+    for ax, rows in zip(axes, groups):
+        base, offset = _offsets(va[rows])
+        _bytes_axis(ax.yaxis, float((va_end[rows] - np.uint64(base)).max()), f"address − {base:#x}")
+        freed = ~np.isnan(free[rows])
+        live = np.stack([np.c_[alloc[rows], offset], np.c_[live_to[rows], offset]], axis=1)
+        lazy = np.stack([np.c_[free[rows], offset], np.c_[lazy_to[rows], offset]], axis=1)[freed]
+        ax.add_collection(LineCollection(live, colors="C0", linewidths=1, label="allocated"))
+        ax.add_collection(LineCollection(lazy, colors="C1", linewidths=1, label="lazily freed, not yet purged"))
+        _purges(ax, trace, t0)
+        pad = max(float(offset.max() - offset.min()) * 0.03, 1 << 20)
+        ax.set_ylim(max(float(offset.min()) - pad, 0), float(offset.max()) + pad)
+        ax.grid(alpha=0.3)
+    axes[0].set_xlim(0, max(end, 1e-9))
+    axes[0].legend(loc="upper right")
+    axes[-1].set_xlabel("time since the first traced event (s)")
+    fig.suptitle(title or f"vmap areas over time ({len(lt)} areas): {trace.attrs.get('source') or 'trace'}")
+    return fig
+
+
+def vmallocinfo_map(info: pd.DataFrame, *, top: int = 10, gap: int = GIB, title: str | None = None) -> Figure:
+    """The areas of one /proc/vmallocinfo snapshot along the address axis, one row per caller.
+
+    Parameters
+    ----------
+    info : DataFrame
+        A :func:`vmaplab.read_vmallocinfo` frame of one snapshot with real addresses (read as root
+        with ``kptr_restrict`` at 1; hashed or zeroed addresses raise ValueError).
+    top : int
+        Callers with the most areas get a row each; the others share an ``other callers`` row.
+        ``vm_map_ram`` areas and lazily freed ``unpurged vm_area`` lines have rows of their own.
+    gap : int
+        Bytes: areas further apart than this go to separate panels side by side (the start and
+        the end of the vmalloc window, the module area), lowest addresses left.
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+        Per panel (titled with its base address), the address as an offset (binary units) from the
+        1 GiB boundary below the panel's areas; each row's label gives its number of areas and
+        their total size.
+    """
+    info = _one_listing(info, "vmallocinfo frame")
+    if info.empty:
+        raise ValueError("vmallocinfo frame has no areas")
+    if int(info["end"].max()) < 1 << 32:
+        raise ValueError(
+            f"{info.attrs.get('source', 'vmallocinfo')}: addresses are hashed or zeroed (kptr_restrict); "
+            "capture /proc/vmallocinfo as root with kptr_restrict set to 1"
+        )
+    start = info["start"].to_numpy(dtype=np.uint64)
+    end = info["end"].to_numpy(dtype=np.uint64)
+    size = info["size"].to_numpy(dtype=np.float64)
+    caller = info["caller"].astype(object).where(info["module"].isna(), info["caller"] + " [" + info["module"] + "]")
+    caller = caller.fillna("(no caller)").to_numpy(dtype=object)
+    special = (info["unpurged"] | info["vm_map_ram"]).to_numpy()
+    counts = pd.Series(caller[~special]).value_counts()
+    kept = list(counts.index[:top])
+    other = f"other callers ({max(len(counts) - top, 0)})"
+    row = np.where(np.isin(caller, kept), caller, other)
+    row = np.where(info["vm_map_ram"].to_numpy(), "vm_map_ram", row)
+    row = np.where(info["unpurged"].to_numpy(), "unpurged vm_area (lazily freed)", row)
+    order = [r for r in [*kept, other, "vm_map_ram", "unpurged vm_area (lazily freed)"] if (row == r).any()]
+    colours = {r: f"C{i % 10}" for i, r in enumerate(kept)} | {other: "0.3", "vm_map_ram": "C9", "unpurged vm_area (lazily freed)": "0.6"}
+
+    groups = _clusters(start, end, gap)
+    fig = Figure(figsize=(11, 1.5 + 0.45 * len(order)), layout="constrained")
+    axes = fig.subplots(1, len(groups), sharey=True, squeeze=False, width_ratios=_ratios(groups, start, end))[0]
+    for ax, rows in zip(axes, groups):
+        base, offset = _offsets(start[rows])
+        _bytes_axis(ax.xaxis, float((end[rows] - np.uint64(base)).max()), "offset")
+        ax.set_title(f"from\n{base:#x}", fontsize=8)
+        for i, r in enumerate(order):
+            pick = row[rows] == r
+            if pick.any():
+                ax.broken_barh(list(zip(offset[pick], size[rows][pick])), (i - 0.35, 0.7), facecolors=colours[r],
+                               edgecolors=colours[r], linewidth=0.5, label=r)  # fmt: skip
+        ax.grid(axis="x", alpha=0.3)
+    names = [f"{r}: {int((row == r).sum())} areas, {format_size(size[row == r].sum())}" for r in order]
+    axes[0].set_yticks(range(len(order)), names)
+    axes[0].set_ylim(len(order) - 0.5, -0.5)
+    fig.suptitle(title or f"/proc/vmallocinfo areas by caller: {info.attrs.get('source') or 'snapshot'}")
+    return fig
+
+
+def snapshot_series(
+    frame: pd.DataFrame,
+    fields: Sequence[str] = ("VmallocUsed", "PageTables"),
+    *,
+    title: str | None = None,
+) -> Figure:
+    """meminfo or vmstat fields over the snapshots of a bundle.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The ``meminfo`` or ``vmstat`` frame of :func:`vmaplab.read_bundle` (columns ``time``,
+        ``field``, ``value``, ``unit``), or both concatenated.
+    fields : sequence of str
+        Field names (``VmallocUsed``, ``PageTables``, ``nr_page_table_pages``, ...).
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+        One axes per unit (bytes in binary units, pages, counts), one line per field against
+        seconds since the bundle's start.
+    """
+    missing = {"time", "field", "value", "unit"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"not a bundle meminfo/vmstat frame: missing columns {sorted(missing)}")
+    fields = list(fields)
+    absent = [f for f in fields if not (frame["field"] == f).any()]
+    if absent:
+        raise ValueError(f"{frame.attrs.get('source', 'frame')} has no field {', '.join(map(repr, absent))}")
+    rows = frame[frame["field"].isin(fields)].sort_values("time", kind="stable")
+    units = list(dict.fromkeys(rows.set_index("field").loc[fields, "unit"].astype(str)))
+    fig = Figure(figsize=(8, 1.5 + 3 * len(units)), layout="constrained")
+    axes = fig.subplots(len(units), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, unit in zip(axes, units):
+        shown = [f for f in fields if (rows.loc[rows["field"] == f, "unit"] == unit).any()]
+        for f in shown:
+            part = rows[rows["field"] == f]
+            ax.plot(part["time"].to_numpy(dtype=float), part["value"].to_numpy(dtype=float), "o-", label=f)
+        if unit == "bytes":
+            _bytes_axis(ax.yaxis, float(rows.loc[rows["unit"] == unit, "value"].max()), "value")
+        else:
+            ax.set_ylabel(f"value ({unit})")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+    axes[-1].set_xlabel("time since the bundle's start (s)")
+    fig.suptitle(title or f"{', '.join(fields)} over time: {frame.attrs.get('source') or 'bundle'}")
+    return fig
