@@ -88,13 +88,14 @@ def area_lifetimes(trace: pd.DataFrame) -> pd.DataFrame:
         }
     )
     purge_time = np.full(len(out), np.nan)
-    purges = trace[event == _PURGE]
+    is_purge = event == _PURGE
+    by_time = np.argsort(time[is_purge], kind="stable")
     starts = out["va_start"].to_numpy(dtype=np.uint64)
     out_free = out["free_time"].to_numpy()
     for p_time, p_start, p_end in zip(
-        time[event == _PURGE],
-        purges["purge_start"].to_numpy(dtype=np.uint64, na_value=0),
-        purges["purge_end"].to_numpy(dtype=np.uint64, na_value=0),
+        time[is_purge][by_time],
+        trace["purge_start"].to_numpy(dtype=np.uint64, na_value=0)[is_purge][by_time],
+        trace["purge_end"].to_numpy(dtype=np.uint64, na_value=0)[is_purge][by_time],
     ):
         hit = np.isnan(purge_time) & (out_free <= p_time) & (starts >= p_start) & (starts < p_end)
         purge_time[hit] = p_time
