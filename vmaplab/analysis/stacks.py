@@ -40,6 +40,10 @@ _A = re.ASCII
 _HEADER = re.compile(r"(\S.+?)\s+(\d+)/*(\d+)*\s+", _A)
 _PERIOD_EVENT = re.compile(r":\s*(\d+)*\s+(\S+):\s*\Z", _A)
 _FRAME = re.compile(r"\s*(\w+)\s*(.+) \((.*)\)", _A)
+# The usual header, "<comm> <pid>[/<tid>] [[<cpu>]] <secs>: [<period>] <event>: ", with a one-word comm
+# of two characters or more: on such a line the two regexes above give comm, pid, tid, period and
+# event exactly as these groups do, so the fast path reads them with one match.
+_USUAL_HEADER = re.compile(r"(\S\S+) +(\d+)(?:/(\d+))? +(?:\[\d+\] +)?\d+\.\d+: +(?:(\d+) +)?(\S+): *\Z", _A)
 _OFFSET = re.compile(r"\+0x[\da-f]+\Z", _A)
 _DIRS = re.compile(r".*/", _A)
 _GO_METHOD = re.compile(r"\.\(.*\)\.", _A)
@@ -52,8 +56,9 @@ _MAX_PENDING = 1 << 26  # a block longer than this (no blank line for 64 Mi char
 _MAX_BODIES = 1 << 14  # distinct call chains remembered before that cache is dropped
 _MAX_LINES = 1 << 18  # distinct frame lines remembered before that cache is dropped
 _EXPECTED = "a perf script sample header ('<comm> <pid> ... <event>:'), a frame line '<pc> <function> (<module>)' or a blank line"
-_COMPLEX = object()  # cache marker: this block needs the line-by-line machine
-_NONE = object()  # cache marker: a frame line that adds no name (a "(...)" function)
+# cache markers; folded names come from single lines, so they never hold a newline
+_COMPLEX = "\n"  # this block needs the line-by-line machine
+_NONE = "\n\n"  # a frame line that adds no name (a "(...)" function)
 
 
 def _truthy(text: str | None) -> bool:
@@ -102,6 +107,23 @@ def _frame_functions(pc: str, rawfunc: str, mod: str, java: bool, opt: _Options)
 
 
 @dataclass
+class _Where:
+    """The line number of a block at ``offset`` of ``region`` (whose first line is ``base``), counted
+    only when an error message needs it."""
+
+    region: str
+    offset: int
+    base: int
+    extra: int = 0
+
+    def plus(self, n: int) -> "_Where":
+        return _Where(self.region, self.offset, self.base, self.extra + n)
+
+    def __call__(self) -> int:
+        return self.base + self.region.count("\n", 0, self.offset) + self.extra
+
+
+@dataclass
 class _Collapser:
     """The stackcollapse-perf.pl state machine, plus a fast path for well-formed samples."""
 
@@ -114,6 +136,8 @@ class _Collapser:
     java_bodies: dict = field(default_factory=dict)
     lines_seen: dict = field(default_factory=dict)
     java_lines: dict = field(default_factory=dict)
+    rests: dict = field(default_factory=dict)  # indented frame lines by the text after the address
+    java_rests: dict = field(default_factory=dict)
     # line-by-line state (only between a header and its blank line)
     pname: str | None = None
     stack: list = field(default_factory=list)
@@ -142,8 +166,9 @@ class _Collapser:
             name = comm
         return name.replace(" ", "_"), int(period) if _truthy(period) else 1
 
-    def feed(self, line: str, lineno: int) -> None:
-        """One line (without its newline) through the line-by-line machine."""
+    def feed(self, line: str, lineno) -> None:
+        """One line (without its newline) through the line-by-line machine; ``lineno`` is its line
+        number, or a function giving it (worked out only for an error message)."""
         if line.startswith("#"):
             return
         if line == "":
@@ -158,7 +183,7 @@ class _Collapser:
             return
         m = _FRAME.match(line)
         if m is None:
-            self.errors.bad(lineno, _EXPECTED, line)
+            self.errors.bad(lineno() if callable(lineno) else lineno, _EXPECTED, line)
             return
         if self.pname is None:
             return
@@ -167,7 +192,7 @@ class _Collapser:
             self.stack[0:0] = funcs
 
     # -- the fast path -----------------------------------------------------------------------------
-    def _body(self, body: str, java: bool):
+    def _body(self, body: str, java: bool) -> str:
         """Folded frames (root first) of a block's frame lines, or _COMPLEX when a line is not a plain
         frame (a comment, a second header, an unrecognised line)."""
         bodies = self.java_bodies if java else self.bodies
@@ -175,58 +200,75 @@ class _Collapser:
         if hit is not None:
             return hit
         seen = self.java_lines if java else self.lines_seen
-        split = body.split("\n") if body else []
-        parts = list(map(seen.get, split))  # one C loop; None where a line is new
+        lines = body.split("\n") if body else []
+        parts = list(map(seen.get, lines))  # one C loop; None where a line is new
         if None in parts:
             if len(seen) >= _MAX_LINES:
                 seen.clear()
-            for i, line in enumerate(split):
-                if parts[i] is None:
-                    parts[i] = seen[line] = self._line(line, java)
-        if _COMPLEX in parts:
-            result = _COMPLEX
-        else:
-            if _NONE in parts:
-                parts = [p for p in parts if p is not _NONE]
-            parts.reverse()
-            result = ";".join(parts)
+            for i, part in enumerate(parts):
+                if part is None:
+                    parts[i] = seen[lines[i]] = self._line(lines[i], java)
+        parts.reverse()
+        result = ";".join(parts)
+        if "\n" in result:  # a marker
+            result = _COMPLEX if _COMPLEX in parts else ";".join(p for p in parts if p != _NONE)
         if len(bodies) >= _MAX_BODIES:
             bodies.clear()
         bodies[body] = result
         return result
 
-    def _line(self, line: str, java: bool):
+    def _line(self, line: str, java: bool) -> str:
         """The ';'-joined folded names of one frame line, _NONE when it adds none, _COMPLEX when it is
         not a frame line."""
+        rests = self.java_rests if java else self.rests
+        rest = None
+        if line[:1] in (" ", "\t") and not self.opt.addrs:
+            # An indented line is no header or comment. When its first word is all ASCII letters and
+            # digits and the regex takes that whole word as pc, the text after the word alone decides
+            # the names, so lines that differ only by address share them.
+            word, _, rest = line.lstrip(" \t").partition(" ")
+            if word.isascii() and word.isalnum():
+                hit = rests.get(rest)
+                if hit is not None:
+                    return hit
+            else:
+                rest = None
         m = None if line.startswith("#") or _HEADER.match(line) else _FRAME.match(line)
         if m is None:
             return _COMPLEX
         funcs = _frame_functions(m.group(1), m.group(2), m.group(3), java, self.opt)
-        return ";".join(funcs) if funcs else _NONE
+        result = ";".join(funcs) if funcs else _NONE
+        if rest is not None and m.group(1) == word:
+            if len(rests) >= _MAX_LINES:
+                rests.clear()
+            rests[rest] = result
+        return result
 
     def block(self, text: str, region: str, offset: int, base: int) -> None:
         """One sample block ``text`` (the lines between two blank lines), found at ``offset`` of
         ``region`` whose first line is line ``base``; the blank line after it is implied."""
         newline = text.find("\n")
         header, body = (text, "") if newline < 0 else (text[:newline], text[newline + 1 :])
+        first = _Where(region, offset, base)
         if not header.startswith("#") and _HEADER.match(header):
             name, period = self._pname(header)
             if name is None:  # an event filtered out: the Perl script skips the whole sample
-                if body and self._body(body, False) is _COMPLEX:
-                    self.lines(text, base + region.count("\n", 0, offset), skip_header=True)
+                if body and self._body(body, False) == _COMPLEX:
+                    self.lines(text, first, skip_header=True)
                 return
             frames = self._body(body, name.startswith("java"))
-            if frames is not _COMPLEX:
+            if frames != _COMPLEX:
                 self._add(name, frames, period)
                 return
-        self.lines(text, base + region.count("\n", 0, offset))
+        self.lines(text, first)
 
-    def lines(self, text: str, lineno: int, skip_header: bool = False) -> None:
-        """Feed the lines of ``text`` (first one is line ``lineno``) and the blank line after them."""
+    def lines(self, text: str, first, skip_header: bool = False) -> None:
+        """Feed the lines of ``text`` and the blank line after them; ``first`` is the number of the
+        first line, or a function giving it."""
         lines = text.split("\n")
         for i in range(1 if skip_header else 0, len(lines)):
-            self.feed(lines[i], lineno + i)
-        self.feed("", lineno + len(lines))
+            self.feed(lines[i], first.plus(i) if isinstance(first, _Where) else first + i)
+        self.feed("", first.plus(len(lines)) if isinstance(first, _Where) else first + len(lines))
 
     def _add(self, name: str, frames: str, period: int) -> None:
         key = (name, frames)
@@ -332,16 +374,59 @@ def _run(machine: _Collapser, chunks: Iterable[str]) -> None:
 
 def _blocks(machine: _Collapser, region: str, lineno: int, open_block: bool) -> int:
     """Feed the blocks of ``region`` (each followed by a blank line), whose first line is line
-    ``lineno``; return the number of the line after region's closing blank line."""
+    ``lineno``; return the number of the line after region's closing blank line.
+
+    The loop is :meth:`_Collapser.block` written out for speed: a block whose header is a usual one
+    (:data:`_USUAL_HEADER`) and whose lines are all frames is counted here, any other goes there."""
+    blocks = region.split("\n\n")
     offset = 0
-    for i, block in enumerate(region.split("\n\n")):
-        if i == 0 and open_block:
-            machine.lines(block, lineno)
-        else:
-            stripped = block.lstrip("\n")
-            if stripped:
-                machine.block(stripped, region, offset + len(block) - len(stripped), lineno)
+    if open_block:
+        machine.lines(blocks[0], lineno)
+        offset = len(blocks[0]) + 2
+        blocks = blocks[1:]
+    counts, bodies, java_bodies = machine.counts, machine.bodies, machine.java_bodies
+    usual = _USUAL_HEADER.match
+    renamed = machine.opt.tid or machine.opt.pid
+    with_tid = machine.opt.tid
+    for block in blocks:
+        start = offset
         offset += len(block) + 2
+        if block[:1] == "\n":
+            stripped = block.lstrip("\n")
+            start += len(block) - len(stripped)
+            block = stripped
+            if not block:
+                continue
+        newline = block.find("\n")
+        if newline < 0:
+            header, body = block, ""
+        else:
+            header, body = block[:newline], block[newline + 1 :]
+        m = usual(header)
+        if m is None:
+            machine.block(block, region, start, lineno)
+            continue
+        comm, pid, tid, period, event = m.groups()
+        if event != machine.event_filter:
+            if machine.event_filter:
+                machine.block(block, region, start, lineno)  # filtered out (and checked) there
+                continue
+            machine.event_filter = event
+        if renamed:
+            if tid is None or tid == "0":
+                tid, pid = pid, "?"
+            name = f"{comm}-{pid}/{tid}" if with_tid else f"{comm}-{pid}"
+        else:
+            name = comm
+        if comm.startswith("java"):
+            frames = java_bodies.get(body) or machine._body(body, True)
+        else:
+            frames = bodies.get(body) or machine._body(body, False)
+        if frames == _COMPLEX:
+            machine.block(block, region, start, lineno)
+            continue
+        key = (name, frames)
+        counts[key] = counts.get(key, 0) + (int(period) if period and period != "0" else 1)
     return lineno + region.count("\n") + 2
 
 
