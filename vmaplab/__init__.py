@@ -34,6 +34,8 @@ _EXPORTS = {
     "diff": "vmaplab.analysis.diff",
     "compare_profiles": "vmaplab.analysis.profiles",
     "pagetable_footprint": "vmaplab.analysis.footprint",
+    "simulate": "vmaplab.sim.run",
+    "Machine": "vmaplab.sim.machine",
     "ParseError": "vmaplab.errors",
     "UnsupportedFormatError": "vmaplab.errors",
     "SimulationError": "vmaplab.errors",

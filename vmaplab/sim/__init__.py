@@ -3,3 +3,15 @@
 from vmaplab.sim.allocator import Allocator
 
 __all__ = ["Allocator"]
+
+# The contention engine (simulate, Machine, Run) loads on first use.
+_LAZY = {"simulate": "vmaplab.sim.run", "Run": "vmaplab.sim.run", "Machine": "vmaplab.sim.machine"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vmaplab.sim' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -286,7 +286,9 @@ class _Arrays:
             if status in (E.NEED_SLOTS, E.NEED_HASH, E.NEED_MID, E.NEED_LOW):
                 a._grow(status)
             elif status == E.NEED_PQ:
-                self.PQ = np.full(2 * self.PQ.shape[0] + a.stats()["lazy_areas"], K.NIL, np.int64)
+                grown = np.full(2 * self.PQ.shape[0] + a.stats()["lazy_areas"], K.NIL, np.int64)
+                grown[: self.PQ.shape[0]] = self.PQ  # a purge in progress keeps its detached lists
+                self.PQ = grown
             elif status == E.NEED_TL:
                 self.TL = _grown(self.TL, 2 * self.TL.shape[0], 0)
             elif status == E.NEED_TRACE:
