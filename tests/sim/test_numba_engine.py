@@ -201,7 +201,7 @@ def test_float_streams_are_refused():
 @pytest.mark.parametrize(
     "corrupt, invariant",
     [
-        (lambda e: e._T.__setitem__((e._C[K.ROOT], K.T_MAX), 7), "free tree maxima"),
+        (lambda e: e._T.__setitem__((e._C[K.ROOT], K.T_LMAX), 7), "free tree maxima"),
         (lambda e: e._C.__setitem__(K.BUSY_PAGES, e._C[K.BUSY_PAGES] + 1), "counters == recounts"),
         (lambda e: e._S.__setitem__((1, K.S_ALIGN), 1 << 20), "aligned as requested"),
         (lambda e: e._S.__setitem__((1, K.S_START), 0), "disjoint"),

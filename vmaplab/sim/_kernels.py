@@ -15,6 +15,9 @@ arrays explicitly (jitclasses cannot be cached):
                                    ``subtree_max_size``): lowest block of length >= L in one descent
 ``PL``  int64[nodes * 256, 3]      pools: head slot, tail slot, length (doubly linked over S)
 ``LZ``  int64[nodes, 2]            lazy lists: head slot, length (singly linked over S)
+``W``   int64[7, slots + 2048]     a purge's scratch: 0-1 a node's lazy VAs (start, slot), 2-3 the
+                                   radix sort's second buffer, 4 its digit counts, 5-6 the ranges
+                                   bound for free space (start, end)
 ``H``   int64[2^k, 2]              busy VAs by start (open addressing, linear probing)
 ``TOP`` int64[512 GiB regions]     page tables, three levels like the hardware's: the MID row of a
 ``MID`` int64[rows, 512]           512 GiB region, the LOW row (= PMD page) of a 1 GiB region, and
@@ -47,14 +50,16 @@ S_NEXT = 5  # pool / lazy / free-slot list
 S_PREV = 6  # pool list
 SLOT_COLUMNS = 8
 
-# Columns of T. Column 7 is padding, as in S.
+# Columns of T. A node keeps the largest block length of each child's subtree (0 for none), so a
+# descent reads one row per level; T_LMAX + 1 == T_RMAX and T_LEFT + 1 == T_RIGHT (indexed by side).
 T_START = 0
 T_LEN = 1
-T_MAX = 2  # largest T_LEN in the subtree, the node itself included
-T_LEFT = 3  # also the free-node list
-T_RIGHT = 4
-T_PARENT = 5
-T_PRIO = 6  # treap priority: a parent's is >= its children's
+T_LMAX = 2
+T_RMAX = 3
+T_LEFT = 4  # also the free-node list
+T_RIGHT = 5
+T_PARENT = 6
+T_PRIO = 7  # treap priority: a parent's is >= its children's
 TREE_COLUMNS = 8
 
 # Columns of PL and LZ.
@@ -225,49 +230,45 @@ def rehash(H_old, H_new):
 
 
 @njit(**NJIT_INLINE_OPTIONS)
-def _t_fix(T, x):
-    m = T[x, T_LEN]
-    c = T[x, T_LEFT]
-    if c != NIL and T[c, T_MAX] > m:
-        m = T[c, T_MAX]
-    c = T[x, T_RIGHT]
-    if c != NIL and T[c, T_MAX] > m:
-        m = T[c, T_MAX]
-    T[x, T_MAX] = m
+def _t_max(T, x):
+    """Largest block length in the subtree of ``x`` (0 for NIL)."""
+    if x == NIL:
+        return 0
+    return max(T[x, T_LEN], T[x, T_LMAX], T[x, T_RMAX])
 
 
 @njit(**NJIT_INLINE_OPTIONS)
-def _t_refresh_up(T, x):
-    """Recompute the maxima from ``x`` to the root, stopping where a value does not change."""
-    while x != NIL:
-        old = T[x, T_MAX]
-        _t_fix(T, x)
-        if T[x, T_MAX] == old:
+def _t_update_up(T, x):
+    """The subtree maximum of ``x`` changed: store it in the ancestors while their value changes."""
+    while True:
+        p = T[x, T_PARENT]
+        if p == NIL:
             return
-        x = T[x, T_PARENT]
-
-
-@njit(**NJIT_INLINE_OPTIONS)
-def _t_grow_up(T, x, length):
-    """Raise the maxima from ``x`` to the root to at least ``length`` (a block grew or appeared)."""
-    while x != NIL and T[x, T_MAX] < length:
-        T[x, T_MAX] = length
-        x = T[x, T_PARENT]
+        m = _t_max(T, x)
+        side = T_LMAX if T[p, T_LEFT] == x else T_RMAX
+        if T[p, side] == m:
+            return
+        T[p, side] = m
+        x = p
 
 
 @njit(**NJIT_INLINE_OPTIONS)
 def _t_rotate_up(C, T, x):
-    """Rotate ``x`` above its parent, keeping the key order; fixes both maxima."""
+    """Rotate ``x`` above its parent, keeping the key order and the stored child maxima."""
     p = T[x, T_PARENT]
     g = T[p, T_PARENT]
     if T[p, T_LEFT] == x:
         b = T[x, T_RIGHT]
         T[p, T_LEFT] = b
+        T[p, T_LMAX] = _t_max(T, b)
         T[x, T_RIGHT] = p
+        T[x, T_RMAX] = _t_max(T, p)
     else:
         b = T[x, T_LEFT]
         T[p, T_RIGHT] = b
+        T[p, T_RMAX] = _t_max(T, b)
         T[x, T_LEFT] = p
+        T[x, T_LMAX] = _t_max(T, p)
     if b != NIL:
         T[b, T_PARENT] = p
     T[p, T_PARENT] = x
@@ -275,11 +276,9 @@ def _t_rotate_up(C, T, x):
     if g == NIL:
         C[ROOT] = x
     elif T[g, T_LEFT] == p:
-        T[g, T_LEFT] = x
+        T[g, T_LEFT] = x  # x's subtree holds p's old blocks: g's stored maximum stays right
     else:
         T[g, T_RIGHT] = x
-    _t_fix(T, p)
-    _t_fix(T, x)
 
 
 @njit(**NJIT_INLINE_OPTIONS)
@@ -294,7 +293,8 @@ def _t_insert_at(C, T, parent, as_left, start, length):
     C[PRIO_SEQ] += 1
     T[x, T_START] = start
     T[x, T_LEN] = length
-    T[x, T_MAX] = length
+    T[x, T_LMAX] = 0
+    T[x, T_RMAX] = 0
     T[x, T_LEFT] = NIL
     T[x, T_RIGHT] = NIL
     T[x, T_PARENT] = parent
@@ -307,7 +307,7 @@ def _t_insert_at(C, T, parent, as_left, start, length):
         T[parent, T_RIGHT] = x
     while T[x, T_PARENT] != NIL and T[x, T_PRIO] > T[T[x, T_PARENT], T_PRIO]:
         _t_rotate_up(C, T, x)
-    _t_grow_up(T, T[x, T_PARENT], length)
+    _t_update_up(T, x)
     C[FREE_BLOCKS] += 1
 
 
@@ -334,28 +334,29 @@ def _t_delete(C, T, x):
     p = T[x, T_PARENT]
     if child != NIL:
         T[child, T_PARENT] = p
-    if p == NIL:
-        C[ROOT] = child
-    elif T[p, T_LEFT] == x:
-        T[p, T_LEFT] = child
-    else:
-        T[p, T_RIGHT] = child
     T[x, T_LEFT] = C[TREE_FREE]
     C[TREE_FREE] = x
     C[FREE_BLOCKS] -= 1
-    _t_refresh_up(T, p)
+    if p == NIL:
+        C[ROOT] = child
+        return
+    side = 0 if T[p, T_LEFT] == x else 1
+    T[p, T_LEFT + side] = child
+    m = _t_max(T, child)
+    if T[p, T_LMAX + side] != m:
+        T[p, T_LMAX + side] = m
+        _t_update_up(T, p)
 
 
 @njit(**NJIT_INLINE_OPTIONS)
 def _t_lowest_fit(C, T, length):
     """The lowest-address block of at least ``length`` pages, or NIL (one root-to-node descent)."""
     x = C[ROOT]
-    if x == NIL or T[x, T_MAX] < length:
+    if _t_max(T, x) < length:
         return NIL
     while True:
-        left = T[x, T_LEFT]
-        if left != NIL and T[left, T_MAX] >= length:
-            x = left
+        if T[x, T_LMAX] >= length:
+            x = T[x, T_LEFT]
         elif T[x, T_LEN] >= length:
             return x
         else:
@@ -383,14 +384,14 @@ def free_range(C, T, start, end):
         length = T[succ, T_START] + T[succ, T_LEN] - T[pred, T_START]
         _t_delete(C, T, succ)
         T[pred, T_LEN] = length
-        _t_grow_up(T, pred, length)
+        _t_update_up(T, pred)
     elif join_left:
         T[pred, T_LEN] += end - start
-        _t_grow_up(T, pred, T[pred, T_LEN])
+        _t_update_up(T, pred)
     elif join_right:
         T[succ, T_LEN] += end - start
         T[succ, T_START] = start
-        _t_grow_up(T, succ, T[succ, T_LEN])
+        _t_update_up(T, succ)
     else:
         _t_insert_at(C, T, last, went_left, start, end - start)
     C[FREE_PAGES] += end - start
@@ -423,11 +424,11 @@ def _place(C, P, T, size, align):
         else:
             T[x, T_START] = end
             T[x, T_LEN] = be - end
-            _t_refresh_up(T, x)
+            _t_update_up(T, x)
             C[FIT_LEFT] += 1
     else:
         T[x, T_LEN] = off - bs
-        _t_refresh_up(T, x)
+        _t_update_up(T, x)
         if end == be:
             C[FIT_RIGHT] += 1
         else:
@@ -556,23 +557,25 @@ def _pool_accepts(P, length):
 # Decay, purge, drain, shrink.
 
 
+@njit(**NJIT_INLINE_OPTIONS)
+def _decay_count(P, decay, length, full):
+    """How many VAs ``decay_va_pool_node`` takes from the head of a pool of ``length`` VAs."""
+    if full:
+        return length
+    n = np.int64(length * decay)
+    if n == 0 and P[P_KEEP_SMALL] == 0:
+        return length  # 6.9-6.15: the counter wraps and the whole pool drains
+    return n
+
+
 @njit(**NJIT_NO_NRT_OPTIONS)
 def _decay_node(C, P, decay, S, T, PL, node, full):
-    """``decay_va_pool_node``: return VAs from the head of each pool of ``node`` to free space."""
+    """``decay_va_pool_node``: return VAs from the head of each pool of ``node`` to free space one by
+    one (the contention engine's decay step; the purge here batches them, see :func:`_decay_into`)."""
     released = 0
     for k in range(POOL_CLASSES):
         pi = node * POOL_CLASSES + k
-        length = PL[pi, PL_LEN]
-        if length == 0:
-            continue
-        if full:
-            n = length
-        else:
-            n = np.int64(length * decay)
-            if n == 0:
-                if P[P_KEEP_SMALL] == 1:
-                    continue
-                n = length  # 6.9-6.15: the counter wraps and the whole pool drains
+        n = _decay_count(P, decay, PL[pi, PL_LEN], full)
         for _ in range(n):
             _slot_to_free_space(C, T, S, _pool_pop_head(C, S, PL, pi))
         released += n
@@ -581,14 +584,32 @@ def _decay_node(C, P, decay, S, T, PL, node, full):
 
 
 @njit(**NJIT_NO_NRT_OPTIONS)
-def _sort_by_start(W, n):
-    """Sort ``W[0, :n]`` (starts) ascending in place, carrying ``W[1, :n]`` along; no allocation.
+def _decay_into(C, P, decay, S, PL, W, node, full, n):
+    """:func:`_decay_node` that puts the decayed ranges in the batch ``W[5:7, n:]``; returns the new n."""
+    released = 0
+    for k in range(POOL_CLASSES):
+        pi = node * POOL_CLASSES + k
+        m = _decay_count(P, decay, PL[pi, PL_LEN], full)
+        for _ in range(m):
+            s = _pool_pop_head(C, S, PL, pi)
+            W[5, n] = S[s, S_START]
+            W[6, n] = S[s, S_START] + S[s, S_SIZE]
+            n += 1
+            _slot_release(C, S, s)
+        released += m
+    C[DECAYED] += released
+    return n
 
-    Insertion sort for short lists, else an LSD radix sort of 11-bit digits over the starts' range,
+
+@njit(**NJIT_NO_NRT_OPTIONS)
+def _sort_by_start(W, row, n):
+    """Sort ``W[row, :n]`` ascending in place, carrying ``W[row + 1, :n]`` along; no allocation.
+
+    Insertion sort for short lists, else an LSD radix sort of 11-bit digits over the keys' range,
     using rows 2-3 as the second buffer and row 4 for the digit counts.
     """
-    keys = W[0]
-    vals = W[1]
+    keys = W[row]
+    vals = W[row + 1]
     if n < 48:
         for i in range(1, n):
             k = keys[i]
@@ -607,10 +628,10 @@ def _sort_by_start(W, n):
         lo = min(lo, keys[i])
         hi = max(hi, keys[i])
     count = W[4]
-    src = 0
+    src = row
     shift = 0
     while (hi - lo) >> shift:
-        dst = 2 - src
+        dst = 2 if src != 2 else row
         for d in range(RADIX + 1):
             count[d] = 0
         for i in range(n):
@@ -625,19 +646,36 @@ def _sort_by_start(W, n):
             W[dst + 1, j] = W[src + 1, i]
         src = dst
         shift += RADIX_BITS
-    if src:
+    if src != row:
         for i in range(n):
             keys[i] = W[2, i]
             vals[i] = W[3, i]
 
 
 @njit(**NJIT_NO_NRT_OPTIONS)
-def _purge_node(C, P, S, T, PL, LZ, W, node, refill):
-    """``purge_vmap_node``: every lazy VA of ``node`` to its pools or free space, in address order.
+def _free_batch(C, T, W, n):
+    """Return the ranges ``W[5, :n]``..``W[6, :n]`` to free space in address order, adjacent ones as one.
 
-    Runs of adjacent VAs that go to free space are returned as one range (the same free space as
-    returning them one by one). ``W`` is scratch space (see :func:`_sort_by_start`).
+    Free space ends up the same as returning them one by one in any order; sorted returns touch
+    neighbouring tree paths, and coalesced runs save descents.
     """
+    _sort_by_start(W, 5, n)
+    run_start = NIL
+    run_end = NIL
+    for i in range(n):
+        if W[5, i] != run_end:
+            if run_start != NIL:
+                free_range(C, T, run_start, run_end)
+            run_start = W[5, i]
+        run_end = W[6, i]
+    if run_start != NIL:
+        free_range(C, T, run_start, run_end)
+
+
+@njit(**NJIT_NO_NRT_OPTIONS)
+def _purge_node(C, P, S, PL, LZ, W, node, refill, n):
+    """``purge_vmap_node``: every lazy VA of ``node``, in address order, to a pool of the node (when
+    ``refill`` allows) or to the free-space batch ``W[5:7, n:]``; returns the new n."""
     count = LZ[node, LZ_COUNT]
     s = LZ[node, LZ_HEAD]
     LZ[node, LZ_HEAD] = NIL
@@ -646,9 +684,8 @@ def _purge_node(C, P, S, T, PL, LZ, W, node, refill):
         W[0, i] = S[s, S_START]
         W[1, i] = s
         s = S[s, S_NEXT]
-    _sort_by_start(W, count)
-    run_start = NIL
-    run_end = NIL
+    if refill:
+        _sort_by_start(W, 0, count)  # pools are filled in address order
     for i in range(count):
         s = W[1, i]
         size = S[s, S_SIZE]
@@ -659,15 +696,11 @@ def _purge_node(C, P, S, T, PL, LZ, W, node, refill):
             if _pool_accepts(P, PL[pi, PL_LEN]):
                 _pool_push_head(C, S, PL, pi, s)
                 continue
-        start = S[s, S_START]
-        if start != run_end:
-            if run_start != NIL:
-                free_range(C, T, run_start, run_end)
-            run_start = start
-        run_end = start + size
+        W[5, n] = S[s, S_START]
+        W[6, n] = S[s, S_START] + size
+        n += 1
         _slot_release(C, S, s)
-    if run_start != NIL:
-        free_range(C, T, run_start, run_end)
+    return n
 
 
 @njit(**NJIT_NO_NRT_OPTIONS)
@@ -675,27 +708,29 @@ def _purge(C, P, decay, S, T, PL, LZ, W, full):
     """``__purge_vmap_area_lazy``: decay pools (nodes design), then purge every node's lazy list.
 
     ``full`` is the full pool decay of the allocation-failure purge: pools are emptied and purged
-    VAs skip them. With one node there are no tags, so nothing ever enters a pool.
+    VAs skip them. With one node there are no tags, so nothing ever enters a pool. Everything bound
+    for free space is returned in one batch at the end (nothing allocates in between).
     """
     nr = P[P_NR_NODES]
+    n = 0
     if P[P_NODES_DESIGN] == 1:
         for node in range(nr):
-            _decay_node(C, P, decay, S, T, PL, node, full)
+            n = _decay_into(C, P, decay, S, PL, W, node, full, n)
     marked = 0
     for node in range(nr):
         if LZ[node, LZ_COUNT] > 0:
             marked += 1
-    if marked == 0:
-        return
-    C[TLB_FLUSHES] += 1
-    lazy_max = P[P_LAZY_MAX]
-    helpers = C[LAZY_PAGES] // lazy_max if lazy_max > 0 else marked
-    C[PURGE_HELPERS] += min(max(helpers, 1), marked) - 1
-    refill = (not full) and nr > 1
-    for node in range(nr):
-        if LZ[node, LZ_COUNT] > 0:
-            _purge_node(C, P, S, T, PL, LZ, W, node, refill)
-    C[PURGES] += 1
+    if marked > 0:
+        C[TLB_FLUSHES] += 1
+        lazy_max = P[P_LAZY_MAX]
+        helpers = C[LAZY_PAGES] // lazy_max if lazy_max > 0 else marked
+        C[PURGE_HELPERS] += min(max(helpers, 1), marked) - 1
+        refill = (not full) and nr > 1
+        for node in range(nr):
+            if LZ[node, LZ_COUNT] > 0:
+                n = _purge_node(C, P, S, PL, LZ, W, node, refill, n)
+        C[PURGES] += 1
+    _free_batch(C, T, W, n)
 
 
 @njit(**NJIT_NO_NRT_OPTIONS)
@@ -711,13 +746,14 @@ def drain(C, P, decay, S, T, PL, LZ, W):
 
 
 @njit(**NJIT_NO_NRT_OPTIONS)
-def shrink(C, P, decay, S, T, PL):
+def shrink(C, P, decay, S, T, PL, W):
     """The "vmap-node" shrinker's scan: full decay of every node; returns the VAs released."""
-    released = 0
+    n = 0
     if P[P_NODES_DESIGN] == 1:
         for node in range(P[P_NR_NODES]):
-            released += _decay_node(C, P, decay, S, T, PL, node, True)
-    return released
+            n = _decay_into(C, P, decay, S, PL, W, node, True, n)
+    _free_batch(C, T, W, n)
+    return n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -896,7 +932,7 @@ def run_ops(C, P, decay, S, T, PL, LZ, W, H, TOP, MID, LOW, ops, out, row_slot, 
         elif op == 2:
             drain(C, P, decay, S, T, PL, LZ, W)
         elif op == 3:
-            shrink(C, P, decay, S, T, PL)
+            shrink(C, P, decay, S, T, PL, W)
         else:
             return ERR_BAD_OP, r
     return OK, n
@@ -960,11 +996,7 @@ def check_tree(C, T):
         if T[x, T_LEN] < 1 or T[x, T_START] <= prev_end:
             return 2
         prev_end = T[x, T_START] + T[x, T_LEN]
-        m = T[x, T_LEN]
-        for c in (T[x, T_LEFT], T[x, T_RIGHT]):
-            if c != NIL and T[c, T_MAX] > m:
-                m = T[c, T_MAX]
-        if m != T[x, T_MAX]:
+        if T[x, T_LMAX] != _t_max(T, T[x, T_LEFT]) or T[x, T_RMAX] != _t_max(T, T[x, T_RIGHT]):
             return 3
         x = T[x, T_RIGHT]
     if seen != C[FREE_BLOCKS]:

@@ -109,7 +109,7 @@ class NumbaEngine:
         self._C = np.zeros(K.N_COUNTERS, np.int64)
         self._S = _rows(1024, K.SLOT_COLUMNS, 0)
         self._T = _rows(1024 + 2, K.TREE_COLUMNS, 0)
-        self._W = np.zeros((5, 1024 + K.RADIX), np.int64)
+        self._W = np.zeros((7, 1024 + K.RADIX), np.int64)
         pools = np.zeros((config.nr_nodes * POOL_CLASSES, 3), np.int64)
         pools[:, K.PL_HEAD] = K.NIL
         pools[:, K.PL_TAIL] = K.NIL
@@ -131,7 +131,7 @@ class NumbaEngine:
             n = 2 * self._S.shape[0]
             self._S = _grown(self._S, n, 0)
             self._T = _grown(self._T, n + 2, 0)
-            self._W = np.zeros((5, n + K.RADIX), np.int64)
+            self._W = np.zeros((7, n + K.RADIX), np.int64)
         elif status == K.NEED_HASH:  # a stale table (after run) is rebuilt by the kernel, not rehashed
             table = np.full((2 * self._H.shape[0], 2), K.NIL, np.int64)
             if self._C[K.HASH_VALID]:
@@ -190,7 +190,7 @@ class NumbaEngine:
 
     def shrink(self) -> int:
         """The shrinker's scan: full pool decay of every node; returns the VAs released."""
-        return int(K.shrink(self._C, self._P, self._decay, self._S, self._T, self._PL))
+        return int(K.shrink(*self._state_args()[:6], self._W))
 
     def run(self, ops: np.ndarray) -> np.ndarray:
         """Execute rows ``(op, a, b, cpu)`` (see docs/allocator-model.md) in one jitted call.
