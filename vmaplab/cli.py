@@ -75,14 +75,12 @@ def plot(
     published: str | None = typer.Option(None, "--published", help="Citation of published input, e.g. 'Rezki, linux-mm, 22 Feb 2024'."),
     fields: list[str] | None = typer.Option(None, "--field", help="meminfo/vmstat field of snapshot_series; repeat for several."),
 ) -> None:
-    from .figures import FIGURES, PlotOptions, draw
+    from .figures import PlotOptions, draw
 
-    if name not in FIGURES:
-        raise typer.BadParameter(f"no figure {name!r}; known: {', '.join(FIGURES)}", param_hint="NAME")
     target = out or Path(f"{name}.png")
-    if target.suffix.lower() not in (".png", ".svg"):
-        raise typer.BadParameter(f"{target}: write a .png or .svg file", param_hint="--out")
     try:
+        if target.suffix.lower() not in (".png", ".svg"):
+            raise ValueError(f"{target}: write a .png or .svg file")
         figure = draw(name, sources, PlotOptions(unit=unit, published=published, fields=tuple(fields or ())))
     except (ValueError, FileNotFoundError) as exc:  # vmaplab.ParseError is a ValueError
         typer.echo(f"vmaplab plot: {exc}", err=True)

@@ -398,12 +398,12 @@ def trace_footprint(trace: pd.DataFrame, *, footprint: pd.DataFrame | None = Non
 
 
 def _clusters(start: np.ndarray, end: np.ndarray, gap: int) -> list[np.ndarray]:
-    """Row indices of ``[start, end)`` ranges grouped into address clusters, lowest first: a new
+    """Row indices (ascending) of ``[start, end)`` ranges grouped into address clusters, lowest first: a new
     cluster begins where the next range starts more than ``gap`` bytes past every earlier end."""
     order = np.argsort(start, kind="stable")
     s, reach = start[order], np.maximum.accumulate(end[order])
     apart = np.where(s[1:] > reach[:-1], s[1:] - reach[:-1], np.uint64(0)) > np.uint64(gap)
-    return np.split(order, np.flatnonzero(apart) + 1)
+    return [np.sort(g) for g in np.split(order, np.flatnonzero(apart) + 1)]
 
 
 def _offsets(start: np.ndarray) -> tuple[int, np.ndarray]:
