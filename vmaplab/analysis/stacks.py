@@ -40,10 +40,13 @@ _A = re.ASCII
 _HEADER = re.compile(r"(\S.+?)\s+(\d+)/*(\d+)*\s+", _A)
 _PERIOD_EVENT = re.compile(r":\s*(\d+)*\s+(\S+):\s*\Z", _A)
 _FRAME = re.compile(r"\s*(\w+)\s*(.+) \((.*)\)", _A)
-# The usual header, "<comm> <pid>[/<tid>] [[<cpu>]] <secs>: [<period>] <event>: ", with a one-word comm
-# of two characters or more: on such a line the two regexes above give comm, pid, tid, period and
-# event exactly as these groups do, so the fast path reads them with one match.
-_USUAL_HEADER = re.compile(r"(\S\S+) +(\d+)(?:/(\d+))? +(?:\[\d+\] +)?\d+\.\d+: +(?:(\d+) +)?(\S+): *\Z", _A)
+# A sample with the usual header, "<comm> <pid>[/<tid>] [[<cpu>]] <secs>: [<period>] <event>: " with a
+# one-word comm of two characters or more, then its lines up to the blank line. On such a header the
+# two regexes above give comm, pid, tid, period and event exactly as these groups do, so the fast path
+# reads a whole sample with one match; the last group is its lines, each with its newline.
+_USUAL_SAMPLE = re.compile(
+    r"(\S\S+) +(\d+)(?:/(\d+))? +(?:\[\d+\] +)?\d+\.\d+: +(?:(\d+) +)?(\S+): *\n((?:[^\n]+\n)*)\n", _A
+)
 _OFFSET = re.compile(r"\+0x[\da-f]+\Z", _A)
 _DIRS = re.compile(r".*/", _A)
 _GO_METHOD = re.compile(r"\.\(.*\)\.", _A)
@@ -201,6 +204,8 @@ class _Collapser:
             return hit
         seen = self.java_lines if java else self.lines_seen
         lines = body.split("\n") if body else []
+        if body.endswith("\n"):  # the fast path's bodies keep each line's newline
+            lines.pop()
         parts = list(map(seen.get, lines))  # one C loop; None where a line is new
         if None in parts:
             if len(seen) >= _MAX_LINES:
@@ -376,55 +381,49 @@ def _blocks(machine: _Collapser, region: str, lineno: int, open_block: bool) -> 
     """Feed the blocks of ``region`` (each followed by a blank line), whose first line is line
     ``lineno``; return the number of the line after region's closing blank line.
 
-    The loop is :meth:`_Collapser.block` written out for speed: a block whose header is a usual one
-    (:data:`_USUAL_HEADER`) and whose lines are all frames is counted here, any other goes there."""
-    blocks = region.split("\n\n")
-    offset = 0
+    The loop is :meth:`_Collapser.block` written out for speed: a sample with a usual header
+    (:data:`_USUAL_SAMPLE`) and only frame lines is counted here, any other block goes there."""
+    text = region + "\n\n"
+    pos, size = 0, len(text)
     if open_block:
-        machine.lines(blocks[0], lineno)
-        offset = len(blocks[0]) + 2
-        blocks = blocks[1:]
+        end = text.find("\n\n")
+        machine.lines(text[:end], lineno)
+        pos = end + 2
     counts, bodies, java_bodies = machine.counts, machine.bodies, machine.java_bodies
-    usual = _USUAL_HEADER.match
+    sample = _USUAL_SAMPLE.match
     renamed = machine.opt.tid or machine.opt.pid
     with_tid = machine.opt.tid
-    for block in blocks:
-        start = offset
-        offset += len(block) + 2
-        if block[:1] == "\n":
-            stripped = block.lstrip("\n")
-            start += len(block) - len(stripped)
-            block = stripped
-            if not block:
-                continue
-        newline = block.find("\n")
-        if newline < 0:
-            header, body = block, ""
-        else:
-            header, body = block[:newline], block[newline + 1 :]
-        m = usual(header)
-        if m is None:
-            machine.block(block, region, start, lineno)
+    while pos < size:
+        if text[pos] == "\n":  # one more blank line
+            pos += 1
             continue
-        comm, pid, tid, period, event = m.groups()
-        if event != machine.event_filter:
-            if machine.event_filter:
-                machine.block(block, region, start, lineno)  # filtered out (and checked) there
-                continue
-            machine.event_filter = event
+        m = sample(text, pos)
+        if m is None:
+            end = text.find("\n\n", pos)
+            machine.block(text[pos:end], text, pos, lineno)
+            pos = end + 2
+            continue
+        comm, pid, tid, period, event, body = m.groups()
+        if event != machine.event_filter and machine.event_filter:
+            machine.block(text[pos : m.end() - 2], text, pos, lineno)  # filtered out (and checked) there
+            pos = m.end()
+            continue
+        java = comm.startswith("java")
+        frames = (java_bodies if java else bodies).get(body)
+        if frames is None:
+            frames = machine._body(body, java)
+        if frames == _COMPLEX:
+            machine.block(text[pos : m.end() - 2], text, pos, lineno)
+            pos = m.end()
+            continue
+        machine.event_filter = event
+        pos = m.end()
         if renamed:
             if tid is None or tid == "0":
                 tid, pid = pid, "?"
             name = f"{comm}-{pid}/{tid}" if with_tid else f"{comm}-{pid}"
         else:
             name = comm
-        if comm.startswith("java"):
-            frames = java_bodies.get(body) or machine._body(body, True)
-        else:
-            frames = bodies.get(body) or machine._body(body, False)
-        if frames == _COMPLEX:
-            machine.block(block, region, start, lineno)
-            continue
         key = (name, frames)
         counts[key] = counts.get(key, 0) + (int(period) if period and period != "0" else 1)
     return lineno + region.count("\n") + 2
