@@ -397,7 +397,7 @@ def _blocks(machine: _Collapser, region: str, lineno: int, open_block: bool) -> 
         if text[pos] == "\n":  # one more blank line
             pos += 1
             continue
-        m = sample(text, pos)
+        m = sample(text, pos) if text[pos] != "#" else None  # comment lines go the slow way
         if m is None:
             end = text.find("\n\n", pos)
             machine.block(text[pos:end], text, pos, lineno)
