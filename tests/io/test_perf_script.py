@@ -136,8 +136,15 @@ def test_iter_samples_streams_the_same_rows(monkeypatch):
     chunks = list(iter_samples(CHURN, chunksize=50))
     assert len(chunks) > 10 and all(c.attrs["format"] == "perf_script" for c in chunks)
     assert pd.concat(chunks, ignore_index=True).equals(whole)
-    monkeypatch.setattr(perf_script, "_CHUNK_LINES", 100)
+    assert all(len(c) <= 50 for c in chunks)
+    monkeypatch.setattr(perf_script, "_PIECE_SAMPLES", 7)
     assert read_perf_script(CHURN).equals(whole)
+    # without blank lines (one line per sample), pieces are cut before a header line
+    lines = [ln for ln in Paste.read(FLAMEGRAPH / "perf-funcab-cmd-01.txt").lines if ln.startswith("func_ab")]
+    text = "\n".join(ln.rstrip() + " 400577 func_b (/root/lang/func_ab)" for ln in lines) + "\n"
+    one_by_one = list(iter_samples(io.StringIO(text), chunksize=3))
+    assert len(one_by_one) > 5 and sum(map(len, one_by_one)) == len(lines) == 169
+    assert (pd.concat(one_by_one)["stack"] == "func_b").all()
 
 
 def test_paste_with_prompts_prose_and_two_listings():

@@ -30,14 +30,14 @@ import pyarrow.compute as pc
 from ..errors import ParseError
 from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finish, open_text
 
-__all__ = ["read_perf_script", "iter_samples", "sniff", "HEADER", "FRAME"]
+__all__ = ["read_perf_script", "iter_samples", "sniff"]
 
-HEADER = (
+_HEADER = (
     r"^\s*(?P<comm>\S.*?)\s+(?:(?P<pid>-?\d{1,10})/)?(?P<tid>-?\d{1,10})\s+(?:\[(?P<cpu>\d{1,6})\]\s+)?"
     r"(?:(?P<time>\d{1,12}\.\d{1,9}):\s+)?(?:(?P<period>\d{1,19})\s+)?"
     r"(?P<event>[^\s:\d][^\s]*?):(?:\s+(?P<rest>\S.*?))?\s*$"
 )
-FRAME = (
+_FRAME = (
     r"^\s*(?P<ip>[0-9a-fA-F]{1,16})(?:\s+(?P<sym>\S.*?))??(?:\+0x(?P<off>[0-9a-fA-F]+))?"
     r"\s+\((?P<dso>[^()]*(?:\s\(deleted\))?)\)\s*$"
 )
@@ -50,7 +50,7 @@ _SNIFF_FRAME = r"^\s*[0-9a-fA-F]{1,16}\s+\S.*\)\s*$"
 _EXPECTED = "a perf script sample header '<comm> <tid> [<cpu>] <time>: <period> <event>:'"
 _EXPECTED_FRAME = "a call-chain frame '<ip> <symbol> (<dso>)' or a blank line after the sample"
 _EXPECTED_HEADER_FIRST = "a sample header line before this call-chain frame"
-_CHUNK_LINES = 200_000
+_PIECE_SAMPLES = 50_000  # samples per piece parsed at once by read_perf_script
 
 _COLUMNS = {
     "block": "int64",
@@ -117,18 +117,18 @@ def read_perf_script(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
         errors = LineErrors(name, on_bad_lines)
         blocks = _Blocks()
         frames, skipped = [], 0
-        for start, paste in _pieces(stream, name, _CHUNK_LINES):
+        for start, paste in _pieces(stream, name, _PIECE_SAMPLES):
             df, n_skipped = _parse_perf_script(paste, errors, start)
             frames.append(blocks.renumber(df))
             skipped += n_skipped
     if blocks.first_text is None or (not blocks.samples and not errors.items):
         _nothing(name, blocks)
-    df = pd.concat(frames, ignore_index=True) if frames else _empty()
+    df = pd.concat(frames, ignore_index=True)
     return finish(df.astype(_COLUMNS), "perf_script", Paste(name, []), errors, skipped=skipped)
 
 
 def iter_samples(src: Source, *, chunksize: int = 100_000, on_bad_lines: OnBadLines = "error") -> Iterator[pd.DataFrame]:
-    """Stream ``perf script`` output as frames of about ``chunksize`` samples or fewer.
+    """Stream ``perf script`` output as frames of at most about ``chunksize`` samples.
 
     The columns are those of :func:`read_perf_script`, ``block`` numbering continues across frames, and
     each frame's ``attrs`` (``format``, ``source``, ``skipped_lines``, ``bad_lines``) cover its own lines.
@@ -137,7 +137,7 @@ def iter_samples(src: Source, *, chunksize: int = 100_000, on_bad_lines: OnBadLi
     """
     with open_text(src) as (stream, name):
         blocks = _Blocks()
-        for start, paste in _pieces(stream, name, max(1, chunksize) * 8):
+        for start, paste in _pieces(stream, name, max(1, chunksize)):
             errors = LineErrors(name, on_bad_lines)
             df, skipped = _parse_perf_script(paste, errors, start)
             df = blocks.renumber(df)
@@ -152,17 +152,23 @@ def _nothing(name: str, blocks: "_Blocks") -> None:
     raise ParseError(name, at, _EXPECTED, text)
 
 
-def _pieces(stream, name: str, chunk_lines: int) -> Iterator[tuple[int, Paste]]:
-    """(number of its first line, cleaned piece) for pieces of about ``chunk_lines`` lines, each cut
-    after a blank line so that no sample is split."""
+def _pieces(stream, name: str, samples: int) -> Iterator[tuple[int, Paste]]:
+    """(number of its first line, cleaned piece) for pieces of the text, each cut after ``samples``
+    blank lines (a sample ends at one), or, in text without blank lines (samples without call
+    chains), before an unindented line once ``8 * samples`` lines are waiting."""
     buffer: list[str] = []
     start = 1
+    blanks = 0
     for raw in stream:
-        buffer.append(raw)
-        if len(buffer) >= chunk_lines and not raw.strip():
+        if len(buffer) >= 8 * samples and raw[:1] not in (" ", "\t", "\n", "\r"):
             yield start, Paste.from_stream(io.StringIO("".join(buffer)), name)
-            start += len(buffer)
-            buffer = []
+            start, buffer, blanks = start + len(buffer), [], 0
+        buffer.append(raw)
+        if not raw.strip():
+            blanks += 1
+            if blanks >= samples:
+                yield start, Paste.from_stream(io.StringIO("".join(buffer)), name)
+                start, buffer, blanks = start + len(buffer), [], 0
     if buffer:
         yield start, Paste.from_stream(io.StringIO("".join(buffer)), name)
 
@@ -193,10 +199,6 @@ class _Blocks:
         return df
 
 
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in _COLUMNS.items()})
-
-
 def _parse_perf_script(paste: Paste, errors: LineErrors, start: int) -> tuple[pd.DataFrame, int]:
     """Samples of one piece whose first line is line ``start`` of the source; also the number of
     skipped (prose, comment, prompt) lines. ``df.attrs["_piece"]`` tells :class:`_Blocks` about prose
@@ -206,8 +208,8 @@ def _parse_perf_script(paste: Paste, errors: LineErrors, start: int) -> tuple[pd
     blank = _match(arr, r"^\s*$")
     comment = _match(arr, r"^\s*#")
     prompt = np.isin(lineno, list(paste.prompts))
-    is_head = _match(arr, HEADER) & ~comment & ~prompt
-    is_frame = _match(arr, FRAME) & ~is_head & ~comment & ~prompt
+    is_head = _match(arr, _HEADER) & ~comment & ~prompt
+    is_frame = _match(arr, _FRAME) & ~is_head & ~comment & ~prompt
 
     other = ~is_head & ~is_frame & ~blank & ~comment & ~prompt
     # a damaged frame: indented like a frame, or an address and a parenthesis (unindented frames)
@@ -229,16 +231,16 @@ def _parse_perf_script(paste: Paste, errors: LineErrors, start: int) -> tuple[pd
     prose = other & ~bad_frame & ~bad_head
     separators = lineno[prose | comment | prompt]
 
-    heads = pc.extract_regex(arr.filter(pa.array(keep_head)), HEADER)
+    heads = pc.extract_regex(arr.filter(pa.array(keep_head)), _HEADER)
     ids = sample[keep_head]
     rest = heads.field("rest")
-    inline = pc.extract_regex(rest, FRAME)
+    inline = pc.extract_regex(rest, _FRAME)
     has_inline = _valid(inline)
     # the frames of each kept sample: its call-chain lines, or the frame printed on its header line
     chain = is_frame & in_sample & np.isin(sample, ids)
     frames = pa.concat_tables(
         [
-            _frames(pc.extract_regex(arr.filter(pa.array(chain)), FRAME), sample[chain], lineno[chain]),
+            _frames(pc.extract_regex(arr.filter(pa.array(chain)), _FRAME), sample[chain], lineno[chain]),
             _frames(inline.filter(pa.array(has_inline)), ids[has_inline], lineno[keep_head][has_inline]),
         ]
     )
