@@ -329,10 +329,12 @@ def test_registry_draws_every_figure_from_files_and_bundles():
         "snapshot_series": [str(BUNDLE)],
     }
     assert set(sources) == set(FIGURES)
-    figs = {name: draw(name, src, PlotOptions(unit="m" if name == "free_used" else None)) for name, src in sources.items()}
+    figs = {name: draw(name, src, PlotOptions(unit="m" if name == "free_used" else None))
+            for name, src in sources.items()}  # fmt: skip
     assert line(figs["pagetable_growth"].axes[0], "measured").get_ydata().tolist() == list(PUBLISHED.values())
     growth_ax = figs["free_used"].axes[1]
-    assert [b.get_height() for c in growth_ax.containers for b in c] == [481 * MIB, 5805 * MIB, PUBLISHED[64], PUBLISHED[256]]
+    heights = [b.get_height() for c in growth_ax.containers for b in c]
+    assert heights == [481 * MIB, 5805 * MIB, PUBLISHED[64], PUBLISHED[256]]
     assert [t.get_text() for t in figs["profile_comparison"].axes[0].get_legend().get_texts()] == [
         "perf-report-6.7", "perf-report-vmap-nodes"]  # fmt: skip
     assert line(figs["trace_footprint"].axes[0], "PTE pages").get_ydata()[-1] > 0
@@ -376,7 +378,8 @@ def test_cli_plot(tmp_path):
 
 def test_cli_plot_errors(tmp_path):
     runner = CliRunner()
-    bad = runner.invoke(app, ["plot", "pagetable_growth", "--from", str(SEED / "perf-report-6.7.txt"), "--out", str(tmp_path / "x.png")])
+    report = str(SEED / "perf-report-6.7.txt")
+    bad = runner.invoke(app, ["plot", "pagetable_growth", "--from", report, "--out", str(tmp_path / "x.png")])
     assert bad.exit_code == 2 and "no thread count" in bad.output
     wrong = runner.invoke(app, ["plot", "vmalloc_map", "--from", str(TRACE), "--out", str(tmp_path / "x.pdf")])
     assert wrong.exit_code == 2 and ".png or .svg" in wrong.output

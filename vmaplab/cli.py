@@ -69,11 +69,19 @@ def _plot_help() -> str:
 @app.command(help=_plot_help())
 def plot(
     name: str = typer.Argument(..., help="Figure name (listed above)."),
-    sources: list[str] = typer.Option(..., "--from", help="Data file (N=FILE gives a run's thread count) or bundle folder; repeat for several."),
+    sources: list[str] = typer.Option(
+        ..., "--from", help="Data file (N=FILE gives a run's thread count) or bundle folder; repeat for several."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Image to write, .png or .svg (default: NAME.png)."),
-    unit: str | None = typer.Option(None, "--unit", help="Unit of bare free numbers (b, k, m, g) when no free command line states it."),
-    published: str | None = typer.Option(None, "--published", help="Citation of published input, e.g. 'Rezki, linux-mm, 22 Feb 2024'."),
-    fields: list[str] | None = typer.Option(None, "--field", help="meminfo/vmstat field of snapshot_series; repeat for several."),
+    unit: str | None = typer.Option(
+        None, "--unit", help="Unit of bare free numbers (b, k, m, g) when no free command line states it."
+    ),
+    published: str | None = typer.Option(
+        None, "--published", help="Citation of published input, e.g. 'Rezki, linux-mm, 22 Feb 2024'."
+    ),
+    fields: list[str] | None = typer.Option(
+        None, "--field", help="meminfo/vmstat field of snapshot_series; repeat for several."
+    ),
 ) -> None:
     from .figures import PlotOptions, draw
 

@@ -66,7 +66,9 @@ def _threads(source: str) -> tuple[int, Path]:
         return int(match.group(1) or match.group(2)), path
     if "before" in path.name.lower():
         return 0, path
-    raise ValueError(f"{source}: no thread count; give it as N=FILE or name the file ...-<N>threads.txt (or ...-before...)")
+    raise ValueError(
+        f"{source}: no thread count; give it as N=FILE or name the file ...-<N>threads.txt (or ...-before...)"
+    )
 
 
 def _format(path: Path) -> str:

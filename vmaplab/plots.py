@@ -133,7 +133,9 @@ def pagetable_growth(
     if not listings:
         raise ValueError("pagetable_growth needs at least one allocinfo listing")
     name, colour = _style(published, label)
-    points = sorted((int(n), *_pagetable_bytes(_one_listing(df, f"listing of {n} threads"))) for n, df in listings.items())
+    points = sorted(
+        (int(n), *_pagetable_bytes(_one_listing(df, f"listing of {n} threads"))) for n, df in listings.items()
+    )
     threads = np.array([p[0] for p in points])
     value = np.array([p[1] for p in points])
     exact = np.array([p[2] for p in points], dtype=bool)
@@ -220,7 +222,8 @@ def free_used(
     for n, v in zip(runs, y):
         ax.annotate(format_size(v), (n, v), textcoords="offset points", xytext=(6, 6), fontsize=8, color=colour)
     if baseline is not None:
-        ax.axhline(baseline, color=colour, linestyle="--", linewidth=1, label=f"used before the test ({format_size(baseline)})")
+        before = f"used before the test ({format_size(baseline)})"
+        ax.axhline(baseline, color=colour, linestyle="--", linewidth=1, label=before)
     _thread_ticks(ax, runs)
     ax.margins(x=0.08)
     ax.set_ylim(0, max(y + [baseline or 0]) * 1.12)
@@ -257,7 +260,7 @@ def profile_comparison(
     *,
     labels: tuple[str, str] = ("a", "b"),
     top: int = 25,
-    highlight: Sequence[str] = ("native_queued_spin_lock_slowpath",),
+    highlight: Sequence[str] = ("native_queued_spin_lock_slowpath", "__pv_queued_spin_lock_slowpath"),
     published: str | None = None,
     title: str | None = None,
 ) -> Figure:
@@ -274,6 +277,7 @@ def profile_comparison(
         Show the first ``top`` symbols of ``comparison``.
     highlight : sequence of str
         Symbols (suffix-folded, as in ``comparison``) to highlight: red label and a shaded row.
+        Default: the queued-spinlock slow path, native and paravirtualised (a guest's).
     published : str, optional
         Citation when both profiles are published tables: ``(published)`` in the legend and the
         citation under the axes.
@@ -306,7 +310,8 @@ def profile_comparison(
         for yi in y[marked]:
             ax.axhspan(yi - 0.5, yi + 0.5, color="red", alpha=0.08, zorder=0)
         ax.set_xlabel(f"{share} (% of samples)")
-        ax.set_xlim(0, max(100.0, float(np.nanmax(rows[[f'{share}_pct_a', f'{share}_pct_b']].astype(float)))) * 1.08)
+        largest = rows[[f"{share}_pct_a", f"{share}_pct_b"]].astype(float).fillna(0).to_numpy().max()
+        ax.set_xlim(0, max(float(largest), 0.01) * 1.12)
         ax.grid(axis="x", alpha=0.3)
         ax.set_title(f"{share} share")
     ax0 = axes[0]
@@ -384,7 +389,8 @@ def trace_footprint(trace: pd.DataFrame, *, footprint: pd.DataFrame | None = Non
         ax = axes[1]
         tf = frees["time"].to_numpy(dtype=float) - t0
         ax.plot(tf, frees["nr_lazy"].astype(float), drawstyle="steps-post", color="C1", label="nr_lazy (lazily freed)")
-        ax.plot(tf, frees["nr_lazy_max"].astype(float), color="black", linestyle="--", linewidth=1, label="nr_lazy_max (lazy_max_pages)")
+        ax.plot(tf, frees["nr_lazy_max"].astype(float), color="black", linestyle="--", linewidth=1,
+                label="nr_lazy_max (lazy_max_pages)")  # fmt: skip
         _purges(ax, trace, t0)
         ax.set_ylim(bottom=0)
         ax.set_ylabel("pages (4 KiB each)")
@@ -528,7 +534,8 @@ def vmallocinfo_map(info: pd.DataFrame, *, top: int = 10, gap: int = GIB, title:
     row = np.where(info["vm_map_ram"].to_numpy(), "vm_map_ram", row)
     row = np.where(info["unpurged"].to_numpy(), "unpurged vm_area (lazily freed)", row)
     order = [r for r in [*kept, other, "vm_map_ram", "unpurged vm_area (lazily freed)"] if (row == r).any()]
-    colours = {r: f"C{i % 10}" for i, r in enumerate(kept)} | {other: "0.3", "vm_map_ram": "C9", "unpurged vm_area (lazily freed)": "0.6"}
+    colours = {r: f"C{i % 10}" for i, r in enumerate(kept)}
+    colours |= {other: "0.3", "vm_map_ram": "C9", "unpurged vm_area (lazily freed)": "0.6"}
 
     groups = _clusters(start, end, gap)
     fig = Figure(figsize=(11, 1.5 + 0.45 * len(order)), layout="constrained")

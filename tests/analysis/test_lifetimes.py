@@ -47,7 +47,8 @@ def _frame(events) -> pd.DataFrame:
 def _reference(trace: pd.DataFrame) -> pd.DataFrame:
     """The obvious loop over events in time order (allocs, then frees, then purges at equal times)."""
     clock = "event_time" if "event_time" in trace.columns else "time"
-    rank = trace["event"].astype(str).map({"alloc_vmap_area": 0, "free_vmap_area_noflush": 1, "purge_vmap_area_lazy": 2})
+    order = {"alloc_vmap_area": 0, "free_vmap_area_noflush": 1, "purge_vmap_area_lazy": 2}
+    rank = trace["event"].astype(str).map(order)
     rows, open_ = [], {}
     for r in trace.assign(_rank=rank).sort_values([clock, "_rank"], kind="stable").itertuples():
         t = getattr(r, clock)
@@ -70,7 +71,8 @@ def _reference(trace: pd.DataFrame) -> pd.DataFrame:
                 if row["state"] == "lazily freed" and r.purge_start <= row["va_start"] < r.purge_end:
                     row.update(purge_time=t, state="purged")
     out = pd.DataFrame(rows, columns=COLUMNS).astype(
-        {"va_start": "UInt64", "size": "Int64", "alloc_time": float, "free_time": float, "purge_time": float, "state": "string"}
+        {"va_start": "UInt64", "size": "Int64", "alloc_time": float, "free_time": float, "purge_time": float,
+         "state": "string"}  # fmt: skip
     )
     return out.sort_values(["va_start", "alloc_time", "free_time"], ignore_index=True)
 
