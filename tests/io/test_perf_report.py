@@ -91,6 +91,16 @@ def test_sort_dso_sym_with_children():
     assert (both["self_pct"] == both["self_pct_d"]).all() and (both["children_pct"] == both["children_pct_d"]).all()
 
 
+def test_period_and_other_sort_keys():
+    df = read_perf_report(REAL / "perf-report-self-period-pid-sym.txt")
+    assert list(df.columns[-2:]) == ["period", "pid_command"]
+    assert df.dtypes["period"] == "Int64" and df.dtypes["pid_command"] == "string"
+    assert len(df) == 1643 and df["command"].isna().all() and df["shared_object"].isna().all()
+    # the periods add up to the report's event count
+    assert df["period"].sum() == df.attrs["event_count"] == 830_900_000
+    assert df.loc[0, ["self_pct", "period", "pid_command", "symbol"]].tolist() == [4.79, 39_800_000, "20327:churn", "_raw_spin_unlock_irqrestore"]
+
+
 def test_interactive_screen():
     stdio = read_perf_report(REAL / "perf-report-children.txt")
     tui = read_perf_report(REAL / "perf-report-tui-children.txt")
@@ -204,7 +214,7 @@ def test_mutated_report_keeps_every_well_formed_entry(data):
         read_perf_report(io.StringIO(text))
     except ParseError:
         pass
-    want = Counter(m.groups()[:1] + m.groups()[2:] for m in map(ENTRY.match, text.splitlines()) if m)
+    want = Counter((f"{float(m[1]):.2f}", *m.groups()[2:]) for m in map(ENTRY.match, text.splitlines()) if m)
     try:
         df = read_perf_report(io.StringIO(text), on_bad_lines="skip")
     except ParseError:

@@ -177,12 +177,16 @@ def _is_header(line: str) -> bool:
     return titled and any(_column(t)[1] == "pct" for t in titles)
 
 
-def _entry_regex(titles: list[str]) -> tuple[str, list[tuple[str, str]]]:
-    """The regex of an entry line under a header, and its (column, kind) list."""
+def _entry_regex(titles: list[str]) -> tuple[str, dict[str, str]]:
+    """The regex of an entry line under a header with these column titles, and its group -> kind."""
     cols = [_column(t) for t in titles]
     keys = [i for i, (_, kind) in enumerate(cols) if kind == "key"]
     parts = [_MARKER]
+    kinds: dict[str, str] = {}
     for i, (name, kind) in enumerate(cols):
+        if name in kinds:  # a title seen twice: later copies get their own group
+            name = f"{name}_{i}"
+        kinds[name] = kind
         sep = r"\s+" if i else ""
         if kind == "pct":
             parts.append(rf"{sep}(?P<{name}>\d{{1,3}}(?:\.\d+)?)%")
@@ -194,7 +198,7 @@ def _entry_regex(titles: list[str]) -> tuple[str, list[tuple[str, str]]]:
                 parts.append(sep + _MARK.replace(r"\S.*?", value))
             else:
                 parts.append(rf"{sep}(?P<{name}>{value})")
-    return "".join(parts) + r"\s*$", cols
+    return "".join(parts) + r"\s*$", kinds
 
 
 def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
@@ -213,11 +217,13 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     found = pd.DataFrame(index=idx)
     is_entry = np.zeros(n, dtype=bool)
     extra: list[str] = []
+    kinds: dict[str, str] = {}
     for h in np.unique(which):
         rows = (which == h) & ~header & ~blank & ~comment & ~prompt
         if not rows.any():
             continue
-        part = _entries(lines[rows], None if h < 0 else lines.iloc[h].lstrip("#"))
+        part, part_kinds = _entries(lines[rows], None if h < 0 else lines.iloc[h].lstrip("#"))
+        kinds.update(part_kinds)
         ok = part.notna().any(axis=1)
         part = part[ok]
         for col in part.columns:
@@ -237,24 +243,17 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         raise ParseError(paste.source, lineno, _EXPECTED, line)
 
     titles = lines.str.extract(_TITLE_SAMPLES)
-    event = titles["event"].where(titles["event"].notna()).ffill()
+    event = titles["event"].ffill()
     other = ~is_entry & ~graph & ~blank & ~lead
     rec = found[is_entry]
     df = pd.DataFrame(index=pd.RangeIndex(int(is_entry.sum())))
     df["block"] = assign_blocks(idx[is_entry].to_numpy(), idx[other].to_numpy())
     df["event"] = event[is_entry].to_numpy(dtype=object)
-    for col in ("children_pct", "self_pct", "samples"):
-        df[col] = rec[col].to_numpy(dtype=object) if col in rec else None
-    df["command"] = rec["command"].to_numpy(dtype=object) if "command" in rec else None
-    df["shared_object"] = rec["shared_object"].to_numpy(dtype=object) if "shared_object" in rec else None
-    df["symbol"] = rec["symbol"].to_numpy(dtype=object) if "symbol" in rec else None
-    df["symbol_kind"] = rec["symbol_kind"].to_numpy(dtype=object) if "symbol_kind" in rec else None
     dtypes = dict(_COLUMNS)
     for col in extra:
-        if col in ("keys", "p1", "p2"):
-            continue
-        df[col] = rec[col].to_numpy(dtype=object)
-        dtypes[col] = "Float64" if col.endswith("_pct") else "Int64" if col == "period" else "string"
+        dtypes[col] = {"pct": "Float64", "int": "Int64"}.get(kinds.get(col, "key"), "string")
+    for col in list(dtypes)[2:]:
+        df[col] = rec[col].to_numpy(dtype=object) if col in rec else None
     for col, dtype in dtypes.items():
         if dtype in ("Float64", "Int64"):
             df[col] = pd.to_numeric(pd.Series(df[col], dtype=object)).astype(dtype)
@@ -263,12 +262,12 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     return finish(df, "perf_report", paste, errors, skipped=int(other.sum()), **_title_attrs(lines, titles))
 
 
-def _entries(lines: pd.Series, header: str | None) -> pd.DataFrame:
-    """Fields of entry lines under ``header`` (None: a table without header); rows that are not
-    entries are all-NA."""
+def _entries(lines: pd.Series, header: str | None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Fields of entry lines under ``header`` (None: a table without header), rows that are not
+    entries all-NA; and the kind (pct, int, key) of each field the header names."""
     if header is not None:
-        regex, _ = _entry_regex(_split_header(header))
-        return lines.str.extract(regex)
+        regex, kinds = _entry_regex(_split_header(header))
+        return lines.str.extract(regex), kinds
     m = lines.str.extract(_HEADERLESS)
     keys = m["keys"].str.split()
     two = m["p2"].notna()
@@ -280,8 +279,7 @@ def _entries(lines: pd.Series, header: str | None) -> pd.DataFrame:
     out["shared_object"] = keys.map(lambda k: k[-1] if isinstance(k, list) and k else None)
     out["symbol"] = m["symbol"]
     out["symbol_kind"] = m["symbol_kind"]
-    out["keys"] = m["keys"]
-    return out
+    return out, {}
 
 
 def _title_attrs(lines: pd.Series, titles: pd.DataFrame) -> dict:
