@@ -338,14 +338,14 @@ def _event_clock(trace: pd.DataFrame) -> pd.DataFrame:
     return trace
 
 
-def _purges(ax: Axes, trace: pd.DataFrame, t0: float) -> int:
-    """Mark the trace's purge events as vertical lines; return how many."""
+def _purges(ax: Axes, trace: pd.DataFrame, t0: float) -> None:
+    """Mark the trace's purge events (seconds since ``t0``) as red dotted lines with their area counts."""
     purges = trace[trace["event"] == "purge_vmap_area_lazy"]
     for i, (t, n) in enumerate(zip(purges["time"], purges["num_purged"])):
-        ax.axvline(t - t0, color="red", linestyle=":", linewidth=1.2, label="purge_vmap_area_lazy" if i == 0 else None)
+        ax.axvline(t - t0, color="red", linestyle=":", linewidth=1.2, label=None if i else "purge_vmap_area_lazy")
         ax.annotate(f"{n} areas purged", (t - t0, 1), xycoords=("data", "axes fraction"), xytext=(-2, -2),
-                    textcoords="offset points", rotation=90, va="top", ha="right", fontsize=7, color="red")  # fmt: skip
-    return len(purges)
+                    textcoords="offset points", rotation=90, va="top", ha="right", fontsize=7,
+                    color="red")  # fmt: skip
 
 
 def trace_footprint(trace: pd.DataFrame, *, footprint: pd.DataFrame | None = None, title: str | None = None) -> Figure:
@@ -392,7 +392,6 @@ def trace_footprint(trace: pd.DataFrame, *, footprint: pd.DataFrame | None = Non
         ax.plot(tf, frees["nr_lazy_max"].astype(float), color="black", linestyle="--", linewidth=1,
                 label="nr_lazy_max (lazy_max_pages)")  # fmt: skip
         _purges(ax, trace, t0)
-        ax.set_ylim(bottom=0)
         ax.set_ylabel("pages (4 KiB each)")
         ax.grid(alpha=0.3)
         ax.set_ylim(0, float(frees[["nr_lazy", "nr_lazy_max"]].max().max()) * 1.3)
@@ -404,8 +403,8 @@ def trace_footprint(trace: pd.DataFrame, *, footprint: pd.DataFrame | None = Non
 
 
 def _clusters(start: np.ndarray, end: np.ndarray, gap: int) -> list[np.ndarray]:
-    """Row indices (ascending) of ``[start, end)`` ranges grouped into address clusters, lowest first: a new
-    cluster begins where the next range starts more than ``gap`` bytes past every earlier end."""
+    """Row indices (ascending) of ``[start, end)`` ranges grouped into address clusters, lowest first:
+    a new cluster begins where the next range starts more than ``gap`` bytes past every earlier end."""
     order = np.argsort(start, kind="stable")
     s, reach = start[order], np.maximum.accumulate(end[order])
     apart = np.where(s[1:] > reach[:-1], s[1:] - reach[:-1], np.uint64(0)) > np.uint64(gap)
