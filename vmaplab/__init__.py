@@ -34,6 +34,7 @@ _EXPORTS = {
     "diff": "vmaplab.analysis.diff",
     "compare_profiles": "vmaplab.analysis.profiles",
     "pagetable_footprint": "vmaplab.analysis.footprint",
+    "area_lifetimes": "vmaplab.analysis.lifetimes",
     "simulate": "vmaplab.sim.run",
     "Machine": "vmaplab.sim.machine",
     "ParseError": "vmaplab.errors",

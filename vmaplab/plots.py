@@ -23,7 +23,7 @@ from matplotlib.axis import Axis
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from .analysis.diff import _pagetable_rows
+from .analysis.diff import pagetable_rows
 from .analysis.footprint import pagetable_footprint
 from .analysis.lifetimes import area_lifetimes
 from .io.units import format_size
@@ -87,7 +87,7 @@ def _thread_ticks(ax: Axes, threads: Sequence[int]) -> None:
 def _pagetable_bytes(listing: pd.DataFrame) -> tuple[float, bool]:
     """Page-table bytes of an allocinfo listing and whether the value is exact; a listing that is an
     excerpt (no zero lines) and lacks the page-table tags gives its smallest size as an upper bound."""
-    old, new = _pagetable_rows(listing)
+    old, new = pagetable_rows(listing)
     rows = listing[old | new]
     if len(rows):
         return float(rows["size_bytes"].sum()), True

@@ -135,3 +135,15 @@ def test_matches_the_obvious_loop(events):
     fp = pagetable_footprint(_trace(rows))
     expected = _naive([r[0] for r in rows], [r[1] for r in rows], [not r[2] for r in rows])
     assert list(zip(fp["new_pte_pages"], fp["new_pmd_pages"])) == expected
+
+
+def test_a_bundle_frame_uses_the_trace_clock():
+    """read_bundle keeps the trace's own clock as event_time; the footprint follows it."""
+    import vmaplab as vl
+
+    root = Path(__file__).resolve().parents[2]
+    bundle = vl.read_bundle(root / "data/real/bundle-vm-2cpu-churn", formats=["vmalloc_trace"])["vmalloc_trace"]
+    fp = vl.pagetable_footprint(bundle)
+    assert fp["time"].is_monotonic_increasing
+    allocs = bundle[bundle["event"] == "alloc_vmap_area"]
+    assert fp["time"].iloc[0] == allocs["event_time"].min() and fp["time"].nunique() > 1

@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..io.units import format_size
 
-__all__ = ["diff", "format_diff", "PAGE_TABLES"]
+__all__ = ["diff", "format_diff", "pagetable_rows", "PAGE_TABLES"]
 
 PAGE_TABLES = "(page tables)"
 _BY = ("tag", "module", "file", "func")
@@ -187,7 +187,7 @@ def _allocinfo_keys(df: pd.DataFrame, by: str) -> pd.Series:
     return df["module"].fillna("(built-in)")
 
 
-def _pagetable_rows(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def pagetable_rows(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """Rows charged to the pre-merge page-table tag, and rows charged to its 6.10+ call sites."""
     func = df["func"].str.removesuffix("_noprof")
     old = (df["file"] == _PAGETABLE_OLD[0]) & (func == _PAGETABLE_OLD[1])
@@ -199,7 +199,7 @@ def _diff_allocinfo(b: pd.DataFrame, a: pd.DataFrame, by: str) -> tuple[pd.DataF
     if by not in _BY:
         raise ValueError(f"by must be one of {', '.join(_BY)}, not {by!r}")
     keys = [_allocinfo_keys(df, by) for df in (b, a)]
-    (b_old, b_new), (a_old, a_new) = _pagetable_rows(b), _pagetable_rows(a)
+    (b_old, b_new), (a_old, a_new) = pagetable_rows(b), pagetable_rows(a)
     fold = by != "module" and bool((b_old.any() and a_new.any()) or (b_new.any() and a_old.any()))
     if fold:
         keys = [k.where(~(old | new), PAGE_TABLES) for k, (old, new) in zip(keys, ((b_old, b_new), (a_old, a_new)))]

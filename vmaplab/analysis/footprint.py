@@ -76,11 +76,13 @@ def pagetable_footprint(
             trace = read_vmalloc_trace(trace)
         else:
             raise TypeError(f"expected a vmalloc trace DataFrame or a path, got {type(trace).__name__}")
-    missing = {"time", "event", "va_start", "size", "failed"} - set(trace.columns)
+    # a frame from read_bundle keeps the trace's own clock as event_time (time is the snapshot's)
+    clock = "event_time" if "event_time" in trace.columns else "time"
+    missing = {clock, "event", "va_start", "size", "failed"} - set(trace.columns)
     if missing:
         raise ValueError(f"not a vmalloc trace frame: missing columns {sorted(missing)}")
 
-    allocs = trace[trace["event"] == "alloc_vmap_area"].sort_values("time", kind="stable")
+    allocs = trace[trace["event"] == "alloc_vmap_area"].sort_values(clock, kind="stable")
     start_win, size_win = _window(allocs) if vmalloc_range is None else vmalloc_range
     va = allocs["va_start"].to_numpy(dtype=np.uint64, na_value=0)
     size = allocs["size"].to_numpy(dtype=np.int64, na_value=0)
@@ -101,7 +103,7 @@ def pagetable_footprint(
     pmd = np.cumsum(new_pmd)
     out = pd.DataFrame(
         {
-            "time": allocs["time"].to_numpy(dtype=np.float64),
+            "time": allocs[clock].to_numpy(dtype=np.float64),
             "va_start": allocs["va_start"].array,
             "size": allocs["size"].array,
             "new_pte_pages": new_pte,
