@@ -13,6 +13,8 @@ resumes exactly where it stopped after :class:`EngineState` grew that array. Tim
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from numba import njit
 
@@ -56,6 +58,26 @@ from vmaplab.sim._kernels import (
     TLB_FLUSHES,
 )
 from vmaplab.sim.params import POOL_CLASSES
+
+
+
+def _drop_stale_cache() -> None:
+    """Remove this module's numba cache when vmaplab/sim/_kernels.py is newer than it.
+
+    numba keys a cached function on its own source file only, but the engine compiles the kernels'
+    allocator code into itself: after a change of _kernels.py the cache would run old code on
+    arrays laid out by the new code.
+    """
+    kernels = Path(K.__file__).stat().st_mtime
+    for f in (Path(__file__).parent / "__pycache__").glob("engine.*.nb[ic]"):
+        try:
+            if f.stat().st_mtime < kernels:
+                f.unlink()
+        except FileNotFoundError:  # another process removed it first
+            pass
+
+
+_drop_stale_cache()
 
 # --- statuses returned by run_engine --------------------------------------------------------
 DONE = 0
