@@ -21,7 +21,7 @@ checked out from FlameGraph, e.g. ``git --git-dir=<FlameGraph clone> show HEAD:s
 
 Usage::
 
-    python bench/collapse_stacks.py --perl-script /tmp/FlameGraph/stackcollapse-perf.pl [--size-mb 100]
+    python bench/collapse_stacks.py --perl-script <FlameGraph checkout>/stackcollapse-perf.pl [--size-mb 100]
 """
 
 from __future__ import annotations
