@@ -118,7 +118,9 @@ def read_perf_lock(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.Dat
 
 
 def _regex(titles: list[str]) -> str | None:
-    """Regex of an entry under these column titles; None when a title is unknown."""
+    """Regex of an entry under these column titles; None when a title is unknown or repeated."""
+    if len(set(titles)) != len(titles):
+        return None
     parts = []
     for i, title in enumerate(titles):
         if title not in _TITLES:
