@@ -184,7 +184,7 @@ def _entry_regex(titles: list[str]) -> tuple[str, dict[str, str]]:
     parts = [_MARKER]
     kinds: dict[str, str] = {}
     for i, (name, kind) in enumerate(cols):
-        if name in kinds:  # a title seen twice: later copies get their own group
+        if name in kinds or name == "symbol_kind":  # a title seen twice (or named like the mark)
             name = f"{name}_{i}"
         kinds[name] = kind
         sep = r"\s+" if i else ""
