@@ -29,8 +29,7 @@ def test_default_table():
     assert df.dtypes.astype(str).to_dict() == {
         "block": "int64", "contended": "Int64", "total_wait_ns": "Float64", "max_wait_ns": "Float64",
         "min_wait_ns": "Float64", "avg_wait_ns": "Float64", "type": "string", "caller": "string",
-        "caller_offset": "Int64", "pid": "Int64", "comm": "string", "address": "UInt64", "symbol": "string",
-        "cgroup": "string", "stack": "string",
+        "caller_offset": "Int64", "pid": "Int64", "comm": "string", "stack": "string",
     }
     assert len(df) == 141 and (df["block"] == 0).all()
     top = df.iloc[0]

@@ -7,7 +7,7 @@ perf prints a header naming the columns, a blank line, then one line per lock ca
          15790    125.00 ms      1.64 ms      7.92 us        mutex   perf_try_init_event+0x3a
 
 Times are a number and a unit (``ns``, ``us``, ``ms``, ``s``). ``-t`` replaces ``type caller`` by
-``pid comm``, ``--lock-addr`` by ``address symbol``; ``-F`` chooses the time columns (``min wait`` too).
+``pid comm``; ``-F`` chooses the time columns (``min wait`` too).
 With ``-v`` each entry is followed by its call stack (``0x<addr>  <symbol>+0x<off>``, innermost
 first), and perf's own diagnostics surround the table; they are skipped. A table pasted without its
 header (or a line that does not fit its header) is read with the default layouts (``contended``,
@@ -28,7 +28,7 @@ __all__ = ["read_perf_lock", "sniff"]
 
 _NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 _TIME = r"\d{1,15}(?:\.\d+)?\s+[A-Za-z]{1,3}"
-# header title -> (column, kind); kind: int, time, text, hex
+# header title -> (column, kind); kind: int, time, text
 _TITLES = {
     "contended": ("contended", "int"),
     "total wait": ("total_wait_ns", "time"),
@@ -39,9 +39,6 @@ _TITLES = {
     "caller": ("caller", "text"),
     "pid": ("pid", "int"),
     "comm": ("comm", "text"),
-    "address": ("address", "hex"),
-    "symbol": ("symbol", "text"),
-    "cgroup": ("cgroup", "text"),
 }
 _HEADER = r"^\s*contended\s{2,}(?:total|max|min|avg) wait\b.*$"
 _ENTRY_LEAD = rf"^\s*\d+\s+{_TIME}\b"
@@ -62,9 +59,6 @@ _COLUMNS = {
     "caller_offset": "Int64",
     "pid": "Int64",
     "comm": "string",
-    "address": "UInt64",
-    "symbol": "string",
-    "cgroup": "string",
     "stack": "string",
 }
 _EXPECTED = "a perf lock contention entry '<contended> <total wait> <max wait> <avg wait> <type> <caller>'"
@@ -103,15 +97,14 @@ def read_perf_lock(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.Dat
     caller         string   calling function without its offset (``do_madvise``)
     caller_offset  Int64    the caller's ``+0x..`` offset, bytes
     pid, comm      Int64, string  the task of ``-t`` (perf prints exited tasks as ``:<pid>``)
-    address        UInt64   lock address of ``--lock-addr``
-    symbol         string   lock symbol of ``--lock-addr``
-    cgroup         string   cgroup of ``--lock-cgroup``
     stack          string   ``-v`` call stack, symbols with offsets joined by ``;``, outermost first
                             and innermost (the lock function) last; addresses without a symbol are
                             kept as ``0x...``
     =============  =======  ==================================================================
 
-    Columns a table does not have are <NA>. Times are perf's rounded values (two decimals).
+    Columns a table does not have are <NA>. Times are perf's rounded values (two decimals). Tables of
+    other layouts (``--lock-addr``'s ``address symbol``, ``--lock-cgroup``) are not read: their lines
+    are reported as bad lines.
     """
     paste = Paste.read(src)
     return _parse_perf_lock(paste, on_bad_lines)
@@ -130,9 +123,10 @@ def _regex(titles: list[str]) -> str | None:
         value = {
             "int": r"-?\d{1,18}",
             "time": rf"\d{{1,15}}(?:\.\d+)?\s+[A-Za-z]{{1,3}}",
-            "hex": r"(?:0x)?[0-9a-fA-F]{1,16}",
             "text": r"\S.*?" if last else r"\S+",
         }[kind]
+        if name == "type":  # spinlock, rwlock:W, rwsem:R, mutex, pcpu-sem:R ...: never an address
+            value = r"[A-Za-z][A-Za-z-]*(?::[RW])?"
         parts.append(rf"(?P<{name}>{value})")
     return r"^\s*" + r"\s+".join(parts) + r"\s*$"
 
@@ -207,14 +201,10 @@ def _parse_perf_lock(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     df["caller_offset"] = caller["off"].map(lambda h: int(h, 16) if isinstance(h, str) else None).to_numpy(dtype=object)
     df["pid"] = pd.to_numeric(rec["pid"]).to_numpy(dtype=object)
     df["comm"] = rec["comm"].to_numpy(dtype=object)
-    df["address"] = rec["address"].map(lambda h: int(h, 16) if isinstance(h, str) else None).to_numpy(dtype=object)
-    df["symbol"] = rec["symbol"].to_numpy(dtype=object)
-    df["cgroup"] = rec["cgroup"].to_numpy(dtype=object)
     df["stack"] = stacks.reindex(np.flatnonzero(keep)).to_numpy(dtype=object)
     for col, dtype in _COLUMNS.items():
         if dtype in ("Int64", "Float64"):
             df[col] = pd.array(pd.to_numeric(pd.Series(df[col], dtype=object)), dtype=dtype)
-    df["address"] = pd.array(list(df["address"]), dtype="UInt64")  # exact above 2**63, no float detour
     df = df.astype(_COLUMNS)
     return finish(df, "perf_lock", paste, errors, skipped=int(other.sum()))
 
