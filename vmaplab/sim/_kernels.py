@@ -13,7 +13,7 @@ arrays explicitly (jitclasses cannot be cached):
 ``T``   int64[slots + 2, 8]        free-space tree nodes (a treap keyed by start, augmented with the
                                    largest block length of each subtree, the kernel's
                                    ``subtree_max_size``): lowest block of length >= L in one descent
-``PL``  int64[nodes * 256, 3]      pools: head slot, tail slot, length (doubly linked over S)
+``PL``  int64[nodes * 256, 3]      pools: head slot, tail slot, length (linked over S)
 ``LZ``  int64[nodes, 2]            lazy lists: head slot, length (singly linked over S)
 ``W``   int64[7, slots + 2048]     a purge's scratch: 0-1 a node's lazy VAs (start, slot), 2-3 the
                                    radix sort's second buffer, 4 its digit counts, 5-6 the ranges
@@ -27,7 +27,10 @@ arrays explicitly (jitclasses cannot be cached):
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from vmaplab.config import NJIT_INLINE_OPTIONS, NJIT_NO_NRT_OPTIONS, NJIT_OPTIONS
 from vmaplab.sim.params import POOL_CLASSES
@@ -40,14 +43,14 @@ BUSY = 1
 LAZY = 2
 POOLED = 3
 
-# Columns of S. Column 7 is padding: a row is one 64-byte cache line.
+# Columns of S. Columns 6-7 are padding: a row is one 64-byte cache line.
 S_START = 0
 S_SIZE = 1
 S_STATE = 2
 S_NODE = 3  # tag node (the allocating CPU's node), NIL when untagged
 S_ALIGN = 4  # alignment of the request that produced the VA, pages
-S_NEXT = 5  # pool / lazy / free-slot list
-S_PREV = 6  # pool list
+S_NEXT = 5  # pool / lazy / free-slot list (singly linked: pools need head pops, head pushes and
+#            tail appends only, which a tail index gives)
 SLOT_COLUMNS = 8
 
 # Columns of T. A node keeps the largest block length of each child's subtree (0 for none), so a
@@ -143,7 +146,30 @@ TOP_SHIFT = 27  # pages per 512 GiB region
 MAX_ALIGN_PAGES = 1 << 51  # 2^63 bytes
 RADIX_BITS = 11  # digits of the drain's radix sort
 RADIX = 1 << RADIX_BITS
+PREFETCH_ROWS = 16  # run(): how far ahead the rows of upcoming frees are prefetched
 INT64_MIN = -(1 << 63)
+
+
+@intrinsic
+def _prefetch(typingctx, arr, row):
+    """Ask the CPU to fetch the cache line of ``arr[row, 0]`` (LLVM's prefetch; no fault, no effect
+    on results). Hides the memory latency of rows the loop will need a few iterations later."""
+    if not isinstance(arr, types.Array) or arr.ndim != 2 or not isinstance(row, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], zero], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])  # read, keep, data
+        return context.get_dummy_value()
+
+    return types.void(arr, row), codegen
 
 
 @njit(**NJIT_INLINE_OPTIONS)
@@ -504,8 +530,6 @@ def _pool_pop_head(C, S, PL, pi):
     PL[pi, PL_HEAD] = nxt
     if nxt == NIL:
         PL[pi, PL_TAIL] = NIL
-    else:
-        S[nxt, S_PREV] = NIL
     PL[pi, PL_LEN] -= 1
     C[POOLED_PAGES] -= S[s, S_SIZE]
     C[POOLED_AREAS] -= 1
@@ -516,12 +540,9 @@ def _pool_pop_head(C, S, PL, pi):
 def _pool_push_head(C, S, PL, pi, s):
     h = PL[pi, PL_HEAD]
     S[s, S_STATE] = POOLED
-    S[s, S_PREV] = NIL
     S[s, S_NEXT] = h
     if h == NIL:
         PL[pi, PL_TAIL] = s
-    else:
-        S[h, S_PREV] = s
     PL[pi, PL_HEAD] = s
     PL[pi, PL_LEN] += 1
     C[POOLED_PAGES] += S[s, S_SIZE]
@@ -532,12 +553,8 @@ def _pool_push_head(C, S, PL, pi, s):
 def _pool_rotate(S, PL, pi):
     """Move the head of pool ``pi`` (at least two VAs) to its tail."""
     h = PL[pi, PL_HEAD]
-    t = PL[pi, PL_TAIL]
-    nxt = S[h, S_NEXT]
-    PL[pi, PL_HEAD] = nxt
-    S[nxt, S_PREV] = NIL
-    S[t, S_NEXT] = h
-    S[h, S_PREV] = t
+    PL[pi, PL_HEAD] = S[h, S_NEXT]
+    S[PL[pi, PL_TAIL], S_NEXT] = h
     S[h, S_NEXT] = NIL
     PL[pi, PL_TAIL] = h
 
@@ -560,7 +577,7 @@ def _pool_accepts(P, length):
 @njit(**NJIT_INLINE_OPTIONS)
 def _decay_count(P, decay, length, full):
     """How many VAs ``decay_va_pool_node`` takes from the head of a pool of ``length`` VAs."""
-    if full:
+    if full or length == 0:
         return length
     n = np.int64(length * decay)
     if n == 0 and P[P_KEEP_SMALL] == 0:
@@ -904,7 +921,19 @@ def run_ops(C, P, decay, S, T, PL, LZ, W, H, TOP, MID, LOW, ops, out, row_slot, 
     n = ops.shape[0]
     cpus = P[P_CPUS]
     C[HASH_VALID] = 0  # busy VAs are found by row here; free_one rebuilds the table when needed
+    row_slot2 = row_slot.reshape((n, 1))
     for r in range(first, n):
+        # Prefetch for the frees a few rows ahead: their row's slot, then the slot's row of S.
+        ahead = r + PREFETCH_ROWS
+        if ahead < n and ops[ahead, 0] == 1 and 0 <= ops[ahead, 1] < ahead:
+            _prefetch(row_slot2, ops[ahead, 1])
+        ahead = r + PREFETCH_ROWS // 2
+        if ahead < n and ops[ahead, 0] == 1 and 0 <= ops[ahead, 1] < ahead:
+            s = row_slot[ops[ahead, 1]]
+            if s >= 0:
+                _prefetch(S, s)
+        if C[SLOT_FREE] != NIL:  # the slot the next new VA will take
+            _prefetch(S, C[SLOT_FREE])
         op = ops[r, 0]
         a = ops[r, 1]
         cpu = ops[r, 3]

@@ -331,7 +331,9 @@ class NumbaEngine:
             raise broken("counters == recounts", "a pool list does not have its recorded length")
         if np.any(S[pool_slots, K.S_SIZE] != pool_owner % POOL_CLASSES + 1):
             raise broken("pool VAs have their class size", "a pooled VA's size differs from its pool's class")
-        self._check_pool_links(pool_owner, pool_slots, broken)
+        last = np.r_[pool_owner[1:] != pool_owner[:-1], True] if len(pool_owner) else np.zeros(0, bool)
+        if np.any(self._PL[pool_owner[last], K.PL_TAIL] != pool_slots[last]):
+            raise broken("pool lists", "a pool's tail is not its last VA")
         lazy_owner, lazy_slots, ok = self._lazy_members()
         if not ok:
             raise broken("counters == recounts", "a lazy list does not have its recorded length")
@@ -361,14 +363,3 @@ class NumbaEngine:
         pte, pmd = self._regions()
         if C[K.PTE_PAGES] != len(pte) or C[K.PMD_PAGES] != len(pmd):
             raise broken("counters == recounts", "pte_pages/pmd_pages differ from the page-table recount")
-
-    def _check_pool_links(self, owner: np.ndarray, slots: np.ndarray, broken) -> None:
-        """Back links and tails of the doubly linked pool lists."""
-        S, PL = self._S, self._PL
-        if not len(slots):
-            return
-        first = np.r_[True, owner[1:] != owner[:-1]]
-        expect_prev = np.where(first, K.NIL, np.r_[K.NIL, slots[:-1]])
-        last = np.r_[owner[1:] != owner[:-1], True]
-        if np.any(S[slots, K.S_PREV] != expect_prev) or np.any(PL[owner[last], K.PL_TAIL] != slots[last]):
-            raise broken("pool lists", "a pool list's back links or tail are inconsistent")
