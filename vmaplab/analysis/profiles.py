@@ -57,7 +57,10 @@ def compare_profiles(a, b, *, on: str | list[str] = "symbol") -> pd.DataFrame:
                                    symbol counting as 0
     children_pct_a, _b    Float64  children share in percent (<NA> when absent or not reported)
     children_change       Float64  ``children_pct_b - children_pct_a``, absent counting as 0
-    status                string   ``"both"``, ``"new"`` (only in b) or ``"vanished"`` (only in a)
+    status                string   ``"both"``, ``"new"`` (only in b), ``"vanished"`` (only in a), or
+                                   ``"unlisted"``: missing from a profile that is an excerpt (a
+                                   pasted table without perf's ``# Samples`` header, such as the
+                                   seed's), so its share there is unknown and the changes are <NA>
     ====================  =======  ==========================================================
 
     Several entries of one profile with the same key (``vfree`` and ``vfree.part.0``, or one symbol
@@ -70,10 +73,20 @@ def compare_profiles(a, b, *, on: str | list[str] = "symbol") -> pd.DataFrame:
     -76.56
     """
     keys = [on] if isinstance(on, str) else list(on)
-    left = _summary(_profile(a, "a"), keys)
-    right = _summary(_profile(b, "b"), keys)
+    prof_a, prof_b = _profile(a, "a"), _profile(b, "b")
+    left = _summary(prof_a, keys)
+    right = _summary(prof_b, keys)
     both = left.merge(right, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
-    status = both["_merge"].map({"both": "both", "left_only": "vanished", "right_only": "new"})
+    # A symbol missing from an excerpt (a pasted table without perf's header) may lie just below its
+    # cut: its share there is unknown, not zero.
+    status = both["_merge"].map(
+        {
+            "both": "both",
+            "left_only": "unlisted" if _is_excerpt(prof_b) else "vanished",
+            "right_only": "unlisted" if _is_excerpt(prof_a) else "new",
+        }
+    )
+    unknown = (status == "unlisted").to_numpy()
     out = both[keys].astype("string")
     out["names_a"] = both["names_a"].astype("string")
     out["names_b"] = both["names_b"].astype("string")
@@ -81,12 +94,19 @@ def compare_profiles(a, b, *, on: str | list[str] = "symbol") -> pd.DataFrame:
         pa_, pb_ = both[f"{what}_pct_a"].astype("Float64"), both[f"{what}_pct_b"].astype("Float64")
         out[f"{what}_pct_a"] = pa_
         out[f"{what}_pct_b"] = pb_
-        out[f"{what}_change"] = (pb_.fillna(0) - pa_.fillna(0)).round(10)
+        change = (pb_.fillna(0) - pa_.fillna(0)).round(10)
+        change[unknown] = pd.NA
+        out[f"{what}_change"] = change
     out["status"] = status.astype("string")
     size = np.maximum(out["self_change"].abs().fillna(0).to_numpy(float), out["children_change"].abs().fillna(0).to_numpy(float))
     out = out.iloc[np.argsort(-size, kind="stable")].reset_index(drop=True)
     out = out[[*keys, "names_a", "names_b", "self_pct_a", "self_pct_b", "self_change", "children_pct_a", "children_pct_b", "children_change", "status"]]
     return out
+
+
+def _is_excerpt(profile: pd.DataFrame) -> bool:
+    """A perf report table pasted without its header: only its top entries are known."""
+    return profile.attrs.get("format") == "perf_report" and "samples" not in profile.attrs
 
 
 def _profile(src, which: str) -> pd.DataFrame:
