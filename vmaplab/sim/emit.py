@@ -1,0 +1,454 @@
+"""What a simulated machine prints: a :class:`~vmaplab.sim.run.Run` as the kernel and tools would show it.
+
+Every text here reads back through vmaplab's own readers (``parse(emit(run))`` gives the run's
+numbers), and :func:`write_bundle` stores them as a bundle (:mod:`vmaplab.bundle`) that
+:func:`vmaplab.read_bundle` reads like one collected on a real host.
+
+What is modelled and what is baseline:
+
+* **Modelled** (from the run): the page-table pages of the vmalloc area (allocinfo's page-table tags,
+  meminfo ``PageTables`` / vmstat ``nr_page_table_pages`` for the PMD pages only, see below), the
+  memory they take from ``MemFree`` / ``MemAvailable`` and hence ``free``'s ``used``, the vmalloc
+  pages still mapped at the run's end (``VmallocUsed``), ``VmallocTotal`` of the paging mode, the
+  per-function profile and test_vmalloc's summary lines.
+* **Baseline** (an idle real machine): every other meminfo and vmstat value is the capture
+  ``data/real/meminfo.txt`` / ``data/real/vmstat.txt`` (Linux 6.18, 2 CPUs, 24 GB VM, see
+  ``data/real/SOURCES.md``), scaled to the simulated machine: ``MemTotal`` is ``memory_kib`` (by
+  default the seed's 64172 MiB per 64 CPUs), ``KernelStack`` and ``Percpu`` grow with the CPU count,
+  ``CommitLimit`` is half of ``MemTotal`` (overcommit_ratio 50, no swap), ``DirectMap1G`` covers
+  the memory in the baseline's proportion; ``Balloon`` is left out (kernel-facts §4.2: a field newer than 6.9). The other
+  allocinfo tags are the seed's "before" listing (``data/seed/allocinfo-before.txt``).
+* **Accounting** (kernel-facts §4.2, §5.4): on x86 6.7-6.15 the kernel's PTE allocator does not run
+  the page-table constructor, so vmalloc **PTE pages are not in PageTables** nor in
+  ``nr_page_table_pages``; vmalloc PMD pages are. allocinfo counts both; ``MemFree`` loses both.
+
+Numbers are printed as the kernel prints them: meminfo in KiB (pages x 4), allocinfo sizes with
+:func:`vmaplab.io.units.format_size` (pre-merge) or in bytes (6.10+).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vmaplab.bundle import Manifest, Snapshot
+from vmaplab.io.allocinfo import read_allocinfo
+from vmaplab.io.meminfo import read_meminfo
+from vmaplab.io.units import format_size
+from vmaplab.io.vmstat import read_vmstat
+from vmaplab.sim.params import PAGE_SIZE, VMALLOC_SIZE_L4, VMALLOC_SIZE_L5
+from vmaplab.sim.run import Run
+
+__all__ = [
+    "allocinfo_text",
+    "meminfo_text",
+    "vmstat_text",
+    "free_text",
+    "perf_report_text",
+    "dmesg_text",
+    "default_memory_kib",
+    "write_bundle",
+    "kernel_release",
+    "meminfo_values",
+    "CLOCK_HZ",
+    "BOOT_SECONDS",
+    "SAMPLE_HZ",
+    "PAGETABLE_TAGS",
+]
+
+_DATA = Path(__file__).resolve().parents[2] / "data"
+_BASE_MEMINFO = _DATA / "real" / "meminfo.txt"
+_BASE_VMSTAT = _DATA / "real" / "vmstat.txt"
+_BASE_ALLOCINFO = _DATA / "seed" / "allocinfo-before.txt"
+#: CPUs of the machine that captured the meminfo/vmstat baseline.
+_BASE_CPUS = 2
+#: The seed's VM (kernel-facts §4.4): 64172 MiB of MemTotal on 64 CPUs.
+_SEED_MEM_KIB_PER_CPU = 64172 * 1024 // 64
+
+#: get_cycles() rate: the TSC of the seed's AMD Ryzen Threadripper 3970X runs at its 3.7 GHz base clock.
+CLOCK_HZ = 3.7e9
+#: Uptime (s) when the first simulated run starts: the dmesg clock of the first Summary lines.
+BOOT_SECONDS = 60.0
+#: Samples per second per busy CPU of ``perf record`` (its default frequency, 4000 Hz).
+SAMPLE_HZ = 4000
+
+#: Tags that carry the vmalloc page tables, by allocinfo format: (file:line, module, func, level).
+#: Pre-merge (Feb 2024 mm-unstable, the seed): one tag for every page-table page (kernel-facts §4.1).
+#: 6.10+: the call sites in mm/memory.c, line numbers measured on a 6.12.117 kernel (kernel-facts §4.1).
+PAGETABLE_TAGS = {
+    "pre-merge": [("include/linux/mm.h:2848", "memory", "pagetable_alloc", ("pte", "pmd"))],
+    "6.10": [
+        ("mm/memory.c:461", None, "__pte_alloc_kernel", ("pte",)),
+        ("mm/memory.c:6359", None, "__pmd_alloc", ("pmd",)),
+    ],
+}
+
+
+def kernel_release(run: Run) -> str:
+    """The simulated kernel's ``uname -r``: ``6.7.0 (simulated)`` (global) or ``6.9.0 (simulated)`` (nodes)."""
+    return {"global": "6.7.0", "nodes": "6.9.0"}[run.params["design"]] + " (simulated)"
+
+
+# --- allocinfo ---------------------------------------------------------------------------------
+
+
+def _pagetable_pages(run: Run) -> dict[str, int]:
+    return {level: int(b) // PAGE_SIZE for level, b in run.pagetable_bytes_by_level.items()}
+
+
+def allocinfo_text(run: Run, format: str = "pre-merge") -> str:
+    """``/proc/allocinfo`` after the run.
+
+    Parameters
+    ----------
+    run : Run
+    format : {"pre-merge", "6.10"}
+        ``"pre-merge"``: the profiling series v3 listing as the seed shows it (``sort -h
+        /proc/allocinfo``: human sizes, ``module:`` tags, ascending size), the vmalloc page tables
+        (PTE and PMD pages, bytes and pages as calls) on ``include/linux/mm.h:2848 ... pagetable_alloc``.
+        ``"6.10"``: ``allocinfo - version: 1.0`` with its header, sizes in bytes, tags by file and
+        line, PTE pages on ``__pte_alloc_kernel`` and PMD pages on ``__pmd_alloc``.
+
+    The other tags are the seed's "before" listing (baseline; 6.10 sizes rounded to whole pages).
+    """
+    if format not in PAGETABLE_TAGS:
+        raise ValueError(f"format must be one of {', '.join(PAGETABLE_TAGS)}, not {format!r}")
+    pages = _pagetable_pages(run)
+    base = _base_allocinfo()
+    rows = [(f"{r.file}:{r.lineno}", r.module, r.func, int(r.size_bytes), int(r.calls)) for r in base.itertuples()]
+    for where, module, func, levels in PAGETABLE_TAGS[format]:
+        n = sum(pages[level] for level in levels)
+        rows.append((where, module, func, n * PAGE_SIZE, n))
+    if format == "pre-merge":
+        rows.sort(key=lambda r: (r[3], r[0]))  # sort -h: by the printed size
+        return "".join(f"{format_size(size):>8} {calls:>8} {where} module:{module} func:{func} \n"
+                       for where, module, func, size, calls in rows)  # fmt: skip
+    rows.sort(key=lambda r: (r[0].rsplit(":", 1)[0], int(r[0].rsplit(":", 1)[1])))
+    lines = ["allocinfo - version: 1.0\n", "#     <size>  <calls> <tag info>\n"]
+    for where, _module, func, size, calls in rows:
+        size = round(size / PAGE_SIZE) * PAGE_SIZE  # page allocators allocate whole pages
+        lines.append(f"{size:>12} {calls:>8} {where} func:{func} \n")
+    return "".join(lines)
+
+
+@cache
+def _base_allocinfo() -> pd.DataFrame:
+    return read_allocinfo(_baseline(_BASE_ALLOCINFO))
+
+
+def _baseline(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the baseline capture that vmaplab.sim.emit needs (a vmaplab checkout's data/)")
+    return path
+
+
+# --- meminfo, vmstat, free ---------------------------------------------------------------------
+
+
+@cache
+def _base_meminfo() -> dict[str, int]:
+    df = read_meminfo(_baseline(_BASE_MEMINFO))
+    return dict(zip(df["field"], df["raw_value"].astype(int)))
+
+
+def default_memory_kib(cpus: int) -> int:
+    """MemTotal (KiB) of a simulated machine: the seed's 64172 MiB per 64 CPUs, scaled to ``cpus``."""
+    return _SEED_MEM_KIB_PER_CPU * int(cpus)
+
+
+def meminfo_values(run: Run, memory_kib: int | None = None) -> dict[str, int]:
+    """The meminfo fields after the run, in /proc/meminfo order, values as printed (KiB; HugePages_* counts).
+
+    See the module docstring for what is modelled and what is baseline. Raises ``ValueError`` when the
+    page tables and the baseline's use do not fit in ``memory_kib``.
+    """
+    base = _base_meminfo()
+    cpus = int(run.params["cpus"])
+    total = default_memory_kib(cpus) if memory_kib is None else int(memory_kib)
+    pages = _pagetable_pages(run)
+    kib_per_page = PAGE_SIZE // 1024
+    vm_pages = int(run.timeline["busy_pages"].iloc[-1]) if len(run.timeline) else 0
+    out = {k: v for k, v in base.items() if k != "Balloon"}
+    out["KernelStack"] = base["KernelStack"] * cpus // _BASE_CPUS
+    out["Percpu"] = base["Percpu"] * cpus // _BASE_CPUS
+    out["PageTables"] = base["PageTables"] + pages["pmd"] * kib_per_page
+    out["VmallocUsed"] = base["VmallocUsed"] + vm_pages * kib_per_page
+    levels = 5 if int(run.params.get("paging_levels", 4)) == 5 else 4
+    out["VmallocTotal"] = (VMALLOC_SIZE_L5 if levels == 5 else VMALLOC_SIZE_L4) // 1024 - 1
+    taken = (
+        (base["MemTotal"] - base["MemFree"])
+        + (out["KernelStack"] - base["KernelStack"])
+        + (out["Percpu"] - base["Percpu"])
+        + (pages["pte"] + pages["pmd"] + vm_pages) * kib_per_page
+    )
+    if taken >= total:
+        raise ValueError(f"the run's page tables and the baseline need {taken} KiB, more than MemTotal {total} KiB")
+    out["MemTotal"] = total
+    out["MemFree"] = total - taken
+    out["MemAvailable"] = out["MemFree"] + base["MemAvailable"] - base["MemFree"]
+    out["CommitLimit"] = total // 2 + base["SwapTotal"]
+    # the direct map covers the machine's RAM (with its holes, in the baseline's proportion) in 1 GiB pages
+    # beyond the baseline's 4k and 2M parts
+    gib = 1 << 20
+    small = base["DirectMap4k"] + base["DirectMap2M"]
+    mapped = total * (small + base["DirectMap1G"]) / base["MemTotal"]
+    out["DirectMap1G"] = max(0, math.ceil((mapped - small) / gib)) * gib
+    return out
+
+
+def meminfo_text(run: Run, memory_kib: int | None = None) -> str:
+    """``/proc/meminfo`` after the run (``Name:`` padded to 16 columns, value right-aligned to 8, `` kB``)."""
+    lines = []
+    for name, value in meminfo_values(run, memory_kib).items():
+        unit = "" if name.startswith("HugePages_") else " kB"
+        lines.append(f"{name + ':':<16}{value:>8}{unit}\n")
+    return "".join(lines)
+
+
+def vmstat_text(run: Run, memory_kib: int | None = None) -> str:
+    """``/proc/vmstat`` after the run: the baseline's counters with ``nr_free_pages``,
+    ``nr_page_table_pages`` and ``nr_kernel_stack`` matching :func:`meminfo_text`."""
+    mi = meminfo_values(run, memory_kib)
+    kib_per_page = PAGE_SIZE // 1024
+    changed = {
+        "nr_free_pages": mi["MemFree"] // kib_per_page,
+        "nr_page_table_pages": mi["PageTables"] // kib_per_page,
+        "nr_kernel_stack": mi["KernelStack"],
+    }
+    return "".join(f"{name} {changed.get(name, value)}\n" for name, value in _base_vmstat().items())
+
+
+@cache
+def _base_vmstat() -> dict[str, int]:
+    df = read_vmstat(_baseline(_BASE_VMSTAT))
+    return dict(zip(df["field"], df["value"].astype(int)))
+
+
+def free_text(run: Run, memory_kib: int | None = None, *, prompt: str = "root@vmaplab-sim:~# ") -> str:
+    """``free -m`` after the run as a terminal shows it: the prompt with the command, then procps-ng 4's
+    table (``used`` = total - available; MiB truncated), from the numbers of :func:`meminfo_text`.
+
+    The command line tells :func:`vmaplab.read_free` the unit; pass ``prompt=None`` for the bare table.
+    """
+    mi = meminfo_values(run, memory_kib)
+    mib = {
+        "total": mi["MemTotal"] // 1024,
+        "free": mi["MemFree"] // 1024,
+        "shared": mi["Shmem"] // 1024,
+        "buff/cache": (mi["Buffers"] + mi["Cached"] + mi["SReclaimable"]) // 1024,
+        "available": mi["MemAvailable"] // 1024,
+    }
+    used = mib["total"] - mib["available"]
+    swap = (mi["SwapTotal"] // 1024, (mi["SwapTotal"] - mi["SwapFree"]) // 1024, mi["SwapFree"] // 1024)
+    cols = ("total", "used", "free", "shared", "buff/cache", "available")
+    values = (mib["total"], used, mib["free"], mib["shared"], mib["buff/cache"], mib["available"])
+    text = " " * 8 + "".join(f"{c:>12}" for c in cols) + "\n"
+    text += f"{'Mem:':<8}" + "".join(f"{v:>12}" for v in values) + "\n"
+    text += f"{'Swap:':<8}" + "".join(f"{v:>12}" for v in swap) + "\n"
+    return text if prompt is None else f"{prompt}free -m\n{text}"
+
+
+# --- perf report -------------------------------------------------------------------------------
+
+
+def _perf_units(n: int) -> str:
+    # perf's convert_unit(): divided by 1000 while above 1000 (up to G); printed "%lu%c", the unit
+    # a space when there is none ("# Samples: 812  of event ...")
+    unit = " "
+    for letter in "KMG":
+        if n > 1000:
+            n, unit = n // 1000, letter
+    return f"{n}{unit}"
+
+
+def perf_report_text(run: Run, *, children: bool = True, sample_hz: int = SAMPLE_HZ) -> str:
+    """``perf report --stdio --sort dso,sym -g none`` over the run's profile.
+
+    Parameters
+    ----------
+    run : Run
+    children : bool
+        ``--children`` (Children and Self columns, every symbol, by Children) or ``--no-children``
+        (one Overhead column, symbols with self time, by Overhead).
+    sample_hz : int
+        Samples per second of busy CPU time (perf record's frequency): sets the ``# Samples:`` and
+        ``# Event count`` header lines (cpu-clock counts nanoseconds). Idle CPU time is not sampled.
+
+    The sort keys are the shared object and the symbol, the layout of the seed's tables: a Command
+    column would split the samples per thread (``vmalloc_test/0`` ...), and the Run keeps them per
+    thread kind only.
+    """
+    prof = run.profile
+    busy_ns = int(prof.attrs.get("busy_ns", 0))
+    period_ns = 10**9 // sample_hz
+    samples = busy_ns // period_ns
+    if children:
+        rows = prof.sort_values(["children_pct", "self_pct"], ascending=False, kind="stable")
+        pct_cols = [("Children", rows["children_pct"]), ("Self", rows["self_pct"])]
+    else:
+        rows = prof[prof["self_pct"] > 0].sort_values("self_pct", ascending=False, kind="stable")
+        pct_cols = [("Overhead", rows["self_pct"])]
+    dso = rows["shared_object"].astype(str).tolist()
+    sym = [f"[{k}] {s}" for k, s in zip(rows["symbol_kind"], rows["symbol"])]
+    w_dso = max([len("Shared Object"), *map(len, dso)])
+    w_sym = max([len("Symbol"), *map(len, sym)])
+    head = "  ".join(f"{name:>8}" for name, _ in pct_cols)
+    dots = "  ".join("." * 8 for _ in pct_cols)
+    out = [
+        "# To display the perf.data header info, please use --header/--header-only options.",
+        "#",
+        "#",
+        "# Total Lost Samples: 0",
+        "#",
+        f"# Samples: {_perf_units(samples)} of event 'cpu-clock'",
+        f"# Event count (approx.): {samples * period_ns}",
+        "#",
+        f"# {head}  {'Shared Object':<{w_dso}}  {'Symbol':<{w_sym}}",
+        f"# {dots}  {'.' * w_dso}  {'.' * w_sym}",
+        "#",
+    ]
+    pcts = [col.to_numpy(dtype=float, na_value=0.0) for _, col in pct_cols]
+    for i in range(len(rows)):
+        cells = "  ".join(f"{p[i]:>7.2f}%" for p in pcts)
+        out.append(f"  {cells}  {dso[i]:<{w_dso}}  {sym[i]}")
+    out += ["", "", "#", "# (Tip: For a higher level overview, try: perf report --sort comm,dso)", "#"]
+    return "\n".join(out) + "\n"
+
+
+# --- test_vmalloc's dmesg ----------------------------------------------------------------------
+
+
+def dmesg_text(run: Run, *, start_seconds: float = BOOT_SECONDS, clock_hz: float = CLOCK_HZ) -> str:
+    """The kernel log lines the run adds (``dmesg``): test_vmalloc's summary (kernel-facts §3.4).
+
+    Per worker, in worker order, one ``Summary:`` line per selected test in bit order (6.x wording,
+    no ``xfailed:``), then ``All test took worker<i>=<cycles> cycles`` with the cycles of the
+    worker's simulated seconds at ``clock_hz``. Every line carries the dmesg clock ``[%5lu.%06lu]``:
+    the summary is printed when the last worker is done, ``start_seconds`` + the run's wall time,
+    one microsecond per line after that.
+    """
+    summ = run.summaries
+    cycles = dict(zip(run.workers["worker"], np.rint(run.workers["seconds"] * clock_hz).astype(np.int64)))
+    body = []
+    for worker, rows in summ.groupby("worker", sort=True):
+        for r in rows.itertuples():
+            body.append(f"Summary: {r.test} passed: {r.passed} failed: {r.failed} repeat: {r.repeat} "
+                        f"loops: {r.loops} avg: {r.avg_usec} usec")  # fmt: skip
+        body.append(f"All test took worker{worker}={cycles[worker]} cycles")
+    t0 = round((start_seconds + run.wall_seconds) * 1e6)
+    return "".join(f"[{(t0 + i) // 10**6:>5}.{(t0 + i) % 10**6:06d}] {line}\n" for i, line in enumerate(body))
+
+
+# --- the bundle --------------------------------------------------------------------------------
+
+#: Files of a snapshot: bundle format name -> text writer.
+_WRITERS = {
+    "allocinfo": lambda run, opts: allocinfo_text(run, opts["allocinfo_format"]),
+    "meminfo": lambda run, opts: meminfo_text(run, opts["memory_kib"]),
+    "vmstat": lambda run, opts: vmstat_text(run, opts["memory_kib"]),
+    "free": lambda run, opts: free_text(run, opts["memory_kib"]),
+    "perf_report": lambda run, opts: perf_report_text(run),
+    "test_vmalloc": lambda run, opts: dmesg_text(run, start_seconds=opts["start_seconds"]),
+}
+
+
+def _jsonable(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_bundle(
+    run: Run | Sequence[Run],
+    folder: str | os.PathLike,
+    *,
+    allocinfo_format: str = "pre-merge",
+    memory_kib: int | None = None,
+) -> Manifest:
+    """Write one run, or a sequence of runs on one machine, as a bundle (:mod:`vmaplab.bundle`).
+
+    Parameters
+    ----------
+    run : Run or sequence of Run
+        The runs, in the order they ran on their machine (``simulate(..., machine=previous.machine)``).
+    folder : path
+        The bundle folder; created, and must not hold a bundle already.
+    allocinfo_format : {"pre-merge", "6.10"}
+        See :func:`allocinfo_text`.
+    memory_kib : int, optional
+        MemTotal of the machine (default: the seed's 64172 MiB per 64 CPUs, scaled to its CPUs).
+
+    Returns
+    -------
+    Manifest
+        Origin ``"simulate"``, host ``"vmaplab-sim"``, :func:`kernel_release`, the machine's CPUs
+        online and possible, ``kptr_restrict`` 0 (the kernel's default), ``mem_profiling`` "1", no
+        wall clock (``started`` None). One snapshot per run, at the simulated seconds from the
+        first run's start to the run's end, with allocinfo, meminfo, vmstat, free (``free -m``),
+        perf_report (``--children``) and test_vmalloc (the run's dmesg lines). ``extra``:
+        ``runs`` (each run's ``params``), ``memory_kib``, ``allocinfo_format``, ``clock_hz``,
+        ``sample_hz`` and ``boot_seconds``.
+
+    So ``read_bundle(folder)["allocinfo"]`` gives the page-table growth over the runs.
+    """
+    runs = [run] if isinstance(run, Run) else list(run)
+    if not runs or not all(isinstance(r, Run) for r in runs):
+        raise TypeError("write_bundle takes a Run or a non-empty sequence of Runs")
+    first = runs[0]
+    for prev, r in zip(runs, runs[1:]):
+        if r.machine is not first.machine:
+            raise ValueError("the runs of one bundle must run on one Machine (simulate(..., machine=...))")
+        if r.params["run_index"] <= prev.params["run_index"]:
+            raise ValueError(
+                f"runs out of order: run_index {r.params['run_index']} after {prev.params['run_index']}"
+            )
+    if allocinfo_format not in PAGETABLE_TAGS:
+        raise ValueError(f"allocinfo_format must be one of {', '.join(PAGETABLE_TAGS)}, not {allocinfo_format!r}")
+    folder = Path(folder)
+    if (folder / "manifest.json").exists():
+        raise FileExistsError(f"{folder} holds a bundle already")
+    memory_kib = default_memory_kib(first.params["cpus"]) if memory_kib is None else int(memory_kib)
+    manifest = Manifest(
+        origin="simulate",
+        host="vmaplab-sim",
+        kernel_release=kernel_release(first),
+        cpus_online=int(first.params["cpus"]),
+        cpus_possible=int(first.params["cpus"]),
+        kptr_restrict=0,
+        mem_profiling="1",
+        started=None,
+        extra={
+            "runs": [_jsonable(r.params) for r in runs],
+            "memory_kib": memory_kib,
+            "allocinfo_format": allocinfo_format,
+            "clock_hz": CLOCK_HZ,
+            "sample_hz": SAMPLE_HZ,
+            "boot_seconds": BOOT_SECONDS,
+        },
+    )
+    elapsed = 0.0
+    for i, r in enumerate(runs):
+        opts = {"allocinfo_format": allocinfo_format, "memory_kib": memory_kib, "start_seconds": BOOT_SECONDS + elapsed}
+        elapsed += r.wall_seconds
+        rel = manifest.snapshot_dir(i)
+        (folder / rel).mkdir(parents=True, exist_ok=True)
+        snap = Snapshot(time=elapsed)
+        for fmt, write in _WRITERS.items():
+            (folder / rel / fmt).write_text(write(r, opts))
+            snap.files[fmt] = f"{rel}/{fmt}"
+        manifest.snapshots.append(snap)
+    manifest.save(folder)
+    return manifest
