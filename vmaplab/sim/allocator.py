@@ -117,6 +117,31 @@ class Allocator:
             raise ValueError(f"addr {addr:#x} is not a page address in the vmalloc window")
         self._engine.free(off, self._cpu(cpu))
 
+    def reserve(self, addr: int, size: int, cpu: int | None = None) -> None:
+        """Make the exact range ``[addr, addr + size)`` a busy VA, carved out of free space.
+
+        Seeds the model with areas that were already busy, e.g. from a /proc/vmallocinfo snapshot.
+
+        Parameters
+        ----------
+        addr : int
+            Absolute start address, page-aligned, in the window.
+        size : int
+            Bytes including the guard page (as vmallocinfo and the alloc tracepoint report them),
+            a positive multiple of 4096.
+        cpu : int or None
+            The CPU that allocated the area: its node tags the VA (the ``"nodes"`` design sends it
+            to that node's pools when purged). None: untagged, like a VA of a one-node machine.
+
+        Raises :class:`~vmaplab.errors.SimulationError` if any page of the range is not free (or
+        it reaches the window's last page), ValueError for an address or size off the page grid.
+        """
+        addr, size = _integer("addr", addr), _count("size", size)
+        off, rest = divmod(addr - self.config.vmalloc_start, PAGE_SIZE)
+        if rest or size % PAGE_SIZE or not 0 <= off < self.config.space_pages:
+            raise ValueError(f"reserve({addr:#x}, {size}): need a page address in the window and a size in whole pages")
+        self._engine.reserve(off, size >> PAGE_SHIFT, -1 if cpu is None else self._cpu(cpu))
+
     def drain(self) -> None:
         """Run the drain work (``drain_vmap_area_work``) now."""
         self._engine.drain()

@@ -69,6 +69,13 @@ def lazy_max_pages(cpus: int) -> int:
 _kernel_lazy_max_pages = lazy_max_pages  # the knob of the same name shadows it inside resolve()
 
 
+def _window_value(name: str, value: int) -> int:
+    """Check a window bound: a positive int multiple of PAGE_SIZE (bytes)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value % PAGE_SIZE:
+        raise ValueError(f"{name} must be a positive multiple of {PAGE_SIZE} bytes, not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class AllocatorConfig:
     """A fully resolved allocator configuration: the kernel's values with the what-if knobs applied.
@@ -108,8 +115,16 @@ class AllocatorConfig:
         zone_pages: int = ZONE_PAGES,
         paging_levels: int = 4,
         auto_drain: bool = True,
+        vmalloc_start: int | None = None,
+        vmalloc_size: int | None = None,
     ) -> "AllocatorConfig":
-        """Check the knobs and fill in the kernel's defaults (see docs/allocator-model.md)."""
+        """Check the knobs and fill in the kernel's defaults (see docs/allocator-model.md).
+
+        ``vmalloc_start`` and ``vmalloc_size`` (bytes, page-aligned, positive) set the window of a
+        kernel whose VMALLOC_START is randomised (KASLR); a vmalloc tracepoint gives them as
+        ``vstart`` and ``vend + 1 - vstart``. None keeps the unrandomised base and size of
+        ``paging_levels``.
+        """
         if design not in ("global", "nodes"):
             raise ValueError(f"design must be 'global' or 'nodes', not {design!r}")
         if not isinstance(cpus, int) or cpus < 1:
@@ -132,6 +147,10 @@ class AllocatorConfig:
             start, size = VMALLOC_START_L5, VMALLOC_SIZE_L5
         else:
             raise ValueError(f"paging_levels must be 4 or 5, not {paging_levels!r}")
+        start = _window_value("vmalloc_start", start if vmalloc_start is None else vmalloc_start)
+        size = _window_value("vmalloc_size", size if vmalloc_size is None else vmalloc_size)
+        if start + size > 1 << 64:
+            raise ValueError(f"the vmalloc window {start:#x} + {size:#x} runs past the top of the address space")
         nodes = min(max(cpus, 1), MAX_NODES) if nr_nodes is None else nr_nodes
         if design == "global":
             nodes = 1

@@ -127,6 +127,30 @@ class ReferenceEngine:
         self._high_water = max(self._high_water, start + size)
         return self._make_busy(start, size, align, tag)
 
+    def reserve(self, offset: int, size: int, cpu: int) -> None:
+        """Make ``[offset, offset + size)`` a busy VA (``size`` pages including any guard page),
+        carved out of free space; tagged with the node of ``cpu`` (``cpu < 0``: no tag).
+
+        Raises :class:`SimulationError`, changing nothing, unless every page of the range is free
+        and the range ends at or below the last allocatable page. Counts in ``allocs`` (not in the
+        fit classes) and maps the range's pages but its last one.
+        """
+        end = offset + size
+        i = self._free.bisect_right(offset)
+        block_start, block_end = self._free.peekitem(i - 1) if i else (0, 0)
+        if size < 1 or offset < 0 or end > self._space - 1 or not block_start <= offset < end <= block_end:
+            raise SimulationError(
+                f"reserve of pages [{offset}, {end}): not a free range of the window (last allocatable page {self._space - 2})"
+            )
+        del self._free[block_start]
+        if block_start < offset:
+            self._free[block_start] = offset
+        if end < block_end:
+            self._free[end] = block_end
+        self._high_water = max(self._high_water, end)
+        tag = cpu % self._nodes if self._pools_on and cpu >= 0 else -1
+        self._make_busy(offset, size, PAGE_SIZE, tag)
+
     def free(self, offset: int, cpu: int) -> None:
         """Free the busy VA starting at page ``offset`` lazily (``cpu`` is not used by the model)."""
         va = self._busy.pop(offset, None)
@@ -319,6 +343,8 @@ class ReferenceEngine:
         self._busy[start] = _VA(start, size, align, tag)
         self._events["allocs"] += 1
         first, last = self._base + start, self._base + start + size - GUARD_PAGES - 1
+        if last < first:  # a reserved 1-page VA: nothing but its guard page
+            return start
         _add_range(self._pte, first // PTE_REGION_PAGES, last // PTE_REGION_PAGES + 1)
         _add_range(self._pmd, first // PMD_REGION_PAGES, last // PMD_REGION_PAGES + 1)
         return start

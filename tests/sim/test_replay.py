@@ -1,0 +1,162 @@
+"""Replay of real vmalloc recordings (data/real/, 6.18, 2 CPUs) and the seeding primitives it uses.
+
+The figures asserted are what the model gives on these recordings (see the report of
+vmaplab.sim.replay): without the node pools of trace start, which no capture shows, the model never
+lands on the kernel's address; with the pools inferred from the trace it does until the first purge.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vmaplab.errors import SimulationError
+from vmaplab.io.vmalloc_trace import read_vmalloc_trace
+from vmaplab.sim import Allocator
+from vmaplab.sim.params import AllocatorConfig
+from vmaplab.sim.replay import replay, replay_bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL = ROOT / "data" / "real"
+BUNDLE = REAL / "bundle-vm-2cpu-churn"
+PERF = REAL / "vmalloc-trace-perf-thread-churn.txt.gz"
+FTRACE = REAL / "vmalloc-trace-ftrace-thread-churn.txt.gz"
+INFO = REAL / "vmallocinfo-kptr1.txt"
+BASE = 0xFFFFC90000000000
+ENGINE = "reference"  # the numba engine gains reserve() once its files are free to edit
+
+
+# -- the window and reserve ----------------------------------------------------------------------
+
+
+def test_resolve_takes_a_randomised_window():
+    c = AllocatorConfig.resolve("nodes", 2, vmalloc_start=0xFFFFB00000000000, vmalloc_size=1 << 30)
+    assert (c.vmalloc_start, c.space_pages) == (0xFFFFB00000000000, 1 << 18)
+    a = Allocator("global", 2, engine="reference", vmalloc_start=0xFFFFB00000001000, vmalloc_size=1 << 30)
+    assert a.alloc(3, align=16384) == 0xFFFFB00000004000  # aligned on the absolute address
+
+
+@pytest.mark.parametrize(
+    "knobs", [{"vmalloc_start": BASE + 1}, {"vmalloc_size": 0}, {"vmalloc_size": 4095}, {"vmalloc_start": -4096}]
+)
+def test_resolve_rejects_a_bad_window(knobs):
+    with pytest.raises(ValueError, match="vmalloc_"):
+        AllocatorConfig.resolve("global", 2, **knobs)
+
+
+def test_reserve_carves_the_exact_range(engine_name):
+    a = Allocator("nodes", 2, engine=engine_name)
+    a.reserve(BASE + 3 * 4096, 5 * 4096, cpu=1)
+    state = a.state()
+    assert state["busy"][0].tolist() == [3] and state["busy"][1].tolist() == [5]
+    assert state["free"][0][:2].tolist() == [0, 8] and state["free"][1][0] == 3
+    assert a.alloc(1) == BASE  # the hole below the reserved area
+    a.free(BASE + 3 * 4096, cpu=0)
+    a.drain()  # tagged with node 1: pooled there, not returned to free space
+    assert a.state()["pools"] == {(1, 4): [3]}
+    assert a.alloc(4, cpu=1) == BASE + 3 * 4096
+    a.check_invariants()
+
+
+def test_reserve_untagged_goes_back_to_free_space(engine_name):
+    a = Allocator("nodes", 2, engine=engine_name)
+    a.reserve(BASE + 40 * 4096, 5 * 4096)
+    a.free(BASE + 40 * 4096)
+    a.drain()
+    assert a.state()["pools"] == {} and a.stats()["free_blocks"] == 1
+    a.check_invariants()
+
+
+def test_reserve_refuses_busy_or_outside_pages(engine_name):
+    a = Allocator("global", 2, engine=engine_name)
+    a.reserve(BASE + 8 * 4096, 4 * 4096)
+    before = a.state()
+    for addr, size in [(BASE + 10 * 4096, 4 * 4096), (BASE + 4 * 4096, 5 * 4096)]:
+        with pytest.raises(SimulationError, match="not a free range"):
+            a.reserve(addr, size)
+    last = BASE + a.config.space_pages * 4096 - 4096  # the window's last page is never handed out
+    with pytest.raises(SimulationError, match="not a free range"):
+        a.reserve(last - 4096, 2 * 4096)
+    with pytest.raises(ValueError, match="whole pages"):
+        a.reserve(BASE, 6000)
+    after = a.state()
+    assert np.array_equal(before["free"][0], after["free"][0]) and a.stats()["busy_areas"] == 1
+
+
+# -- replay on the real recordings ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def perf_trace():
+    return read_vmalloc_trace(PERF)
+
+
+def test_perf_trace_without_pools_never_matches(perf_trace):
+    r = replay(perf_trace, vmallocinfo=INFO, cpus=2, engine=ENGINE)
+    m = r.metrics
+    assert m["allocs"] == 7629 and m["model_failures"] == 0
+    assert r.seed["busy"] == 240 and r.seed["lazy"] == 663 and r.seed["unmatched_frees"] == 0
+    assert m["exact_share"] == 0.0  # the kernel's first 2860 allocations are pool hits on unseen VAs
+    assert m["kernel_purges"] == m["model_purges"] == 2
+    k = r.purges[r.purges["side"] == "kernel"]
+    mo = r.purges[r.purges["side"] == "model"]
+    assert k["time"].tolist() == mo["time"].tolist()  # drain="trace": same timing
+    assert k["areas"].tolist() == [3350, 3313] and mo["areas"].tolist()[1] == 3313
+    assert m["kernel_high_water"] == 206770176 > m["model_high_water"]
+    assert "exact address share" in repr(r)
+
+
+def test_perf_trace_with_inferred_pools_matches_until_the_first_purge(perf_trace):
+    r = replay(perf_trace, vmallocinfo=INFO, cpus=2, seed_pools=True, engine=ENGINE)
+    a, purge = r.allocs, r.purges.loc[r.purges["side"] == "kernel", "time"].iloc[0]
+    before = a[a["time"] < purge]
+    assert len(before) == 2860 and before["exact"].mean() == pytest.approx(0.528, abs=0.001)
+    assert not a.loc[a["time"] > purge, "exact"].any()
+    assert r.metrics["exact_share"] == pytest.approx(0.198, abs=0.001)
+
+
+def test_auto_drain_purges_on_the_models_own_threshold(perf_trace):
+    r = replay(perf_trace, vmallocinfo=INFO, cpus=2, drain="auto", engine=ENGINE)
+    model = r.purges[r.purges["side"] == "model"]
+    kernel = r.purges[r.purges["side"] == "kernel"]
+    assert len(model) >= 1 and model["time"].iloc[0] <= kernel["time"].iloc[0]
+    assert (model["areas"] > 0).all()
+
+
+def test_bundle_replay_reads_manifest_and_first_snapshot():
+    r = replay_bundle(BUNDLE, engine="reference")
+    assert r.config["cpus"] == 2 and r.metrics["allocs"] == 503
+    assert r.seed["busy"] == 237 and r.seed["lazy"] == 2130
+    assert r.metrics["exact_share"] == 0.0 and r.metrics["kernel_purges"] == 0
+    pooled = replay_bundle(BUNDLE, engine="reference", seed_pools=True)
+    # the burst is served from the two nodes' pools, highest address first: the model given those
+    # pools hands out the same VAs in the same order on the same CPUs
+    assert pooled.seed["pooled"] == 503 and pooled.metrics["exact_share"] == 1.0
+
+
+def test_trace_without_snapshot_seeds_its_unseen_frees():
+    r = replay(FTRACE, cpus=2, engine=ENGINE)
+    assert r.seed["inferred"] == 3 and r.seed["inferred_guessed"] == 0
+    assert r.metrics["allocs"] == 3831 and r.seed["unmatched_frees"] == 0
+
+
+def test_engines_agree_on_the_bundle():
+    ref = replay_bundle(BUNDLE, engine="reference")
+    fast = replay_bundle(BUNDLE, engine="numba")
+    assert ref.allocs.equals(fast.allocs) and ref.purges.equals(fast.purges)
+
+
+def test_bad_arguments_are_named(tmp_path):
+    with pytest.raises(ValueError, match="drain"):
+        replay(FTRACE, drain="never")
+    with pytest.raises(ValueError, match="auto_drain"):
+        replay(FTRACE, auto_drain=False)
+    empty = tmp_path / "other.txt"
+    with gzip.open(FTRACE, "rt") as f:
+        frees = [line for line in f if "free_vmap_area_noflush" in line]
+    empty.write_text("".join(frees[:5]))
+    with pytest.raises(Exception, match="alloc_vmap_area"):
+        replay(empty)
