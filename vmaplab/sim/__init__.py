@@ -2,7 +2,10 @@
 
 from vmaplab.sim.allocator import Allocator
 
-__all__ = ["Allocator"]
+# Eager, not lazy: the function must shadow its submodule of the same name (loads pandas).
+from vmaplab.sim.replay import Replay, replay, replay_bundle
+
+__all__ = ["Allocator", "replay", "replay_bundle", "Replay"]
 
 # The contention engine (simulate, Machine, Run) loads on first use.
 _LAZY = {"simulate": "vmaplab.sim.run", "Run": "vmaplab.sim.run", "Machine": "vmaplab.sim.machine"}
