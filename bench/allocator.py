@@ -4,7 +4,8 @@ For both designs ("global" = Linux 6.7, "nodes" = Linux 6.9 with 64 CPUs) it run
 operation stream at 64 and at 100,000 live areas: after allocating the live set, every step frees a
 random live area and allocates a new one (sizes 1-4 pages 60 %, 5-64 pages 30 %, 65-300 pages 10 %;
 alignment 4 KiB 85 %, 8-64 KiB 10 %, 2 MiB 5 %; random CPUs), which fragments the address space.
-It prints operations per second of ``NumbaEngine.run`` (CPU time of this thread and wall time,
+A third stream has 64 test_vmalloc-like workers,
+each on its own CPU, looping vmalloc(1 page) and vfree of the previous one. It prints operations per second of ``NumbaEngine.run`` (CPU time of this thread and wall time,
 pinned to one core), the same for the reference engine on a shorter prefix of the same stream, and
 their ratio on that common prefix. The steady-state rate excludes the rows that build the live set
 (a run of those rows alone is timed and subtracted). Then it reports JIT compile time: the first
@@ -71,6 +72,19 @@ def steady_stream(live: int, steps: int, cpus: int = CPUS, seed: int = 0) -> np.
     return rows
 
 
+def worker_stream(workers: int, steps: int) -> np.ndarray:
+    """Rows of ``workers`` test_vmalloc-like workers, worker w on CPU w, each looping vmalloc(1 page)
+    and vfree of its previous page (fix_size_alloc_test): ``workers`` areas live throughout."""
+    rows = np.zeros((workers + 2 * steps, 4), np.int64)
+    rows[:workers] = np.c_[np.zeros(workers), np.ones(workers), np.full(workers, 4096), np.arange(workers)]
+    t = np.arange(steps)
+    worker = t % workers
+    rows[workers + 2 * t] = np.c_[np.ones(steps), np.where(t < workers, worker, workers + 2 * (t - workers) + 1),
+                                  np.zeros(steps), worker]
+    rows[workers + 2 * t + 1] = np.c_[np.zeros(steps), np.ones(steps), np.full(steps, 4096), worker]
+    return rows
+
+
 def timed_run(make, ops: np.ndarray) -> tuple[float, float]:
     """(CPU seconds of this thread, wall seconds) of ``make().run(ops)`` on a fresh engine."""
     engine = make()
@@ -134,14 +148,18 @@ def main() -> None:
     print("-" * len(header))
     for design in ("global", "nodes"):
         config = AllocatorConfig.resolve(design, CPUS)
-        for live in (64, 100_000):
-            ops = steady_stream(live, args.steps, seed=live)
+        streams = [
+            (f"{64:7,}", 64, steady_stream(64, args.steps, seed=64)),
+            (f"{100_000:7,}", 100_000, steady_stream(100_000, args.steps, seed=100_000)),
+            ("64 wkrs", 64, worker_stream(64, args.steps)),
+        ]
+        for label, live, ops in streams:
             cpu, wall = steady_rate(lambda: NumbaEngine(config), ops, live)
             prefix = ops[: live + 2 * args.ref_steps]
             num_prefix, _ = steady_rate(lambda: NumbaEngine(config), prefix, live)
             ref_prefix, _ = steady_rate(lambda: ReferenceEngine(config), prefix, live)
             print(
-                f"{design:7} {live:7,} | {cpu / 1e6:16.2f} {wall / 1e6:6.2f} | "
+                f"{design:7} {label} | {cpu / 1e6:16.2f} {wall / 1e6:6.2f} | "
                 f"{num_prefix / 1e6:11.2f} M/s {ref_prefix:10,.0f} {num_prefix / ref_prefix:6.0f}x"
             )
     t = compile_times()

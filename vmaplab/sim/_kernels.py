@@ -9,7 +9,7 @@ arrays explicitly (jitclasses cannot be cached):
 ``C``   int64[N_COUNTERS]          bookkeeping and statistics, indexed by the names below
 ``P``   int64[N_PARAMS]            the resolved configuration, indexed by the ``P_*`` names
 ``decay`` float                    fraction of a pool decayed per drain
-``S``   int64[slots, 8]            VA slots: start, size, state, tag node, align, list links
+``S``   int64[slots, 8]            VA slots: start, size, state, tag node, align, list link
 ``T``   int64[slots + 2, 8]        free-space tree nodes (a treap keyed by start, augmented with the
                                    largest block length of each subtree, the kernel's
                                    ``subtree_max_size``): lowest block of length >= L in one descent
@@ -18,7 +18,9 @@ arrays explicitly (jitclasses cannot be cached):
 ``W``   int64[7, slots + 2048]     a purge's scratch: 0-1 a node's lazy VAs (start, slot), 2-3 the
                                    radix sort's second buffer, 4 its digit counts, 5-6 the ranges
                                    bound for free space (start, end)
-``H``   int64[2^k, 2]              busy VAs by start (open addressing, linear probing)
+``H``   int64[2^k, 2]              busy VAs by start (open addressing, linear probing); run() finds
+                                   VAs by row and leaves it stale (C[HASH_VALID] = 0) until the
+                                   next single free rebuilds it
 ``TOP`` int64[512 GiB regions]     page tables, three levels like the hardware's: the MID row of a
 ``MID`` int64[rows, 512]           512 GiB region, the LOW row (= PMD page) of a 1 GiB region, and
 ``LOW`` uint8[rows, 512]           one byte per 2 MiB region (1 = its PTE page exists)
@@ -26,6 +28,7 @@ arrays explicitly (jitclasses cannot be cached):
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -150,8 +153,12 @@ PREFETCH_ROWS = 16  # run(): how far ahead the rows of upcoming frees are prefet
 INT64_MIN = -(1 << 63)
 
 
+def _prefetch_py(arr, row):
+    """Pure-Python stand-in for :func:`_prefetch` when numba's JIT is disabled (coverage runs)."""
+
+
 @intrinsic
-def _prefetch(typingctx, arr, row):
+def _prefetch_llvm(typingctx, arr, row):
     """Ask the CPU to fetch the cache line of ``arr[row, 0]`` (LLVM's prefetch; no fault, no effect
     on results). Hides the memory latency of rows the loop will need a few iterations later."""
     if not isinstance(arr, types.Array) or arr.ndim != 2 or not isinstance(row, types.Integer):
@@ -170,6 +177,9 @@ def _prefetch(typingctx, arr, row):
         return context.get_dummy_value()
 
     return types.void(arr, row), codegen
+
+
+_prefetch = _prefetch_py if numba.config.DISABLE_JIT else _prefetch_llvm
 
 
 @njit(**NJIT_INLINE_OPTIONS)

@@ -81,10 +81,13 @@ class NumbaEngine:
     Notes
     -----
     Free space is a treap of free blocks keyed by start, each node holding the largest block length
-    in its subtree, so the lowest block of at least L pages is found in one descent: every
-    operation is O(log n) in the number of free blocks, busy VAs are found by start in a hash
-    table, pools and lazy lists are linked lists over VA slots. ``run`` executes the whole stream in
-    one jitted call (another only when an array has to grow, which doubles it).
+    of each child's subtree, so the lowest block of at least L pages is found in one descent: every
+    operation is O(log n) in the number of free blocks. Pools and lazy lists are linked lists over
+    VA slots; a purge sorts what it returns (radix sort) and gives adjacent ranges back as one.
+    ``run`` executes the whole stream in one jitted call (another only when an array has to grow,
+    which doubles it), finds the VA a free row names by its row, and prefetches the rows of the
+    frees a few rows ahead. Single ``free`` calls find busy VAs by start in a hash table, rebuilt
+    after a ``run``.
     """
 
     def __init__(self, config: AllocatorConfig):
