@@ -16,7 +16,7 @@ L4, L5 = 0xFFFFC90000000000, 0xFFA0000000000000
 
 
 def test_exported_from_vmaplab_sim():
-    assert vmaplab.sim.__all__ == ["Allocator"]
+    assert vmaplab.sim.__all__ == ["Allocator", "replay", "replay_bundle", "Replay"]
     assert vmaplab.sim.Allocator is vmaplab.sim.allocator.Allocator
 
 
