@@ -36,6 +36,8 @@ _EXPORTS = {
     "pagetable_footprint": "vmaplab.analysis.footprint",
     "area_lifetimes": "vmaplab.analysis.lifetimes",
     "simulate": "vmaplab.sim.run",
+    "sweep": "vmaplab.sim.sweep",
+    "write_bundle": "vmaplab.sim.emit",
     "Machine": "vmaplab.sim.machine",
     "ParseError": "vmaplab.errors",
     "UnsupportedFormatError": "vmaplab.errors",

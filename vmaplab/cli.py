@@ -95,3 +95,119 @@ def plot(
         raise typer.Exit(2) from None
     figure.savefig(target, dpi=150)
     typer.echo(f"{target}: {name}")
+
+
+def _knobs(pairs: list[str] | None) -> dict:
+    """``k=v`` options as simulate() knobs: ints, floats, true/false and none as such, else strings."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r}: write a knob as name=value, e.g. drain_priority=high")
+        low = text.lower()
+        if low in ("true", "false"):
+            value = low == "true"
+        elif low == "none":
+            value = None
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                try:
+                    value = float(text)
+                except ValueError:
+                    value = text
+        out[key] = value
+    return out
+
+
+def _tests(text: str) -> int | list[str]:
+    """``--tests``: a run_test_mask (``7``, ``0x7f``) or comma-separated test names."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{name}: comma-separated integers, such as 64,128,256") from None
+
+
+@app.command()
+def simulate(
+    out: Path = typer.Option(..., "--out", help="Bundle folder to write (read it with vmaplab.read_bundle)."),
+    design: str = typer.Option("nodes", help="global (Linux 6.7) or nodes (6.9, vmap nodes)."),
+    threads: int = typer.Option(64, min=1, help="test_vmalloc nr_threads."),
+    cpus: int = typer.Option(64, min=1, help="CPUs of the simulated machine."),
+    tests: str = typer.Option("7", help="run_test_mask (7, 127, 0x7f) or comma-separated test names."),
+    loops: int = typer.Option(10_000, min=1, help="test_vmalloc test_loop_count."),
+    seed: int = typer.Option(0, help="Seed of the workers' random streams."),
+    knob: list[str] | None = typer.Option(None, "--knob", help="Machine knob name=value (drain_priority=high); repeat."),
+    allocinfo_format: str = typer.Option("pre-merge", help="allocinfo of the bundle: pre-merge (the seed's) or 6.10."),
+) -> None:
+    """Run test_vmalloc on a simulated machine, print a summary and write what the machine would show as a bundle."""
+    from .io.units import format_size
+    from .sim.emit import write_bundle
+    from .sim.params import PAGE_SIZE
+    from .sim.run import simulate as run_simulation
+
+    try:
+        run = run_simulation(design, threads=threads, cpus=cpus, tests=_tests(tests), loops=loops, seed=seed,
+                             **_knobs(knob))  # fmt: skip
+        write_bundle(run, out, allocinfo_format=allocinfo_format)
+    except (ValueError, TypeError, FileExistsError) as exc:
+        typer.echo(f"vmaplab simulate: {exc}", err=True)
+        raise typer.Exit(2) from None
+    rows = [
+        ("design", f"{design} ({'6.7' if design == 'global' else '6.9'})"),
+        ("threads / cpus", f"{threads} / {cpus}"),
+        ("wall time", f"{run.wall_seconds:.3f} s"),
+        ("vmalloc+vfree pairs/s", f"{run.pairs_per_second:,.0f}"),
+        ("spinlock spin share", f"{100 * run.lock_spin_share:.2f} %"),
+        *[(f"  {lock}", f"{100 * share:.2f} %") for lock, share in run.lock_spin_by_lock.items() if share > 0],
+        ("page tables", f"{format_size(run.pagetable_bytes)} ({run.pagetable_bytes // PAGE_SIZE} pages)"),
+        ("VA high water", format_size(run.va_high_water)),
+        ("failed repetitions", str(int(run.summaries["failed"].sum()))),
+    ]
+    width = max(len(k) for k, _ in rows)
+    typer.echo("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+    typer.echo(f"{out}: bundle of 1 snapshot")
+
+
+@app.command()
+def sweep(
+    out: Path = typer.Option(..., "--out", help="Table to write: .csv or .parquet."),
+    threads: str = typer.Option("64,128,256", help="Comma-separated nr_threads values, in chain order."),
+    designs: str = typer.Option("global,nodes", help="Comma-separated designs: global, nodes."),
+    cpus: int = typer.Option(64, min=1, help="CPUs of every simulated machine."),
+    tests: str = typer.Option("127", help="run_test_mask or comma-separated test names."),
+    loops: int = typer.Option(10_000, min=1, help="test_vmalloc test_loop_count."),
+    seeds: str = typer.Option("0", help="Comma-separated seeds; each is a chain of its own."),
+    independent: bool = typer.Option(False, "--independent", help="Every point on a fresh machine (no chains)."),
+    knob: list[str] | None = typer.Option(None, "--knob", help="Machine knob name=value; repeat."),
+    cache: Path | None = typer.Option(None, "--cache", help="Cache folder: finished points are kept, a rerun resumes."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="dask.distributed scheduler address to run on."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Local processes (default: the CPU count)."),
+) -> None:
+    """Simulate a grid of thread counts and designs; write one row per point (docs: vmaplab.sweep)."""
+    from .sim.sweep import sweep as run_sweep
+
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise typer.BadParameter(f"{out}: write a .csv or .parquet file", param_hint="--out")
+    try:
+        df = run_sweep(_ints(threads, "--threads"), [d.strip() for d in designs.split(",") if d.strip()], cpus=cpus,
+                       tests=_tests(tests), loops=loops, seeds=_ints(seeds, "--seeds"), sequential=not independent,
+                       client=scheduler, cache_dir=cache, workers=workers, **_knobs(knob))  # fmt: skip
+    except (ValueError, TypeError) as exc:
+        typer.echo(f"vmaplab sweep: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if out.suffix.lower() == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        df.to_parquet(out, index=False)
+    cols = ["design", "threads", "seed", "wall_seconds", "lock_spin_share", "pagetable_bytes"]
+    typer.echo(df[cols].to_string(index=False))
+    typer.echo(f"{out}: {len(df)} points")

@@ -266,3 +266,26 @@ def test_write_bundle_refuses_mixed_runs(runs, tmp_path):
         emit.write_bundle(runs[0], tmp_path / "z", allocinfo_format="2.0")
     with pytest.raises(TypeError):
         emit.write_bundle([], tmp_path / "w")
+
+
+def test_cli_simulate_writes_the_bundle(tmp_path):
+    from typer.testing import CliRunner
+
+    from vmaplab.cli import app
+
+    args = ["simulate", "--design", "global", "--threads", "4", "--cpus", "4", "--tests", "7", "--loops", "50",
+            "--seed", "3", "--knob", "drain_priority=high", "--out", str(tmp_path / "b")]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run = vl.simulate("global", threads=4, cpus=4, tests=7, loops=50, seed=3, drain_priority="high")
+    assert f"{run.wall_seconds:.3f} s" in result.output
+    assert f"({run.pagetable_bytes // PAGE_SIZE} pages)" in result.output
+    data = vl.read_bundle(tmp_path / "b", formats=["allocinfo"])
+    meta = data["allocinfo"].attrs["manifest"]
+    assert meta["extra"]["runs"][0]["drain_priority"] == "high"
+    assert meta["kernel_release"] == "6.7.0 (simulated)"
+    assert data["allocinfo"].query("func == 'pagetable_alloc'").calls.tolist() == [run.pagetable_bytes // PAGE_SIZE]
+    again = CliRunner().invoke(app, args)  # the bundle exists: a clear error, not an overwrite
+    assert again.exit_code == 2 and "holds a bundle already" in again.output
+    bad = CliRunner().invoke(app, [*args[:-2], "--knob", "drain_priority", "--out", str(tmp_path / "c")])
+    assert bad.exit_code == 2 and "name=value" in bad.output

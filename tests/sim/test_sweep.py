@@ -115,3 +115,25 @@ def test_bad_arguments():
         sweep([4], ["hybrid"], **SMALL)
     with pytest.raises(TypeError, match="unknown knobs"):
         sweep([4], ["nodes"], lazy_pages=3, **SMALL)
+
+
+def test_cli_sweep_writes_the_table(reference, tmp_path):
+    from typer.testing import CliRunner
+
+    from vmaplab.cli import app
+
+    out = tmp_path / "results.csv"
+    args = ["sweep", "--threads", "4,8", "--designs", "global,nodes", "--cpus", "4", "--tests", "7", "--loops", "30",
+            "--out", str(out), "--cache", str(tmp_path / "cache"), "--workers", "1"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "4 points" in result.output
+    table = pd.read_csv(out)
+    assert table.threads.tolist() == [4, 8, 4, 8]
+    assert table.pagetable_bytes.tolist() == reference.pagetable_bytes.tolist()
+    assert table.wall_seconds.tolist() == pytest.approx(reference.wall_seconds.tolist())
+    assert len(list((tmp_path / "cache").glob("*.parquet"))) == 4
+    bad = CliRunner().invoke(app, [*args[:-6], "--out", str(tmp_path / "r.txt")])
+    assert bad.exit_code == 2 and ".csv or .parquet" in bad.output
+    bad = CliRunner().invoke(app, ["sweep", "--threads", "4,x", "--out", str(out)])
+    assert bad.exit_code == 2 and "comma-separated integers" in bad.output
