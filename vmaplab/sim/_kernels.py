@@ -122,7 +122,7 @@ ALLOC_FAILURES = 28
 FIT_FULL = 29
 FIT_LEFT = 30
 FIT_RIGHT = 31
-FIT_MIDDLE = 32
+FIT_MIDDLE = 32  # FIT_FULL..FIT_MIDDLE in _carve's order
 DRAIN_PENDING = 33
 HASH_VALID = 34  # 1 while H holds exactly the busy VAs; run() leaves it stale, free_one rebuilds it
 N_COUNTERS = 35
@@ -138,6 +138,7 @@ ERR_DOUBLE_FREE = 6  # run(): a second free of the same row
 ERR_BAD_REF = 7  # run(): a free naming a row that is not an earlier alloc row
 ERR_BAD_ROW = 8  # run(): pages < 1, alignment not a power of two, cpu out of range
 ERR_BAD_OP = 9  # run(): an operation code other than 0..3
+ERR_NOT_FREE = 10  # reserve of a range that is not inside one free block of the window
 
 # row_slot markers of run() (values >= 0 are slots of live VAs; NIL: the row placed nothing).
 ROW_FREED = -2
@@ -147,6 +148,7 @@ PTE_SHIFT = 9  # pages per PTE page: 2^9 (2 MiB)
 PMD_SHIFT = 18  # pages per PMD page: 2^18 (1 GiB)
 TOP_SHIFT = 27  # pages per 512 GiB region
 MAX_ALIGN_PAGES = 1 << 51  # 2^63 bytes
+MAX_PAGES = 1 << 60  # larger requests are treated as this size (they can never fit)
 RADIX_BITS = 11  # digits of the drain's radix sort
 RADIX = 1 << RADIX_BITS
 PREFETCH_ROWS = 16  # run(): how far ahead the rows of upcoming frees are prefetched
@@ -400,6 +402,18 @@ def _t_lowest_fit(C, T, length):
 
 
 @njit(**NJIT_INLINE_OPTIONS)
+def _t_block_at(C, T, off):
+    """The block with the largest start <= ``off`` (the one that may contain page ``off``), or NIL."""
+    best = NIL
+    x = C[ROOT]
+    while x != NIL:
+        right = T[x, T_START] <= off
+        best = x if right else best
+        x = T[x, T_LEFT + right]
+    return best
+
+
+@njit(**NJIT_INLINE_OPTIONS)
 def free_range(C, T, start, end):
     """Return pages [start, end) to free space, coalescing with a free neighbour on either side."""
     pred = NIL
@@ -450,30 +464,36 @@ def _place(C, P, T, size, align):
     be = bs + T[x, T_LEN]
     base = P[P_BASE]
     off = ((base + bs + align - 1) & -align) - base
-    end = off + size
-    if end > P[P_SPACE] - 1:
+    if off + size > P[P_SPACE] - 1:
         return NIL
-    if off == bs:
-        if end == be:
-            _t_delete(C, T, x)
-            C[FIT_FULL] += 1
-        else:
-            T[x, T_START] = end
-            T[x, T_LEN] = be - end
-            _t_update_up(T, x)
-            C[FIT_LEFT] += 1
-    else:
-        T[x, T_LEN] = off - bs
-        _t_update_up(T, x)
-        if end == be:
-            C[FIT_RIGHT] += 1
-        else:
-            _t_insert_after(C, T, x, end, be - end)
-            C[FIT_MIDDLE] += 1
+    C[FIT_FULL + _carve(C, T, x, off, size)] += 1
+    return off
+
+
+@njit(**NJIT_INLINE_OPTIONS)
+def _carve(C, T, x, off, size):
+    """Take pages [off, off + size) out of free block ``x`` (``va_clip``); returns the fit class:
+    0 full, 1 left edge, 2 right edge, 3 no edge (the block splits), in the order of FIT_*."""
+    bs = T[x, T_START]
+    be = bs + T[x, T_LEN]
+    end = off + size
     C[FREE_PAGES] -= size
     if end > C[HIGH_WATER]:
         C[HIGH_WATER] = end
-    return off
+    if off == bs:
+        if end == be:
+            _t_delete(C, T, x)
+            return 0
+        T[x, T_START] = end
+        T[x, T_LEN] = be - end
+        _t_update_up(T, x)
+        return 1
+    T[x, T_LEN] = off - bs
+    _t_update_up(T, x)
+    if end == be:
+        return 2
+    _t_insert_after(C, T, x, end, be - end)
+    return 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -805,7 +825,7 @@ def _capacity(C, S, H, MID, LOW, pages):
 @njit(**NJIT_INLINE_OPTIONS)
 def _alloc(C, P, decay, S, T, PL, LZ, W, H, TOP, MID, LOW, pages, align, cpu):
     """``alloc_vmap_area``: pool (nodes design) or lowest fit, purge and retry once; slot or NIL."""
-    size = pages + 1 if pages < P[P_SPACE] else P[P_SPACE]  # no overflow; too big fails anyway
+    size = min(pages, MAX_PAGES) + 1  # no overflow: a window holds < 2^52 pages, so both fail
     nr = P[P_NR_NODES]
     nodes = P[P_NODES_DESIGN] == 1
     tag = NIL
@@ -836,16 +856,23 @@ def _alloc(C, P, decay, S, T, PL, LZ, W, H, TOP, MID, LOW, pages, align, cpu):
         s = _slot_new(C, S)
         S[s, S_START] = off
         S[s, S_SIZE] = size
+    _make_busy(C, P, S, H, TOP, MID, LOW, s, tag, align)
+    return s
+
+
+@njit(**NJIT_INLINE_OPTIONS)
+def _make_busy(C, P, S, H, TOP, MID, LOW, s, tag, align):
+    """Slot ``s`` (start and size set) becomes a busy VA; its pages but the guard page are mapped."""
     S[s, S_STATE] = BUSY
     S[s, S_NODE] = tag
     S[s, S_ALIGN] = align
     if C[HASH_VALID] == 1:
         _h_insert(H, S[s, S_START], s)
-    C[BUSY_PAGES] += size
+    C[BUSY_PAGES] += S[s, S_SIZE]
     C[BUSY_AREAS] += 1
     C[ALLOCS] += 1
-    _map_pages(C, P, TOP, MID, LOW, S[s, S_START], pages)
-    return s
+    if S[s, S_SIZE] > 1:
+        _map_pages(C, P, TOP, MID, LOW, S[s, S_START], S[s, S_SIZE] - 1)
 
 
 @njit(**NJIT_INLINE_OPTIONS)
@@ -896,6 +923,30 @@ def alloc_one(C, P, decay, S, T, PL, LZ, W, H, TOP, MID, LOW, pages, align, cpu)
         return st, NIL
     s = _alloc(C, P, decay, S, T, PL, LZ, W, H, TOP, MID, LOW, pages, align, cpu)
     return OK, (NIL if s == NIL else S[s, S_START])
+
+
+@njit(**NJIT_NO_NRT_OPTIONS)
+def reserve_one(C, S, T, H, TOP, MID, LOW, P, offset, size, cpu):
+    """Make pages [offset, offset + size) a busy VA (guard page included in ``size``), tagged with
+    the node of ``cpu`` (< 0: untagged); OK, NEED_* or ERR_NOT_FREE (nothing changed) if the range
+    is not inside one free block or reaches the window's last page. Counts in allocs, no fit class."""
+    end = offset + size
+    if size < 1 or offset < 0 or end > P[P_SPACE] - 1:
+        return ERR_NOT_FREE
+    x = _t_block_at(C, T, offset)
+    if x == NIL or T[x, T_START] + T[x, T_LEN] < end:
+        return ERR_NOT_FREE
+    st = _capacity(C, S, H, MID, LOW, size)
+    if st != OK:
+        return st
+    _carve(C, T, x, offset, size)
+    s = _slot_new(C, S)
+    S[s, S_START] = offset
+    S[s, S_SIZE] = size
+    nr = P[P_NR_NODES]
+    tag = cpu % nr if P[P_NODES_DESIGN] == 1 and nr > 1 and cpu >= 0 else NIL
+    _make_busy(C, P, S, H, TOP, MID, LOW, s, tag, 1)
+    return OK
 
 
 @njit(**NJIT_NO_NRT_OPTIONS)

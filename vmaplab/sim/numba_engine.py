@@ -166,7 +166,7 @@ class NumbaEngine:
         if align < 1 or align & (align - 1) or align > 1 << 63:
             raise ValueError(f"align must be a power of two of at most 2**63 bytes, not {align!r}")
         self._check_cpu(cpu)
-        npages = min(int(pages), self.config.space_pages)
+        npages = min(int(pages), K.MAX_PAGES)
         align_pages = max(int(align), 1 << PAGE_SHIFT) >> PAGE_SHIFT
         while True:
             status, off = K.alloc_one(
@@ -175,6 +175,29 @@ class NumbaEngine:
             if status == K.OK:
                 return int(off)
             self._grow(status)
+
+    def reserve(self, offset: int, size: int, cpu: int) -> None:
+        """Make pages ``[offset, offset + size)`` a busy VA (``size`` includes the guard page),
+        carved out of free space and tagged with the node of ``cpu`` (``cpu < 0``: untagged).
+
+        Raises SimulationError, changing nothing, unless every page of the range is free and it
+        ends at or below the last allocatable page. Counts in ``allocs`` (no fit class).
+        """
+        space = self.config.space_pages
+        status = K.ERR_NOT_FREE
+        if 0 <= offset < space and 1 <= size < space:
+            while True:
+                status = K.reserve_one(
+                    self._C, self._S, self._T, self._H, self._TOP, self._MID, self._LOW, self._P, offset, size, cpu
+                )
+                if status not in (K.NEED_SLOTS, K.NEED_HASH, K.NEED_MID, K.NEED_LOW):
+                    break
+                self._grow(status)
+        if status == K.ERR_NOT_FREE:
+            raise SimulationError(
+                f"reserve of pages [{offset}, {offset + size}): not a free range of the window "
+                f"(last allocatable page {space - 2})"
+            )
 
     def free(self, offset: int, cpu: int) -> None:
         """Lazily free the busy VA that starts at page ``offset``; SimulationError if none does."""
