@@ -26,17 +26,7 @@ PERF = REAL / "vmalloc-trace-perf-thread-churn.txt.gz"
 FTRACE = REAL / "vmalloc-trace-ftrace-thread-churn.txt.gz"
 INFO = REAL / "vmallocinfo-kptr1.txt"
 BASE = 0xFFFFC90000000000
-ENGINE = "reference"  # the numba engine gains reserve() once its files are free to edit
-# Until then its reserve tests fail on the missing method, and must (strict): flip when it lands.
-PENDING = pytest.mark.xfail(raises=AttributeError, strict=True, reason="NumbaEngine.reserve not written yet")
-
-
-@pytest.fixture
-def engine_name(engine_name: str, request: pytest.FixtureRequest) -> str:
-    """conftest's engine names, the numba one marked as pending."""
-    if engine_name == "numba":
-        request.applymarker(PENDING)
-    return engine_name
+ENGINE = "numba"
 
 
 # -- the window and reserve ----------------------------------------------------------------------
@@ -153,7 +143,6 @@ def test_trace_without_snapshot_seeds_its_unseen_frees():
     assert r.metrics["allocs"] == 3831 and r.seed["unmatched_frees"] == 0
 
 
-@PENDING
 def test_engines_agree_on_the_bundle():
     ref = replay_bundle(BUNDLE, engine="reference")
     fast = replay_bundle(BUNDLE, engine="numba")
