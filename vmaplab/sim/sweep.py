@@ -176,7 +176,7 @@ def _run_chain(chain: list[dict], cache_dir: str | None) -> list[dict]:
 
 def _simulate(point: dict, machine) -> Run:
     p = dict(point)
-    if machine is not None:  # the machine carries its settings; simulate() checks the rest agree
+    if machine is not None:  # a machine carries its own settings and CPU count
         for k in ALLOCATOR_KNOBS + MACHINE_KNOBS:
             p.pop(k, None)
         p.pop("cpus")
