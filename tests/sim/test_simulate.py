@@ -45,6 +45,12 @@ def test_scaled_contention_global_vs_nodes():
     assert n.lock_spin_by_lock["vmap_area_lock"] == 0 and n.lock_spin_by_lock["busy.lock"] > 0
     assert n.pairs_per_second > 2 * g.pairs_per_second
     assert n.stats["pool_hits"] > 0 and g.stats["pool_hits"] == 0
+    # the per-test split of the pool look-ups adds up to the allocator's counters
+    by = n.pool_by_test
+    assert list(by.test) == ["fix_size_alloc_test", "full_fit_alloc_test", "long_busy_list_alloc_test"]
+    assert by.hits.sum() == n.stats["pool_hits"] and by.misses.sum() == n.stats["pool_misses"]
+    assert ((by.hit_rate > 0) & (by.hit_rate < 1)).all()
+    assert g.pool_by_test.hits.sum() == 0 and g.pool_by_test.hit_rate.isna().all()
 
 
 def test_scaled_pagetables_grow_with_threads_and_not_on_rerun():

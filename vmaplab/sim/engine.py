@@ -150,7 +150,8 @@ T_MIGR = 32
 T_DONE_AT = 33
 T_HIGH = 34  # queued at high priority
 T_TRI = 35  # trace row of the current operation
-N_TH = 36
+T_SLICE_END = 36  # end of the running thread's current slice (EEVDF deadline, in run time)
+N_TH = 37
 
 # thread states and kinds
 ST_RUN = 0
@@ -262,8 +263,17 @@ G_HELPERS_RUN = 29
 G_IPIS = 30
 G_RUNS = 31  # merge units of the global purge (6.7 merges neighbouring lazy VAs)
 G_MUTEX_SLEEPS = 32
-G_START = 33
+G_SLICE = 33  # the scheduler's base slice, ns
 N_G = 34
+
+# per worker and test counters (SUMM's last axis)
+SU_PASSED = 0
+SU_FAILED = 1
+SU_NS = 2
+SU_HITS = 3
+SU_MISSES = 4
+SU_ROTATIONS = 5
+N_SU = 6
 
 # timeline columns
 TL_TIME = 0
@@ -460,6 +470,7 @@ def _run_on(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t):
     ACC[TH[th, T_CTX], S_SCHED] += c
     G[G_CTXSW] += 1
     TH[th, T_RUNSTART] = t + c
+    TH[th, T_SLICE_END] = t + c + G[G_SLICE]
     _push(HP, POS, G, th, t + c)
 
 
@@ -1011,6 +1022,7 @@ def run_engine(
                 else:
                     if nodes and nr > 1 and size <= POOL_CLASSES:
                         C[POOL_MISSES] += 1  # the unlocked emptiness check
+                        SUMM[th, TH[th, T_TEST], SU_MISSES] += 1
                     TH[th, T_PC] = PC_A_SLABVA
                 _push(HP, POS, G, th, t + d)
                 break
@@ -1029,15 +1041,19 @@ def run_engine(
                 TH[th, T_AUX] = 0
                 if h == NIL:
                     C[POOL_MISSES] += 1
+                    SUMM[th, TH[th, T_TEST], SU_MISSES] += 1
                 elif ((P[P_BASE] + S[h, S_START]) & (TH[th, T_ALIGN] - 1)) == 0:
                     TH[th, T_SLOT] = K._pool_pop_head(C, S, PL, pi)
                     C[POOL_HITS] += 1
+                    SUMM[th, TH[th, T_TEST], SU_HITS] += 1
                     TH[th, T_AUX] = 1
                 else:
                     if PL[pi, PL_LEN] > 1:
                         K._pool_rotate(S, PL, pi)
                     C[POOL_MISSES] += 1
                     C[POOL_ROTATIONS] += 1
+                    SUMM[th, TH[th, T_TEST], SU_MISSES] += 1
+                    SUMM[th, TH[th, T_TEST], SU_ROTATIONS] += 1
                 d = np.int64(COST[C_POOL])
                 ACC[ctx, S_POOL + 2] += d
                 TH[th, T_PC] = PC_A_POOL_REL
@@ -1252,7 +1268,12 @@ def run_engine(
             if pc == PC_OPEND:
                 # a preemption point (the cond_resched() loops of vmalloc and vfree)
                 TH[th, T_PC] = PC_NEXT
-                if CPU[cpu, CPU_RQLEN] > 0 and (CPU[cpu, CPU_PREEMPT] == 1 or t - TH[th, T_RUNSTART] >= EP[E_SLICE]):
+                # EEVDF with RUN_TO_PARITY (6.6+): the running task keeps the CPU until its slice
+                # (deadline) runs out, whoever wakes; a new slice starts at once when nothing waits.
+                # A nice -20 work item (drain_priority="high") preempts at the next point.
+                if t >= TH[th, T_SLICE_END] and CPU[cpu, CPU_RQLEN] == 0:
+                    TH[th, T_SLICE_END] += EP[E_SLICE] * ((t - TH[th, T_SLICE_END]) // EP[E_SLICE] + 1)
+                if CPU[cpu, CPU_RQLEN] > 0 and (CPU[cpu, CPU_PREEMPT] == 1 or t >= TH[th, T_SLICE_END]):
                     CPU[cpu, CPU_PREEMPT] = 0
                     G[G_PREEMPTIONS] += 1
                     nxt = CPU[cpu, CPU_RQHEAD]

@@ -112,6 +112,12 @@ class Run:
         The allocator's counters for this run (deltas) and the engine's: events, context_switches,
         migrations, preemptions, drain_lag_max_s, drain_lag_mean_s, drains_started, helpers_run,
         ipis, mutex_sleeps, merge_units, pairs.
+    trace : numpy.ndarray or None
+        The operations issued, when ``simulate(..., trace=True)`` (see there).
+    pool_by_test : pandas.DataFrame
+        Pool look-ups of the nodes design by test, all workers: test (string), hits, misses,
+        rotations (int64; a rotation is also a miss) and hit_rate (float64, NaN when the test never
+        looked at a pool). Misses include the unlocked emptiness check.
     """
 
     wall_seconds: float
@@ -129,6 +135,7 @@ class Run:
     params: dict
     stats: dict
     trace: np.ndarray | None = field(default=None, repr=False)
+    pool_by_test: pd.DataFrame | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         p = self.params
@@ -225,6 +232,7 @@ class _Arrays:
         for g in (E.G_ERR, E.G_KW_WAITING, E.G_MUTEX_HOLDER, E.G_MUTEX_HEAD, E.G_MUTEX_TAIL):
             G[g] = K.NIL
         G[E.G_WORKERS_LEFT] = W
+        G[E.G_SLICE] = EP[E.E_SLICE]
         # workers 0 .. cpus-1 start running at time 0 (equal times in seq order form a valid heap);
         # the others wait in the run queue of CPU i % cpus
         for w in range(W):
@@ -234,6 +242,7 @@ class _Arrays:
                 HP[w] = (0, w, w)
                 POS[w] = w
                 TH[w, E.T_STATE] = E.ST_RUN
+                TH[w, E.T_SLICE_END] = EP[E.E_SLICE]
             else:
                 TH[w, E.T_STATE] = E.ST_RUNNABLE
                 if CPU[c, E.CPU_RQTAIL] == K.NIL:
@@ -263,7 +272,7 @@ class _Arrays:
         self.ORD = np.asarray(orders, np.int64).reshape(W, nsel)
         self.RSZ = np.stack(sizes) if len(sizes[0]) == draws and draws else np.zeros((1, 1), np.uint8)
         self.RSA = np.stack(aligns) if len(aligns[0]) == draws and draws else np.zeros((1, 1), np.uint8)
-        self.SUMM = np.zeros((W, len(TESTS), 3), np.int64)
+        self.SUMM = np.zeros((W, len(TESTS), E.N_SU), np.int64)
         self.PQ = np.full(max(1024, 2 * alloc.stats()["lazy_areas"] + 2), K.NIL, np.int64)
         self.NQ = np.zeros((nr, 2), np.int64)
         self.MARKED = np.zeros(nr, np.int64)
@@ -548,7 +557,22 @@ def simulate(
         params=params,
         stats=stats,
         trace=arrays.TR[: int(G[E.G_TRN])].copy() if trace else None,
+        pool_by_test=_pool_by_test(arrays.SUMM, mask),
     )
+
+
+def _pool_by_test(SUMM: np.ndarray, mask: int) -> pd.DataFrame:
+    tot = SUMM.sum(axis=0)
+    bits = [b for b in range(len(TESTS)) if mask >> b & 1]
+    df = pd.DataFrame({
+        "test": pd.array([TESTS[b].name for b in bits], dtype="string"),
+        "hits": tot[bits, E.SU_HITS].astype(np.int64),
+        "misses": tot[bits, E.SU_MISSES].astype(np.int64),
+        "rotations": tot[bits, E.SU_ROTATIONS].astype(np.int64),
+    })  # fmt: skip
+    looked = df.hits + df.misses
+    df["hit_rate"] = np.where(looked > 0, df.hits / looked.where(looked > 0, 1), np.nan).astype(np.float64)
+    return df
 
 
 def _timeline(TL: np.ndarray, lazy_max: int) -> pd.DataFrame:
@@ -578,7 +602,7 @@ def _summaries(SUMM: np.ndarray, orders: list[list[int]], mp: ModuleParams) -> p
     rows = []
     for w in range(SUMM.shape[0]):
         for bit in sorted(orders[w]):  # dmesg prints in bit order, not execution order
-            passed, failed, elapsed = (int(x) for x in SUMM[w, bit])
+            passed, failed, elapsed = (int(x) for x in SUMM[w, bit, : E.SU_HITS])
             rows.append((w, TESTS[bit].name, passed, failed, failed if TESTS[bit].xfail else 0,
                          mp.test_repeat_count, mp.test_loop_count, elapsed // 1000 // mp.test_repeat_count))  # fmt: skip
     df = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
