@@ -21,7 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT / "data" / "real"
 NS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9}
 # a default-layout entry, written independently of the reader
-ENTRY = re.compile(r"^ +(\d+) +(\d+\.\d\d) (ns|us|ms|s) +(\d+\.\d\d) (ns|us|ms|s) +(\d+\.\d\d) (ns|us|ms|s) +(\S+) +(\S+)$")
+# (a lock type is letters and dashes with an optional :R or :W, as perf prints them: spinlock,
+# rwsem:R, pcpu-sem:W; "0spinlock" or "s0inlock" is damage, not a type)
+ENTRY = re.compile(
+    r"^ +(\d+) +(\d+\.\d\d) (ns|us|ms|s) +(\d+\.\d\d) (ns|us|ms|s) +(\d+\.\d\d) (ns|us|ms|s) +([A-Za-z][A-Za-z-]*(?::[RW])?) +(\S+)$"
+)
 
 
 def test_default_table():
