@@ -289,3 +289,11 @@ def test_cli_simulate_writes_the_bundle(tmp_path):
     assert again.exit_code == 2 and "holds a bundle already" in again.output
     bad = CliRunner().invoke(app, [*args[:-2], "--knob", "drain_priority", "--out", str(tmp_path / "c")])
     assert bad.exit_code == 2 and "name=value" in bad.output
+
+
+def test_run_method_writes_the_same_bundle(run, tmp_path):
+    via_method = run.write_bundle(tmp_path / "a")
+    via_function = emit.write_bundle(run, tmp_path / "b")
+    assert via_method.snapshots[0].files == via_function.snapshots[0].files
+    for rel in via_method.snapshots[0].files.values():
+        assert (tmp_path / "a" / rel).read_text() == (tmp_path / "b" / rel).read_text()

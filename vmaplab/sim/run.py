@@ -145,6 +145,13 @@ class Run:
             f"lock_spin_share={self.lock_spin_share:.3f}, pagetable_bytes={self.pagetable_bytes})"
         )
 
+    def write_bundle(self, folder, **options):
+        """Write what a real machine would show after this run into a bundle folder; see
+        :func:`vmaplab.sim.emit.write_bundle` for the options. Returns the bundle's Manifest."""
+        from .emit import write_bundle
+
+        return write_bundle(self, folder, **options)
+
 
 def _machine_for(design: str, cpus: int | None, machine: Machine | None, knobs: dict) -> Machine:
     if machine is None:
