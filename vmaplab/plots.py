@@ -36,6 +36,13 @@ __all__ = [
     "vmalloc_map",
     "vmallocinfo_map",
     "snapshot_series",
+    "pagetable_vs_published",
+    "rerun_plateau",
+    "va_timeline",
+    "knobs_effect",
+    "spin_share_vs_threads",
+    "throughput_vs_threads",
+    "lock_wait_share",
 ]
 
 PAGE_SIZE = 4096  # bytes; x86_64 page-table pages are one page each
@@ -603,4 +610,416 @@ def snapshot_series(
         ax.legend(loc="best")
     axes[-1].set_xlabel("time since the bundle's start (s)")
     fig.suptitle(title or f"{', '.join(fields)} over time: {frame.attrs.get('source') or 'bundle'}")
+    return fig
+
+
+# --- simulator figures ---------------------------------------------------------------------------
+# They take vmaplab.sweep() rows (design, threads, cpus, then the result columns) or a Run's timeline.
+
+_DESIGN_LABEL = {"global": "6.7 global locks (simulated)", "nodes": "6.9 vmap nodes (simulated)"}
+_DESIGN_COLOR = {"global": "C3", "nodes": "C0"}
+_LOCK_COLUMNS = {
+    "spin_vmap_area_lock": "vmap_area_lock",
+    "spin_free_vmap_area_lock": "free_vmap_area_lock",
+    "spin_purge_vmap_area_lock": "purge_vmap_area_lock",
+    "spin_busy_lock": "vn->busy.lock",
+    "spin_lazy_lock": "vn->lazy.lock",
+    "spin_pool_lock": "vn->pool_lock",
+}
+
+
+def _need(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = sorted(set(columns) - set(df.columns))
+    if missing:
+        raise ValueError(f"{what} needs the columns {', '.join(columns)}; missing {missing}")
+
+
+def _designs(df: pd.DataFrame):
+    for design, part in df.groupby("design", sort=True):
+        yield str(design), part, _DESIGN_LABEL.get(str(design), str(design)), _DESIGN_COLOR.get(str(design), "C2")
+
+
+def _with_subtitle(fig: Figure, title: str, scale: str | None) -> None:
+    fig.suptitle(title if scale is None else f"{title}\n[{scale}]")
+
+
+def pagetable_vs_published(
+    simulated: pd.DataFrame,
+    listings: Mapping[int, pd.DataFrame],
+    *,
+    published_cpus: int = 64,
+    published: str = "published",
+    scale: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Page-table memory per thread count, published allocinfo beside a simulated sweep.
+
+    Both are drawn against threads per CPU, so a scaled-down machine (4 CPUs at 4/8/16 threads) lines
+    up with the seed's (64 CPUs at 64/128/256 threads).
+
+    Parameters
+    ----------
+    simulated : DataFrame
+        :func:`vmaplab.sweep` rows of one chain per design: design, threads, cpus, pagetable_bytes.
+        Repeated thread counts (reruns) are drawn once, at their first run.
+    listings : mapping of int to DataFrame
+        Thread count -> a :func:`vmaplab.read_allocinfo` listing after that run (key 0 is ignored).
+    published_cpus : int
+        CPUs of the machine the listings come from.
+    published : str
+        Citation of the listings (black markers).
+    scale : str, optional
+        Label of the simulated scale, shown under the title.
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+        Left: page-table bytes (log scale, binary units) against threads per CPU. Right: the same
+        relative to each series' first run (x).
+    """
+    _need(simulated, ("design", "threads", "cpus", "pagetable_bytes"), "pagetable_vs_published")
+    pub = sorted((n, _pagetable_bytes(df)[0]) for n, df in listings.items() if int(n) > 0)
+    if not pub:
+        raise ValueError("pagetable_vs_published needs at least one published listing after a run")
+    px = np.array([n / published_cpus for n, _ in pub])
+    py = np.array([b for _, b in pub])
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    ax, rel = fig.subplots(1, 2)
+    name = f"published ({published}), {published_cpus} CPUs"
+    ax.plot(px, py, "o-", color=PUBLISHED_COLOR, label=name, zorder=3)
+    rel.plot(px, py / py[0], "o-", color=PUBLISHED_COLOR, label=name, zorder=3)
+    for x, y in zip(px, py):
+        ax.annotate(format_size(y), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ticks = set(px.tolist())
+    for design, part, label, colour in _designs(simulated):
+        part = part.drop_duplicates("threads")
+        x = (part["threads"] / part["cpus"]).to_numpy(dtype=float)
+        y = part["pagetable_bytes"].to_numpy(dtype=float)
+        cpus = int(part["cpus"].iloc[0])
+        ax.plot(x, y, "s--", color=colour, label=f"{label}, {cpus} CPUs")
+        rel.plot(x, y / y[0], "s--", color=colour, label=f"{label}, {cpus} CPUs")
+        for xi, yi in zip(x, y):
+            ax.annotate(format_size(yi), (xi, yi), textcoords="offset points", xytext=(6, -10), fontsize=8,
+                        color=colour)  # fmt: skip
+        ticks |= set(x.tolist())
+    ax.set_yscale("log", base=2)
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: format_size(v)))
+    ax.set_ylabel("page-table memory of the vmalloc area (log scale)")
+    ax.set_title("page-table memory after each run")
+    rel.set_ylabel("page-table memory / that after the first run (x)")
+    rel.set_title("growth relative to the first run")
+    for a in (ax, rel):
+        a.set_xticks(sorted(ticks))
+        a.set_xlabel("threads per CPU (test_vmalloc nr_threads / CPUs)")
+        a.grid(alpha=0.3)
+        a.legend(loc="upper left", fontsize=8)
+    _with_subtitle(fig, title or "vmalloc page tables per thread count: published vs simulated", scale)
+    return fig
+
+
+def rerun_plateau(chain: pd.DataFrame, *, published: str | None = None, scale: str | None = None,
+                  title: str | None = None) -> Figure:  # fmt: skip
+    """Page-table memory after each run of a chain on one machine, a rerun of the last thread count included.
+
+    Parameters
+    ----------
+    chain : DataFrame
+        :func:`vmaplab.sweep` rows in run order per design (design, threads, pagetable_bytes), e.g.
+        ``sweep([4, 8, 16, 16], ...)``: a thread count seen before in the chain is a rerun.
+    published : str, optional
+        The published observation to quote under the axes (e.g. "a rerun with the same thread count
+        does not increase it (Rezki, linux-mm, 22 Feb 2024)").
+    scale, title : str, optional
+
+    Returns
+    -------
+    Figure
+        Bars of page-table bytes per run and design, each labelled with what that run added.
+    """
+    _need(chain, ("design", "threads", "pagetable_bytes"), "rerun_plateau")
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
+    ax = fig.subplots()
+    groups = list(_designs(chain))
+    width = 0.8 / len(groups)
+    labels: list[str] = []
+    for i, (design, part, label, colour) in enumerate(groups):
+        threads = part["threads"].to_numpy()
+        y = part["pagetable_bytes"].to_numpy(dtype=float)
+        added = np.diff(y, prepend=0.0)
+        rerun = np.array([t in threads[:k] for k, t in enumerate(threads)])
+        x = np.arange(len(y)) + (i - (len(groups) - 1) / 2) * width
+        ax.bar(x[~rerun], y[~rerun], width=width, color=colour, label=label)
+        ax.bar(x[rerun], y[rerun], width=width, color=colour, hatch="//", alpha=0.55, label=f"{label}: rerun")
+        for xi, yi, d in zip(x, y, added):
+            ax.annotate(f"+{format_size(d)}", (xi, yi), ha="center", va="bottom", fontsize=7, color=colour)
+        if len(threads) > len(labels):
+            labels = [f"run {k + 1}\n{t} threads{' (rerun)' if r else ''}" for k, (t, r) in
+                      enumerate(zip(threads, rerun))]  # fmt: skip
+    ax.set_xticks(range(len(labels)), labels)
+    largest = float(chain["pagetable_bytes"].max())
+    ax.set_ylim(0, largest * 1.15)
+    _bytes_axis(ax.yaxis, largest, "page-table memory after the run")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    if published is not None:
+        fig.text(0.01, 0.0, f"published: {published}", fontsize=8, va="bottom")
+    _with_subtitle(fig, title or "page tables are never freed: a rerun adds (almost) nothing", scale)
+    return fig
+
+
+def va_timeline(timeline: pd.DataFrame, *, scale: str | None = None, title: str | None = None) -> Figure:
+    """The mechanism over simulated time: VA high water and page tables, lazy backlog, pooled pages.
+
+    Parameters
+    ----------
+    timeline : DataFrame
+        A :class:`vmaplab.sim.run.Run` ``timeline`` (time_s, va_high_water, pagetable_bytes,
+        lazy_pages, lazy_max_pages, pooled_pages, busy_pages).
+    scale, title : str, optional
+
+    Returns
+    -------
+    Figure
+        Three panels against simulated seconds: VA high water and page-table memory (bytes, two
+        axes); lazily freed pages beside lazy_max_pages and the busy pages; pages parked in pools.
+    """
+    _need(timeline, ("time_s", "va_high_water", "pagetable_bytes", "lazy_pages", "lazy_max_pages",
+                     "pooled_pages", "busy_pages"), "va_timeline")  # fmt: skip
+    t = timeline["time_s"].to_numpy(dtype=float)
+    fig = Figure(figsize=(9, 8), layout="constrained")
+    top, mid, low = fig.subplots(3, 1, sharex=True)
+    hw = timeline["va_high_water"].to_numpy(dtype=float)
+    top.plot(t, hw, color="C0", label="VA high water (from VMALLOC_START)")
+    _bytes_axis(top.yaxis, float(hw.max()), "VA high water")
+    top.set_ylim(0, float(hw.max()) * 1.1 or 1)
+    pt = top.twinx()
+    pts = timeline["pagetable_bytes"].to_numpy(dtype=float)
+    pt.plot(t, pts, color="C3", label="page-table memory (never freed)")
+    pt.set_ylim(0, float(pts.max()) * 1.1 or 1)
+    _bytes_axis(pt.yaxis, float(pts.max()), "page-table memory")
+    top.legend(handles=top.get_lines() + pt.get_lines(), loc="lower right", fontsize=8)
+    top.set_title("the VA frontier and the page tables that cover it")
+    mid.plot(t, timeline["lazy_pages"], color="C1", label="lazily freed, not yet purged")
+    mid.plot(t, timeline["lazy_max_pages"], "k--", linewidth=1, label="lazy_max_pages (drain threshold)")
+    mid.plot(t, timeline["busy_pages"], color="C0", alpha=0.6, label="busy (allocated)")
+    mid.set_ylabel("pages (4 KiB each)")
+    mid.set_title("lazy backlog against lazy_max_pages")
+    mid.legend(loc="upper left", fontsize=8)
+    low.plot(t, timeline["pooled_pages"], color="C2", label="pooled in vmap-node pools")
+    low.set_ylabel("pages (4 KiB each)")
+    low.set_title("pool occupancy (6.9 vmap nodes; always 0 in 6.7)")
+    low.legend(loc="upper left", fontsize=8)
+    low.set_xlabel("simulated time (s)")
+    for a in (top, mid, low):
+        a.grid(alpha=0.3)
+    for a in (mid, low):
+        a.set_ylim(bottom=0)
+        a.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+    _with_subtitle(fig, title or "why page tables grow: the VA frontier over one simulated run", scale)
+    return fig
+
+
+def knobs_effect(
+    rows: pd.DataFrame,
+    *,
+    metrics: Sequence[str] = ("pagetable_bytes", "va_high_water", "lazy_pages_max", "pooled_pages_max"),
+    scale: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """What each knob changes, one panel per metric, relative to the first row (the baseline).
+
+    Parameters
+    ----------
+    rows : DataFrame
+        One :func:`vmaplab.sweep` row per variant with a ``variant`` column (string), the baseline
+        first.
+    metrics : sequence of str
+        Result columns to show: byte columns (``*_bytes``, ``va_high_water``) in binary units, the
+        others as pages.
+    scale, title : str, optional
+
+    Returns
+    -------
+    Figure
+        Horizontal bars per variant, labelled with the value and its ratio to the baseline.
+    """
+    _need(rows, ("variant", *metrics), "knobs_effect")
+    names = rows["variant"].astype(str).tolist()
+    fig = Figure(figsize=(4 + 3.2 * len(metrics), 1.5 + 0.45 * len(names)), layout="constrained")
+    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    y = np.arange(len(names))
+    for ax, metric in zip(axes, metrics):
+        v = rows[metric].to_numpy(dtype=float)
+        colours = ["0.45"] + ["C0"] * (len(v) - 1)
+        ax.barh(y, v, color=colours)
+        is_bytes = metric.endswith("_bytes") or metric == "va_high_water"
+        base = v[0] if v[0] else np.nan
+        for yi, vi in zip(y, v):
+            text = format_size(vi) if is_bytes else f"{vi:,.0f}"
+            ax.annotate(f"{text} ({vi / base:.2f}x)", (vi, yi), xytext=(2, 0), textcoords="offset points",
+                        va="center", fontsize=7)  # fmt: skip
+        ax.set_xlim(0, max(float(v.max()), 1.0) * 1.6)
+        if is_bytes:
+            _bytes_axis(ax.xaxis, max(float(v.max()), 1.0), metric.replace("_", " "))
+        else:
+            ax.set_xlabel(f"{metric.replace('_', ' ')} (pages)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, names)
+    axes[0].invert_yaxis()
+    _with_subtitle(fig, title or "what the knobs change (grey: the kernel's defaults)", scale)
+    return fig
+
+
+def _per_cpu(df: pd.DataFrame) -> np.ndarray:
+    return (df["threads"] / df["cpus"]).to_numpy(dtype=float)
+
+
+def spin_share_vs_threads(
+    sweep: pd.DataFrame,
+    *,
+    published: Mapping[str, float] | None = None,
+    published_at: float = 1.0,
+    citation: str = "published",
+    scale: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Share of CPU time spinning on spinlocks against threads per CPU, per design.
+
+    Parameters
+    ----------
+    sweep : DataFrame
+        :func:`vmaplab.sweep` rows: design, threads, cpus, lock_spin_share.
+    published : mapping of str to float, optional
+        Design -> published native_queued_spin_lock_slowpath self share (%), drawn as black markers
+        at ``published_at`` threads per CPU.
+    published_at : float
+        Threads per CPU of the published runs (the seed: 64 threads on 64 CPUs, 1.0).
+    citation : str
+        Source of the published shares.
+    scale, title : str, optional
+
+    Returns
+    -------
+    Figure
+        One axes, percent of busy CPU time against threads per CPU.
+    """
+    _need(sweep, ("design", "threads", "cpus", "lock_spin_share"), "spin_share_vs_threads")
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.subplots()
+    for design, part, label, colour in _designs(sweep):
+        part = part.sort_values("threads")
+        ax.plot(_per_cpu(part), 100 * part["lock_spin_share"], "s--", color=colour, label=label)
+    for i, (design, share) in enumerate((published or {}).items()):
+        marker = "o" if design == "global" else "D"
+        ax.plot([published_at], [share], marker, color=PUBLISHED_COLOR, markersize=8, linestyle="none",
+                label=f"{_DESIGN_LABEL.get(design, design).replace('simulated', 'published')}: {share:.2f} % "
+                      f"({citation})")  # fmt: skip
+    ax.set_ylim(0, 100)
+    ax.set_xticks(sorted(set(_per_cpu(sweep).tolist()) | {published_at}))
+    ax.set_xlabel("threads per CPU (test_vmalloc nr_threads / CPUs)")
+    ax.set_ylabel("spinlock slow path (% of busy CPU time)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center right", fontsize=8)
+    _with_subtitle(fig, title or "lock spinning: 6.7 global locks vs 6.9 vmap nodes", scale)
+    return fig
+
+
+def throughput_vs_threads(
+    sweep: pd.DataFrame,
+    *,
+    by: str = "threads",
+    published_speedup: float | None = None,
+    citation: str = "published",
+    scale: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """vmalloc+vfree pairs per second per design, and the speed-up of nodes over global.
+
+    Parameters
+    ----------
+    sweep : DataFrame
+        :func:`vmaplab.sweep` rows of both designs: design, threads, cpus, pairs_per_second.
+    by : {"threads", "cpus"}
+        The x axis: thread count (one machine size) or CPU count.
+    published_speedup : float, optional
+        The published wall-time ratio of the same command on both kernels, a black dashed line on
+        the right panel.
+    citation : str
+        Source of ``published_speedup``.
+    scale, title : str, optional
+
+    Returns
+    -------
+    Figure
+        Left: pairs per simulated second; right: nodes / global throughput (x).
+    """
+    if by not in ("threads", "cpus"):
+        raise ValueError(f"by must be 'threads' or 'cpus', not {by!r}")
+    _need(sweep, ("design", "threads", "cpus", "pairs_per_second"), "throughput_vs_threads")
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    ax, ratio = fig.subplots(1, 2)
+    for design, part, label, colour in _designs(sweep):
+        part = part.sort_values(by)
+        ax.plot(part[by], part["pairs_per_second"], "s--", color=colour, label=label)
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v / 1e6:g}"))
+    ax.set_ylabel("vmalloc+vfree pairs per simulated second (millions)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("throughput")
+    wide = sweep.pivot_table(index=by, columns="design", values="pairs_per_second", aggfunc="first")
+    if {"global", "nodes"} <= set(wide.columns):
+        r = wide["nodes"] / wide["global"]
+        ratio.plot(r.index, r.to_numpy(), "s--", color="C2", label="simulated nodes / global")
+        for x, v in r.items():
+            ratio.annotate(f"{v:.1f}x", (x, v), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if published_speedup is not None:
+        ratio.axhline(published_speedup, color=PUBLISHED_COLOR, linestyle="--",
+                      label=f"published wall-time ratio {published_speedup:.1f}x ({citation})")  # fmt: skip
+    ratio.set_ylim(bottom=0)
+    ratio.set_ylabel("speed-up of 6.9 vmap nodes over 6.7 (x)")
+    ratio.set_title("speed-up")
+    xlabel = "threads (test_vmalloc nr_threads)" if by == "threads" else "CPUs (one thread per CPU)"
+    for a in (ax, ratio):
+        a.set_xticks(sorted(sweep[by].unique().tolist()))
+        a.set_xlabel(xlabel)
+        a.grid(alpha=0.3)
+        a.legend(loc="lower left", fontsize=8)
+    _with_subtitle(fig, title or f"throughput against {by}: 6.7 global locks vs 6.9 vmap nodes", scale)
+    return fig
+
+
+def lock_wait_share(sweep: pd.DataFrame, *, scale: str | None = None, title: str | None = None) -> Figure:
+    """Spin time per lock, as stacked bars per design and thread count.
+
+    Parameters
+    ----------
+    sweep : DataFrame
+        :func:`vmaplab.sweep` rows: design, threads and the ``spin_<lock>`` columns.
+    scale, title : str, optional
+
+    Returns
+    -------
+    Figure
+        Percent of busy CPU time spent spinning on each lock.
+    """
+    _need(sweep, ("design", "threads", *_LOCK_COLUMNS), "lock_wait_share")
+    rows = sweep.sort_values(["design", "threads"]).reset_index(drop=True)
+    fig = Figure(figsize=(max(7.0, 1.1 * len(rows) + 3), 4.8), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(rows))
+    bottom = np.zeros(len(rows))
+    for i, (col, lock) in enumerate(_LOCK_COLUMNS.items()):
+        v = 100 * rows[col].to_numpy(dtype=float)
+        if v.any():
+            ax.bar(x, v, bottom=bottom, color=f"C{i}", label=lock)
+            bottom += v
+    for xi, total in zip(x, bottom):
+        ax.annotate(f"{total:.1f} %", (xi, total), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, [f"{'6.7' if d == 'global' else '6.9'} {d}\n{t} threads" for d, t in
+                      zip(rows["design"], rows["threads"])])  # fmt: skip
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("spinning (% of busy CPU time)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8, title="lock")
+    _with_subtitle(fig, title or "where the spinning goes: wait share per lock (simulated)", scale)
     return fig

@@ -1,0 +1,476 @@
+"""The vmap-node investigation as data, figures and one self-contained HTML report.
+
+The report tells the story of notebooks 01 (page-table growth) and 02 (lock contention) in order:
+the published numbers of the seed (``data/seed``) beside simulated sweeps, and the real tracepoint
+recording of ``data/real`` through the footprint analysis. :func:`build_report` writes every figure
+as PNG and SVG, every table as CSV, and ``report.html`` with the PNGs embedded (base64) and the
+tables as HTML, into one folder. The data functions here are what the notebooks call too.
+
+Scales: :data:`QUICK` is a scaled-down machine (4 CPUs, 4/8/16 threads, few loops) that runs in about
+a minute on two cores; :data:`FULL` is the seed's 64-CPU machine at 64/128/256 threads (hours).
+
+>>> build_report("report", QUICK)  # doctest: +SKIP
+PosixPath('report/report.html')
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from . import plots
+from .errors import ParseError
+
+__all__ = [
+    "Scale",
+    "QUICK",
+    "FULL",
+    "DATA_DIR",
+    "run_grid",
+    "published_listings",
+    "published_frees",
+    "published_profiles",
+    "published_spin",
+    "published_wall",
+    "pagetable_chain",
+    "timeline_run",
+    "knob_variants",
+    "contention_sweep",
+    "cpu_sweep",
+    "simulated_profiles",
+    "Section",
+    "pagetable_section",
+    "contention_section",
+    "build_report",
+]
+
+#: The repository's data folder (``seed/`` published listings, ``real/`` captures).
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+CITE_PT = "Rezki, linux-mm, 22 Feb 2024"
+CITE_V3 = "Rezki, v3 cover letter, 2 Jan 2024"
+SEED_THREADS = (0, 64, 128, 256)  # the follow-up's listings: before, then after each run
+SEED_CPUS = 64
+SPIN_SYMBOL = "native_queued_spin_lock_slowpath"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The size of the simulated machine and runs.
+
+    Attributes
+    ----------
+    name : str
+        ``quick`` or ``full``.
+    cpus : int
+        CPUs of the machine of the thread sweeps.
+    threads : tuple of int
+        test_vmalloc nr_threads of a chain (the seed: 64, 128, 256 on 64 CPUs).
+    loops : int
+        test_loop_count of the run_test_mask=127 (page-table) runs.
+    contention_loops : int
+        test_loop_count of the run_test_mask=7 (contention) runs.
+    cpu_counts : tuple of int
+        Machine sizes of the CPU sweep (one thread per CPU).
+    knob_threads : int
+        nr_threads of the knob runs.
+    """
+
+    name: str
+    cpus: int
+    threads: tuple[int, ...]
+    loops: int
+    contention_loops: int
+    cpu_counts: tuple[int, ...]
+    knob_threads: int
+
+    @property
+    def label(self) -> str:
+        """What the figures' titles say about the scale."""
+        threads = "/".join(map(str, self.threads))
+        if self.cpus == SEED_CPUS:
+            return (f"the seed's machine: {self.cpus} CPUs, {threads} threads, test_loop_count={self.loops:,} "
+                    f"(the seed ran 1,000,000)")  # fmt: skip
+        return (f"SCALED DOWN: {self.cpus} CPUs, {threads} threads, test_loop_count={self.loops:,} "
+                f"(the seed: 64 CPUs, 64/128/256 threads)")  # fmt: skip
+
+
+QUICK = Scale("quick", cpus=4, threads=(4, 8, 16), loops=100, contention_loops=1000, cpu_counts=(2, 4, 8),
+              knob_threads=8)  # fmt: skip
+FULL = Scale("full", cpus=64, threads=(64, 128, 256), loops=10_000, contention_loops=10_000,
+             cpu_counts=(16, 32, 64), knob_threads=128)  # fmt: skip
+
+
+# --- simulated data ------------------------------------------------------------------------------
+
+
+def run_grid(threads, designs, *, cpus: int, tests: int, loops: int, sequential: bool = True,
+             progress: bool = False, **knobs) -> pd.DataFrame:  # fmt: skip
+    """Simulate a grid of points (one row each): :func:`vmaplab.sweep` in local processes.
+
+    Parameters are sweep()'s; the one place the investigation runs the simulator over a grid.
+    """
+    from .sim.sweep import sweep
+
+    return sweep(list(threads), list(designs), cpus=cpus, tests=tests, loops=loops, sequential=sequential,
+                 progress=progress, **knobs)  # fmt: skip
+
+
+def pagetable_chain(scale: Scale, *, progress: bool = False) -> pd.DataFrame:
+    """run_test_mask=127 at each thread count of ``scale`` and once more at the last, one machine per design.
+
+    Returns
+    -------
+    DataFrame
+        :func:`vmaplab.sweep` rows in run order per design, plus ``run`` (int64, 1-based) and
+        ``rerun`` (bool: the thread count ran before on that machine).
+    """
+    threads = [*scale.threads, scale.threads[-1]]
+    df = run_grid(threads, ["global", "nodes"], cpus=scale.cpus, tests=127, loops=scale.loops, progress=progress)
+    df.insert(1, "run", df.groupby("design").cumcount().astype("int64") + 1)
+    df.insert(2, "rerun", df.duplicated(["design", "threads"]))
+    return df
+
+
+def timeline_run(scale: Scale):
+    """One run_test_mask=127 run of the nodes design at the largest thread count on a fresh machine.
+
+    Returns
+    -------
+    vmaplab.sim.run.Run
+        Its ``timeline`` holds the VA high water, lazy backlog and pooled pages over time.
+    """
+    from .sim.run import simulate
+
+    return simulate("nodes", threads=scale.threads[-1], cpus=scale.cpus, tests=127, loops=scale.loops, seed=0)
+
+
+def knob_variants(scale: Scale, *, progress: bool = False) -> pd.DataFrame:
+    """run_test_mask=127 at ``scale.knob_threads`` threads, on a fresh machine per variant.
+
+    Variants: the 6.9 defaults; 6.7 (no pools); Rezki's draft fixes (pool length capped at
+    lazy_max_pages, purge work on system_highpri_wq) alone and together; pools fully decayed per drain;
+    lazy_max_pages a quarter and four times the kernel's; twice the CPUs.
+
+    Returns
+    -------
+    DataFrame
+        One :func:`vmaplab.sweep` row per variant, with ``variant`` (string) first, the defaults first.
+    """
+    from .sim.params import lazy_max_pages
+
+    lazy = lazy_max_pages(scale.cpus)
+    variants = [
+        ("6.9 vmap nodes, kernel defaults", "nodes", scale.cpus, {}),
+        ("6.7 global locks (no pools)", "global", scale.cpus, {}),
+        ("pool_cap='lazy_max' (draft fix 1)", "nodes", scale.cpus, {"pool_cap": "lazy_max"}),
+        ("drain_priority='high' (draft fix 2)", "nodes", scale.cpus, {"drain_priority": "high"}),
+        ("both draft fixes", "nodes", scale.cpus, {"pool_cap": "lazy_max", "drain_priority": "high"}),
+        ("decay=1.0 (empty pools at each drain)", "nodes", scale.cpus, {"decay": 1.0}),
+        (f"lazy_max_pages={lazy // 4:,} (a quarter)", "nodes", scale.cpus, {"lazy_max_pages": lazy // 4}),
+        (f"lazy_max_pages={lazy * 4:,} (four times)", "nodes", scale.cpus, {"lazy_max_pages": lazy * 4}),
+        (f"{2 * scale.cpus} CPUs instead of {scale.cpus}", "nodes", 2 * scale.cpus, {}),
+    ]
+    rows = []
+    for name, design, cpus, knobs in tqdm(variants, desc="knobs", disable=not progress):
+        row = run_grid([scale.knob_threads], [design], cpus=cpus, tests=127, loops=scale.loops, **knobs)
+        rows.append(row[[c for c in row.columns if c not in knobs]].assign(variant=name))
+    df = pd.concat(rows, ignore_index=True)
+    df["variant"] = df["variant"].astype("string")
+    return df[["variant", *[c for c in df.columns if c != "variant"]]]
+
+
+def contention_sweep(scale: Scale, *, progress: bool = False) -> pd.DataFrame:
+    """run_test_mask=7 (the cover letter's test) at each thread count of ``scale``, both designs, fresh machines."""
+    return run_grid(scale.threads, ["global", "nodes"], cpus=scale.cpus, tests=7, loops=scale.contention_loops,
+                    sequential=False, progress=progress)  # fmt: skip
+
+
+def cpu_sweep(scale: Scale, *, progress: bool = False) -> pd.DataFrame:
+    """run_test_mask=7 with one thread per CPU on each machine size of ``scale.cpu_counts``, both designs."""
+    parts = [run_grid([c], ["global", "nodes"], cpus=c, tests=7, loops=scale.contention_loops, progress=progress)
+             for c in scale.cpu_counts]  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+def simulated_profiles(scale: Scale) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """perf-report-like profiles of run_test_mask=7 with one thread per CPU (as the seed's 64 on 64).
+
+    Returns
+    -------
+    (DataFrame, DataFrame)
+        The global (6.7) and nodes (6.9) ``Run.profile`` frames (the read_perf_report schema).
+    """
+    from .sim.run import simulate
+
+    runs = [simulate(d, threads=scale.cpus, cpus=scale.cpus, tests=7, loops=scale.contention_loops, seed=0)
+            for d in ("global", "nodes")]  # fmt: skip
+    return runs[0].profile, runs[1].profile
+
+
+# --- published data ------------------------------------------------------------------------------
+
+
+def _seed(data_dir: Path | None) -> Path:
+    return Path(DATA_DIR if data_dir is None else data_dir) / "seed"
+
+
+def published_listings(data_dir: Path | None = None) -> dict[int, pd.DataFrame]:
+    """The follow-up's allocinfo excerpts: thread count (0 = before) -> read_allocinfo frame."""
+    from .io.allocinfo import read_allocinfo
+
+    seed = _seed(data_dir)
+    return {n: read_allocinfo(seed / f"allocinfo-{'before' if n == 0 else f'{n}threads'}.txt") for n in SEED_THREADS}
+
+
+def published_frees(data_dir: Path | None = None) -> dict[int, pd.DataFrame]:
+    """The follow-up's ``free -m`` listings: thread count (0 = before) -> read_free frame (bytes)."""
+    from .io.free import read_free
+
+    seed = _seed(data_dir)
+    return {n: read_free(seed / f"free-m-{'before' if n == 0 else f'{n}threads'}.txt", unit="m")
+            for n in SEED_THREADS}  # fmt: skip
+
+
+def published_profiles(data_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cover letter's two perf tables: (6.7 default, 6.9 with the series) read_perf_report frames."""
+    from .io.perf_report import read_perf_report
+
+    seed = _seed(data_dir)
+    return read_perf_report(seed / "perf-report-6.7.txt"), read_perf_report(seed / "perf-report-vmap-nodes.txt")
+
+
+def published_spin(data_dir: Path | None = None) -> dict[str, float]:
+    """Self share (%) of the spinlock slow path in the cover letter's tables: {"global": .., "nodes": ..}."""
+    out = {}
+    for design, profile in zip(("global", "nodes"), published_profiles(data_dir)):
+        hit = profile.loc[profile["symbol"] == SPIN_SYMBOL, "self_pct"]
+        if hit.empty:
+            raise ParseError(profile.attrs.get("source", "perf report"), None, f"a {SPIN_SYMBOL} line")
+        out[design] = float(hit.iloc[0])
+    return out
+
+
+_REAL = re.compile(r"^(?:> )?real\t(\d+)m(\d+(?:\.\d+)?)s$")
+
+
+def published_wall(data_dir: Path | None = None) -> dict[str, float]:
+    """Wall seconds of the cover letter's two ``time`` outputs: {"global": 651.271, "nodes": 51.301}.
+
+    Raises
+    ------
+    ParseError
+        When ``v3-cover-quoted.txt`` does not hold exactly two ``real<TAB>XmY.Zs`` lines.
+    """
+    path = _seed(data_dir) / "v3-cover-quoted.txt"
+    found = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        m = _REAL.match(line)
+        if m:
+            found.append((lineno, 60 * int(m.group(1)) + float(m.group(2))))
+    if len(found) != 2:
+        where = found[2][0] if len(found) > 2 else None
+        raise ParseError(str(path), where, "two bash `time` outputs (real<TAB>XmY.Zs): 6.7 first, then the series")
+    return {"global": found[0][1], "nodes": found[1][1]}
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Section:
+    """A chapter of the report: a title, an introduction and its items (figures and tables) in order."""
+
+    title: str
+    intro: str
+    items: list[tuple[str, str, object, str]] = field(default_factory=list)  # (kind, name, object, caption)
+
+    def figure(self, name: str, fig: Figure, caption: str) -> None:
+        """Add figure ``name`` (written as name.png and name.svg)."""
+        self.items.append(("figure", name, fig, caption))
+
+    def table(self, name: str, df: pd.DataFrame, caption: str, columns: list[str] | None = None) -> None:
+        """Add table ``name`` (written whole as name.csv; ``columns`` of it shown in the HTML)."""
+        self.items.append(("table", name, (df, columns), caption))
+
+
+def _noop(_desc: str) -> None:
+    return None
+
+
+def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable[[str], None] = _noop) -> Section:
+    """Notebook 01's investigation: why do page tables grow with nr_threads, and what stops it."""
+    from .analysis.footprint import pagetable_footprint
+    from .io.vmalloc_trace import read_vmalloc_trace
+
+    sec = Section(
+        "1. Page tables of the vmalloc area (pagetable_alloc)",
+        "The seed's question: after test_vmalloc run_test_mask=127 at 64, 128 and 256 threads on a 64-CPU "
+        "guest, allocinfo's pagetable_alloc grew from 350 MiB to 5.36 GiB, and a rerun did not add to it. "
+        "Is that expected, and what drives it? The simulator runs the same chain on one machine per design.",
+    )
+    step("published listings")
+    listings, frees = published_listings(data_dir), published_frees(data_dir)
+    sec.figure("published_free_used", plots.free_used(frees, pagetables=listings, published=CITE_PT),
+               "Published: free's used memory grows with the page tables, not with VmallocUsed.")  # fmt: skip
+    step("page-table chain")
+    chain = pagetable_chain(scale)
+    sec.figure("pagetable_vs_published",
+               plots.pagetable_vs_published(chain, listings, published=CITE_PT, scale=scale.label),
+               "Page-table memory per thread count against threads per CPU: published (black) and simulated.")  # fmt: skip
+    sec.table("pagetable_chain", chain, "The simulated chains, run by run.",
+              ["design", "run", "threads", "pagetable_bytes", "va_high_water", "lazy_pages_max", "pooled_pages_max",
+               "drain_lag_max_s"])  # fmt: skip
+    sec.figure("rerun_plateau",
+               plots.rerun_plateau(chain, scale=scale.label,
+                                   published=f"a rerun with the same thread count does not increase it ({CITE_PT})"),
+               "Page tables are never freed: the rerun reaches a frontier whose page tables exist already.")  # fmt: skip
+    step("timeline run")
+    run = timeline_run(scale)
+    sec.figure("va_timeline", plots.va_timeline(run.timeline, scale=f"6.9 nodes, {scale.threads[-1]} threads; "
+                                                                      f"{scale.label}"),
+               "The mechanism: the lazy backlog runs past lazy_max_pages and pools hold freed VAs, so new "
+               "allocations carve fresh VA at higher addresses, and the page tables follow the frontier.")  # fmt: skip
+    sec.table("timeline", run.timeline, "The timeline of that run (one row per simulated millisecond).",
+              [])  # fmt: skip
+    step("knobs")
+    knobs = knob_variants(scale)
+    sec.figure("knobs_effect", plots.knobs_effect(knobs, scale=f"{scale.knob_threads} threads; {scale.label}"),
+               "What each knob changes, relative to the kernel's defaults (grey).")  # fmt: skip
+    sec.table("knobs", knobs, "The knob runs.",
+              ["variant", "cpus", "pagetable_bytes", "va_high_water", "lazy_pages_max", "pooled_pages_max",
+               "wall_seconds"])  # fmt: skip
+    step("real trace")
+    trace = read_vmalloc_trace(_seed(data_dir).parent / "real" / "vmalloc-trace-perf-thread-churn.txt.gz")
+    fp = pagetable_footprint(trace)
+    sec.figure("trace_footprint", plots.trace_footprint(trace, footprint=fp,
+                                                        title="real vmalloc tracepoints (2-CPU Linux 6.18 VM, "
+                                                              "thread churn): page tables touched"),
+               "The same footprint analysis on a real recording of the vmalloc tracepoints.")  # fmt: skip
+    sec.table("footprint", fp, "Page-table pages the traced allocations touched, by event.", [])
+    return sec
+
+
+def contention_section(scale: Scale, data_dir: Path | None = None, step: Callable[[str], None] = _noop) -> Section:
+    """Notebook 02's investigation: the vmap lock contention of 6.7 and what vmap nodes change."""
+    from .analysis.profiles import compare_profiles
+
+    sec = Section(
+        "2. Lock contention: 6.7 global locks against 6.9 vmap nodes",
+        "The cover letter of the vmap-node series: run_test_mask=7 at 64 threads on a 64-thread "
+        "Threadripper took 10m51s with 6.7 and 51 s with the series, the spinlock slow path falling from "
+        "93 % to 17 % of the samples. The simulator runs both designs on the same workload.",
+    )
+    step("published profiles")
+    pub_a, pub_b = published_profiles(data_dir)
+    pub = compare_profiles(pub_a, pub_b)
+    sec.figure("published_profiles",
+               plots.profile_comparison(pub, labels=("6.7", "6.9 vmap nodes"), published=CITE_V3, top=20),
+               "The cover letter's two perf tables compared, largest change first.")  # fmt: skip
+    sec.table("published_profiles", pub, "The published profiles compared.",
+              ["symbol", "self_pct_a", "self_pct_b", "children_pct_a", "children_pct_b", "status"])
+    step("simulated profiles")
+    sim_a, sim_b = simulated_profiles(scale)
+    sim = compare_profiles(sim_a, sim_b)
+    sec.figure("simulated_profiles",
+               plots.profile_comparison(sim, labels=("6.7 (simulated)", "6.9 vmap nodes (simulated)"), top=20,
+                                        title=f"simulated perf profile, {scale.cpus} threads on {scale.cpus} CPUs "
+                                              f"[{scale.label}]"),
+               "The simulated profiles of both designs, in the same layout.")  # fmt: skip
+    sec.table("simulated_profiles", sim, "The simulated profiles compared.",
+              ["symbol", "self_pct_a", "self_pct_b", "children_pct_a", "children_pct_b"])
+    step("thread sweep")
+    threads = contention_sweep(scale)
+    spin, wall = published_spin(data_dir), published_wall(data_dir)
+    speedup = wall["global"] / wall["nodes"]
+    sec.figure("spin_share_vs_threads",
+               plots.spin_share_vs_threads(threads, published=spin, citation=CITE_V3, scale=scale.label),
+               "Spinlock slow-path share against threads per CPU; the published shares at 64 threads on 64 CPUs.")
+    sec.figure("throughput_vs_threads",
+               plots.throughput_vs_threads(threads, published_speedup=speedup, citation=CITE_V3, scale=scale.label),
+               "Throughput and speed-up against threads; the published wall-time ratio for comparison.")  # fmt: skip
+    sec.figure("lock_wait_share", plots.lock_wait_share(threads, scale=scale.label),
+               "Which lock the spinning is on.")  # fmt: skip
+    sec.table("contention_sweep", threads, "run_test_mask=7 per design and thread count.",
+              ["design", "threads", "cpus", "wall_seconds", "pairs_per_second", "lock_spin_share"])
+    step("CPU sweep")
+    cpus = cpu_sweep(scale)
+    sec.figure("throughput_vs_cpus",
+               plots.throughput_vs_threads(cpus, by="cpus", published_speedup=speedup, citation=CITE_V3,
+                                           scale=f"one thread per CPU; {scale.label}"),
+               "Throughput and speed-up against the machine's CPU count.")  # fmt: skip
+    sec.table("cpu_sweep", cpus, "run_test_mask=7 with one thread per CPU.",
+              ["design", "cpus", "wall_seconds", "pairs_per_second", "lock_spin_share"])
+    return sec
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+_CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}
+img{max-width:100%}figure{margin:1.5em 0}figcaption{font-size:90%;color:#333}
+table{border-collapse:collapse;font-size:80%}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"""
+
+
+def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None = None,
+                 progress: bool = True) -> Path:  # fmt: skip
+    """Run the investigation and write it to ``out``.
+
+    Parameters
+    ----------
+    out : path
+        Folder to write (created): report.html, every figure as <name>.png and <name>.svg, every
+        table as <name>.csv.
+    scale : Scale
+        :data:`QUICK` (about a minute on two cores) or :data:`FULL` (the seed's 64 CPUs; hours).
+    data_dir : path, optional
+        The folder holding ``seed/`` and ``real/`` (default: the repository's ``data``).
+    progress : bool
+        Show a tqdm bar of the steps.
+
+    Returns
+    -------
+    Path
+        The report.html written.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=10, desc="reproduce", unit="step", disable=not progress) as bar:
+
+        def step(desc: str) -> None:
+            bar.set_postfix_str(desc)
+            bar.update(1)
+
+        sections = [pagetable_section(scale, data_dir, step), contention_section(scale, data_dir, step)]
+        parts = [f"<h1>vmaplab: the vmap-node investigation reproduced</h1><p>Scale: {html.escape(scale.label)}. "
+                 "Published values are black; simulated ones are coloured.</p>"]  # fmt: skip
+        for sec in sections:
+            parts.append(f"<h2>{html.escape(sec.title)}</h2><p>{html.escape(sec.intro)}</p>")
+            for kind, name, obj, caption in sec.items:
+                if kind == "figure":
+                    for fmt in ("png", "svg"):
+                        obj.savefig(out / f"{name}.{fmt}", dpi=150)
+                    parts.append(f'<figure><img alt="{name}" src="data:image/png;base64,{_png(obj)}">'
+                                 f"<figcaption>{html.escape(caption)} ({name}.png, {name}.svg)</figcaption></figure>")  # fmt: skip
+                else:
+                    df, columns = obj
+                    df.to_csv(out / f"{name}.csv", index=False)
+                    shown = "" if columns == [] else (df if columns is None else df[columns]).head(25).to_html(
+                        index=False, float_format=lambda v: f"{v:.4g}")  # fmt: skip
+                    parts.append(f"<h3>{html.escape(caption)}</h3>{shown}<p>All {len(df)} rows: {name}.csv</p>")
+        step("report.html")
+    page = out / "report.html"
+    page.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>vmaplab report</title>"
+                    f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip
+    return page
