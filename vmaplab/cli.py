@@ -211,3 +211,22 @@ def sweep(
     cols = ["design", "threads", "seed", "wall_seconds", "lock_spin_share", "pagetable_bytes"]
     typer.echo(df[cols].to_string(index=False))
     typer.echo(f"{out}: {len(df)} points")
+
+
+@app.command()
+def reproduce(
+    out: Path = typer.Option(..., "--out", help="Folder to write: report.html, figures as PNG and SVG, tables as CSV."),
+    full: bool = typer.Option(
+        False, "--full", help="The seed's 64-CPU machine at 64/128/256 threads (hours), not the quick 4-CPU one."
+    ),
+    data: Path | None = typer.Option(None, "--data", help="Folder holding seed/ and real/ (default: the repo's data)."),
+) -> None:
+    """Reproduce the vmap-node investigation (page tables, lock contention) as an HTML report with its figures."""
+    from .report import FULL, QUICK, build_report
+
+    try:
+        page = build_report(out, FULL if full else QUICK, data_dir=data, progress=True)
+    except (ValueError, FileNotFoundError) as exc:  # vmaplab.ParseError is a ValueError
+        typer.echo(f"vmaplab reproduce: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{page}: {len(list(out.glob('*.png')))} figures, {len(list(out.glob('*.csv')))} tables")

@@ -178,6 +178,20 @@ def _load_snapshot_series(sources: list[str], opts: PlotOptions) -> dict[str, An
     return {"frame": frame, **({"fields": list(opts.fields)} if opts.fields else {})}
 
 
+def _load_sweep(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
+    import pandas as pd
+
+    path = _one(sources, "a vmaplab sweep table (.csv or .parquet)")
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise ValueError(f"{path}: give the .csv or .parquet table of vmaplab sweep")
+    df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    return {"sweep": df}
+
+
+def _load_chain(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
+    return {"chain": _load_sweep(sources, opts)["sweep"]}
+
+
 FIGURES: dict[str, FigureSpec] = {
     "pagetable_growth": FigureSpec(
         "vmaplab.plots:pagetable_growth",
@@ -217,6 +231,26 @@ FIGURES: dict[str, FigureSpec] = {
         _load_snapshot_series,
         "meminfo/vmstat fields over a bundle's snapshots (default VmallocUsed, PageTables)",
         uses=("fields",),
+    ),
+    "spin_share_vs_threads": FigureSpec(
+        "vmaplab.plots:spin_share_vs_threads",
+        _load_sweep,
+        "simulated spinlock share against threads per CPU, per design (a vmaplab sweep table)",
+    ),
+    "throughput_vs_threads": FigureSpec(
+        "vmaplab.plots:throughput_vs_threads",
+        _load_sweep,
+        "simulated vmalloc+vfree pairs/s and nodes/global speed-up against threads (a vmaplab sweep table)",
+    ),
+    "lock_wait_share": FigureSpec(
+        "vmaplab.plots:lock_wait_share",
+        _load_sweep,
+        "simulated spin time per lock, per design and thread count (a vmaplab sweep table)",
+    ),
+    "rerun_plateau": FigureSpec(
+        "vmaplab.plots:rerun_plateau",
+        _load_chain,
+        "page tables after each run of a chain, reruns hatched (a vmaplab sweep table, e.g. --threads 4,8,16,16)",
     ),
 }
 

@@ -13,6 +13,7 @@ the axis label. Published values are drawn in black and labelled ``published (<c
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -640,7 +641,8 @@ def _designs(df: pd.DataFrame):
 
 
 def _with_subtitle(fig: Figure, title: str, scale: str | None) -> None:
-    fig.suptitle(title if scale is None else f"{title}\n[{scale}]")
+    width = int(fig.get_figwidth() * 13)  # characters of the suptitle's font that fit the figure
+    fig.suptitle(title if scale is None else f"{title}\n" + "\n".join(textwrap.wrap(f"[{scale}]", width)))
 
 
 def pagetable_vs_published(
@@ -692,7 +694,7 @@ def pagetable_vs_published(
     for x, y in zip(px, py):
         ax.annotate(format_size(y), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ticks = set(px.tolist())
-    for design, part, label, colour in _designs(simulated):
+    for i, (design, part, label, colour) in enumerate(_designs(simulated)):
         part = part.drop_duplicates("threads")
         x = (part["threads"] / part["cpus"]).to_numpy(dtype=float)
         y = part["pagetable_bytes"].to_numpy(dtype=float)
@@ -700,7 +702,7 @@ def pagetable_vs_published(
         ax.plot(x, y, "s--", color=colour, label=f"{label}, {cpus} CPUs")
         rel.plot(x, y / y[0], "s--", color=colour, label=f"{label}, {cpus} CPUs")
         for xi, yi in zip(x, y):
-            ax.annotate(format_size(yi), (xi, yi), textcoords="offset points", xytext=(6, -10), fontsize=8,
+            ax.annotate(format_size(yi), (xi, yi), textcoords="offset points", xytext=(6, -10 - 10 * i), fontsize=8,
                         color=colour)  # fmt: skip
         ticks |= set(x.tolist())
     ax.set_yscale("log", base=2)
@@ -863,7 +865,8 @@ def knobs_effect(
         if is_bytes:
             _bytes_axis(ax.xaxis, max(float(v.max()), 1.0), metric.replace("_", " "))
         else:
-            ax.set_xlabel(f"{metric.replace('_', ' ')} (pages)")
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v / 1000:g}k"))
+            ax.set_xlabel(f"{metric.replace('_', ' ')} (thousand 4 KiB pages)")
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, names)
     axes[0].invert_yaxis()
