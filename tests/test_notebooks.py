@@ -28,7 +28,7 @@ def run(path: Path, **parameters) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
     assigns = "\n".join(f"{name} = {value}" for name, value in parameters.items())
     nb.cells.insert(_parameters_cell(nb) + 1, nbformat.v4.new_code_cell(assigns))
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     return nb
 
 
@@ -97,5 +97,51 @@ def check_03_your_data(tmp_path: Path) -> None:
     assert compared["symbol"].iloc[0] == "do_syscall_64" and not compared["symbol"].str.startswith("0x").any()
 
 
+def _figures_written(tmp_path: Path, figures: set[str], tables: set[str]) -> None:
+    written = {p.name for p in tmp_path.iterdir()}
+    assert written == {f"{f}.{ext}" for f in figures for ext in ("png", "svg")} | {f"{t}.csv" for t in tables}
+    for name in figures:
+        data = (tmp_path / f"{name}.png").read_bytes()
+        assert data[:8] == PNG and len(data) > 20_000, name
+
+
+def check_01_pagetable_alloc(tmp_path: Path) -> None:
+    _figures_written(tmp_path, {"published_free_used", "pagetable_vs_published", "rerun_plateau", "va_timeline",
+                                "knobs_effect", "trace_footprint"},
+                     {"pagetable_chain", "timeline", "knobs", "footprint"})  # fmt: skip
+    chain = pd.read_csv(tmp_path / "pagetable_chain.csv")
+    assert set(chain["cpus"]) == {4} and chain["threads"].tolist() == [4, 8, 16, 16] * 2  # the quick scale
+    for _, part in chain.groupby("design"):
+        assert part["pagetable_bytes"].is_monotonic_increasing  # never freed on one machine
+    timeline = pd.read_csv(tmp_path / "timeline.csv")
+    assert set(timeline["lazy_max_pages"]) == {3 * 8192}  # lazy_max_pages of 4 CPUs: fls(4) x 32 MiB
+    assert timeline["pagetable_bytes"].is_monotonic_increasing
+    knobs = pd.read_csv(tmp_path / "knobs.csv")
+    assert knobs["variant"].iloc[0] == "6.9 vmap nodes, kernel defaults" and len(knobs) == 9
+    assert knobs.loc[knobs["variant"].str.startswith("6.7"), "pooled_pages_max"].item() == 0  # no pools in 6.7
+    footprint = pd.read_csv(tmp_path / "footprint.csv")
+    assert footprint["pagetable_bytes"].iloc[-1] == 85 * 4096  # as notebook 03: 84 PTE pages and 1 PMD page
+
+
+def check_02_lock_contention(tmp_path: Path) -> None:
+    _figures_written(tmp_path, {"published_profiles", "simulated_profiles", "spin_share_vs_threads",
+                                "throughput_vs_threads", "lock_wait_share", "throughput_vs_cpus"},
+                     {"published_profiles", "simulated_profiles", "contention_sweep", "cpu_sweep"})  # fmt: skip
+    published = pd.read_csv(tmp_path / "published_profiles.csv").set_index("symbol")
+    expected = vl.compare_profiles(vl.read_perf_report(SEED / "perf-report-6.7.txt"),
+                                   vl.read_perf_report(SEED / "perf-report-vmap-nodes.txt")).set_index("symbol")  # fmt: skip
+    assert published.index.tolist() == expected.index.tolist()
+    assert published.loc["native_queued_spin_lock_slowpath", "self_pct_a"] == 93.07
+    simulated = pd.read_csv(tmp_path / "simulated_profiles.csv").set_index("symbol")
+    assert {"native_queued_spin_lock_slowpath", "alloc_vmap_area", "insert_vmap_area"} <= set(simulated.index)
+    sweep = pd.read_csv(tmp_path / "contention_sweep.csv")
+    assert sorted(set(sweep["threads"])) == [4, 8, 16] and set(sweep["tests"]) == {7}
+    spin = sweep[[c for c in sweep.columns if c.startswith("spin_")]].sum(axis=1)
+    assert ((spin - sweep["lock_spin_share"]).abs() < 1e-9).all()  # the per-lock shares add up
+    cpus = pd.read_csv(tmp_path / "cpu_sweep.csv")
+    assert (cpus["threads"] == cpus["cpus"]).all()
+
+
 # notebook -> check of the files it wrote into OUT_DIR
-CHECKS = {"03_your_data": check_03_your_data}
+CHECKS = {"01_pagetable_alloc": check_01_pagetable_alloc, "02_lock_contention": check_02_lock_contention,
+          "03_your_data": check_03_your_data}  # fmt: skip

@@ -1,0 +1,116 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 — vmap lock contention: 6.7 global locks against 6.9 vmap nodes
+#
+# The cover letter of the vmap-node series (v3, 2 Jan 2024) ran `test_vmalloc.sh run_test_mask=7
+# nr_threads=64` on a 64-thread Threadripper: 10m51s with 6.7 and 51 s with the series, the spinlock
+# slow path falling from 93 % to 17 % of the perf samples. This notebook parses the two published perf
+# tables, sets the simulator's profiles of both designs beside them, and sweeps threads and CPUs.
+#
+# The quick defaults simulate a **scaled-down** machine (4 CPUs, 4/8/16 threads, few loops; the titles
+# say so) and run in about a minute. `FULL = True` uses the seed's 64 CPUs (hours).
+
+# %% tags=["parameters"]
+from pathlib import Path
+
+DATA_DIR = Path("..") / "data"  # holds seed/ (the published perf tables); relative to this notebook
+OUT_DIR = Path("output") / "02_lock_contention"  # figures (PNG, SVG) and tables (CSV) are written here
+FULL = False  # False: the scaled-down quick machine; True: the seed's 64 CPUs (hours)
+
+# %%
+# %matplotlib inline
+import vmaplab as vl
+from vmaplab import plots, report
+
+SCALE = report.FULL if FULL else report.QUICK
+OUT_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def save(fig, name):
+    """Write ``fig`` to OUT_DIR as name.png and name.svg and show it."""
+    for fmt in ("png", "svg"):
+        fig.savefig(OUT_DIR / f"{name}.{fmt}", dpi=150)
+    return fig
+
+
+SCALE.label
+
+# %% [markdown]
+# ## The published perf tables
+#
+# `perf report --children` of both kernels, compared symbol by symbol (largest change first).
+
+# %%
+pub_67, pub_69 = report.published_profiles(DATA_DIR)
+published = vl.compare_profiles(pub_67, pub_69)
+published.to_csv(OUT_DIR / "published_profiles.csv", index=False)
+save(plots.profile_comparison(published, labels=("6.7", "6.9 vmap nodes"), published=report.CITE_V3, top=20),
+     "published_profiles")
+
+# %%
+spin = report.published_spin(DATA_DIR)
+wall = report.published_wall(DATA_DIR)
+spin, wall, wall["global"] / wall["nodes"]
+
+# %% [markdown]
+# ## Simulated profiles, side by side
+#
+# One thread per CPU, as the seed's 64 threads on 64 CPUs; the simulator's time per kernel function
+# in the layout of `perf report --children`.
+
+# %%
+sim_67, sim_69 = report.simulated_profiles(SCALE)
+simulated = vl.compare_profiles(sim_67, sim_69)
+simulated.to_csv(OUT_DIR / "simulated_profiles.csv", index=False)
+save(plots.profile_comparison(simulated, labels=("6.7 (simulated)", "6.9 vmap nodes (simulated)"), top=20,
+                              title=f"simulated perf profile, {SCALE.cpus} threads on {SCALE.cpus} CPUs "
+                                    f"[{SCALE.label}]"),
+     "simulated_profiles")
+
+# %% [markdown]
+# ## Throughput and spinning against threads
+
+# %%
+threads = report.contention_sweep(SCALE, progress=True)
+threads.to_csv(OUT_DIR / "contention_sweep.csv", index=False)
+save(plots.spin_share_vs_threads(threads, published=spin, citation=report.CITE_V3, scale=SCALE.label),
+     "spin_share_vs_threads")
+
+# %%
+speedup = wall["global"] / wall["nodes"]
+save(plots.throughput_vs_threads(threads, published_speedup=speedup, citation=report.CITE_V3, scale=SCALE.label),
+     "throughput_vs_threads")
+
+# %% [markdown]
+# ## Wait share per lock
+#
+# 6.7 spins on the global `vmap_area_lock`; 6.9 splits it into per-node busy, lazy and pool locks and
+# keeps one global lock, `free_vmap_area_lock`, for the free tree.
+
+# %%
+save(plots.lock_wait_share(threads, scale=SCALE.label), "lock_wait_share")
+
+# %% [markdown]
+# ## Against the CPU count
+#
+# One thread per CPU on machines of different sizes.
+
+# %%
+cpus = report.cpu_sweep(SCALE, progress=True)
+cpus.to_csv(OUT_DIR / "cpu_sweep.csv", index=False)
+save(plots.throughput_vs_threads(cpus, by="cpus", published_speedup=speedup, citation=report.CITE_V3,
+                                 scale=f"one thread per CPU; {SCALE.label}"),
+     "throughput_vs_cpus")

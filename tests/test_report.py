@@ -1,0 +1,108 @@
+"""vmaplab reproduce at the quick scale: report.html with every figure embedded, PNG, SVG and CSV files
+that hold the published seed numbers and the simulated sweeps; the seed readers of vmaplab.report."""
+
+import base64
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from vmaplab import plots, report
+from vmaplab.cli import app
+from vmaplab.errors import ParseError
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+FIGURES = {"published_free_used", "pagetable_vs_published", "rerun_plateau", "va_timeline", "knobs_effect",
+           "trace_footprint", "published_profiles", "simulated_profiles", "spin_share_vs_threads",
+           "throughput_vs_threads", "lock_wait_share", "throughput_vs_cpus"}  # fmt: skip
+TABLES = {"pagetable_chain", "timeline", "knobs", "footprint", "published_profiles", "simulated_profiles",
+          "contention_sweep", "cpu_sweep"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    result = CliRunner().invoke(app, ["reproduce", "--out", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert f"{folder / 'report.html'}: {len(FIGURES)} figures, {len(TABLES)} tables" in result.output
+    return folder
+
+
+def test_reproduce_writes_every_figure_and_table(out):
+    names = {p.name for p in out.iterdir()}
+    expected = {f"{f}.{ext}" for f in FIGURES for ext in ("png", "svg")} | {f"{t}.csv" for t in TABLES}
+    assert names == expected | {"report.html"}
+    for name in FIGURES:
+        assert (out / f"{name}.png").read_bytes()[:8] == PNG
+        assert (out / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_report_html_is_self_contained(out):
+    page = (out / "report.html").read_text()
+    images = re.findall(r'<img alt="([a-z_]+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert {name for name, _ in images} == FIGURES
+    assert all(base64.b64decode(data)[:8] == PNG for _, data in images)
+    assert "src=\"http" not in page and "<script" not in page
+    # the sections in the order of the investigation, the scale named
+    assert page.index("1. Page tables") < page.index("2. Lock contention")
+    assert "SCALED DOWN: 4 CPUs" in page
+    assert page.count("<table") == 7  # every table but the timeline and the footprint is shown
+
+
+def test_report_tables_hold_the_published_numbers(out):
+    pub = pd.read_csv(out / "published_profiles.csv").set_index("symbol")
+    assert pub.loc["native_queued_spin_lock_slowpath", ["self_pct_a", "self_pct_b"]].tolist() == [93.07, 16.51]
+
+
+def test_pagetable_chain_never_frees_page_tables(out):
+    chain = pd.read_csv(out / "pagetable_chain.csv")
+    assert chain.groupby("design")["threads"].apply(list).to_dict() == {"global": [4, 8, 16, 16], "nodes": [4, 8, 16, 16]}
+    for design, part in chain.groupby("design"):
+        pt = part["pagetable_bytes"].to_numpy()
+        assert (pt[1:] >= pt[:-1]).all(), design  # page tables only grow on one machine
+        assert part["rerun"].tolist() == [False, False, False, True]
+        growth, rerun = pt[2] - pt[0], pt[3] - pt[2]
+        assert growth > 0 and rerun < 0.05 * growth, design  # the plateau: a rerun adds little
+
+
+def test_contention_sweep_designs(out):
+    sweep = pd.read_csv(out / "contention_sweep.csv")
+    assert sorted(zip(sweep["design"], sweep["threads"])) == [(d, t) for d in ("global", "nodes") for t in (4, 8, 16)]
+    g = sweep[sweep["design"] == "global"]
+    n = sweep[sweep["design"] == "nodes"]
+    assert (n[["spin_vmap_area_lock", "spin_purge_vmap_area_lock"]] == 0).all().all()  # 6.9 has no such locks
+    assert (g[["spin_busy_lock", "spin_lazy_lock", "spin_pool_lock"]] == 0).all().all()  # 6.7 has no nodes
+    cpus = pd.read_csv(out / "cpu_sweep.csv")
+    assert (cpus["threads"] == cpus["cpus"]).all() and sorted(set(cpus["cpus"])) == [2, 4, 8]
+
+
+def test_published_wall_and_spin_from_the_seed():
+    assert report.published_wall() == {"global": 651.271, "nodes": 51.301}
+    assert report.published_spin() == {"global": 93.07, "nodes": 16.51}
+
+
+def test_published_wall_names_the_file_on_bad_input(tmp_path):
+    (tmp_path / "seed").mkdir()
+    (tmp_path / "seed" / "v3-cover-quoted.txt").write_text("> real\t10m51.271s\n> user\t0m0.013s\n")
+    with pytest.raises(ParseError, match=r"v3-cover-quoted\.txt.*two bash `time` outputs"):
+        report.published_wall(tmp_path)
+
+
+def test_scale_labels():
+    assert report.QUICK.label.startswith("SCALED DOWN: 4 CPUs, 4/8/16 threads")
+    assert report.FULL.label.startswith("the seed's machine: 64 CPUs, 64/128/256 threads")
+
+
+def test_simulator_figures_name_missing_columns(out):
+    sweep = pd.read_csv(out / "contention_sweep.csv")
+    with pytest.raises(ValueError, match="missing \\['lock_spin_share'\\]"):
+        plots.spin_share_vs_threads(sweep.drop(columns="lock_spin_share"))
+    with pytest.raises(ValueError, match="by must be"):
+        plots.throughput_vs_threads(sweep, by="loops")
+    fig = plots.throughput_vs_threads(sweep, published_speedup=651.271 / 51.301)
+    speedup = fig.axes[1]
+    assert [line.get_label() for line in speedup.get_lines()][0] == "simulated nodes / global"
+    assert any("12.7x" in line.get_label() for line in speedup.get_lines())
