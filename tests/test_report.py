@@ -49,7 +49,7 @@ def test_report_html_is_self_contained(out):
     # the sections in the order of the investigation, the scale named
     assert page.index("1. Page tables") < page.index("2. Lock contention")
     assert "SCALED DOWN: 4 CPUs" in page
-    assert page.count("<table") == 7  # every table but the timeline and the footprint is shown
+    assert page.count("<table") == 6  # every table but the timeline and the footprint is shown
 
 
 def test_report_tables_hold_the_published_numbers(out):
@@ -106,3 +106,21 @@ def test_simulator_figures_name_missing_columns(out):
     speedup = fig.axes[1]
     assert [line.get_label() for line in speedup.get_lines()][0] == "simulated nodes / global"
     assert any("12.7x" in line.get_label() for line in speedup.get_lines())
+
+
+def test_registered_sweep_figures_draw_from_the_tables(out):
+    from vmaplab.figures import FIGURES as REGISTRY, draw
+
+    chain = str(out / "pagetable_chain.csv")
+    sweep = str(out / "contention_sweep.csv")
+    sources = {"spin_share_vs_threads": sweep, "throughput_vs_threads": sweep, "lock_wait_share": sweep,
+               "rerun_plateau": chain}  # fmt: skip
+    assert set(sources) <= set(REGISTRY)
+    figs = {name: draw(name, [src]) for name, src in sources.items()}
+    spin = {line.get_label(): line.get_ydata().tolist() for line in figs["spin_share_vs_threads"].axes[0].get_lines()}
+    table = pd.read_csv(sweep).sort_values("threads")
+    assert spin["6.7 global locks (simulated)"] == (100 * table[table.design == "global"]["lock_spin_share"]).tolist()
+    hatched = [p for p in figs["rerun_plateau"].axes[0].patches if p.get_hatch() == "//"]
+    assert len(hatched) == 2  # one rerun bar per design
+    with pytest.raises(ValueError, match="give the .csv or .parquet table"):
+        draw("lock_wait_share", [str(out / "report.html")])

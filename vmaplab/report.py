@@ -325,14 +325,14 @@ def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable
     chain = pagetable_chain(scale)
     sec.figure("pagetable_vs_published",
                plots.pagetable_vs_published(chain, listings, published=CITE_PT, scale=scale.label),
-               "Page-table memory per thread count against threads per CPU: published (black) and simulated.")  # fmt: skip
+               "Page-table memory per thread count against threads per CPU: published (black), simulated.")  # fmt: skip
     sec.table("pagetable_chain", chain, "The simulated chains, run by run.",
               ["design", "run", "threads", "pagetable_bytes", "va_high_water", "lazy_pages_max", "pooled_pages_max",
                "drain_lag_max_s"])  # fmt: skip
     sec.figure("rerun_plateau",
                plots.rerun_plateau(chain, scale=scale.label,
                                    published=f"a rerun with the same thread count does not increase it ({CITE_PT})"),
-               "Page tables are never freed: the rerun reaches a frontier whose page tables exist already.")  # fmt: skip
+               "Page tables are never freed: a rerun reaches a frontier whose page tables exist.")  # fmt: skip
     step("timeline run")
     run = timeline_run(scale)
     sec.figure("va_timeline", plots.va_timeline(run.timeline, scale=f"6.9 nodes, {scale.threads[-1]} threads; "
@@ -448,9 +448,9 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
     out.mkdir(parents=True, exist_ok=True)
     with tqdm(total=10, desc="reproduce", unit="step", disable=not progress) as bar:
 
-        def step(desc: str) -> None:
+        def step(desc: str) -> None:  # called as each step starts: the one before it is done
+            bar.update(1 if bar.postfix else 0)
             bar.set_postfix_str(desc)
-            bar.update(1)
 
         sections = [pagetable_section(scale, data_dir, step), contention_section(scale, data_dir, step)]
         parts = [f"<h1>vmaplab: the vmap-node investigation reproduced</h1><p>Scale: {html.escape(scale.label)}. "
@@ -461,8 +461,8 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
                 if kind == "figure":
                     for fmt in ("png", "svg"):
                         obj.savefig(out / f"{name}.{fmt}", dpi=150)
-                    parts.append(f'<figure><img alt="{name}" src="data:image/png;base64,{_png(obj)}">'
-                                 f"<figcaption>{html.escape(caption)} ({name}.png, {name}.svg)</figcaption></figure>")  # fmt: skip
+                    parts.append(f'<figure><img alt="{name}" src="data:image/png;base64,{_png(obj)}"><figcaption>'
+                                 f"{html.escape(caption)} ({name}.png, {name}.svg)</figcaption></figure>")
                 else:
                     df, columns = obj
                     df.to_csv(out / f"{name}.csv", index=False)
@@ -470,6 +470,7 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
                         index=False, float_format=lambda v: f"{v:.4g}")  # fmt: skip
                     parts.append(f"<h3>{html.escape(caption)}</h3>{shown}<p>All {len(df)} rows: {name}.csv</p>")
         step("report.html")
+        bar.update(1)
     page = out / "report.html"
     page.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>vmaplab report</title>"
                     f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip
