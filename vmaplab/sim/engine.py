@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from vmaplab.config import NJIT_OPTIONS
+# Small helpers of the event loop are inlined at the numba IR level (NJIT_IR_INLINE_OPTIONS): a call
+# that passes arrays costs ~5 ns per array argument, more than most of these helpers do.
+from vmaplab.config import NJIT_IR_INLINE_OPTIONS, NJIT_OPTIONS
 
-# Small helpers of the event loop are inlined at the numba IR level: a call that passes arrays costs
-# ~5 ns per array argument, more than most of these helpers do.
-_INLINE = {**NJIT_OPTIONS, "inline": "always"}
 from vmaplab.sim import _kernels as K
 from vmaplab.sim._kernels import (
     BUSY,
@@ -376,12 +375,12 @@ OP_END = 2
 # The event heap: at most one event per thread, ordered by (time, sequence number).
 
 
-@njit(**_INLINE)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _h_less(HP, a, b):
     return HP[a, 0] < HP[b, 0] or (HP[a, 0] == HP[b, 0] and HP[a, 1] < HP[b, 1])
 
 
-@njit(**_INLINE)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _h_swap(HP, POS, a, b):
     for k in range(3):
         tmp = HP[a, k]
@@ -391,7 +390,7 @@ def _h_swap(HP, POS, a, b):
     POS[HP[b, 2]] = b
 
 
-@njit(**_INLINE)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _h_up(HP, POS, i):
     while i > 0:
         p = (i - 1) >> 1
@@ -402,7 +401,7 @@ def _h_up(HP, POS, i):
             return
 
 
-@njit(**_INLINE)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _h_down(HP, POS, n, i):
     while True:
         l = 2 * i + 1
@@ -419,7 +418,7 @@ def _h_down(HP, POS, n, i):
             return
 
 
-@njit(**_INLINE)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _push(HP, POS, G, th, t):
     n = G[G_HN]
     HP[n, 0] = t
@@ -431,7 +430,7 @@ def _push(HP, POS, G, th, t):
     _h_up(HP, POS, n)
 
 
-@njit(**_INLINE)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _pop(HP, POS, G):
     th = HP[0, 2]
     t = HP[0, 0]
@@ -457,7 +456,7 @@ def _delay(HP, POS, G, th, d):
 # Scheduling: run queues, idle balance, wake-ups, preemption points.
 
 
-@njit(**_INLINE)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _run_on(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t):
     """Give ``cpu`` to ``th`` at ``t``: a context switch, then ``th`` continues at its pc."""
     CPU[cpu, CPU_CUR] = th
@@ -474,7 +473,7 @@ def _run_on(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t):
     _push(HP, POS, G, th, t + c)
 
 
-@njit(**_INLINE)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _rq_remove(TH, CPU, G, cpu, th, prev):
     nxt = TH[th, T_RQNEXT]
     if prev == NIL:
@@ -584,7 +583,7 @@ def _queue_work(TH, CPU, HP, POS, G, ACC, COST, EP, th, cpu, t):
 # Spinlocks (FIFO, handoff after one cache-line transfer) and the purge mutex.
 
 
-@njit(**_INLINE)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _lock(TH, LK, G, ACC, COST, th, lk, t, site):
     """Try to take spinlock ``lk``: the time it is held from, or -1 if ``th`` now spins in its queue."""
     cpu = TH[th, T_CPU]
@@ -611,7 +610,7 @@ def _lock(TH, LK, G, ACC, COST, th, lk, t, site):
     return np.int64(-1)
 
 
-@njit(**_INLINE)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, lk, t):
     """Release ``lk``: the head waiter gets it one cache-line transfer later (after its interrupt)."""
     w = LK[lk, L_HEAD]
@@ -673,17 +672,17 @@ def _mutex_unlock(TH, CPU, HP, POS, G, ACC, COST, t):
 # Small pieces of the allocator on the shared arrays.
 
 
-@njit(**_INLINE)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _addr_node(P, start):
     return ((P[P_BASE] + start) // P[P_ZONE]) % P[P_NR_NODES]
 
 
-@njit(**_INLINE)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _tree_ns(COST, n):
     return np.int64(COST[C_TBASE] + COST[C_TLEVEL] * np.log2(n + 1.0))
 
 
-@njit(**_INLINE)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _busy_lock(EP, P, start):
     """The lock protecting the busy VA that starts at ``start``: vmap_area_lock or its node's busy.lock."""
     if EP[E_NODES_DESIGN] == 0:
