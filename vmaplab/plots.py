@@ -641,7 +641,7 @@ def _designs(df: pd.DataFrame):
 
 
 def _with_subtitle(fig: Figure, title: str, scale: str | None) -> None:
-    width = int(fig.get_figwidth() * 13)  # characters of the suptitle's font that fit the figure
+    width = int(fig.get_figwidth() * 10)  # characters of the suptitle's font that fit the figure
     fig.suptitle(title if scale is None else f"{title}\n" + "\n".join(textwrap.wrap(f"[{scale}]", width)))
 
 
