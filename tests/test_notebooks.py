@@ -45,7 +45,7 @@ def test_notebook_is_committed_clean_and_paired(path):
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.stem)
 def test_notebook_matches_its_source(path):
-    jupytext = pytest.importorskip("jupytext")  # a development tool: CI without it skips this check
+    jupytext = pytest.importorskip("jupytext")  # in the test extra; a bare install skips this check
     source = jupytext.read(NOTEBOOKS / f"{path.stem}.py")
     paired = nbformat.read(path, as_version=4)
     assert [(c.cell_type, c.source) for c in source.cells] == [(c.cell_type, c.source) for c in paired.cells]
