@@ -13,12 +13,6 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _main() -> None:
-    # An explicit callback keeps every command a subcommand (``vmaplab collect``) even while only one exists.
-    pass
-
-
 @app.command()
 def collect(
     out: Path = typer.Option(..., "--out", help="Bundle folder to create."),
