@@ -41,9 +41,7 @@ OUT_DIR.mkdir(parents=True, exist_ok=True)
 
 def save(fig, name):
     """Write ``fig`` to OUT_DIR as name.png and name.svg and show it."""
-    for fmt in ("png", "svg"):
-        fig.savefig(OUT_DIR / f"{name}.{fmt}", dpi=150)
-    return fig
+    return plots.save_figure(fig, OUT_DIR, name)
 
 
 SCALE.label

@@ -58,9 +58,7 @@ pd.set_option("display.max_colwidth", 90)
 
 def save(fig, name):
     """Write ``fig`` to OUT_DIR as name.png (and name.svg unless FAST) and show it."""
-    for fmt in FORMATS:
-        fig.savefig(OUT_DIR / f"{name}.{fmt}", dpi=150)
-    return fig
+    return plots.save_figure(fig, OUT_DIR, name, FORMATS)
 
 
 # %% [markdown]

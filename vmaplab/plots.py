@@ -14,6 +14,7 @@ the axis label. Published values are drawn in black and labelled ``published (<c
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ from .analysis.lifetimes import area_lifetimes
 from .io.units import format_size
 
 __all__ = [
+    "save_figure",
     "pagetable_growth",
     "free_used",
     "profile_comparison",
@@ -638,6 +640,14 @@ def _need(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 def _designs(df: pd.DataFrame):
     for design, part in df.groupby("design", sort=True):
         yield str(design), part, _DESIGN_LABEL.get(str(design), str(design)), _DESIGN_COLOR.get(str(design), "C2")
+
+
+def save_figure(fig: Figure, folder, name: str, formats=("png", "svg"), *, dpi: int = 150) -> Figure:
+    """Write ``fig`` as ``folder/name.<format>`` for every format (PNG and SVG by default, at
+    ``dpi`` dots per inch) and return it, so a notebook cell can save and show in one line."""
+    for fmt in formats:
+        fig.savefig(Path(folder) / f"{name}.{fmt}", dpi=dpi)
+    return fig
 
 
 def _with_subtitle(fig: Figure, title: str, scale: str | None) -> None:

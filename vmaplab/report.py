@@ -459,8 +459,7 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
             parts.append(f"<h2>{html.escape(sec.title)}</h2><p>{html.escape(sec.intro)}</p>")
             for kind, name, obj, caption in sec.items:
                 if kind == "figure":
-                    for fmt in ("png", "svg"):
-                        obj.savefig(out / f"{name}.{fmt}", dpi=150)
+                    plots.save_figure(obj, out, name)
                     parts.append(f'<figure><img alt="{name}" src="data:image/png;base64,{_png(obj)}"><figcaption>'
                                  f"{html.escape(caption)} ({name}.png, {name}.svg)</figcaption></figure>")
                 else:
