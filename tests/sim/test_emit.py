@@ -178,10 +178,23 @@ def test_perf_report_children_round_trip(run):
     for col in ("children_pct", "self_pct"):
         err = (got[col].astype(float) - want.loc[got.index, col].astype(float)).abs()
         assert err.max() <= 0.005 + 1e-9, col
-    assert (got.shared_object == want.loc[got.index, "shared_object"].str.strip("[]")).all()
+    assert (got.shared_object == want.loc[got.index, "shared_object"]).all()  # perf's "[kernel]", read as "kernel"
+    assert set(want.shared_object) == {"kernel", "test_vmalloc"}
+    assert "  [kernel]  " in text and "  [test_vmalloc]  " in text
     assert rep.children_pct.is_monotonic_decreasing
     header = [line for line in text.splitlines() if line.startswith("# Children")]
     assert header and header[0].split()[:5] == ["#", "Children", "Self", "Shared", "Object"]
+
+
+def test_profile_lines_up_with_its_read_back_report(run):
+    """compare_profiles keyed by shared object and symbol finds every symbol on both sides."""
+    from vmaplab.analysis.profiles import compare_profiles
+
+    back = vl.read_perf_report(_paste(emit.perf_report_text(run)))
+    d = compare_profiles(run.profile, back, on=["shared_object", "symbol"])
+    assert len(d) == len(run.profile) and (d["status"] == "both").all()
+    assert set(d["shared_object"]) == {"kernel", "test_vmalloc"}
+    assert (d["self_pct_a"] - d["self_pct_b"]).abs().max() <= 0.005 + 1e-9
 
 
 def test_perf_report_self_mode(run):

@@ -295,7 +295,7 @@ def perf_report_text(run: Run, *, children: bool = True, sample_hz: int = SAMPLE
     else:
         rows = prof[prof["self_pct"] > 0].sort_values("self_pct", ascending=False, kind="stable")
         pct_cols = [("Overhead", rows["self_pct"])]
-    dso = rows["shared_object"].astype(str).tolist()
+    dso = [f"[{d}]" for d in rows["shared_object"].astype(str)]  # perf prints "[kernel]", the reader strips it
     sym = [f"[{k}] {s}" for k, s in zip(rows["symbol_kind"], rows["symbol"])]
     w_dso = max([len("Shared Object"), *map(len, dso)])
     w_sym = max([len("Symbol"), *map(len, sym)])
@@ -400,7 +400,9 @@ def write_bundle(
         first run's start to the run's end, with allocinfo, meminfo, vmstat, free (``free -m``),
         perf_report (``--children``) and test_vmalloc (the run's dmesg lines). ``extra``:
         ``runs`` (each run's ``params``), ``memory_kib``, ``allocinfo_format``, ``clock_hz``,
-        ``sample_hz`` and ``boot_seconds``.
+        ``sample_hz``, ``boot_seconds`` and ``space_maps``: per snapshot the path of the run's
+        ``Run.space_map`` as CSV (``NNNN/space_map.csv``; no text a real machine prints, so not a
+        snapshot file), or None for a run without one.
 
     So ``read_bundle(folder)["allocinfo"]`` gives the page-table growth over the runs.
     """
@@ -437,6 +439,7 @@ def write_bundle(
             "clock_hz": CLOCK_HZ,
             "sample_hz": SAMPLE_HZ,
             "boot_seconds": BOOT_SECONDS,
+            "space_maps": [],
         },
     )
     elapsed = 0.0
@@ -450,5 +453,10 @@ def write_bundle(
             (folder / rel / fmt).write_text(write(r, opts))
             snap.files[fmt] = f"{rel}/{fmt}"
         manifest.snapshots.append(snap)
+        if r.space_map is None:
+            manifest.extra["space_maps"].append(None)
+        else:
+            r.space_map.to_csv(folder / rel / "space_map.csv", index=False)
+            manifest.extra["space_maps"].append(f"{rel}/space_map.csv")
     manifest.save(folder)
     return manifest

@@ -7,17 +7,21 @@ lazy lists and page tables (never freed) carry over to the next ``simulate(..., 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
+from vmaplab.sim import _kernels as K
 from vmaplab.sim.costs import CostModel
 from vmaplab.sim.numba_engine import NumbaEngine
-from vmaplab.sim.params import AllocatorConfig
+from vmaplab.sim.params import PAGE_SHIFT, PAGE_SIZE, AllocatorConfig
 
-__all__ = ["Machine", "ALLOCATOR_KNOBS", "MACHINE_KNOBS"]
+__all__ = ["Machine", "ALLOCATOR_KNOBS", "MACHINE_KNOBS", "SPACE_MAP_COLUMNS"]
 
 #: Knobs of the allocator model (docs/allocator-model.md), passed to AllocatorConfig.resolve.
 ALLOCATOR_KNOBS = ("pool_cap", "decay", "small_pool_decay", "lazy_max_pages", "nr_nodes", "zone_pages", "paging_levels")
 #: Kernel settings of the contention model (docs/contention-model.md).
 MACHINE_KNOBS = ("drain_priority", "init_on_alloc", "busy_lock_once", "costs")
+#: Columns of :meth:`Machine.space_map` (all int64).
+SPACE_MAP_COLUMNS = ("offset", "pte_pages", "pmd_pages", "busy_pages", "lazy_pages", "pooled_pages")
 
 
 class Machine:
@@ -114,6 +118,57 @@ class Machine:
         s = self.allocator.stats()
         return {"pte": s["pte_pages"], "pmd": s["pmd_pages"]}
 
+    def space_map(self, bin_bytes: int = 1 << 30) -> pd.DataFrame:
+        """The vmalloc window now, in fixed address bins: page tables populated against pages in use.
+
+        Parameters
+        ----------
+        bin_bytes : int
+            Width of a bin, bytes (a positive multiple of the 4 KiB page; default 1 GiB, the span of
+            one PMD page).
+
+        Returns
+        -------
+        DataFrame
+            One row per bin from VMALLOC_START up to the bin of the highest page-table page (or VA
+            end), empty bins included; int64 columns :data:`SPACE_MAP_COLUMNS`: ``offset`` (bytes
+            from VMALLOC_START to the bin's start), ``pte_pages`` and ``pmd_pages`` (page-table pages
+            ever populated, never freed, counted in the bin holding the start of the 2 MiB or 1 GiB
+            region they map, clipped to VMALLOC_START) and ``busy_pages``, ``lazy_pages``,
+            ``pooled_pages`` (pages of busy, lazily freed and pooled VAs inside the bin, guard pages
+            included, a VA spanning bins split between them). Column sums equal :meth:`stats`'
+            ``pte_pages``, ``pmd_pages``, ``busy_pages``, ``lazy_pages`` and ``pooled_pages``.
+            ``attrs``: ``bin_bytes``, ``vmalloc_start`` (bytes), ``va_high_water`` (bytes).
+        """
+        if isinstance(bin_bytes, bool) or not isinstance(bin_bytes, (int, np.integer)) or bin_bytes <= 0 \
+                or bin_bytes % PAGE_SIZE:  # fmt: skip
+            raise ValueError(f"bin_bytes must be a positive multiple of {PAGE_SIZE} bytes, not {bin_bytes!r}")
+        eng = self.allocator
+        bin_pages = int(bin_bytes) >> PAGE_SHIFT
+        base = self.config.base_page
+        S = eng._S[: int(eng._C[K.SLOT_HW])]
+        state, start = S[:, K.S_STATE], S[:, K.S_START]
+        end = start + S[:, K.S_SIZE]
+        pte_abs, pmd_abs = eng._regions()
+        pte = np.maximum((pte_abs << K.PTE_SHIFT) - base, 0)  # first page of each region, offset from the base
+        pmd = np.maximum((pmd_abs << K.PMD_SHIFT) - base, 0)
+        live = state != K.FREE_SLOT
+        top = max(int(end[live].max(initial=0)), int(pte.max(initial=-1)) + 1, int(pmd.max(initial=-1)) + 1)
+        n = -(-top // bin_pages)
+        edges = np.arange(n + 1, dtype=np.int64) * bin_pages
+        cols = {
+            "offset": edges[:-1] << PAGE_SHIFT,
+            "pte_pages": np.bincount(pte // bin_pages, minlength=n).astype(np.int64),
+            "pmd_pages": np.bincount(pmd // bin_pages, minlength=n).astype(np.int64),
+        }
+        for name, code in (("busy_pages", K.BUSY), ("lazy_pages", K.LAZY), ("pooled_pages", K.POOLED)):
+            mine = state == code
+            cols[name] = np.diff(_pages_below(start[mine], end[mine], edges))
+        df = pd.DataFrame(cols, columns=list(SPACE_MAP_COLUMNS))
+        df.attrs = {"bin_bytes": int(bin_bytes), "vmalloc_start": self.config.vmalloc_start,
+                    "va_high_water": int(eng._C[K.HIGH_WATER]) << PAGE_SHIFT}  # fmt: skip
+        return df
+
     def check_invariants(self) -> None:
         """Raise SimulationError naming a broken invariant of the allocator state."""
         self.allocator.check_invariants()
@@ -122,3 +177,13 @@ class Machine:
             from vmaplab.errors import SimulationError
 
             raise SimulationError(f"busy trees hold {int(self.busy_per_node.sum())} VAs, busy_areas is {busy}")
+
+
+def _pages_below(start: np.ndarray, end: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Pages of the ranges ``[start, end)`` below each position ``x`` (int64 arrays of pages)."""
+    below = np.zeros(len(x), np.int64)
+    for bound, sign in ((np.sort(start), 1), (np.sort(end), -1)):
+        count = np.searchsorted(bound, x, side="left")  # bounds < x
+        prefix = np.concatenate(([0], np.cumsum(bound)))[count]
+        below += sign * (count * x - prefix)
+    return below

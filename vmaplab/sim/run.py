@@ -82,8 +82,8 @@ class Run:
     profile : pandas.DataFrame
         Time per kernel function as ``perf report --children`` shows it, in the columns of
         :func:`vmaplab.read_perf_report`: children_pct and self_pct (Float64, % of busy CPU time),
-        command (NA), shared_object ("[kernel]" or "[test_vmalloc]"), symbol, symbol_kind ("k");
-        sorted by children_pct. ``attrs["busy_ns"]`` holds the busy CPU time, ``attrs["stacks"]``
+        command (NA), shared_object ("kernel" or "test_vmalloc", as the reader gives perf's
+        "[kernel]"), symbol, symbol_kind ("k"); sorted by children_pct. ``attrs["busy_ns"]`` holds the busy CPU time, ``attrs["stacks"]``
         the folded stacks (frames joined by ";") with their ns.
     pagetable_bytes : int
         Page-table bytes of the vmalloc area populated on the machine so far (all runs), boot-time
@@ -118,6 +118,9 @@ class Run:
         Pool look-ups of the nodes design by test, all workers: test (string), hits, misses,
         rotations (int64; a rotation is also a miss) and hit_rate (float64, NaN when the test never
         looked at a pool). Misses include the unlocked emptiness check.
+    space_map : pandas.DataFrame or None
+        The machine's vmalloc window at the end of the run, in 1 GiB bins
+        (:meth:`~vmaplab.sim.machine.Machine.space_map`).
     """
 
     wall_seconds: float
@@ -136,6 +139,7 @@ class Run:
     stats: dict
     trace: np.ndarray | None = field(default=None, repr=False)
     pool_by_test: pd.DataFrame | None = field(default=None, repr=False)
+    space_map: pd.DataFrame | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         p = self.params
@@ -429,7 +433,7 @@ def _profile(ACC: np.ndarray, design: str) -> pd.DataFrame:
             "self_pct": pd.array([100.0 * self_ns.get(s, 0) / total for s in symbols], dtype="Float64"),
             "samples": pd.array([pd.NA] * n, dtype="Int64"),
             "command": pd.array([pd.NA] * n, dtype="string"),
-            "shared_object": pd.array(["[test_vmalloc]" if s in test_names else "[kernel]" for s in symbols],
+            "shared_object": pd.array(["test_vmalloc" if s in test_names else "kernel" for s in symbols],
                                       dtype="string"),  # fmt: skip
             "symbol": pd.array(symbols, dtype="string"),
             "symbol_kind": pd.array(["k"] * n, dtype="string"),
@@ -565,6 +569,7 @@ def simulate(
         stats=stats,
         trace=arrays.TR[: int(G[E.G_TRN])].copy() if trace else None,
         pool_by_test=_pool_by_test(arrays.SUMM, mask),
+        space_map=m.space_map(),
     )
 
 
