@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 FIGURES = {"published_free_used", "pagetable_vs_published", "rerun_plateau", "va_timeline", "knobs_effect",
            "trace_footprint", "published_profiles", "simulated_profiles", "spin_share_vs_threads",
-           "throughput_vs_threads", "lock_wait_share", "throughput_vs_cpus"}  # fmt: skip
+           "throughput_vs_threads", "lock_wait_share", "throughput_vs_cpus", "space_map",
+           "replay_comparison"}  # fmt: skip
 TABLES = {"pagetable_chain", "timeline", "knobs", "footprint", "published_profiles", "simulated_profiles",
-          "contention_sweep", "cpu_sweep"}  # fmt: skip
+          "contention_sweep", "cpu_sweep", "space_maps", "replay_summary"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_report_html_is_self_contained(out):
     # the sections in the order of the investigation, the scale named
     assert page.index("1. Page tables") < page.index("2. Lock contention")
     assert "SCALED DOWN: 4 CPUs" in page
-    assert page.count("<table") == 6  # every table but the timeline and the footprint is shown
+    assert page.count("<table") == 7  # every table but the timeline, the footprint and the space maps is shown
 
 
 def test_report_tables_hold_the_published_numbers(out):
@@ -66,6 +67,29 @@ def test_pagetable_chain_never_frees_page_tables(out):
         assert part["rerun"].tolist() == [False, False, False, True]
         growth, rerun = pt[2] - pt[0], pt[3] - pt[2]
         assert growth > 0 and rerun < 0.05 * growth, design  # the plateau: a rerun adds little
+
+
+def test_space_maps_hold_each_runs_page_tables(out):
+    chain = pd.read_csv(out / "pagetable_chain.csv")
+    maps = pd.read_csv(out / "space_maps.csv")
+    assert maps["snapshot"].unique().tolist() == ["after run 1: 4 threads", "after run 2: 8 threads",
+                                                   "after run 3: 16 threads", "after run 4: 16 threads (rerun)"]
+    sums = maps.groupby(["design", "snapshot"], sort=False)[["pte_pages", "pmd_pages"]].sum().reset_index()
+    assert sums["design"].tolist() == chain["design"].tolist()
+    assert (sums["pte_pages"] * 4096).tolist() == chain["pte_bytes"].tolist()
+    assert (sums["pmd_pages"] * 4096).tolist() == chain["pmd_bytes"].tolist()
+    used = maps[["busy_pages", "lazy_pages", "pooled_pages"]].sum(axis=1)
+    assert (maps["pte_pages"] * 512 >= used).all()  # every page in use lies where a PTE page exists
+    assert (out / "space_map.svg").read_text().count("after run") == 4
+
+
+def test_replay_summary_puts_the_model_beside_the_kernel(out):
+    table = pd.read_csv(out / "replay_summary.csv").set_index("measure")
+    assert int(table.loc["allocations", "kernel"]) == 7629 == int(table.loc["allocations", "model"])
+    assert int(table.loc["purges", "kernel"]) == 2  # the recording's two purge_vmap_area_lazy events
+    assert len(table.loc["purge times (s)", "kernel"].split(", ")) == 2
+    assert table.loc["purge times (s)", "kernel"] == table.loc["purge times (s)", "model"]  # drain="trace"
+    assert float(table.loc["exact address share", "model"]) == 0.0  # no pools of trace start
 
 
 def test_contention_sweep_designs(out):

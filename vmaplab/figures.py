@@ -192,6 +192,41 @@ def _load_chain(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
     return {"chain": _load_sweep(sources, opts)["sweep"]}
 
 
+def _load_space_maps(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
+    import pandas as pd
+
+    from .bundle import Manifest
+    from .plots import run_labels
+
+    path = _one(sources, "a simulated bundle folder (Run.write_bundle)")
+    manifest = Manifest.load(path)
+    rels = manifest.extra.get("space_maps")
+    if manifest.origin != "simulate" or not rels or None in rels:
+        raise ValueError(f"{path}: sim_space_map needs a bundle written by Run.write_bundle / vmaplab.sim.emit."
+                         "write_bundle, whose manifest lists a space map per snapshot (extra.space_maps)")  # fmt: skip
+    labels = run_labels([run["threads"] for run in manifest.extra["runs"]])
+    maps = {}
+    for label, rel in zip(labels, rels):
+        frame = pd.read_csv(path / rel)
+        frame.attrs = {"bin_bytes": int(frame["offset"].iloc[1] - frame["offset"].iloc[0]) if len(frame) > 1
+                       else 1 << 30, "source": str(path / rel)}  # fmt: skip
+        maps[label] = frame
+    return {"maps": maps}
+
+
+def _load_replay(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
+    from .sim.replay import replay, replay_bundle
+
+    if len(sources) not in (1, 2):
+        raise ValueError(f"give a bundle folder, or a vmalloc trace and optionally its vmallocinfo, not {len(sources)}")
+    path = Path(sources[0])
+    if path.is_dir():
+        if len(sources) == 2:
+            raise ValueError(f"{path}: a bundle brings its own vmallocinfo; give the folder alone")
+        return {"replayed": replay_bundle(path)}
+    return {"replayed": replay(path, vmallocinfo=sources[1] if len(sources) == 2 else None)}
+
+
 FIGURES: dict[str, FigureSpec] = {
     "pagetable_growth": FigureSpec(
         "vmaplab.plots:pagetable_growth",
@@ -251,6 +286,17 @@ FIGURES: dict[str, FigureSpec] = {
         "vmaplab.plots:rerun_plateau",
         _load_chain,
         "page tables after each run of a chain, reruns hatched (a vmaplab sweep table, e.g. --threads 4,8,16,16)",
+    ),
+    "sim_space_map": FigureSpec(
+        "vmaplab.plots:sim_space_map",
+        _load_space_maps,
+        "simulated vmalloc space after each run: page tables vs busy/lazy/pooled pages (a simulated bundle)",
+    ),
+    "replay_comparison": FigureSpec(
+        "vmaplab.plots:replay_comparison",
+        _load_replay,
+        "a real vmalloc trace replayed through the model: VA high water and PTE pages, kernel vs model "
+        "(bundle, or trace [vmallocinfo])",
     ),
 }
 

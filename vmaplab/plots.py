@@ -46,6 +46,9 @@ __all__ = [
     "spin_share_vs_threads",
     "throughput_vs_threads",
     "lock_wait_share",
+    "sim_space_map",
+    "run_labels",
+    "replay_comparison",
 ]
 
 PAGE_SIZE = 4096  # bytes; x86_64 page-table pages are one page each
@@ -1035,4 +1038,164 @@ def lock_wait_share(sweep: pd.DataFrame, *, scale: str | None = None, title: str
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper right", fontsize=8, title="lock")
     _with_subtitle(fig, title or "where the spinning goes: wait share per lock (simulated)", scale)
+    return fig
+
+
+_SPACE_USES = (("busy_pages", "busy (allocated)", "C0"), ("lazy_pages", "lazily freed, not yet purged", "C1"),
+               ("pooled_pages", "parked in vmap-node pools", "C2"))  # fmt: skip
+_MIB = 1 << 20
+_FLOOR_MIB = PAGE_SIZE / _MIB / 4  # below one page: the log axis' floor for empty bins
+
+
+def _binary(n: int) -> str:
+    """``n`` bytes in the largest binary unit that divides it: ``1 GiB``, ``64 KiB``, ``12288 bytes``."""
+    return next((f"{n // s:g} {u}" for s, u in _UNITS if n >= s and n % s == 0), f"{n} bytes")
+
+
+def run_labels(threads: Sequence[int]) -> list[str]:
+    """Labels of the snapshots after each run of a chain: ``after run 2: 8 threads``, ``(rerun)`` marked."""
+    threads = [int(t) for t in threads]
+    return [f"after run {i + 1}: {t} threads" + (" (rerun)" if t in threads[:i] else "") for i, t in enumerate(threads)]
+
+
+def _dense_span(maps: Mapping[str, pd.DataFrame]) -> float:
+    """GiB from VMALLOC_START to the power of two past every map's first empty bin (the dense prefix)."""
+    end = 1.0
+    for sm in maps.values():
+        used = sm.drop(columns="offset").to_numpy().any(axis=1)
+        stop = int(np.argmin(used)) if not used.all() else len(used)
+        bin_gib = float(sm.attrs.get("bin_bytes", GIB)) / GIB
+        end = max(end, stop * bin_gib)
+    return float(2 ** np.ceil(np.log2(end)))
+
+
+def sim_space_map(maps: Mapping[str, pd.DataFrame], *, scale: str | None = None, title: str | None = None) -> Figure:
+    """The simulated vmalloc window after successive runs: where page tables exist vs what is in use.
+
+    Parameters
+    ----------
+    maps : mapping of str to DataFrame
+        Snapshot label (e.g. ``"after run 2: 8 threads"``) -> a
+        :meth:`~vmaplab.sim.machine.Machine.space_map` (``Run.space_map``), in time order.
+    scale, title : str, optional
+
+    Returns
+    -------
+    Figure
+        One panel per snapshot, sharing the address axis (GiB above VMALLOC_START; linear over the
+        dense low addresses, logarithmic beyond, where align_shift_alloc_test's one-page VAs sit at
+        2^40..2^44-byte alignments). Per address bin, grey: the address space that has a PTE page
+        (2 MiB per PTE page; never freed); coloured, stacked: the busy, lazily freed and pooled pages
+        at that moment, both in MiB per bin (log scale). Each panel notes the totals.
+    """
+    if not maps:
+        raise ValueError("sim_space_map needs at least one space map")
+    for label, sm in maps.items():
+        _need(sm, ("offset", "pte_pages", "pmd_pages", *(c for c, _, _ in _SPACE_USES)), f"space map {label!r}")
+    n = len(maps)
+    fig = Figure(figsize=(11, 1.2 + 2.1 * n), layout="constrained")
+    axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
+    dense = _dense_span(maps)
+    top_gib = 0.0
+    for ax, (label, sm) in zip(axes, maps.items()):
+        bin_bytes = int(sm.attrs.get("bin_bytes", GIB))
+        edges = np.append(sm["offset"].to_numpy(dtype=float), float(sm["offset"].max() + bin_bytes)) / GIB \
+            if len(sm) else np.array([0.0, bin_bytes / GIB])  # fmt: skip
+        top_gib = max(top_gib, float(edges[-1]))
+        cover = sm["pte_pages"].to_numpy(dtype=float) * (PAGE_SIZE * 512 / _MIB)
+        ax.stairs(np.maximum(cover, _FLOOR_MIB), edges, baseline=_FLOOR_MIB, fill=True, color="0.82",
+                  label="address space with a PTE page (2 MiB each; never freed)")  # fmt: skip
+        ax.stairs(np.maximum(cover, _FLOOR_MIB), edges, baseline=None, color="0.45", linewidth=0.8)
+        below = np.zeros(len(sm))
+        for col, name, colour in _SPACE_USES:
+            mib = below + sm[col].to_numpy(dtype=float) * PAGE_SIZE / _MIB
+            ax.stairs(np.maximum(mib, _FLOOR_MIB), edges, baseline=np.maximum(below, _FLOOR_MIB), fill=True,
+                      color=colour, alpha=0.85, label=name)  # fmt: skip
+            below = mib
+        ax.set_yscale("log")
+        ax.set_ylim(_FLOOR_MIB, 4 * bin_bytes / _MIB)
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.set_ylabel(f"MiB per {_binary(bin_bytes)}\nbin (log)", fontsize=8)
+        pt_bytes = int(sm["pte_pages"].sum() + sm["pmd_pages"].sum()) * PAGE_SIZE
+        used = {c: int(sm[c].sum()) * PAGE_SIZE for c, _, _ in _SPACE_USES}
+        ax.set_title(f"{label}: page tables {format_size(pt_bytes)} ({int(sm['pte_pages'].sum()):,} PTE + "
+                     f"{int(sm['pmd_pages'].sum()):,} PMD pages) cover "
+                     f"{format_size(int(sm['pte_pages'].sum()) * 512 * PAGE_SIZE)}; in use now: busy "
+                     f"{format_size(used['busy_pages'])}, lazy {format_size(used['lazy_pages'])}, pooled "
+                     f"{format_size(used['pooled_pages'])}", fontsize=9, loc="left")  # fmt: skip
+        ax.grid(alpha=0.3, which="major")
+    ax = axes[-1]
+    ax.set_xscale("symlog", linthresh=dense, linscale=2.0)
+    ax.set_xlim(0, max(top_gib, dense))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+    ax.set_xlabel(f"address: GiB above VMALLOC_START (linear up to {dense:g} GiB, logarithmic beyond)")
+    axes[0].legend(loc="upper right", fontsize=8, ncols=2)
+    _with_subtitle(fig, title or "simulated vmalloc space after each run: page tables follow the high-water "
+                                 "mark and are never freed, while little is in use", scale)  # fmt: skip
+    return fig
+
+
+def _regions_seen(first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Distinct regions among ``[first[j], last[j]]`` for j <= i, for every i (inclusive ranges of ints)."""
+    counts = last - first + 1
+    owner = np.repeat(np.arange(len(first)), counts)
+    regions = np.repeat(first, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    _, at = np.unique(regions, return_index=True)
+    return np.cumsum(np.bincount(owner[at], minlength=len(first)))
+
+
+def replay_comparison(replayed, *, title: str | None = None) -> Figure:
+    """A real vmalloc recording replayed through the model: kernel (black) vs model over the trace's time.
+
+    Parameters
+    ----------
+    replayed : vmaplab.sim.replay.Replay
+        The result of :func:`vmaplab.sim.replay.replay` (or ``replay_bundle``).
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+        Against seconds since the first replayed allocation: top, the VA high water of the replayed
+        allocations (highest end above VMALLOC_START, bytes); bottom, the PTE pages (2 MiB regions)
+        the replayed allocations touched, cumulative. Purges as vertical lines: the kernel's
+        (black, solid) and the model's (coloured, dashed).
+    """
+    allocs, purges = replayed.allocs, replayed.purges
+    start = np.uint64(replayed.config["vmalloc_start"])
+    t0 = float(allocs["time"].min())
+    fig = Figure(figsize=(9, 6.5), layout="constrained")
+    top, low = fig.subplots(2, 1, sharex=True)
+    largest = 1.0
+    for col, name, colour, style in (("kernel_addr", "kernel (traced)", PUBLISHED_COLOR, "-"),
+                                     ("model_addr", "model (replayed)", MEASURED_COLOR, "--")):  # fmt: skip
+        placed = allocs[allocs[col].notna()]
+        t = placed["time"].to_numpy(dtype=float) - t0
+        off = (placed[col].to_numpy(np.uint64) - start).astype(np.int64)
+        end = off + placed["size"].to_numpy(np.int64)
+        high = np.maximum.accumulate(end) if len(end) else end
+        largest = max(largest, float(high.max()) if len(high) else 0.0)
+        top.plot(t, high, drawstyle="steps-post", color=colour, linestyle=style, label=name)
+        seen = _regions_seen(off >> 21, (end - 1) >> 21)
+        low.plot(t, seen, drawstyle="steps-post", color=colour, linestyle=style,
+                 label=f"{name}: {int(seen[-1]) if len(seen) else 0:,} PTE pages")  # fmt: skip
+    for side, colour, style, width in (("kernel", PUBLISHED_COLOR, "-", 3.0), ("model", MEASURED_COLOR, "--", 1.2)):
+        times = purges.loc[purges["side"] == side, "time"].to_numpy(dtype=float) - t0
+        for i, tp in enumerate(times):
+            for ax in (top, low):
+                ax.axvline(tp, color=colour, linestyle=style, linewidth=width, alpha=0.35 if side == "kernel" else 0.9,
+                           label=f"{side} purge" if i == 0 and ax is top else None)  # fmt: skip
+    top.set_ylim(0, largest * 1.1)
+    _bytes_axis(top.yaxis, largest, "VA high water above VMALLOC_START")
+    top.set_title("how high the replayed allocations reach in the window")
+    low.set_ylabel("PTE pages touched (4 KiB each)")
+    low.set_ylim(bottom=0)
+    low.set_title("2 MiB regions (PTE pages) the replayed allocations touched, cumulative")
+    low.set_xlabel("time since the first replayed allocation (s)")
+    for ax in (top, low):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    m = replayed.metrics
+    fig.suptitle(title or f"real trace replayed through the model: {m['allocs']:,} allocations, "
+                          f"{replayed.config['design']} design, {replayed.config['cpus']} CPUs")  # fmt: skip
     return fig

@@ -42,7 +42,11 @@ __all__ = [
     "published_spin",
     "published_wall",
     "pagetable_chain",
+    "pagetable_chain_maps",
     "timeline_run",
+    "space_map_table",
+    "real_trace_replay",
+    "replay_table",
     "knob_variants",
     "contention_sweep",
     "cpu_sweep",
@@ -133,11 +137,53 @@ def pagetable_chain(scale: Scale, *, progress: bool = False) -> pd.DataFrame:
         :func:`vmaplab.sweep` rows in run order per design, plus ``run`` (int64, 1-based) and
         ``rerun`` (bool: the thread count ran before on that machine).
     """
+    return pagetable_chain_maps(scale, progress=progress)[0]
+
+
+def _chain_of(design: str, scale: Scale) -> tuple[list[dict], dict[str, pd.DataFrame]]:
+    """One design's chain on one machine: the sweep rows and the space map after each run."""
+    from .sim.run import simulate
+    from .sim.sweep import point_row
+
     threads = [*scale.threads, scale.threads[-1]]
-    df = run_grid(threads, ["global", "nodes"], cpus=scale.cpus, tests=127, loops=scale.loops, progress=progress)
+    rows, maps, machine = [], {}, None
+    for t, label in zip(threads, plots.run_labels(threads)):
+        point = {"design": design, "threads": t, "cpus": scale.cpus, "tests": 127, "loops": scale.loops, "seed": 0}
+        run = simulate(design, threads=t, cpus=None if machine else scale.cpus, tests=127, loops=scale.loops, seed=0,
+                       machine=machine)  # fmt: skip
+        machine = run.machine
+        rows.append(point_row(run, point))
+        maps[label] = run.space_map
+    return rows, maps
+
+
+def pagetable_chain_maps(scale: Scale, *,
+                         progress: bool = False) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFrame]]]:  # fmt: skip
+    """:func:`pagetable_chain` and the vmalloc space of each machine after each run.
+
+    The two designs' chains run in two processes (as :func:`vmaplab.sweep` runs them, with the same
+    points and results).
+
+    Returns
+    -------
+    (DataFrame, dict)
+        The chain (see :func:`pagetable_chain`) and design -> {``after run N: T threads`` ->
+        ``Run.space_map``} in run order.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .sim.sweep import RESULT_COLUMNS
+
+    designs = ["global", "nodes"]
+    with ProcessPoolExecutor(max_workers=len(designs)) as pool:
+        futures = [pool.submit(_chain_of, d, scale) for d in designs]
+        done = [f.result() for f in tqdm(futures, desc="chains", disable=not progress)]
+    df = pd.DataFrame([row for rows, _ in done for row in rows])
+    df["design"] = df["design"].astype("string")
+    df = df.astype({**{c: "int64" for c in ("threads", "cpus", "tests", "loops", "seed")}, **RESULT_COLUMNS})
     df.insert(1, "run", df.groupby("design").cumcount().astype("int64") + 1)
     df.insert(2, "rerun", df.duplicated(["design", "threads"]))
-    return df
+    return df, {d: maps for d, (_, maps) in zip(designs, done)}
 
 
 def timeline_run(scale: Scale):
@@ -151,6 +197,56 @@ def timeline_run(scale: Scale):
     from .sim.run import simulate
 
     return simulate("nodes", threads=scale.threads[-1], cpus=scale.cpus, tests=127, loops=scale.loops, seed=0)
+
+
+def space_map_table(maps: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
+    """The non-empty bins of every space map as one table.
+
+    Returns
+    -------
+    DataFrame
+        design (string), snapshot (string, the map's label), then the
+        :meth:`~vmaplab.sim.machine.Machine.space_map` columns, for bins holding a page table or a
+        page in use.
+    """
+    parts = []
+    for design, by_label in maps.items():
+        for label, sm in by_label.items():
+            keep = sm.drop(columns="offset").to_numpy().any(axis=1)
+            parts.append(sm[keep].assign(design=design, snapshot=label))
+    df = pd.concat(parts, ignore_index=True)
+    df[["design", "snapshot"]] = df[["design", "snapshot"]].astype("string")
+    return df[["design", "snapshot", *[c for c in df.columns if c not in ("design", "snapshot")]]]
+
+
+def real_trace_replay(data_dir: Path | None = None):
+    """The perf recording of ``data/real`` (thread churn on a 2-CPU Linux 6.18 VM) replayed through the
+    6.9 model, seeded from the vmallocinfo taken just before it (see data/real/SOURCES.md).
+
+    Returns
+    -------
+    vmaplab.sim.replay.Replay
+    """
+    from .sim.replay import replay
+
+    real = _seed(data_dir).parent / "real"
+    return replay(real / "vmalloc-trace-perf-thread-churn.txt.gz", vmallocinfo=real / "vmallocinfo-kptr1.txt", cpus=2)
+
+
+def replay_table(replayed) -> pd.DataFrame:
+    """A replay's summary as a table: measure (string), kernel, model (object), the purge times added.
+
+    Rows: those of ``Replay.summary()`` and ``purge times (s)``, the seconds after the first event of
+    every purge of each side, comma-separated.
+    """
+    df = replayed.summary()
+    t0 = float(replayed.allocs["time"].min())
+    times = {side: ", ".join(f"{t - t0:.3f}" for t in part["time"])
+             for side, part in replayed.purges.groupby("side", observed=False)}  # fmt: skip
+    df.loc["purge times (s)"] = [times.get("kernel", ""), times.get("model", "")]
+    df = df.rename_axis("measure").reset_index()
+    df["measure"] = df["measure"].astype("string")
+    return df
 
 
 def knob_variants(scale: Scale, *, progress: bool = False) -> pd.DataFrame:
@@ -322,7 +418,7 @@ def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable
     sec.figure("published_free_used", plots.free_used(frees, pagetables=listings, published=CITE_PT),
                "Published: free's used memory grows with the page tables, not with VmallocUsed.")  # fmt: skip
     step("page-table chain")
-    chain = pagetable_chain(scale)
+    chain, maps = pagetable_chain_maps(scale)
     sec.figure("pagetable_vs_published",
                plots.pagetable_vs_published(chain, listings, published=CITE_PT, scale=scale.label),
                "Page-table memory per thread count against threads per CPU: published (black), simulated.")  # fmt: skip
@@ -333,6 +429,11 @@ def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable
                plots.rerun_plateau(chain, scale=scale.label,
                                    published=f"a rerun with the same thread count does not increase it ({CITE_PT})"),
                "Page tables are never freed: a rerun reaches a frontier whose page tables exist.")  # fmt: skip
+    sec.figure("space_map", plots.sim_space_map(maps["nodes"], scale=f"6.9 nodes; {scale.label}"),
+               "The vmalloc space of the 6.9 machine after each run of the chain: grey where page tables "
+               "exist (they stay), coloured what is in use at that moment. The page tables cover the "
+               "highest frontier any run reached, far more than is ever in use at once.")  # fmt: skip
+    sec.table("space_maps", space_map_table(maps), "The non-empty bins of every space map (both designs).", [])
     step("timeline run")
     run = timeline_run(scale)
     sec.figure("va_timeline", plots.va_timeline(run.timeline, scale=f"6.9 nodes, {scale.threads[-1]} threads; "
@@ -356,6 +457,15 @@ def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable
                                                               "thread churn): page tables touched"),
                "The same footprint analysis on a real recording of the vmalloc tracepoints.")  # fmt: skip
     sec.table("footprint", fp, "Page-table pages the traced allocations touched, by event.", [])
+    step("real trace replay")
+    replayed = real_trace_replay(data_dir)
+    sec.figure("replay_comparison", plots.replay_comparison(replayed),
+               "The same recording replayed through the 6.9 model (seeded from the vmallocinfo taken just "
+               "before it, purging when the kernel purged): how high each climbs in the window and how "
+               "many PTE pages each touches.")  # fmt: skip
+    sec.table("replay_summary", replay_table(replayed),
+              "Kernel beside model on the replayed recording. Without the node pools of trace start, which "
+              "no capture shows, the model never lands on the kernel's exact address.")  # fmt: skip
     return sec
 
 
@@ -446,7 +556,7 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=10, desc="reproduce", unit="step", disable=not progress) as bar:
+    with tqdm(total=11, desc="reproduce", unit="step", disable=not progress) as bar:
 
         def step(desc: str) -> None:  # called as each step starts: the one before it is done
             bar.update(1 if bar.postfix else 0)

@@ -83,8 +83,8 @@ class Run:
         Time per kernel function as ``perf report --children`` shows it, in the columns of
         :func:`vmaplab.read_perf_report`: children_pct and self_pct (Float64, % of busy CPU time),
         command (NA), shared_object ("kernel" or "test_vmalloc", as the reader gives perf's
-        "[kernel]"), symbol, symbol_kind ("k"); sorted by children_pct. ``attrs["busy_ns"]`` holds the busy CPU time, ``attrs["stacks"]``
-        the folded stacks (frames joined by ";") with their ns.
+        "[kernel]"), symbol, symbol_kind ("k"); sorted by children_pct. ``attrs["busy_ns"]`` holds
+        the busy CPU time, ``attrs["stacks"]`` the folded stacks (frames joined by ";") with their ns.
     pagetable_bytes : int
         Page-table bytes of the vmalloc area populated on the machine so far (all runs), boot-time
         PUD pages excluded.
