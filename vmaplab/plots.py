@@ -1102,13 +1102,19 @@ def sim_space_map(maps: Mapping[str, pd.DataFrame], *, scale: str | None = None,
         edges = np.append(sm["offset"].to_numpy(dtype=float), float(sm["offset"].max() + bin_bytes)) / GIB \
             if len(sm) else np.array([0.0, bin_bytes / GIB])  # fmt: skip
         top_gib = max(top_gib, float(edges[-1]))
-        cover = sm["pte_pages"].to_numpy(dtype=float) * (PAGE_SIZE * 512 / _MIB)
+        if len(sm) > 1:  # a run of equal bins is one step: thousands of empty GiB between far placements
+            values = sm[["pte_pages", *(c for c, _, _ in _SPACE_USES)]].to_numpy()
+            keep = np.r_[True, (values[1:] != values[:-1]).any(axis=1)]
+            steps, edges = sm[keep], np.append(edges[:-1][keep], edges[-1])
+        else:
+            steps = sm
+        cover = steps["pte_pages"].to_numpy(dtype=float) * (PAGE_SIZE * 512 / _MIB)
         ax.stairs(np.maximum(cover, _FLOOR_MIB), edges, baseline=_FLOOR_MIB, fill=True, color="0.82",
                   label="address space with a PTE page (2 MiB each; never freed)")  # fmt: skip
         ax.stairs(np.maximum(cover, _FLOOR_MIB), edges, baseline=None, color="0.45", linewidth=0.8)
-        below = np.zeros(len(sm))
+        below = np.zeros(len(steps))
         for col, name, colour in _SPACE_USES:
-            mib = below + sm[col].to_numpy(dtype=float) * PAGE_SIZE / _MIB
+            mib = below + steps[col].to_numpy(dtype=float) * PAGE_SIZE / _MIB
             ax.stairs(np.maximum(mib, _FLOOR_MIB), edges, baseline=np.maximum(below, _FLOOR_MIB), fill=True,
                       color=colour, alpha=0.85, label=name)  # fmt: skip
             below = mib
