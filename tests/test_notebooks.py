@@ -107,8 +107,8 @@ def _figures_written(tmp_path: Path, figures: set[str], tables: set[str]) -> Non
 
 def check_01_pagetable_alloc(tmp_path: Path) -> None:
     _figures_written(tmp_path, {"published_free_used", "pagetable_vs_published", "rerun_plateau", "va_timeline",
-                                "knobs_effect", "trace_footprint"},
-                     {"pagetable_chain", "timeline", "knobs", "footprint"})  # fmt: skip
+                                "knobs_effect", "trace_footprint", "space_map", "replay_comparison"},
+                     {"pagetable_chain", "timeline", "knobs", "footprint", "space_maps", "replay_summary"})  # fmt: skip
     chain = pd.read_csv(tmp_path / "pagetable_chain.csv")
     assert set(chain["cpus"]) == {4} and chain["threads"].tolist() == [4, 8, 16, 16] * 2  # the quick scale
     for _, part in chain.groupby("design"):
@@ -121,6 +121,11 @@ def check_01_pagetable_alloc(tmp_path: Path) -> None:
     assert knobs.loc[knobs["variant"].str.startswith("6.7"), "pooled_pages_max"].item() == 0  # no pools in 6.7
     footprint = pd.read_csv(tmp_path / "footprint.csv")
     assert footprint["pagetable_bytes"].iloc[-1] == 85 * 4096  # as notebook 03: 84 PTE pages and 1 PMD page
+    maps = pd.read_csv(tmp_path / "space_maps.csv")
+    pte = maps.groupby(["design", "snapshot"], sort=False)["pte_pages"].sum().to_numpy()
+    assert (pte * 4096).tolist() == chain["pte_bytes"].tolist()  # a map after every run of the chain
+    replayed = pd.read_csv(tmp_path / "replay_summary.csv").set_index("measure")
+    assert int(replayed.loc["allocations", "kernel"]) == 7629 and int(replayed.loc["purges", "kernel"]) == 2
 
 
 def check_02_lock_contention(tmp_path: Path) -> None:
