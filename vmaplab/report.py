@@ -157,8 +157,10 @@ def _chain_of(design: str, scale: Scale) -> tuple[list[dict], dict[str, pd.DataF
     return rows, maps
 
 
-def pagetable_chain_maps(scale: Scale, *,
-                         progress: bool = False) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFrame]]]:  # fmt: skip
+SpaceMaps = dict[str, dict[str, pd.DataFrame]]  # design -> snapshot label -> Machine.space_map
+
+
+def pagetable_chain_maps(scale: Scale, *, progress: bool = False) -> tuple[pd.DataFrame, SpaceMaps]:
     """:func:`pagetable_chain` and the vmalloc space of each machine after each run.
 
     The two designs' chains run in two processes (as :func:`vmaplab.sweep` runs them, with the same
@@ -199,7 +201,7 @@ def timeline_run(scale: Scale):
     return simulate("nodes", threads=scale.threads[-1], cpus=scale.cpus, tests=127, loops=scale.loops, seed=0)
 
 
-def space_map_table(maps: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
+def space_map_table(maps: SpaceMaps) -> pd.DataFrame:
     """The non-empty bins of every space map as one table.
 
     Returns
