@@ -1202,6 +1202,8 @@ def replay_comparison(replayed, *, title: str | None = None) -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     m = replayed.metrics
+    purging = "where the kernel purged" if replayed.config["drain"] == "trace" else "at its own lazy_max_pages"
     fig.suptitle(title or f"real trace replayed through the model: {m['allocs']:,} allocations, "
-                          f"{replayed.config['design']} design, {replayed.config['cpus']} CPUs")  # fmt: skip
+                          f"{replayed.config['design']} design, {replayed.config['cpus']} CPUs, model purging "
+                          f"{purging}")  # fmt: skip
     return fig
