@@ -73,9 +73,8 @@ def _sound(engine: NumbaEngine) -> None:
 def _one_page_holes(k: int, space_bytes: int = 1 << 24) -> tuple[NumbaEngine, ReferenceEngine]:
     """Engines whose free space is k blocks: one-page VAs reserved at offsets 0, 2, .., 2k - 2 leave
     the holes 1, 3, .., 2k - 3 and the tail [2k - 1, space); frees wait for an explicit drain."""
-    config = AllocatorConfig.resolve(
-        "global", 4, vmalloc_start=0xFFFFC90000000000, vmalloc_size=space_bytes, lazy_max_pages=1 << 30, auto_drain=False
-    )
+    window = {"vmalloc_start": 0xFFFFC90000000000, "vmalloc_size": space_bytes}
+    config = AllocatorConfig.resolve("global", 4, **window, lazy_max_pages=1 << 30, auto_drain=False)
     num, ref = NumbaEngine(config), ReferenceEngine(config)
     for i in range(k):
         num.reserve(2 * i, 1, -1)
