@@ -1202,8 +1202,9 @@ def free_blocks(C, T):
 @njit(**NJIT_OPTIONS)
 def check_tree(C, T):
     """Recount the tree: 0 if sound, else 1 links (children, levels, the leaf chain, cycles, rows
-    neither in the tree nor on the free-node list), 2 blocks out of order, touching or empty, 3 an inner entry's start or maximum wrong,
-    4 a node's entry count out of bounds, 5 free_blocks differs from the blocks in the tree."""
+    neither in the tree nor on the free-node list), 2 blocks out of order, touching or empty,
+    3 an inner entry's start or maximum wrong, 4 a node's entry count out of bounds,
+    5 free_blocks differs from the blocks in the tree."""
     hw = C[TREE_HW]
     height = C[TREE_HEIGHT]
     if hw > T.shape[0] or not 1 <= height <= MAX_HEIGHT or not 1 <= C[ROOT] < hw:
