@@ -208,76 +208,79 @@ def test_full_window_fails_then_frees_back_to_one_block():
     _assert_same(num, ref)
 
 
+F, H = K.FANOUT, K.FANOUT // 2  # entries of a full node; of each half after a split (MIN_FILL)
+
+
 def test_leaf_split_then_merge_collapses_the_root():
-    # 16 blocks fill the root leaf; the 17th splits it (8 | 9). Coalescing two blocks of the left
-    # leaf leaves 7 there, which merges with its sibling (16): the root has one child and goes.
-    num, ref = _one_page_holes(16)
-    assert _tree_levels(num) == [[16]]
+    # F blocks fill the root leaf; one more splits it (H | H + 1). Coalescing two blocks of the
+    # left leaf leaves H - 1 there, which merges with its sibling (F): the root has one child and goes.
+    num, ref = _one_page_holes(F)
+    assert _tree_levels(num) == [[F]]
     for engine in (num, ref):
-        engine.reserve(32, 1, -1)
-    assert _tree_levels(num) == [[2], [8, 9]]
+        engine.reserve(2 * F, 1, -1)
+    assert _tree_levels(num) == [[2], [H, H + 1]]
     _sound(num)
     for engine in (num, ref):
         engine.free(2, 0)
         engine.drain()
-    assert _tree_levels(num) == [[16]]
+    assert _tree_levels(num) == [[F]]
     _sound(num)
     _assert_same(num, ref)
 
 
 def test_underfull_leaf_borrows_from_a_sibling_too_full_to_merge():
-    # Leaves 8 | 10: the left one drops to 7, and 7 + 10 entries do not fit one node, so the two
-    # share them evenly (8 | 9) and the parent's start of the right leaf moves.
-    num, ref = _one_page_holes(18)
-    assert _tree_levels(num) == [[2], [8, 10]]
+    # Leaves H | H + 2: the left one drops to H - 1, and F + 1 entries do not fit one node, so the
+    # two share them evenly (H | H + 1) and the parent's start of the right leaf moves.
+    num, ref = _one_page_holes(F + 2)
+    assert _tree_levels(num) == [[2], [H, H + 2]]
     for engine in (num, ref):
         engine.free(2, 0)
         engine.drain()
-    assert _tree_levels(num) == [[2], [8, 9]]
+    assert _tree_levels(num) == [[2], [H, H + 1]]
     _sound(num)
     T, root = num._T, int(num._C[K.ROOT])
     right = int(T[root, K.B_CHILD + 1])
-    assert T[root, K.B_KEY + 1] == T[right, K.B_KEY] == 19  # the hole at 17 moved left
+    assert T[root, K.B_KEY + 1] == T[right, K.B_KEY] == F + 3  # the hole at F + 1 moved left
     _assert_same(num, ref)
 
 
 def test_block_joining_the_first_of_the_next_leaf():
-    # Free space 8 | 9 blocks; the VA between the last block of the left leaf and the first of the
-    # right one is freed: the block of the left leaf grows and the right leaf's first one goes.
-    num, ref = _one_page_holes(17)
-    assert _tree_levels(num) == [[2], [8, 9]]
+    # Free space H | H + 1 blocks; the VA between the last block of the left leaf and the first of
+    # the right one is freed: the block of the left leaf grows and the right leaf's first one goes.
+    num, ref = _one_page_holes(F + 1)
+    assert _tree_levels(num) == [[2], [H, H + 1]]
     T, root = num._T, int(num._C[K.ROOT])
     first_right = int(T[root, K.B_KEY + 1])
     for engine in (num, ref):
         engine.free(first_right - 1, 0)
         engine.drain()
-    assert first_right == 17
-    assert _tree_levels(num) == [[2], [8, 8]]
+    assert first_right == F + 1
+    assert _tree_levels(num) == [[2], [H, H]]
     left, right = int(T[root, K.B_CHILD]), int(T[root, K.B_CHILD + 1])
-    assert (T[left, K.B_KEY + 7], T[left, K.B_VAL + 7]) == (15, 3)  # [15, 18)
-    assert T[root, K.B_KEY + 1] == T[right, K.B_KEY] == 19
+    assert (T[left, K.B_KEY + H - 1], T[left, K.B_VAL + H - 1]) == (F - 1, 3)  # [F - 1, F + 2)
+    assert T[root, K.B_KEY + 1] == T[right, K.B_KEY] == F + 3
     _sound(num)
     _assert_same(num, ref)
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.floats(0.75, 0.95))
+@given(st.integers(0, 2**32 - 1), st.floats(0.8, 0.95))
 def test_random_reserves_allocs_and_returns_keep_the_tree_sound(seed, grow):
-    # A 4096-page window: 1600 steps of exact reserves (refused where not free), lowest-fit
+    # A 16384-page window: 3000 steps of exact reserves (refused where not free), lowest-fit
     # allocations (4 KiB or 16 KiB aligned) and frees of a random busy VA with a drain now and then;
-    # the first 1000 steps mostly take space (probability ``grow``), the rest mostly return it, so
-    # the tree grows to hundreds of blocks in three levels and shrinks again, splitting, merging
-    # and borrowing anywhere. The tree is checked after every step, everything against the
-    # reference at the end.
-    num, ref = _one_page_holes(0, space_bytes=4096 << 12)
+    # the first 2000 steps mostly take space (probability ``grow``), the rest mostly return it, so
+    # the tree grows to a thousand blocks in three levels and shrinks again, splitting, merging and
+    # borrowing anywhere. The tree is checked after every step, everything against the reference
+    # at the end.
+    num, ref = _one_page_holes(0, space_bytes=16384 << 12)
     rng = np.random.default_rng(seed)
     busy: list[int] = []
     heights = set()
-    for step in range(1600):
-        take = rng.random() < (grow if step < 1000 else 1 - grow)
+    for step in range(3000):
+        take = rng.random() < (grow if step < 2000 else 1 - grow)
         size = int(rng.integers(1, 4))
         if take and rng.random() < 0.8:
-            offset = int(rng.integers(0, 4096))
+            offset = int(rng.integers(0, 16384))
             outcomes = []
             for engine in (num, ref):
                 try:

@@ -80,10 +80,10 @@ class NumbaEngine:
 
     Notes
     -----
-    Free space is a B+-tree of free blocks keyed by start (fanout 16, leaves linked in address
+    Free space is a B+-tree of free blocks keyed by start (fanout 32, leaves linked in address
     order), each inner entry holding its child's smallest start and largest block length, so the
     lowest block of at least L pages is found in one descent: every operation is O(log n) in the
-    number of free blocks, with about log16(n) dependent cache misses where a binary tree has
+    number of free blocks, with about log32(n) dependent cache misses where a binary tree has
     2 ln(n). Pools and lazy lists are linked lists over
     VA slots; a purge sorts what it returns (radix sort) and gives adjacent ranges back as one.
     ``run`` executes the whole stream in one jitted call (another only when an array has to grow,
