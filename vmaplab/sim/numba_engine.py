@@ -47,10 +47,10 @@ _COUNTER_STATS = {
 }
 
 _TREE_ERRORS = {
-    1: "free tree links (a child's parent pointer, or a cycle)",
+    1: "free tree links (a child index, a node's level, the leaf chain, or a cycle)",
     2: "free blocks coalesced (two blocks out of order, touching, or empty)",
-    3: "free tree maxima (a subtree's largest block length)",
-    4: "free tree heap order (treap priorities)",
+    3: "free tree maxima (an inner entry's smallest start or largest block length)",
+    4: "free tree fill (a node with too few or too many entries)",
     5: "counters == recounts (free_blocks differs from the blocks in the tree)",
 }
 
@@ -80,9 +80,11 @@ class NumbaEngine:
 
     Notes
     -----
-    Free space is a treap of free blocks keyed by start, each node holding the largest block length
-    of each child's subtree, so the lowest block of at least L pages is found in one descent: every
-    operation is O(log n) in the number of free blocks. Pools and lazy lists are linked lists over
+    Free space is a B+-tree of free blocks keyed by start (fanout 32, leaves linked in address
+    order), each inner entry holding its child's smallest start and largest block length, so the
+    lowest block of at least L pages is found in one descent: every operation is O(log n) in the
+    number of free blocks, with about log32(n) dependent cache misses where a binary tree has
+    2 ln(n). Pools and lazy lists are linked lists over
     VA slots; a purge sorts what it returns (radix sort) and gives adjacent ranges back as one.
     ``run`` executes the whole stream in one jitted call (another only when an array has to grow,
     which doubles it), finds the VA a free row names by its row, and prefetches the rows of the
@@ -111,7 +113,7 @@ class NumbaEngine:
         self._decay = float(config.decay)
         self._C = np.zeros(K.N_COUNTERS, np.int64)
         self._S = _rows(1024, K.SLOT_COLUMNS, 0)
-        self._T = _rows(1024 + 2, K.TREE_COLUMNS, 0)
+        self._T = _rows(K.tree_rows(1024), K.TREE_COLUMNS, 0)
         self._W = np.zeros((7, 1024 + K.RADIX), np.int64)
         pools = np.zeros((config.nr_nodes * POOL_CLASSES, 3), np.int64)
         pools[:, K.PL_HEAD] = K.NIL
@@ -133,7 +135,7 @@ class NumbaEngine:
         if status == K.NEED_SLOTS:  # slots, tree nodes and the drain's scratch grow together
             n = 2 * self._S.shape[0]
             self._S = _grown(self._S, n, 0)
-            self._T = _grown(self._T, n + 2, 0)
+            self._T = _grown(self._T, K.tree_rows(n), 0)
             self._W = np.zeros((7, n + K.RADIX), np.int64)
         elif status == K.NEED_HASH:  # a stale table (after run) is rebuilt by the kernel, not rehashed
             table = np.full((2 * self._H.shape[0], 2), K.NIL, np.int64)
