@@ -45,9 +45,11 @@ class CostModel:
     line_ns: float = 100.0
     #: Fixed part of an rb-tree operation (call, compare, rebalance bookkeeping). Calibrated.
     tree_base_ns: float = 60.0
-    #: One tree level: one likely cache miss. Seed profile: insert_vmap_area 8.73 % self with about
-    #: 15 000 busy VAs per node (log2 ~ 14 levels) gives ~75 ns per level.
-    tree_level_ns: float = 75.0
+    #: One tree level: one likely cache miss. Seed profile: insert_vmap_area 8.73 % self x 3264 s is
+    #: ~285 s over ~528 M calls (6.9 inserts every VA twice: into its node's busy tree of ~15 000 VAs
+    #: when allocated, into a lazy tree of ~100 when freed), ~0.54 us per call; with tree_base_ns per
+    #: call and log2(15 001) + log2(101) ~ 20.5 levels per pair of calls that is ~45 ns per level.
+    tree_level_ns: float = 45.0
     #: A short critical section that touches one object (setup_vmalloc_vm, a list splice).
     lock_hold_ns: float = 30.0
     #: One slab allocation or free of a small object (vm_struct, vmap_area): ~100-200 cycles.
@@ -79,6 +81,12 @@ class CostModel:
     ipi_irq_ns: float = 1500.0
     #: A context switch (__schedule, switch_mm-less kernel threads).
     ctx_ns: float = 1500.0
+    #: Moving one VA off a node's purge list (purge_vmap_node, 6.9): unlinking it, subtracting its
+    #: pages from the global lazy counter and, for the pooled ones, linking it at a pool head; the
+    #: lines touched were last written by the CPU that freed the VA. Seed profile: purge_vmap_node
+    #: 4.73 % self x 3264 s over the ~264 M VAs a loops=1,000,000 run purges = ~580 ns per VA.
+    #: Outside any lock; pool_ns is the part under pool_lock.
+    purge_va_ns: float = 580.0
 
     def tree_ns(self, n: int) -> float:
         """An rb-tree operation on ``n`` nodes: tree_base_ns + tree_level_ns x log2(n + 1)."""

@@ -110,7 +110,7 @@ N_EP = 15
 
 # --- costs (COST), the order of vmaplab.sim.costs.COST_NAMES ---------------------------------
 C_LOCK, C_LINE, C_TBASE, C_TLEVEL, C_HOLD, C_SLAB, C_PALLOC, C_PZERO, C_PTESET, C_PTECLR = range(10)
-C_PFREE, C_PTPAGE, C_MERGE, C_POOL, C_FLUSH, C_IPI, C_IPIIRQ, C_CTX = range(10, 18)
+C_PFREE, C_PTPAGE, C_MERGE, C_POOL, C_FLUSH, C_IPI, C_IPIIRQ, C_CTX, C_PURGEVA = range(10, 19)
 
 # --- thread columns (TH) ----------------------------------------------------------------------
 T_STATE = 0
@@ -193,7 +193,8 @@ S_DMERGE = 39
 S_PPOOL = 42
 S_IRQ = 45
 S_FAIL = 46  # the failed allocation's clean-up and warning
-N_SITES = 47
+S_PWALK = 47  # purge_vmap_node's own per-VA work, outside the locks
+N_SITES = 48
 
 # lock kinds (lock_spin_by_lock)
 LK_FREE = 0
@@ -360,6 +361,7 @@ PC_N_RECLAIM_REL = 77
 PC_N_NODE_DONE = 78
 PC_N_WAIT_HELPERS = 79
 PC_N_PURGE_DONE = 80
+PC_N_AREA_LOCK = 81
 PC_KW_START = 90
 PC_KW_DONE = 91
 PC_H_START = 95
@@ -1510,9 +1512,10 @@ def run_engine(
                 continue
             if pc == PC_N_AREA:
                 node = TH[th, T_NODE]
-                cur = TH[th, T_CUR]
+                first = TH[th, T_CUR]
+                cur = first
                 end = NQ[node, 1]
-                # VAs that cannot go to a pool wait for the reclaim; skip to the next one that can
+                # VAs that cannot go to a pool wait for the reclaim; walk on to the next one that can
                 while cur < end:
                     s = PQ[cur]
                     if TH[th, T_FULL] == 0 and S[s, S_NODE] != NIL and S[s, S_SIZE] <= POOL_CLASSES:
@@ -1520,9 +1523,16 @@ def run_engine(
                     TH[th, T_AUX] += 1
                     cur += 1
                 TH[th, T_CUR] = cur
-                if cur == end:
-                    TH[th, T_PC] = PC_N_RECLAIM
-                    continue
+                walked = cur - first + (1 if cur < end else 0)
+                TH[th, T_PC] = PC_N_RECLAIM if cur == end else PC_N_AREA_LOCK
+                if walked > 0:
+                    d = np.int64(COST[C_PURGEVA] * walked)
+                    ACC[ctx, S_PWALK] += d
+                    _push(HP, POS, G, th, t + d)
+                    break
+                continue
+            if pc == PC_N_AREA_LOCK:
+                node = TH[th, T_NODE]
                 TH[th, T_PC] = PC_N_AREA_HELD
                 tt = _lock(TH, LK, G, ACC, COST, th, 3 + 2 * nr + node, t, S_PPOOL)
                 if tt < 0:

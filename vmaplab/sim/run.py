@@ -388,6 +388,7 @@ def _site_frames(design: str, ctx: int) -> dict[int, list[str]]:
     section(E.S_PPOOL, node_purge + ["node_pool_add_va"], [])
     out[E.S_IRQ] = []
     out[E.S_FAIL] = gvan + ["kfree"]
+    out[E.S_PWALK] = node_purge
     return out
 
 
