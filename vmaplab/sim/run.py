@@ -34,7 +34,7 @@ N_TEST_CASES = 11
 
 
 def worker_test_order(rng: np.random.Generator, mask: int, sequential: bool) -> list[int]:
-    """A worker's test order: test_vmalloc's shuffle_array (Fisher-Yates, j below i) of the 11 cases.
+    """A worker's test order: test_vmalloc's shuffle_array (j drawn below i: Sattolo's variant) of the 11 cases.
 
     Draws ``rng.integers(0, i)`` for i = 10 ... 1 unless ``sequential``; returns the bits set in
     ``mask`` in the resulting order.
