@@ -1,5 +1,6 @@
 """The contention engine: its lock model against a slow pure-Python event loop, its determinism,
-scheduling (migration, drain lag), allocator invariants after runs, and the operation programs."""
+scheduling (migration, drain lag), allocator invariants after runs, the operation programs, and its
+event heap and detach sort against Python references."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import heapq
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import vmaplab
+from vmaplab.sim import engine as E
 from vmaplab.sim.costs import CostModel, slice_ns
 from vmaplab.sim.machine import Machine
 from vmaplab.sim.run import random_draws, simulate, worker_test_order
@@ -245,3 +249,63 @@ def test_run_frames_have_their_documented_columns():
     assert tl.time_s.is_monotonic_increasing and tl.va_high_water.is_monotonic_increasing
     assert tl.va_high_water.iloc[-1] == run.va_high_water
     assert run.pagetable_bytes == sum(run.pagetable_bytes_by_level.values()) == tl.pagetable_bytes.iloc[-1]
+
+
+# --- the event heap and the detach sort against Python references ------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 7), st.integers(0, 40)), min_size=1, max_size=300))
+def test_event_heap_pops_in_time_then_sequence_order(script):
+    """Push, process (re-key the root in place or remove it) and delay, as the engine does; the
+    events come out in (time, push order) order, as from heapq with a sequence number."""
+    nth = 8
+    HP = np.zeros((nth, 3), np.int64)
+    POS = np.full(nth, -1, np.int64)
+    G = np.zeros(E.N_G, np.int64)
+    ref: dict[int, tuple[int, int]] = {}  # thread -> (time, seq)
+    seq = 0
+    now = 0
+    got, want = [], []
+    for kind, th, d in script:
+        if kind <= 1 and th not in ref:  # schedule an idle thread
+            E._push(HP, POS, G, th, now + d)
+            ref[th] = (now + d, seq)
+            seq += 1
+        elif kind == 2 and th in ref:  # an interrupt delays a pending event
+            E._delay(HP, POS, G, th, d)
+            ref[th] = (ref[th][0] + d, ref[th][1])
+        elif kind == 3 and ref:  # process the next event: reschedule that thread or drop it
+            top, now = int(HP[0, 2]), int(HP[0, 0])
+            first = min(ref, key=ref.get)
+            got.append((top, now))
+            want.append((first, ref[first][0]))
+            if d % 2:
+                E._push(HP, POS, G, top, now + d)
+                ref[first] = (now + d, seq)
+                seq += 1
+            else:
+                E._pop(HP, POS, G)
+                del ref[first]
+    while ref:
+        first = min(ref, key=ref.get)
+        want.append((first, ref.pop(first)[0]))
+        th, t = E._pop(HP, POS, G)
+        got.append((int(th), int(t)))
+    assert got == want
+    assert G[E.G_HN] == 0 and (POS == -1).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sets(st.integers(0, 2**45), max_size=3000), st.randoms(use_true_random=False))
+def test_detach_sort_orders_by_start_and_keeps_pairs(keys, rnd):
+    keys = list(keys)
+    rnd.shuffle(keys)
+    n = len(keys)
+    PQ = np.full(4 * n + E.PQ_SCRATCH, -7, np.int64)
+    PQ[:n] = np.arange(n) + 100  # the slots
+    PQ[n : 2 * n] = keys
+    E._sort_pairs(PQ[n : 2 * n], PQ[:n], PQ[2 * n : 3 * n], PQ[3 * n : 4 * n], PQ[4 * n :], n)
+    order = np.argsort(np.array(keys, np.int64), kind="stable")
+    np.testing.assert_array_equal(PQ[n : 2 * n], np.sort(np.array(keys, np.int64)))
+    np.testing.assert_array_equal(PQ[:n], order + 100)

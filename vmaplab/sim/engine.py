@@ -5,7 +5,9 @@ call it is in (vmalloc, vfree, the purge). A step that takes time schedules one 
 waits for a busy spinlock queues the thread on the lock (it keeps spinning on its CPU) and the
 releaser hands the lock over. Allocator state changes happen in the step that holds the protecting
 lock, on the arrays of :mod:`vmaplab.sim._kernels`. The event heap holds at most one event per
-thread, ordered by (time, sequence number) so equal times are resolved deterministically.
+thread, ordered by (time, sequence number) so equal times are resolved deterministically; the event
+being processed stays at its root until the thread schedules its next event (re-keyed in place) or
+waits (removed).
 
 All engine state lives in arrays, so a run that stops because an array is full (status ``NEED_*``)
 resumes exactly where it stopped after :class:`EngineState` grew that array. Times are int64 ns.
@@ -19,8 +21,10 @@ import numpy as np
 from numba import njit
 
 # Small helpers of the event loop are inlined at the numba IR level (NJIT_IR_INLINE_OPTIONS): a call
-# that passes arrays costs ~5 ns per array argument, more than most of these helpers do.
-from vmaplab.config import NJIT_IR_INLINE_OPTIONS, NJIT_OPTIONS
+# that passes arrays costs ~5 ns per array argument, more than most of these helpers do. Nothing here
+# allocates, so the other functions run without numba's reference counting (NJIT_NO_NRT_OPTIONS),
+# which otherwise costs two atomic operations per array argument of every call.
+from vmaplab.config import NJIT_INLINE_OPTIONS, NJIT_IR_INLINE_OPTIONS, NJIT_NO_NRT_OPTIONS
 
 from vmaplab.sim import _kernels as K
 from vmaplab.sim._kernels import (
@@ -374,54 +378,75 @@ OP_END = 2
 
 
 # =============================================================================================
-# The event heap: at most one event per thread, ordered by (time, sequence number).
+# The event heap: a 4-ary heap of at most one event per thread, ordered by (time, sequence number).
 
 
 @njit(**NJIT_IR_INLINE_OPTIONS)
-def _h_less(HP, a, b):
-    return HP[a, 0] < HP[b, 0] or (HP[a, 0] == HP[b, 0] and HP[a, 1] < HP[b, 1])
+def _h_before(HP, a, t, q):
+    """Whether heap entry ``a`` comes before the key (t, q)."""
+    return HP[a, 0] < t or (HP[a, 0] == t and HP[a, 1] < q)
 
 
 @njit(**NJIT_IR_INLINE_OPTIONS)
-def _h_swap(HP, POS, a, b):
-    for k in range(3):
-        tmp = HP[a, k]
-        HP[a, k] = HP[b, k]
-        HP[b, k] = tmp
-    POS[HP[a, 2]] = a
-    POS[HP[b, 2]] = b
+def _h_move(HP, POS, dst, src):
+    HP[dst, 0] = HP[src, 0]
+    HP[dst, 1] = HP[src, 1]
+    HP[dst, 2] = HP[src, 2]
+    POS[HP[dst, 2]] = dst
 
 
 @njit(**NJIT_IR_INLINE_OPTIONS)
 def _h_up(HP, POS, i):
+    """Move entry ``i`` up the 4-ary heap to its place (parents move down into the hole)."""
+    t = HP[i, 0]
+    q = HP[i, 1]
+    x = HP[i, 2]
     while i > 0:
-        p = (i - 1) >> 1
-        if _h_less(HP, i, p):
-            _h_swap(HP, POS, i, p)
-            i = p
-        else:
-            return
+        p = (i - 1) >> 2
+        if _h_before(HP, p, t, q):
+            break
+        _h_move(HP, POS, i, p)
+        i = p
+    HP[i, 0] = t
+    HP[i, 1] = q
+    HP[i, 2] = x
+    POS[x] = i
 
 
 @njit(**NJIT_IR_INLINE_OPTIONS)
 def _h_down(HP, POS, n, i):
+    """Move entry ``i`` down the 4-ary heap of ``n`` entries to its place."""
+    t = HP[i, 0]
+    q = HP[i, 1]
+    x = HP[i, 2]
     while True:
-        l = 2 * i + 1
-        if l >= n:
-            return
-        m = l
-        r = l + 1
-        if r < n and _h_less(HP, r, l):
-            m = r
-        if _h_less(HP, m, i):
-            _h_swap(HP, POS, i, m)
-            i = m
-        else:
-            return
+        c = 4 * i + 1
+        if c >= n:
+            break
+        m = c
+        for k in range(c + 1, min(c + 4, n)):
+            if _h_before(HP, k, HP[m, 0], HP[m, 1]):
+                m = k
+        if not _h_before(HP, m, t, q):
+            break
+        _h_move(HP, POS, i, m)
+        i = m
+    HP[i, 0] = t
+    HP[i, 1] = q
+    HP[i, 2] = x
+    POS[x] = i
 
 
 @njit(**NJIT_IR_INLINE_OPTIONS)
 def _push(HP, POS, G, th, t):
+    i = POS[th]
+    if i != NIL:
+        # th's own event, still at the root while it is processed: its key only grows
+        HP[i, 0] = t
+        HP[i, 1] = G[G_SEQ]
+        G[G_SEQ] += 1
+        _h_down(HP, POS, G[G_HN], i)
+        return
     n = G[G_HN]
     HP[n, 0] = t
     HP[n, 1] = G[G_SEQ]
@@ -447,7 +472,7 @@ def _pop(HP, POS, G):
     return th, t
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _delay(HP, POS, G, th, d):
     i = POS[th]
     HP[i, 0] += d
@@ -489,7 +514,7 @@ def _rq_remove(TH, CPU, G, cpu, th, prev):
     G[G_RUNNABLE] -= 1
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _cpu_next(TH, CPU, HP, POS, G, ACC, COST, cpu, t):
     """``cpu`` lost its thread: run the head of its queue, else steal from the longest queue."""
     th = CPU[cpu, CPU_RQHEAD]
@@ -519,7 +544,7 @@ def _cpu_next(TH, CPU, HP, POS, G, ACC, COST, cpu, t):
     CPU[cpu, CPU_CUR] = NIL
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t, head):
     """Make ``th`` runnable on ``cpu`` (at the head of the queue if ``head``)."""
     TH[th, T_CPU] = cpu if TH[th, T_KIND] != KIND_WORKER else TH[th, T_CPU]
@@ -546,7 +571,7 @@ def _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t, head):
         TH[th, T_CPU] = cpu
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _wake_worker(TH, CPU, HP, POS, G, ACC, COST, th, t):
     """Wake a sleeping worker: its last CPU if idle, else the lowest idle CPU, else its last CPU's queue."""
     cpu = TH[th, T_CPU]
@@ -558,7 +583,7 @@ def _wake_worker(TH, CPU, HP, POS, G, ACC, COST, th, t):
     _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t, False)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _wake(TH, CPU, HP, POS, G, ACC, COST, th, t):
     if TH[th, T_KIND] == KIND_WORKER:
         _wake_worker(TH, CPU, HP, POS, G, ACC, COST, th, t)
@@ -566,14 +591,14 @@ def _wake(TH, CPU, HP, POS, G, ACC, COST, th, t):
         _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, TH[th, T_CPU], t, TH[th, T_HIGH] == 1)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _sleep(TH, CPU, HP, POS, G, ACC, COST, th, t):
     """``th`` blocks (mutex, flush_work, idle kworker): its CPU takes another thread."""
     TH[th, T_STATE] = ST_SLEEP
     _cpu_next(TH, CPU, HP, POS, G, ACC, COST, TH[th, T_CPU], t)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _queue_work(TH, CPU, HP, POS, G, ACC, COST, EP, th, cpu, t):
     """schedule_work(_on): the work item's kworker becomes runnable on ``cpu`` (CPU-bound pool)."""
     TH[th, T_CPU] = cpu
@@ -638,7 +663,7 @@ def _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, lk, t):
     _push(HP, POS, G, w, tg)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _mutex_lock(TH, CPU, HP, POS, G, ACC, COST, th, t):
     """mutex_lock(&vmap_purge_lock): True if taken now, else ``th`` sleeps in the FIFO of waiters."""
     ACC[TH[th, T_CTX], S_MUTEX] += np.int64(COST[C_LOCK])
@@ -656,7 +681,7 @@ def _mutex_lock(TH, CPU, HP, POS, G, ACC, COST, th, t):
     return False
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _mutex_unlock(TH, CPU, HP, POS, G, ACC, COST, t):
     w = G[G_MUTEX_HEAD]
     if w == NIL:
@@ -692,28 +717,97 @@ def _busy_lock(EP, P, start):
     return 3 + _addr_node(P, start)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
+def _sort_pairs(K0, V0, K1, V1, CNT, n):
+    """Sort ``K0[:n]`` (distinct keys) ascending in place, carrying ``V0[:n]`` along; no allocation.
+
+    Insertion sort for short lists, else an LSD radix sort of 11-bit digits of ``key - min`` with
+    ``K1``, ``V1`` as the second buffer and ``CNT`` (2048 entries) for the digit counts.
+    """
+    if n < 64:
+        for i in range(1, n):
+            k = K0[i]
+            v = V0[i]
+            j = i - 1
+            while j >= 0 and K0[j] > k:
+                K0[j + 1] = K0[j]
+                V0[j + 1] = V0[j]
+                j -= 1
+            K0[j + 1] = k
+            V0[j + 1] = v
+        return
+    lo = K0[0]
+    hi = K0[0]
+    for i in range(n):
+        lo = min(lo, K0[i])
+        hi = max(hi, K0[i])
+    span = hi - lo
+    shift = 0
+    flipped = False
+    while True:
+        CNT[:] = 0
+        if not flipped:
+            for i in range(n):
+                CNT[((K0[i] - lo) >> shift) & 2047] += 1
+        else:
+            for i in range(n):
+                CNT[((K1[i] - lo) >> shift) & 2047] += 1
+        total = 0
+        for d in range(2048):
+            c = CNT[d]
+            CNT[d] = total
+            total += c
+        if not flipped:
+            for i in range(n):
+                d = ((K0[i] - lo) >> shift) & 2047
+                p = CNT[d]
+                CNT[d] = p + 1
+                K1[p] = K0[i]
+                V1[p] = V0[i]
+        else:
+            for i in range(n):
+                d = ((K1[i] - lo) >> shift) & 2047
+                p = CNT[d]
+                CNT[d] = p + 1
+                K0[p] = K1[i]
+                V0[p] = V1[i]
+        flipped = not flipped
+        shift += 11
+        if (span >> shift) == 0:
+            break
+    if flipped:
+        for i in range(n):
+            K0[i] = K1[i]
+            V0[i] = V1[i]
+
+
+# PQ room needed for a detach: the list, three scratch lists of its length and the digit counts
+PQ_SCRATCH = 2048
+
+
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _detach_sorted(S, LZ, PQ, G, node):
-    """Move the lazy list of ``node`` to PQ[fill:fill + n] in address order; returns (first, n)."""
+    """Move the lazy list of ``node`` to PQ[fill:fill + n] in address order; returns (first, n).
+
+    PQ[fill + n:fill + 4n + PQ_SCRATCH] is scratch for the sort (the engine keeps PQ that long).
+    """
     n = LZ[node, LZ_COUNT]
     first = G[G_PQFILL]
     s = LZ[node, LZ_HEAD]
-    starts = np.empty(n, np.int64)
-    slots = np.empty(n, np.int64)
     for i in range(n):
-        slots[i] = s
-        starts[i] = S[s, S_START]
+        PQ[first + i] = s
+        PQ[first + n + i] = S[s, S_START]
         s = S[s, S_NEXT]
-    order = np.argsort(starts)
-    for i in range(n):
-        PQ[first + i] = slots[order[i]]
+    b = first + n
+    _sort_pairs(PQ[b : b + n], PQ[first:b], PQ[b + n : b + 2 * n], PQ[b + 2 * n : b + 3 * n],
+                PQ[b + 3 * n : b + 3 * n + PQ_SCRATCH], n)  # fmt: skip
     LZ[node, LZ_HEAD] = NIL
     LZ[node, LZ_COUNT] = 0
     G[G_PQFILL] = first + n
     return first, n
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _purge_to_free(C, T, S, s):
     """A purged lazy VA goes back to free space (``lazy_pages`` drops by its size)."""
     C[LAZY_PAGES] -= S[s, S_SIZE]
@@ -721,7 +815,7 @@ def _purge_to_free(C, T, S, s):
     K._slot_to_free_space(C, T, S, s)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _flush_tlb(TH, CPU, HP, POS, G, ACC, COST, th, t):
     """flush_tlb_kernel_range as a full flush: IPIs to every other CPU; returns the sender's cost."""
     me = TH[th, T_CPU]
@@ -746,12 +840,12 @@ def _flush_tlb(TH, CPU, HP, POS, G, ACC, COST, th, t):
 # test_vmalloc's tests as a state machine (mirrors vmaplab.sim.workloads.worker_program).
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _align_pages(shift):
     return np.int64(1) if shift <= 12 else np.int64(1) << (shift - 12)
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _set_alloc(TH, w, pages, align, hidx):
     TH[w, T_PAGES] = pages
     TH[w, T_ALIGN] = align
@@ -759,13 +853,13 @@ def _set_alloc(TH, w, pages, align, hidx):
     return OP_ALLOC
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _set_free(TH, w, hidx):
     TH[w, T_HIDX] = hidx
     return OP_FREE
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _next_op(TH, EP, ORD, RSZ, RSA, SUMM, w, t):
     """Advance worker ``w``'s program: OP_ALLOC / OP_FREE with T_PAGES, T_ALIGN, T_HIDX set, or OP_END."""
     loops = EP[E_LOOPS]
@@ -924,7 +1018,7 @@ def _next_op(TH, EP, ORD, RSZ, RSA, SUMM, w, t):
             TH[w, T_TESTPOS] = pos + 1
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _sample(C, G, TL, t):
     r = G[G_TLN]
     TL[r, TL_TIME] = t
@@ -944,7 +1038,7 @@ def _sample(C, G, TL, t):
     G[G_TLN] = r + 1
 
 
-@njit(**NJIT_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def run_engine(
     EP, COST, C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW,
     TH, CPU, LK, HP, POS, G, ACC, SPINK, WH, WHR, ORD, RSZ, RSA, SUMM, PQ, NQ, MARKED, BN, TR, TL,
@@ -963,7 +1057,7 @@ def run_engine(
         st = K._capacity(C, S, H, MID, LOW, 512)
         if st != K.OK:
             return st
-        if PQ.shape[0] < C[LAZY_AREAS] + 1:
+        if PQ.shape[0] < 4 * (C[LAZY_AREAS] + 1) + PQ_SCRATCH:
             return NEED_PQ
         if EP[E_TRACE] == 1 and G[G_TRN] >= TR.shape[0]:
             return NEED_TRACE
@@ -973,7 +1067,10 @@ def run_engine(
                 return NEED_TL
             _sample(C, G, TL, G[G_NEXT_SAMPLE])
             G[G_NEXT_SAMPLE] += sample
-        th, t = _pop(HP, POS, G)
+        # the event stays at the root while it is processed: a step that schedules the thread's next
+        # event re-keys it in place (one sift-down instead of a pop and a push)
+        th = HP[0, 2]
+        seq = HP[0, 1]
         G[G_EVENTS] += 1
         # Thread th's steps at time t, until it waits (an event, a lock queue, sleep) or ends.
         while True:
@@ -1640,6 +1737,8 @@ def run_engine(
                 break
             G[G_ERR] = -1000 - pc  # an unknown pc: a bug
             break
+        if HP[0, 1] == seq:  # th scheduled no event: its entry leaves the heap
+            _pop(HP, POS, G)
         if G[G_ERR] != NIL:
             return ERR_FAIL
     if G[G_WORKERS_LEFT] > 0:
