@@ -149,7 +149,7 @@ class Machine:
         S = eng._S[: int(eng._C[K.SLOT_HW])]
         state, start = S[:, K.S_STATE], S[:, K.S_START]
         end = start + S[:, K.S_SIZE]
-        pte_abs, pmd_abs = _populated_regions(eng._TOP, eng._MID, eng._LOW, int(eng._P[K.P_TOP_BASE]))
+        pte_abs, pmd_abs = eng.page_table_regions()
         pte = np.maximum((pte_abs << K.PTE_SHIFT) - base, 0)  # first page of each region, offset from the base
         pmd = np.maximum((pmd_abs << K.PMD_SHIFT) - base, 0)
         live = state != K.FREE_SLOT
@@ -188,14 +188,3 @@ def _pages_below(start: np.ndarray, end: np.ndarray, x: np.ndarray) -> np.ndarra
         below += sign * (count * x - prefix)
     return below
 
-
-def _populated_regions(TOP: np.ndarray, MID: np.ndarray, LOW: np.ndarray,
-                       top_base: int) -> tuple[np.ndarray, np.ndarray]:
-    """Absolute indices of the 2 MiB regions with a PTE page and of the 1 GiB regions with a PMD page,
-    read from the engine's three-level page-table arrays (layout in :mod:`vmaplab.sim._kernels`)."""
-    used = np.flatnonzero(TOP != K.NIL)
-    mid = MID[TOP[used]]
-    row, col = np.nonzero(mid != K.NIL)
-    pmd = ((top_base + used[row]) << (K.TOP_SHIFT - K.PMD_SHIFT)) + col
-    j, r = np.nonzero(LOW[mid[row, col]])
-    return (pmd[j] << (K.PMD_SHIFT - K.PTE_SHIFT)) + r, pmd

@@ -282,7 +282,7 @@ class NumbaEngine:
         LZ = self._LZ
         return K.list_members(self._S, np.ascontiguousarray(LZ[:, K.LZ_HEAD]), np.ascontiguousarray(LZ[:, K.LZ_COUNT]))
 
-    def _regions(self) -> tuple[np.ndarray, np.ndarray]:
+    def page_table_regions(self) -> tuple[np.ndarray, np.ndarray]:
         """Absolute indices of the touched 2 MiB (PTE page) and 1 GiB (PMD page) regions, sorted."""
         used = np.flatnonzero(self._TOP != K.NIL)
         mid = self._MID[self._TOP[used]]
@@ -310,7 +310,7 @@ class NumbaEngine:
         for pi, s in zip(owner.tolist(), slots.tolist()):
             pools.setdefault(divmod(pi, POOL_CLASSES), []).append(int(S[s, K.S_START]))
         starts, ends = K.free_blocks(self._C, self._T)
-        pte, pmd = self._regions()
+        pte, pmd = self.page_table_regions()
         return {
             "busy": (S[busy, K.S_START].copy(), S[busy, K.S_SIZE].copy()),
             "lazy": lazy,
@@ -388,6 +388,6 @@ class NumbaEngine:
                 raise broken("busy lookup", "the lookup table holds VAs that are not busy")
         if C[K.FREE_PAGES] != int((fend - fstart).sum()) or C[K.FREE_BLOCKS] != len(fstart):
             raise broken("counters == recounts", "free_pages/free_blocks differ from a recount")
-        pte, pmd = self._regions()
+        pte, pmd = self.page_table_regions()
         if C[K.PTE_PAGES] != len(pte) or C[K.PMD_PAGES] != len(pmd):
             raise broken("counters == recounts", "pte_pages/pmd_pages differ from the page-table recount")
