@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vmaplab
+from vmaplab.sim import _kernels as K
 from vmaplab.sim import engine as E
 from vmaplab.sim.costs import CostModel, slice_ns
 from vmaplab.sim.machine import Machine
@@ -305,7 +306,7 @@ def test_detach_sort_orders_by_start_and_keeps_pairs(keys, rnd):
     PQ = np.full(4 * n + E.PQ_SCRATCH, -7, np.int64)
     PQ[:n] = np.arange(n) + 100  # the slots
     PQ[n : 2 * n] = keys
-    E._sort_pairs(PQ[n : 2 * n], PQ[:n], PQ[2 * n : 3 * n], PQ[3 * n : 4 * n], PQ[4 * n :], n)
+    K.sort_pairs(PQ[n : 2 * n], PQ[:n], PQ[2 * n : 3 * n], PQ[3 * n : 4 * n], PQ[4 * n :], n)
     order = np.argsort(np.array(keys, np.int64), kind="stable")
     np.testing.assert_array_equal(PQ[n : 2 * n], np.sort(np.array(keys, np.int64)))
     np.testing.assert_array_equal(PQ[:n], order + 100)

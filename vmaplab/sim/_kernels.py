@@ -785,54 +785,73 @@ def _decay_into(C, P, decay, S, PL, W, node, full, n):
 
 
 @njit(**NJIT_NO_NRT_OPTIONS)
-def _sort_by_start(W, row, n):
-    """Sort ``W[row, :n]`` ascending in place, carrying ``W[row + 1, :n]`` along; no allocation.
+def sort_pairs(K0, V0, K1, V1, CNT, n):
+    """Sort ``K0[:n]`` (distinct keys) ascending in place, carrying ``V0[:n]`` along; no allocation.
 
-    Insertion sort for short lists, else an LSD radix sort of 11-bit digits over the keys' range,
-    using rows 2-3 as the second buffer and row 4 for the digit counts.
+    Insertion sort for short lists, else an LSD radix sort of RADIX_BITS-bit digits of ``key - min`` with
+    ``K1``, ``V1`` as the second buffer and ``CNT`` (RADIX entries) for the digit counts.
     """
-    keys = W[row]
-    vals = W[row + 1]
-    if n < 48:
+    if n < 64:
         for i in range(1, n):
-            k = keys[i]
-            v = vals[i]
+            k = K0[i]
+            v = V0[i]
             j = i - 1
-            while j >= 0 and keys[j] > k:
-                keys[j + 1] = keys[j]
-                vals[j + 1] = vals[j]
+            while j >= 0 and K0[j] > k:
+                K0[j + 1] = K0[j]
+                V0[j + 1] = V0[j]
                 j -= 1
-            keys[j + 1] = k
-            vals[j + 1] = v
+            K0[j + 1] = k
+            V0[j + 1] = v
         return
-    lo = keys[0]
-    hi = keys[0]
+    lo = K0[0]
+    hi = K0[0]
     for i in range(n):
-        lo = min(lo, keys[i])
-        hi = max(hi, keys[i])
-    count = W[4]
-    src = row
+        lo = min(lo, K0[i])
+        hi = max(hi, K0[i])
+    span = hi - lo
     shift = 0
-    while (hi - lo) >> shift:
-        dst = 2 if src != 2 else row
-        for d in range(RADIX + 1):
-            count[d] = 0
-        for i in range(n):
-            count[((W[src, i] - lo) >> shift & (RADIX - 1)) + 1] += 1
+    flipped = False
+    while True:
+        CNT[:] = 0
+        if not flipped:
+            for i in range(n):
+                CNT[((K0[i] - lo) >> shift) & (RADIX - 1)] += 1
+        else:
+            for i in range(n):
+                CNT[((K1[i] - lo) >> shift) & (RADIX - 1)] += 1
+        total = 0
         for d in range(RADIX):
-            count[d + 1] += count[d]
-        for i in range(n):
-            d = (W[src, i] - lo) >> shift & (RADIX - 1)
-            j = count[d]
-            count[d] = j + 1
-            W[dst, j] = W[src, i]
-            W[dst + 1, j] = W[src + 1, i]
-        src = dst
+            c = CNT[d]
+            CNT[d] = total
+            total += c
+        if not flipped:
+            for i in range(n):
+                d = ((K0[i] - lo) >> shift) & (RADIX - 1)
+                p = CNT[d]
+                CNT[d] = p + 1
+                K1[p] = K0[i]
+                V1[p] = V0[i]
+        else:
+            for i in range(n):
+                d = ((K1[i] - lo) >> shift) & (RADIX - 1)
+                p = CNT[d]
+                CNT[d] = p + 1
+                K0[p] = K1[i]
+                V0[p] = V1[i]
+        flipped = not flipped
         shift += RADIX_BITS
-    if src != row:
+        if (span >> shift) == 0:
+            break
+    if flipped:
         for i in range(n):
-            keys[i] = W[2, i]
-            vals[i] = W[3, i]
+            K0[i] = K1[i]
+            V0[i] = V1[i]
+
+
+@njit(**NJIT_NO_NRT_OPTIONS)
+def _sort_by_start(W, row, n):
+    """Sort ``W[row, :n]`` ascending in place, carrying ``W[row + 1, :n]`` along (rows 2-4 as scratch)."""
+    sort_pairs(W[row], W[row + 1], W[2], W[3], W[4], n)
 
 
 @njit(**NJIT_NO_NRT_OPTIONS)

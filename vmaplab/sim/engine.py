@@ -717,72 +717,8 @@ def _busy_lock(EP, P, start):
     return 3 + _addr_node(P, start)
 
 
-@njit(**NJIT_NO_NRT_OPTIONS)
-def _sort_pairs(K0, V0, K1, V1, CNT, n):
-    """Sort ``K0[:n]`` (distinct keys) ascending in place, carrying ``V0[:n]`` along; no allocation.
-
-    Insertion sort for short lists, else an LSD radix sort of 11-bit digits of ``key - min`` with
-    ``K1``, ``V1`` as the second buffer and ``CNT`` (2048 entries) for the digit counts.
-    """
-    if n < 64:
-        for i in range(1, n):
-            k = K0[i]
-            v = V0[i]
-            j = i - 1
-            while j >= 0 and K0[j] > k:
-                K0[j + 1] = K0[j]
-                V0[j + 1] = V0[j]
-                j -= 1
-            K0[j + 1] = k
-            V0[j + 1] = v
-        return
-    lo = K0[0]
-    hi = K0[0]
-    for i in range(n):
-        lo = min(lo, K0[i])
-        hi = max(hi, K0[i])
-    span = hi - lo
-    shift = 0
-    flipped = False
-    while True:
-        CNT[:] = 0
-        if not flipped:
-            for i in range(n):
-                CNT[((K0[i] - lo) >> shift) & 2047] += 1
-        else:
-            for i in range(n):
-                CNT[((K1[i] - lo) >> shift) & 2047] += 1
-        total = 0
-        for d in range(2048):
-            c = CNT[d]
-            CNT[d] = total
-            total += c
-        if not flipped:
-            for i in range(n):
-                d = ((K0[i] - lo) >> shift) & 2047
-                p = CNT[d]
-                CNT[d] = p + 1
-                K1[p] = K0[i]
-                V1[p] = V0[i]
-        else:
-            for i in range(n):
-                d = ((K1[i] - lo) >> shift) & 2047
-                p = CNT[d]
-                CNT[d] = p + 1
-                K0[p] = K1[i]
-                V0[p] = V1[i]
-        flipped = not flipped
-        shift += 11
-        if (span >> shift) == 0:
-            break
-    if flipped:
-        for i in range(n):
-            K0[i] = K1[i]
-            V0[i] = V1[i]
-
-
 # PQ room needed for a detach: the list, three scratch lists of its length and the digit counts
-PQ_SCRATCH = 2048
+PQ_SCRATCH = K.RADIX
 
 
 @njit(**NJIT_NO_NRT_OPTIONS)
@@ -799,7 +735,7 @@ def _detach_sorted(S, LZ, PQ, G, node):
         PQ[first + n + i] = S[s, S_START]
         s = S[s, S_NEXT]
     b = first + n
-    _sort_pairs(PQ[b : b + n], PQ[first:b], PQ[b + n : b + 2 * n], PQ[b + 2 * n : b + 3 * n],
+    K.sort_pairs(PQ[b : b + n], PQ[first:b], PQ[b + n : b + 2 * n], PQ[b + 2 * n : b + 3 * n],
                 PQ[b + 3 * n : b + 3 * n + PQ_SCRATCH], n)  # fmt: skip
     LZ[node, LZ_HEAD] = NIL
     LZ[node, LZ_COUNT] = 0
