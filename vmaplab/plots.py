@@ -1204,6 +1204,6 @@ def replay_comparison(replayed, *, title: str | None = None) -> Figure:
     m = replayed.metrics
     purging = "where the kernel purged" if replayed.config["drain"] == "trace" else "at its own lazy_max_pages"
     fig.suptitle(title or f"real trace replayed through the model: {m['allocs']:,} allocations, "
-                          f"{replayed.config['design']} design, {replayed.config['cpus']} CPUs, model purging "
-                          f"{purging}")  # fmt: skip
+                          f"{replayed.config['design']} design, {replayed.config['cpus']} CPUs,\nthe model "
+                          f"purging {purging}")  # fmt: skip
     return fig
