@@ -12,7 +12,6 @@ import pytest  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-import vmaplab as vl  # noqa: E402
 from vmaplab import plots  # noqa: E402
 from vmaplab.figures import draw  # noqa: E402
 from vmaplab.sim import emit  # noqa: E402
@@ -24,15 +23,6 @@ BUNDLE = REAL / "bundle-vm-2cpu-churn"
 TRACE = REAL / "vmalloc-trace-perf-thread-churn.txt.gz"
 INFO = REAL / "vmallocinfo-kptr1.txt"
 MIB = 2**20
-
-
-@pytest.fixture(scope="module")
-def chain():
-    """run_test_mask=127 at 4, 8 and again 8 threads on one 4-CPU 6.9 machine."""
-    first = vl.simulate("nodes", threads=4, cpus=4, tests=127, loops=40, seed=1)
-    second = vl.simulate("nodes", threads=8, cpus=4, tests=127, loops=40, seed=1, machine=first.machine)
-    third = vl.simulate("nodes", threads=8, cpus=4, tests=127, loops=40, seed=2, machine=first.machine)
-    return first, second, third
 
 
 @pytest.fixture(scope="module")

@@ -28,17 +28,8 @@ def _paste(text: str) -> io.StringIO:
 
 
 @pytest.fixture(scope="module")
-def runs():
-    """Three runs of every modelled test on one small 6.9 machine, 4 then 8 then 8 workers."""
-    first = vl.simulate("nodes", threads=4, cpus=4, tests=127, loops=40, seed=1)
-    second = vl.simulate("nodes", threads=8, cpus=4, tests=127, loops=40, seed=1, machine=first.machine)
-    third = vl.simulate("nodes", threads=8, cpus=4, tests=127, loops=40, seed=2, machine=first.machine)
-    return first, second, third
-
-
-@pytest.fixture(scope="module")
-def run(runs):
-    return runs[1]
+def run(chain):
+    return chain[1]
 
 
 def _half_unit(text: str) -> float:
@@ -86,8 +77,8 @@ def test_allocinfo_610_round_trip(run):
         emit.allocinfo_text(run, "6.8")
 
 
-def test_allocinfo_growth_through_diff(runs):
-    first, second, _ = runs
+def test_allocinfo_growth_through_diff(chain):
+    first, second, _ = chain
     table = vl.diff(vl.read_allocinfo(_paste(emit.allocinfo_text(first, "6.10"))),
                     vl.read_allocinfo(_paste(emit.allocinfo_text(second, "6.10"))))  # fmt: skip
     delta = table.set_index("key").delta_bytes
@@ -149,19 +140,19 @@ def test_vmstat_matches_meminfo(run):
     assert (vs.loc[same, "value"] == base.loc[same, "value"]).all()
 
 
-def test_free_m_round_trip(runs):
-    frees = [vl.read_free(_paste(emit.free_text(r))) for r in runs[:2]]
+def test_free_m_round_trip(chain):
+    frees = [vl.read_free(_paste(emit.free_text(r))) for r in chain[:2]]
     mem = [f.set_index("row").loc["Mem"] for f in frees]
-    mi = emit.meminfo_values(runs[0])
+    mi = emit.meminfo_values(chain[0])
     mib = 1 << 20
     assert frees[0].attrs["unit"] == "MiB"
     assert mem[0]["total"] == mi["MemTotal"] // 1024 * mib
     assert mem[0]["available"] == mi["MemAvailable"] // 1024 * mib
     assert mem[0]["used"] == mem[0]["total"] - mem[0]["available"]  # procps-ng 4
     grown = (mem[1]["used"] - mem[0]["used"]) / mib
-    expected = (runs[1].pagetable_bytes - runs[0].pagetable_bytes) / mib
+    expected = (chain[1].pagetable_bytes - chain[0].pagetable_bytes) / mib
     assert abs(grown - expected) <= 1  # MiB truncation on both sides
-    bare = emit.free_text(runs[0], prompt=None)
+    bare = emit.free_text(chain[0], prompt=None)
     assert bare.splitlines()[0] == "               total        used        free      shared  buff/cache   available"
 
 
@@ -232,8 +223,8 @@ def test_dmesg_round_trip(run):
     assert (shift.failed == 1).all() and shift.xfailed.isna().all()
 
 
-def test_write_bundle_sequence(runs, tmp_path):
-    manifest = emit.write_bundle(list(runs), tmp_path / "b")
+def test_write_bundle_sequence(chain, tmp_path):
+    manifest = emit.write_bundle(list(chain), tmp_path / "b")
     data = vl.read_bundle(tmp_path / "b")
     assert set(data) == {"allocinfo", "meminfo", "vmstat", "free", "perf_report", "test_vmalloc"}
     meta = data["allocinfo"].attrs["manifest"]
@@ -241,21 +232,21 @@ def test_write_bundle_sequence(runs, tmp_path):
     assert meta["kernel_release"] == "6.9.0 (simulated)" and meta["mem_profiling"] == "1"
     assert meta["cpus_online"] == meta["cpus_possible"] == 4
     assert [p["threads"] for p in meta["extra"]["runs"]] == [4, 8, 8]
-    assert meta["extra"]["runs"][0]["costs"]["lock_ns"] == runs[0].params["costs"].lock_ns
-    times = np.cumsum([r.wall_seconds for r in runs])
+    assert meta["extra"]["runs"][0]["costs"]["lock_ns"] == chain[0].params["costs"].lock_ns
+    times = np.cumsum([r.wall_seconds for r in chain])
     assert np.allclose([s.time for s in manifest.snapshots], times)
     pt = data["allocinfo"].query("func == 'pagetable_alloc'")
     assert pt.snapshot.tolist() == [0, 1, 2]
-    assert pt.calls.tolist() == [r.pagetable_bytes // PAGE_SIZE for r in runs]
+    assert pt.calls.tolist() == [r.pagetable_bytes // PAGE_SIZE for r in chain]
     assert np.allclose(pt.time, times)
     tables = data["meminfo"].query("field == 'PageTables'").value.tolist()
-    assert tables == [tables[0] + (r.pagetable_bytes_by_level["pmd"] - runs[0].pagetable_bytes_by_level["pmd"])
-                      for r in runs]  # fmt: skip
+    assert tables == [tables[0] + (r.pagetable_bytes_by_level["pmd"] - chain[0].pagetable_bytes_by_level["pmd"])
+                      for r in chain]  # fmt: skip
     dm = data["test_vmalloc"]
-    assert dm.groupby("snapshot").size().tolist() == [len(r.summaries) for r in runs]
+    assert dm.groupby("snapshot").size().tolist() == [len(r.summaries) for r in chain]
     json.loads((tmp_path / "b" / "manifest.json").read_text())  # plain JSON
     with pytest.raises(FileExistsError):
-        emit.write_bundle(runs[0], tmp_path / "b")
+        emit.write_bundle(chain[0], tmp_path / "b")
 
 
 def test_write_bundle_single_global_run_610(tmp_path):
@@ -269,14 +260,14 @@ def test_write_bundle_single_global_run_610(tmp_path):
     assert "vmap_area_lock" not in set(data["perf_report"].symbol)  # a lock is not a function
 
 
-def test_write_bundle_refuses_mixed_runs(runs, tmp_path):
+def test_write_bundle_refuses_mixed_runs(chain, tmp_path):
     other = vl.simulate("nodes", threads=2, cpus=4, tests=1, loops=10)
     with pytest.raises(ValueError, match="one Machine"):
-        emit.write_bundle([runs[0], other], tmp_path / "x")
+        emit.write_bundle([chain[0], other], tmp_path / "x")
     with pytest.raises(ValueError, match="out of order"):
-        emit.write_bundle([runs[1], runs[0]], tmp_path / "y")
+        emit.write_bundle([chain[1], chain[0]], tmp_path / "y")
     with pytest.raises(ValueError, match="allocinfo_format"):
-        emit.write_bundle(runs[0], tmp_path / "z", allocinfo_format="2.0")
+        emit.write_bundle(chain[0], tmp_path / "z", allocinfo_format="2.0")
     with pytest.raises(TypeError):
         emit.write_bundle([], tmp_path / "w")
 

@@ -15,15 +15,6 @@ GIB = 1 << 30
 COUNTED = ["pte_pages", "pmd_pages", "busy_pages", "lazy_pages", "pooled_pages"]
 
 
-@pytest.fixture(scope="module")
-def chain():
-    """run_test_mask=127 at 4, 8, then 8 threads on one 4-CPU 6.9 machine."""
-    first = vl.simulate("nodes", threads=4, cpus=4, tests=127, loops=40, seed=1)
-    second = vl.simulate("nodes", threads=8, cpus=4, tests=127, loops=40, seed=1, machine=first.machine)
-    third = vl.simulate("nodes", threads=8, cpus=4, tests=127, loops=40, seed=2, machine=first.machine)
-    return first, second, third
-
-
 def _oracle(machine: Machine, bin_bytes: int) -> pd.DataFrame:
     """The same map counted page by page from the engine's state snapshot (Python loops)."""
     st = machine.allocator.state()
