@@ -811,33 +811,23 @@ def sort_pairs(K0, V0, K1, V1, CNT, n):
     span = hi - lo
     shift = 0
     flipped = False
+    src_k, src_v, dst_k, dst_v = K0, V0, K1, V1
     while True:
         CNT[:] = 0
-        if not flipped:
-            for i in range(n):
-                CNT[((K0[i] - lo) >> shift) & (RADIX - 1)] += 1
-        else:
-            for i in range(n):
-                CNT[((K1[i] - lo) >> shift) & (RADIX - 1)] += 1
+        for i in range(n):
+            CNT[((src_k[i] - lo) >> shift) & (RADIX - 1)] += 1
         total = 0
         for d in range(RADIX):
             c = CNT[d]
             CNT[d] = total
             total += c
-        if not flipped:
-            for i in range(n):
-                d = ((K0[i] - lo) >> shift) & (RADIX - 1)
-                p = CNT[d]
-                CNT[d] = p + 1
-                K1[p] = K0[i]
-                V1[p] = V0[i]
-        else:
-            for i in range(n):
-                d = ((K1[i] - lo) >> shift) & (RADIX - 1)
-                p = CNT[d]
-                CNT[d] = p + 1
-                K0[p] = K1[i]
-                V0[p] = V1[i]
+        for i in range(n):
+            d = ((src_k[i] - lo) >> shift) & (RADIX - 1)
+            p = CNT[d]
+            CNT[d] = p + 1
+            dst_k[p] = src_k[i]
+            dst_v[p] = src_v[i]
+        src_k, src_v, dst_k, dst_v = dst_k, dst_v, src_k, src_v
         flipped = not flipped
         shift += RADIX_BITS
         if (span >> shift) == 0:
