@@ -23,6 +23,8 @@ from vmaplab.analysis.lifetimes import area_lifetimes  # noqa: E402
 from vmaplab.cli import app  # noqa: E402
 from vmaplab.figures import FIGURES, PlotOptions, _threads, draw  # noqa: E402
 
+from figure_checks import assert_texts_clear  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "data" / "seed"
 REAL = ROOT / "data" / "real"
@@ -85,6 +87,7 @@ def test_pagetable_growth_published(tmp_path):
     assert [t.get_text() for t in ax.get_yticklabels()][:3] == ["0", "1", "2"]  # whole GiB
     assert "4 KiB" in ax.child_axes[0].get_ylabel()  # the page-count axis
     assert "pagetable_alloc" in ax.get_title()
+    assert_texts_clear(fig)  # the value labels, the excerpt's bound at 0 threads included, inside the axes
     saved(fig, tmp_path, "pagetable_growth")
 
 
@@ -145,6 +148,8 @@ def test_free_used_beside_page_tables(tmp_path):
     assert all(0.7 < t / g < 1.0 for t, g in zip(tables, growth))
     assert [t.get_text() for t in growth_ax.get_xticklabels()] == ["64", "128", "256"]
     assert growth_ax.get_ylabel() == "memory (GiB)"
+    assert [t.get_text() for t in used_ax.texts] == ["1.38GiB", "2.50GiB", "6.58GiB"]
+    assert_texts_clear(fig)
     saved(fig, tmp_path, "free_used")
 
 
@@ -177,11 +182,16 @@ def test_profile_comparison_seed_tables(tmp_path):
     bars = [p for c in self_ax.containers for p in c]
     slowpath = sorted(p.get_width() for p in bars if abs(p.get_y() + p.get_height() / 2) < 0.25)
     assert slowpath == [16.51, 93.07]  # the cover letter's headline
-    legend = [t.get_text() for t in self_ax.get_legend().get_texts()]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]  # one legend, under both panels
     assert legend == ["6.7.0-rc8 (published)", "with vmap nodes (published)"]
-    assert any(V3 in t.get_text() for t in fig.texts)
+    assert V3 in fig._supxlabel.get_text()
     assert "6.7.0-rc8 vs with vmap nodes" in fig._suptitle.get_text()
+    assert_texts_clear(fig)
     saved(fig, tmp_path, "profile_comparison")
+    # a long scale note is wrapped under the title, inside the figure
+    scaled = plots.profile_comparison(cmp, labels=("6.7", "6.9"), scale="4 threads on 4 CPUs; " + "x" * 150)
+    assert scaled._suptitle.get_text().count("\n") >= 2
+    assert_texts_clear(scaled)
 
 
 def test_profile_comparison_self_only_profiles_and_top():
@@ -209,12 +219,17 @@ def test_trace_footprint_real_trace(tmp_path):
     for ax in (top, bottom):
         marks = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
         assert [ln.get_xdata()[0] for ln in marks] == pytest.approx((purges["time"] - t0).tolist())
-    assert [t.get_text() for t in top.texts] == ["3350 areas purged", "3313 areas purged"]
+    assert [t.get_text() for t in bottom.texts] == ["3350 areas purged", "3313 areas purged"]  # on the lazy panel
+    assert len(top.texts) == 0  # the top panel names the counts in its legend
+    assert line(top, "purge_vmap_area_lazy").get_label() == "purge_vmap_area_lazy (3,350, 3,313 areas purged)"
+    assert line(bottom, "purge_vmap_area_lazy").get_label() == "purge_vmap_area_lazy"
     frees = trace[trace["event"] == "free_vmap_area_noflush"]
     assert line(bottom, "nr_lazy (").get_ydata().tolist() == frees["nr_lazy"].tolist()
     assert set(line(bottom, "nr_lazy_max").get_ydata()) == {16384}
     assert "4 KiB" in top.get_ylabel() and top.child_axes[0].get_ylabel() == "page-table memory (KiB)"
     assert bottom.get_xlabel() == "time since the first traced event (s)"
+    assert fig._suptitle.get_text() == "vmalloc trace vmalloc-trace-perf-thread-churn.txt.gz"  # no folders
+    assert_texts_clear(fig)
     saved(fig, tmp_path, "trace_footprint")
 
 
@@ -250,7 +265,11 @@ def test_vmalloc_map_real_trace(tmp_path):
     assert np.allclose(lazy_seg[:, 0, 0], freed["free_time"] - t0)
     assert np.allclose(lazy_seg[:, 1, 0], freed["purge_time"].fillna(t_end) - t0)
     assert ax.get_ylabel() == f"address − {BASE:#x} (MiB)"
-    assert len([ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]) == 2
+    purges = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+    assert len(purges) == 2 and purges[0].get_label() == "purge_vmap_area_lazy (3,350, 3,313 areas purged)"
+    assert [t.get_text() for t in fig.legends[0].get_texts()][-1] == purges[0].get_label()
+    assert len(ax.texts) == 0  # the counts are in the legend, not over the areas
+    assert_texts_clear(fig)
     saved(fig, tmp_path, "vmalloc_map")
 
 
@@ -271,6 +290,8 @@ def test_vmallocinfo_map_real_addresses(tmp_path):
     expected = (info.loc[info["unpurged"], "start"].to_numpy(dtype=np.uint64) - np.uint64(BASE)).astype(float)
     assert np.array_equal(np.sort(x), np.sort(expected))
     assert fig.axes[0].get_xlabel() == "offset (MiB)"
+    assert fig._suptitle.get_text() == "/proc/vmallocinfo areas by caller: vmallocinfo-kptr1.txt"
+    assert_texts_clear(fig)
     saved(fig, tmp_path, "vmallocinfo_map")
 
 
@@ -300,6 +321,7 @@ def test_snapshot_series_bundle(tmp_path):
     assert line(fig.axes[1], "nr_page_table_pages").get_ydata().tolist() == [500, 635, 657]
     with pytest.raises(ValueError, match="no field 'Vmalloc'"):
         plots.snapshot_series(bundle["meminfo"], ["Vmalloc"])
+    assert_texts_clear(fig)
     saved(fig, tmp_path, "snapshot_series")
 
 
@@ -339,7 +361,7 @@ def test_registry_draws_every_figure_from_files_and_bundles():
     growth_ax = figs["free_used"].axes[1]
     heights = [b.get_height() for c in growth_ax.containers for b in c]
     assert heights == [481 * MIB, 5805 * MIB, PUBLISHED[64], PUBLISHED[256]]
-    assert [t.get_text() for t in figs["profile_comparison"].axes[0].get_legend().get_texts()] == [
+    assert [t.get_text() for t in figs["profile_comparison"].legends[0].get_texts()] == [
         "perf-report-6.7", "perf-report-vmap-nodes"]  # fmt: skip
     assert line(figs["trace_footprint"].axes[0], "PTE pages").get_ydata()[-1] > 0
     assert "(snapshot 2)" in figs["vmallocinfo_map"]._suptitle.get_text()

@@ -17,6 +17,8 @@ from vmaplab.figures import draw  # noqa: E402
 from vmaplab.sim import emit  # noqa: E402
 from vmaplab.sim.replay import replay, replay_bundle  # noqa: E402
 
+from figure_checks import assert_texts_clear  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "data" / "real"
 BUNDLE = REAL / "bundle-vm-2cpu-churn"
@@ -60,6 +62,7 @@ def test_space_map_panels_draw_each_runs_map(chain, tmp_path):
         assert np.allclose(lazy[used > 0], used[used > 0])  # stacked on the busy pages
         assert run.pagetable_bytes == (sm["pte_pages"].sum() + sm["pmd_pages"].sum()) * 4096
     assert "after each run" in fig._suptitle.get_text() and "[4 CPUs]" in fig._suptitle.get_text()
+    assert_texts_clear(fig)  # the long panel titles fit
     plots.save_figure(fig, tmp_path, "space_map")
     assert (tmp_path / "space_map.svg").stat().st_size > 0
     with pytest.raises(ValueError, match="at least one"):
@@ -97,6 +100,7 @@ def test_replay_comparison_kernel_beside_model(replayed):
     assert np.allclose(purges, sorted(replayed.purges["time"] - t0))  # the kernel's two purges and the model's two
     assert len(purges) == 4
     assert "7,629 allocations" in fig._suptitle.get_text()
+    assert_texts_clear(fig)
 
 
 def test_replay_comparison_from_a_bundle():

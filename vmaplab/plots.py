@@ -43,6 +43,7 @@ __all__ = [
     "rerun_plateau",
     "va_timeline",
     "knobs_effect",
+    "KNOB_METRICS",
     "spin_share_vs_threads",
     "throughput_vs_threads",
     "lock_wait_share",
@@ -159,9 +160,7 @@ def pagetable_growth(
     if (~exact).any():
         ax.plot(threads[~exact], value[~exact], "v", color=colour, mfc="none", linestyle="none",
                 label="not in the excerpt: below this size")  # fmt: skip
-    for n, v, ok in zip(threads, value, exact):
-        text = format_size(v) if ok else f"< {format_size(v)}"
-        ax.annotate(text, (n, v), textcoords="offset points", xytext=(6, 6), fontsize=8, color=colour)
+    labels = [(n, v, format_size(v) if ok else f"< {format_size(v)}", colour) for n, v, ok in zip(threads, value, exact)]
     largest = value.max()
     if simulated is not None:
         missing = {"threads", "bytes", "label"} - set(simulated.columns)
@@ -173,9 +172,10 @@ def pagetable_growth(
         largest = max(largest, float(simulated["bytes"].max()))
         threads = np.concatenate([threads, simulated["threads"].to_numpy(dtype=int)])
     _thread_ticks(ax, threads.tolist())
-    ax.margins(x=0.08)
+    ax.margins(x=0.16)
     ax.set_ylim(0, largest * 1.12)
     _bytes_axis(ax.yaxis, largest, "page-table memory")
+    _label_points(ax, labels)
     pages = ax.secondary_yaxis("right", functions=(lambda b: b / PAGE_SIZE, lambda p: p * PAGE_SIZE))
     pages.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
     pages.set_ylabel("page-table pages (4 KiB each)")
@@ -232,15 +232,14 @@ def free_used(
     ax = axes[0]
     y = [used[n] for n in runs]
     ax.plot(runs, y, "o-", color=colour, label=f"used, {name}", zorder=3)
-    for n, v in zip(runs, y):
-        ax.annotate(format_size(v), (n, v), textcoords="offset points", xytext=(6, 6), fontsize=8, color=colour)
     if baseline is not None:
         before = f"used before the test ({format_size(baseline)})"
         ax.axhline(baseline, color=colour, linestyle="--", linewidth=1, label=before)
     _thread_ticks(ax, runs)
-    ax.margins(x=0.08)
+    ax.margins(x=0.12)
     ax.set_ylim(0, max(y + [baseline or 0]) * 1.12)
     _bytes_axis(ax.yaxis, max(y + [baseline or 0]), "used memory (free)")
+    _label_points(ax, [(n, v, format_size(v), colour) for n, v in zip(runs, y)])
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
     ax.set_title("free: used memory after each run")
@@ -275,6 +274,7 @@ def profile_comparison(
     top: int = 25,
     highlight: Sequence[str] = ("native_queued_spin_lock_slowpath", "__pv_queued_spin_lock_slowpath"),
     published: str | None = None,
+    scale: str | None = None,
     title: str | None = None,
 ) -> Figure:
     """Self and children shares per symbol of two profiles, as horizontal bars side by side.
@@ -294,6 +294,8 @@ def profile_comparison(
     published : str, optional
         Citation when both profiles are published tables: ``(published)`` in the legend and the
         citation under the axes.
+    scale : str, optional
+        What was profiled (e.g. a simulated machine's size), under the title.
     title : str, optional
 
     Returns
@@ -313,7 +315,7 @@ def profile_comparison(
     y = np.arange(len(rows))
     marked = rows["symbol"].isin(list(highlight)).to_numpy()
     for ax, share in zip(axes, shares):
-        for offset, side, colour, name in ((-0.2, "a", "C7", labels[0]), (0.2, "b", "C0", labels[1])):
+        for offset, side, colour, name in ((-0.2, "a", "C3", labels[0]), (0.2, "b", "C0", labels[1])):
             values = rows[f"{share}_pct_{side}"].astype("Float64")
             have = values.notna().to_numpy()
             width = values[have].to_numpy(dtype=float)
@@ -334,11 +336,17 @@ def profile_comparison(
             tick.set_color("red")
             tick.set_fontweight("bold")
     ax0.invert_yaxis()
-    ax0.legend(loc="lower right")
-    fig.suptitle(title or f"perf profile: {labels[0]} vs {labels[1]} (largest changes first)")
+    fig.legend(handles=ax0.get_legend_handles_labels()[0], loc="outside lower center", ncols=2)
+    _with_subtitle(fig, title or f"perf profile: {labels[0]} vs {labels[1]} (largest changes first)", scale)
     if published is not None:
-        fig.text(0.01, 0.0, f"published: {published}", fontsize=8, va="bottom")
+        fig.supxlabel(f"published: {published}", fontsize=8, x=0.01, ha="left")
     return fig
+
+
+def _source_name(df: pd.DataFrame) -> str:
+    """The last part of a frame's ``source`` (a file or folder name, and what follows it), for titles
+    that do not carry the folders of the machine that drew them."""
+    return str(df.attrs.get("source") or "").rstrip("/").rsplit("/", 1)[-1]
 
 
 def _event_clock(trace: pd.DataFrame) -> pd.DataFrame:
@@ -351,14 +359,20 @@ def _event_clock(trace: pd.DataFrame) -> pd.DataFrame:
     return trace
 
 
-def _purges(ax: Axes, trace: pd.DataFrame, t0: float) -> None:
-    """Mark the trace's purge events (seconds since ``t0``) as red dotted lines with their area counts."""
+def _purges(ax: Axes, trace: pd.DataFrame, t0: float, *, counts: bool = True) -> None:
+    """Mark the trace's purge events (seconds since ``t0``) as red dotted lines and, with ``counts``, write
+    their area counts along them on the left, low (a purge comes when the lazy backlog is high, and
+    right after it the backlog drops along the line); without, the counts go in the legend label."""
     purges = trace[trace["event"] == "purge_vmap_area_lazy"]
+    name = "purge_vmap_area_lazy"
+    if not counts and len(purges):
+        name += f" ({', '.join(f'{n:,}' for n in purges['num_purged'])} areas purged)"
     for i, (t, n) in enumerate(zip(purges["time"], purges["num_purged"])):
-        ax.axvline(t - t0, color="red", linestyle=":", linewidth=1.2, label=None if i else "purge_vmap_area_lazy")
-        ax.annotate(f"{n} areas purged", (t - t0, 1), xycoords=("data", "axes fraction"), xytext=(-2, -2),
-                    textcoords="offset points", rotation=90, va="top", ha="right", fontsize=7,
-                    color="red")  # fmt: skip
+        ax.axvline(t - t0, color="red", linestyle=":", linewidth=1.2, label=None if i else name)
+        if counts:
+            ax.annotate(f"{n} areas purged", (t - t0, 0.35), xycoords=("data", "axes fraction"), xytext=(-3, 0),
+                        textcoords="offset points", rotation=90, va="center", ha="right", fontsize=7,
+                        color="red")  # fmt: skip
 
 
 def trace_footprint(trace: pd.DataFrame, *, footprint: pd.DataFrame | None = None, title: str | None = None) -> Figure:
@@ -390,7 +404,7 @@ def trace_footprint(trace: pd.DataFrame, *, footprint: pd.DataFrame | None = Non
     t = fp["time"].to_numpy(dtype=float) - t0
     ax.plot(t, fp["pte_pages"], drawstyle="steps-post", color="C0", label="PTE pages (2 MiB regions)")
     ax.plot(t, fp["pmd_pages"], drawstyle="steps-post", color="C2", label="PMD pages (1 GiB regions)")
-    _purges(ax, trace, t0)
+    _purges(ax, trace, t0, counts=not len(frees))  # the counts go on the lazy panel when there is one
     ax.set_ylim(bottom=0)
     ax.set_ylabel("page-table pages touched (4 KiB each)")
     mem = ax.secondary_yaxis("right", functions=(lambda p: p * PAGE_SIZE, lambda b: b / PAGE_SIZE))
@@ -411,7 +425,7 @@ def trace_footprint(trace: pd.DataFrame, *, footprint: pd.DataFrame | None = Non
         ax.legend(loc="upper left", ncols=3, fontsize=8)
         ax.set_title("lazily freed vmap space reported by free_vmap_area_noflush")
     axes[-1].set_xlabel("time since the first traced event (s)")
-    fig.suptitle(title or f"vmalloc trace {trace.attrs.get('source') or ''}".rstrip())
+    fig.suptitle(title or f"vmalloc trace {_source_name(trace)}".rstrip())
     return fig
 
 
@@ -491,14 +505,14 @@ def vmalloc_map(
         lazy = np.stack([np.c_[free[rows], offset], np.c_[lazy_to[rows], offset]], axis=1)[freed]
         ax.add_collection(LineCollection(live, colors="C0", linewidths=1, label="allocated"))
         ax.add_collection(LineCollection(lazy, colors="C1", linewidths=1, label="lazily freed, not yet purged"))
-        _purges(ax, trace, t0)
+        _purges(ax, trace, t0, counts=False)
         pad = max(float(offset.max() - offset.min()) * 0.03, 1 << 20)
         ax.set_ylim(max(float(offset.min()) - pad, 0), float(offset.max()) + pad)
         ax.grid(alpha=0.3)
     axes[0].set_xlim(0, max(end, 1e-9))
-    axes[0].legend(loc="upper right")
+    fig.legend(handles=axes[0].get_legend_handles_labels()[0], loc="outside lower center", ncols=3, fontsize=8)
     axes[-1].set_xlabel("time since the first traced event (s)")
-    fig.suptitle(title or f"vmap areas over time ({len(lt)} areas): {trace.attrs.get('source') or 'trace'}")
+    fig.suptitle(title or f"vmap areas over time ({len(lt):,} areas): {_source_name(trace) or 'trace'}")
     return fig
 
 
@@ -565,7 +579,7 @@ def vmallocinfo_map(info: pd.DataFrame, *, top: int = 10, gap: int = GIB, title:
     names = [f"{r}: {int((row == r).sum())} areas, {format_size(size[row == r].sum())}" for r in order]
     axes[0].set_yticks(range(len(order)), names)
     axes[0].set_ylim(len(order) - 0.5, -0.5)
-    fig.suptitle(title or f"/proc/vmallocinfo areas by caller: {info.attrs.get('source') or 'snapshot'}")
+    fig.suptitle(title or f"/proc/vmallocinfo areas by caller: {_source_name(info) or 'snapshot'}")
     return fig
 
 
@@ -615,7 +629,7 @@ def snapshot_series(
         ax.grid(alpha=0.3)
         ax.legend(loc="best")
     axes[-1].set_xlabel("time since the bundle's start (s)")
-    fig.suptitle(title or f"{', '.join(fields)} over time: {frame.attrs.get('source') or 'bundle'}")
+    fig.suptitle(title or f"{', '.join(fields)} over time: {_source_name(frame) or 'bundle'}")
     return fig
 
 
@@ -654,8 +668,32 @@ def save_figure(fig: Figure, folder, name: str, formats=("png", "svg"), *, dpi: 
 
 
 def _with_subtitle(fig: Figure, title: str, scale: str | None) -> None:
+    """The figure's title, and under it ``[scale]``, each wrapped to the figure's width."""
     width = int(fig.get_figwidth() * 10)  # characters of the suptitle's font that fit the figure
-    fig.suptitle(title if scale is None else f"{title}\n" + "\n".join(textwrap.wrap(f"[{scale}]", width)))
+    lines = textwrap.wrap(title, width) + ([] if scale is None else textwrap.wrap(f"[{scale}]", width))
+    fig.suptitle("\n".join(lines))
+
+
+def _label_points(ax: Axes, points: Sequence[tuple[float, float, str, str]], *, fontsize: float = 8) -> None:
+    """Write each ``(x, y, text, colour)`` beside its point of a rising series, clear of its segments.
+
+    A label goes above and left of its point (a rising series' segments come from below left and leave
+    above right); when another point at the same x sits less than two lines above it, it goes below
+    and right instead, so that two close points' labels part. Set the axes' scales and limits first,
+    and leave a margin on both sides of the x range.
+    """
+    to_pt = 72.0 / ax.figure.dpi
+    by_x: dict[float, list[tuple[float, float, str, str]]] = {}
+    for x, y, text, colour in points:
+        by_x.setdefault(float(x), []).append((float(x), float(y), text, colour))
+    for group in by_x.values():
+        group.sort(key=lambda p: p[1])
+        ys = [ax.transData.transform((x, y))[1] * to_pt for x, y, _, _ in group]
+        for i, (x, y, text, colour) in enumerate(group):
+            below = i + 1 < len(group) and ys[i + 1] - ys[i] < 2.5 * fontsize
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, -5) if below else (-4, 5),
+                        ha="left" if below else "right", va="top" if below else "bottom", fontsize=fontsize,
+                        color=colour)  # fmt: skip
 
 
 def pagetable_vs_published(
@@ -690,8 +728,9 @@ def pagetable_vs_published(
     Returns
     -------
     Figure
-        Left: page-table bytes (log scale, binary units) against threads per CPU. Right: the same
-        relative to each series' first run (x).
+        Left: page-table bytes (log scale, binary units) against threads per CPU, each point labelled
+        with its size. Right: the same relative to each series' first run (x), beside a dotted line of
+        growth proportional to threads per CPU.
     """
     _need(simulated, ("design", "threads", "cpus", "pagetable_bytes"), "pagetable_vs_published")
     pub = sorted((n, _pagetable_bytes(df)[0]) for n, df in listings.items() if int(n) > 0)
@@ -699,37 +738,45 @@ def pagetable_vs_published(
         raise ValueError("pagetable_vs_published needs at least one published listing after a run")
     px = np.array([n / published_cpus for n, _ in pub])
     py = np.array([b for _, b in pub])
-    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    fig = Figure(figsize=(12, 5), layout="constrained")
     ax, rel = fig.subplots(1, 2)
     name = f"published ({published}), {published_cpus} CPUs"
     ax.plot(px, py, "o-", color=PUBLISHED_COLOR, label=name, zorder=3)
     rel.plot(px, py / py[0], "o-", color=PUBLISHED_COLOR, label=name, zorder=3)
-    for x, y in zip(px, py):
-        ax.annotate(format_size(y), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    labels = [(x, y, format_size(y), PUBLISHED_COLOR) for x, y in zip(px, py)]
     ticks = set(px.tolist())
-    for i, (design, part, label, colour) in enumerate(_designs(simulated)):
+    lowest = float(py.min())
+    for design, part, label, colour in _designs(simulated):
         part = part.drop_duplicates("threads")
         x = (part["threads"] / part["cpus"]).to_numpy(dtype=float)
         y = part["pagetable_bytes"].to_numpy(dtype=float)
         cpus = int(part["cpus"].iloc[0])
         ax.plot(x, y, "s--", color=colour, label=f"{label}, {cpus} CPUs")
         rel.plot(x, y / y[0], "s--", color=colour, label=f"{label}, {cpus} CPUs")
-        for xi, yi in zip(x, y):
-            ax.annotate(format_size(yi), (xi, yi), textcoords="offset points", xytext=(6, -10 - 10 * i), fontsize=8,
-                        color=colour)  # fmt: skip
+        labels += [(xi, yi, format_size(yi), colour) for xi, yi in zip(x, y)]
         ticks |= set(x.tolist())
+        lowest = min(lowest, float(y.min()))
+    first = min(ticks)
+    xs = np.array(sorted(ticks))
+    rel.plot(xs, xs / first, ":", color="0.5", label="linear: proportional to threads per CPU")
     ax.set_yscale("log", base=2)
+    ax.set_ylim(lowest / 2, float(max(py.max(), lowest)) * 2)
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: format_size(v)))
     ax.set_ylabel("page-table memory of the vmalloc area (log scale)")
     ax.set_title("page-table memory after each run")
+    rel.set_ylim(0, None)
     rel.set_ylabel("page-table memory / that after the first run (x)")
     rel.set_title("growth relative to the first run")
+    span = xs[-1] - xs[0] or 1.0
     for a in (ax, rel):
-        a.set_xticks(sorted(ticks))
+        a.set_xticks(xs)
+        a.set_xlim(xs[0] - 0.22 * span, xs[-1] + 0.14 * span)  # room for the value labels left of the points
         a.set_xlabel("threads per CPU (test_vmalloc nr_threads / CPUs)")
         a.grid(alpha=0.3)
         a.legend(loc="upper left", fontsize=8)
-    _with_subtitle(fig, title or "vmalloc page tables per thread count: published vs simulated", scale)
+    _label_points(ax, labels)
+    _with_subtitle(fig, title or "vmalloc page tables per thread count: published (64-CPU guest) vs simulated",
+                   scale)  # fmt: skip
     return fig
 
 
@@ -772,73 +819,93 @@ def rerun_plateau(chain: pd.DataFrame, *, published: str | None = None, scale: s
             labels = [f"run {k + 1}\n{t} threads{' (rerun)' if r else ''}" for k, (t, r) in
                       enumerate(zip(threads, rerun))]  # fmt: skip
     ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel("runs in order on one simulated machine per design (page tables carry over)")
     largest = float(chain["pagetable_bytes"].max())
     ax.set_ylim(0, largest * 1.15)
     _bytes_axis(ax.yaxis, largest, "page-table memory after the run")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("bar labels: the page-table memory each run added", fontsize=9)
     if published is not None:
-        fig.text(0.01, 0.0, f"published: {published}", fontsize=8, va="bottom")
+        fig.supxlabel(f"published: {published}", fontsize=8, x=0.01, ha="left")
     _with_subtitle(fig, title or "page tables are never freed: a rerun adds (almost) nothing", scale)
     return fig
 
 
 def va_timeline(timeline: pd.DataFrame, *, scale: str | None = None, title: str | None = None) -> Figure:
-    """The mechanism over simulated time: VA high water and page tables, lazy backlog, pooled pages.
+    """The mechanism over simulated time: the space page tables cover against the space held, the lazy
+    backlog against lazy_max_pages, and the pooled pages.
 
     Parameters
     ----------
     timeline : DataFrame
-        A :class:`vmaplab.sim.run.Run` ``timeline`` (time_s, va_high_water, pagetable_bytes,
-        lazy_pages, lazy_max_pages, pooled_pages, busy_pages).
+        A :class:`vmaplab.sim.run.Run` ``timeline`` (time_s, va_high_water, pte_pages, busy_pages,
+        lazy_pages, lazy_max_pages, pooled_pages).
     scale, title : str, optional
 
     Returns
     -------
     Figure
-        Three panels against simulated seconds: VA high water and page-table memory (bytes, two
-        axes); lazily freed pages beside lazy_max_pages and the busy pages; pages parked in pools.
+        Three panels against simulated seconds. Top: the address space that has a PTE page (2 MiB per
+        PTE page; never freed), its PTE-page memory on the right axis (1/512 of it), and the VA space
+        held at that moment (busy + lazily freed + pooled pages, guard pages included). The VA high
+        water is not drawn: align_shift_alloc_test's one-page VAs at up to 2^44-byte alignments set
+        it to tens of TiB, far above the dense low addresses whose frontier the page tables follow;
+        the panel's title states it. Middle: lazily freed pages against lazy_max_pages. Bottom: pages
+        parked in vmap-node pools.
     """
-    _need(timeline, ("time_s", "va_high_water", "pagetable_bytes", "lazy_pages", "lazy_max_pages",
-                     "pooled_pages", "busy_pages"), "va_timeline")  # fmt: skip
+    _need(timeline, ("time_s", "va_high_water", "pte_pages", "busy_pages", "lazy_pages", "lazy_max_pages",
+                     "pooled_pages"), "va_timeline")  # fmt: skip
     t = timeline["time_s"].to_numpy(dtype=float)
-    fig = Figure(figsize=(9, 8), layout="constrained")
+    fig = Figure(figsize=(9, 8.5), layout="constrained")
     top, mid, low = fig.subplots(3, 1, sharex=True)
-    hw = timeline["va_high_water"].to_numpy(dtype=float)
-    top.plot(t, hw, color="C0", label="VA high water (from VMALLOC_START)")
-    _bytes_axis(top.yaxis, float(hw.max()), "VA high water")
-    top.set_ylim(0, float(hw.max()) * 1.1 or 1)
-    pt = top.twinx()
-    pts = timeline["pagetable_bytes"].to_numpy(dtype=float)
-    pt.plot(t, pts, color="C3", label="page-table memory (never freed)")
-    pt.set_ylim(0, float(pts.max()) * 1.1 or 1)
-    _bytes_axis(pt.yaxis, float(pts.max()), "page-table memory")
-    top.legend(handles=top.get_lines() + pt.get_lines(), loc="lower right", fontsize=8)
-    top.set_title("the VA frontier and the page tables that cover it")
+    cover = timeline["pte_pages"].to_numpy(dtype=float) * PAGE_SIZE * 512
+    held = timeline[["busy_pages", "lazy_pages", "pooled_pages"]].sum(axis=1).to_numpy(dtype=float) * PAGE_SIZE
+    top.fill_between(t, cover, color="0.82", step="post", label="address space with a PTE page (never freed)")
+    top.plot(t, cover, color="0.35", drawstyle="steps-post", linewidth=1)
+    top.plot(t, held, color="C0", label="VA held now: busy + lazily freed + pooled")
+    largest = float(max(cover.max(initial=0), held.max(initial=0))) or float(PAGE_SIZE * 512)
+    top.set_ylim(0, largest * 1.1)
+    _bytes_axis(top.yaxis, largest, "address space")
+    pte = top.secondary_yaxis("right", functions=(lambda b: b / 512, lambda m: m * 512))
+    _bytes_axis(pte.yaxis, largest / 512, "PTE-page memory")
+    top.legend(loc="upper left", fontsize=8)
+    high = float(timeline["va_high_water"].max())
+    top.set_title(f"the space page tables cover follows the most VA held at once\n(VA high water {format_size(high)}, "
+                  "set by align_shift_alloc_test's far one-page VAs: off this scale)", fontsize=10)  # fmt: skip
     mid.plot(t, timeline["lazy_pages"], color="C1", label="lazily freed, not yet purged")
     mid.plot(t, timeline["lazy_max_pages"], "k--", linewidth=1, label="lazy_max_pages (drain threshold)")
-    mid.plot(t, timeline["busy_pages"], color="C0", alpha=0.6, label="busy (allocated)")
     mid.set_ylabel("pages (4 KiB each)")
-    mid.set_title("lazy backlog against lazy_max_pages")
+    mid.set_title("lazy backlog against lazy_max_pages", fontsize=10)
     mid.legend(loc="upper left", fontsize=8)
     low.plot(t, timeline["pooled_pages"], color="C2", label="pooled in vmap-node pools")
     low.set_ylabel("pages (4 KiB each)")
-    low.set_title("pool occupancy (6.9 vmap nodes; always 0 in 6.7)")
+    low.set_title("pool occupancy (6.9 vmap nodes; always 0 in 6.7)", fontsize=10)
     low.legend(loc="upper left", fontsize=8)
     low.set_xlabel("simulated time (s)")
     for a in (top, mid, low):
         a.grid(alpha=0.3)
     for a in (mid, low):
-        a.set_ylim(bottom=0)
+        a.set_ylim(0, max(float(a.dataLim.y1), 1.0) * 1.25)  # room for the legend above the curves
         a.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
-    _with_subtitle(fig, title or "why page tables grow: the VA frontier over one simulated run", scale)
+    _with_subtitle(fig, title or "why page tables grow: the VA space held over one simulated run", scale)
     return fig
+
+
+#: Axis names of the knobs_effect metrics (others: the column name); byte columns end in ``_bytes``.
+KNOB_METRICS = {
+    "pagetable_bytes": "page-table memory after the run",
+    "va_held_max_bytes": "most VA held at once (busy + lazy + pooled)",
+    "lazy_pages_max": "largest lazy backlog",
+    "pooled_pages_max": "most pages parked in pools",
+    "drain_lag_max_s": "longest wait of a queued drain",
+}
 
 
 def knobs_effect(
     rows: pd.DataFrame,
     *,
-    metrics: Sequence[str] = ("pagetable_bytes", "va_high_water", "lazy_pages_max", "pooled_pages_max"),
+    metrics: Sequence[str] = ("pagetable_bytes", "va_held_max_bytes", "lazy_pages_max", "pooled_pages_max"),
     scale: str | None = None,
     title: str | None = None,
 ) -> Figure:
@@ -848,42 +915,56 @@ def knobs_effect(
     ----------
     rows : DataFrame
         One :func:`vmaplab.sweep` row per variant with a ``variant`` column (string), the baseline
-        first.
+        first. ``va_held_max_bytes`` (the default second metric) is added by
+        :func:`vmaplab.report.knob_variants`: the largest busy + lazily freed + pooled VA space of
+        the run's timeline, in bytes.
     metrics : sequence of str
-        Result columns to show: byte columns (``*_bytes``, ``va_high_water``) in binary units, the
-        others as pages.
+        Result columns to show: byte columns (``*_bytes``) in binary units, seconds (``*_s``) in
+        milliseconds, the others as 4 KiB pages. The VA high water is a poor choice under
+        run_test_mask=127: align_shift_alloc_test's one-page VAs at up to 2^44-byte alignments set
+        it to the same tens of TiB in every variant.
     scale, title : str, optional
 
     Returns
     -------
     Figure
-        Horizontal bars per variant, labelled with the value and its ratio to the baseline.
+        Horizontal bars per variant (the baseline grey), labelled with the value and its ratio to
+        the baseline; each panel's axis names the metric and its unit (:data:`KNOB_METRICS`).
     """
     _need(rows, ("variant", *metrics), "knobs_effect")
     names = rows["variant"].astype(str).tolist()
-    fig = Figure(figsize=(4 + 3.2 * len(metrics), 1.5 + 0.45 * len(names)), layout="constrained")
+    fig = Figure(figsize=(4 + 3.2 * len(metrics), 1.8 + 0.45 * len(names)), layout="constrained")
     axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
     y = np.arange(len(names))
     for ax, metric in zip(axes, metrics):
         v = rows[metric].to_numpy(dtype=float)
         colours = ["0.45"] + ["C0"] * (len(v) - 1)
         ax.barh(y, v, color=colours)
-        is_bytes = metric.endswith("_bytes") or metric == "va_high_water"
+        what = KNOB_METRICS.get(metric, metric.replace("_", " "))
         base = v[0] if v[0] else np.nan
         for yi, vi in zip(y, v):
-            text = format_size(vi) if is_bytes else f"{vi:,.0f}"
+            if metric.endswith("_bytes"):
+                text = format_size(vi)
+            elif metric.endswith("_s"):
+                text = f"{vi * 1e3:.3g} ms"
+            else:
+                text = f"{vi:,.0f}"
             ax.annotate(f"{text} ({vi / base:.2f}x)", (vi, yi), xytext=(2, 0), textcoords="offset points",
                         va="center", fontsize=7)  # fmt: skip
-        ax.set_xlim(0, max(float(v.max()), 1.0) * 1.6)
-        if is_bytes:
-            _bytes_axis(ax.xaxis, max(float(v.max()), 1.0), metric.replace("_", " "))
+        ax.set_xlim(0, max(float(v.max()), 1e-12) * 1.6)
+        if metric.endswith("_bytes"):
+            _bytes_axis(ax.xaxis, max(float(v.max()), 1.0), what)
+        elif metric.endswith("_s"):
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v * 1e3:g}"))
+            ax.set_xlabel(f"{what} (ms)")
         else:
             ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v / 1000:g}k"))
-            ax.set_xlabel(f"{metric.replace('_', ' ')} (thousand 4 KiB pages)")
+            ax.set_xlabel(f"{what}\n(thousand 4 KiB pages)")
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, names)
     axes[0].invert_yaxis()
-    _with_subtitle(fig, title or "what the knobs change (grey: the kernel's defaults)", scale)
+    _with_subtitle(fig, title or f"what the knobs change: one run per variant on a fresh machine (grey: {names[0]})",
+                   scale)  # fmt: skip
     return fig
 
 
@@ -896,6 +977,7 @@ def spin_share_vs_threads(
     *,
     published: Mapping[str, float] | None = None,
     published_at: float = 1.0,
+    published_machine: str | None = "64 threads on 64 CPUs",
     citation: str = "published",
     scale: str | None = None,
     title: str | None = None,
@@ -911,6 +993,8 @@ def spin_share_vs_threads(
         at ``published_at`` threads per CPU.
     published_at : float
         Threads per CPU of the published runs (the seed: 64 threads on 64 CPUs, 1.0).
+    published_machine : str, optional
+        The published runs' machine, named in their legend label (default the seed's).
     citation : str
         Source of the published shares.
     scale, title : str, optional
@@ -918,26 +1002,35 @@ def spin_share_vs_threads(
     Returns
     -------
     Figure
-        One axes, percent of busy CPU time against threads per CPU.
+        One axes, percent of busy CPU time against threads per CPU, each simulated point labelled;
+        the legend under it.
     """
     _need(sweep, ("design", "threads", "cpus", "lock_spin_share"), "spin_share_vs_threads")
-    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.subplots()
     for design, part, label, colour in _designs(sweep):
         part = part.sort_values("threads")
         ax.plot(_per_cpu(part), 100 * part["lock_spin_share"], "s--", color=colour, label=label)
-    for i, (design, share) in enumerate((published or {}).items()):
+    where = f", {published_machine}" if published_machine else ""
+    for design, share in (published or {}).items():
         marker = "o" if design == "global" else "D"
         ax.plot([published_at], [share], marker, color=PUBLISHED_COLOR, markersize=8, linestyle="none",
-                label=f"{_DESIGN_LABEL.get(design, design).replace('simulated', 'published')}: {share:.2f} % "
-                      f"({citation})")  # fmt: skip
+                label=f"{_DESIGN_LABEL.get(design, design).replace('simulated', 'published')}{where}: "
+                      f"{share:.2f} % ({citation})")  # fmt: skip
+    for design, part, label, colour in _designs(sweep):
+        part = part.sort_values("threads")
+        for x, v in zip(_per_cpu(part), 100 * part["lock_spin_share"]):
+            ax.annotate(f"{v:.1f} %", (x, v), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8,
+                        color=colour)  # fmt: skip
     ax.set_ylim(0, 100)
     ax.set_xticks(sorted(set(_per_cpu(sweep).tolist()) | {published_at}))
+    ax.margins(x=0.08)
     ax.set_xlabel("threads per CPU (test_vmalloc nr_threads / CPUs)")
-    ax.set_ylabel("spinlock slow path (% of busy CPU time)")
+    ax.set_ylabel("native_queued_spin_lock_slowpath self\n(% of busy CPU time)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="center right", fontsize=8)
-    _with_subtitle(fig, title or "lock spinning: 6.7 global locks vs 6.9 vmap nodes", scale)
+    fig.legend(handles=ax.get_legend_handles_labels()[0], loc="outside lower center", fontsize=8)
+    _with_subtitle(fig, title or "spinlock slow-path share: 6.7 global locks vs 6.9 vmap nodes, simulated and "
+                                 "published", scale)  # fmt: skip
     return fig
 
 
@@ -946,6 +1039,7 @@ def throughput_vs_threads(
     *,
     by: str = "threads",
     published_speedup: float | None = None,
+    published_machine: str | None = "64 threads on 64 CPUs",
     citation: str = "published",
     scale: str | None = None,
     title: str | None = None,
@@ -961,6 +1055,8 @@ def throughput_vs_threads(
     published_speedup : float, optional
         The published wall-time ratio of the same command on both kernels, a black dashed line on
         the right panel.
+    published_machine : str, optional
+        Where the published ratio was measured, named in its legend label (default the seed's).
     citation : str
         Source of ``published_speedup``.
     scale, title : str, optional
@@ -968,7 +1064,8 @@ def throughput_vs_threads(
     Returns
     -------
     Figure
-        Left: pairs per simulated second; right: nodes / global throughput (x).
+        Left: pairs per simulated second; right: nodes / global throughput (x), each point
+        labelled. One legend for both, under them.
     """
     if by not in ("threads", "cpus"):
         raise ValueError(f"by must be 'threads' or 'cpus', not {by!r}")
@@ -987,20 +1084,25 @@ def throughput_vs_threads(
         r = wide["nodes"] / wide["global"]
         ratio.plot(r.index, r.to_numpy(), "s--", color="C2", label="simulated nodes / global")
         for x, v in r.items():
-            ratio.annotate(f"{v:.1f}x", (x, v), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ratio.annotate(f"{v:.1f}x", (x, v), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8,
+                           color="C2")  # fmt: skip
     if published_speedup is not None:
+        where = f" at {published_machine}" if published_machine else ""
         ratio.axhline(published_speedup, color=PUBLISHED_COLOR, linestyle="--",
-                      label=f"published wall-time ratio {published_speedup:.1f}x ({citation})")  # fmt: skip
-    ratio.set_ylim(bottom=0)
+                      label=f"published wall-time ratio{where}: {published_speedup:.1f}x ({citation})")  # fmt: skip
     ratio.set_ylabel("speed-up of 6.9 vmap nodes over 6.7 (x)")
     ratio.set_title("speed-up")
     xlabel = "threads (test_vmalloc nr_threads)" if by == "threads" else "CPUs (one thread per CPU)"
+    ratio.set_ylim(0, max(float(ratio.dataLim.y1), 1.0) * 1.12)
     for a in (ax, ratio):
         a.set_xticks(sorted(sweep[by].unique().tolist()))
+        a.margins(x=0.08)
         a.set_xlabel(xlabel)
         a.grid(alpha=0.3)
-        a.legend(loc="lower left", fontsize=8)
-    _with_subtitle(fig, title or f"throughput against {by}: 6.7 global locks vs 6.9 vmap nodes", scale)
+    handles = ax.get_legend_handles_labels()[0] + ratio.get_legend_handles_labels()[0]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
+    _with_subtitle(fig, title or f"throughput against {'threads' if by == 'threads' else 'CPUs'}: 6.7 global locks "
+                                 "vs 6.9 vmap nodes (simulated), speed-up beside the published one", scale)  # fmt: skip
     return fig
 
 
@@ -1034,6 +1136,7 @@ def lock_wait_share(sweep: pd.DataFrame, *, scale: str | None = None, title: str
     ax.set_xticks(x, [f"{'6.7' if d == 'global' else '6.9'} {d}\n{t} threads" for d, t in
                       zip(rows["design"], rows["threads"])])  # fmt: skip
     ax.set_ylim(0, 100)
+    ax.set_xlabel("design and test_vmalloc nr_threads (run_test_mask=7)")
     ax.set_ylabel("spinning (% of busy CPU time)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper right", fontsize=8, title="lock")
@@ -1192,7 +1295,7 @@ def replay_comparison(replayed, *, title: str | None = None) -> Figure:
                 ax.axvline(tp, color=colour, linestyle=style, linewidth=width, alpha=0.35 if side == "kernel" else 0.9,
                            label=f"{side} purge" if i == 0 and ax is top else None)  # fmt: skip
     top.set_ylim(0, largest * 1.1)
-    _bytes_axis(top.yaxis, largest, "VA high water above VMALLOC_START")
+    _bytes_axis(top.yaxis, largest, "VA high water above\nVMALLOC_START")
     top.set_title("how high the replayed allocations reach in the window")
     low.set_ylabel("PTE pages touched (4 KiB each)")
     low.set_ylim(bottom=0)
