@@ -13,6 +13,8 @@ from vmaplab import plots, report
 from vmaplab.cli import app
 from vmaplab.errors import ParseError
 
+from figure_checks import assert_texts_clear
+
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 FIGURES = {"published_free_used", "pagetable_vs_published", "rerun_plateau", "va_timeline", "knobs_effect",
@@ -47,10 +49,19 @@ def test_report_html_is_self_contained(out):
     assert {name for name, _ in images} == FIGURES
     assert all(base64.b64decode(data)[:8] == PNG for _, data in images)
     assert "src=\"http" not in page and "<script" not in page
-    # the sections in the order of the investigation, the scale named
-    assert page.index("1. Page tables") < page.index("2. Lock contention")
+    # the sections and figures in the order of the investigation, the scale named
+    assert page.index("1. Page tables") < page.index("2. Lock contention") < page.index("3. A real recording")
+    assert [name for name, _ in images] == [
+        "published_free_used", "pagetable_vs_published", "rerun_plateau", "va_timeline", "space_map",
+        "knobs_effect", "published_profiles", "simulated_profiles", "spin_share_vs_threads", "lock_wait_share",
+        "throughput_vs_threads", "throughput_vs_cpus", "trace_footprint", "replay_comparison"]  # fmt: skip
     assert "SCALED DOWN: 4 CPUs" in page
     assert page.count("<table") == 7  # every table but the timeline, the footprint and the space maps is shown
+    # where the model differs from the published figures is said, with the calibration notes named
+    text = re.sub(r"<[^>]+>", " ", page)
+    assert "faster than linear" in text and "above the published 16.51 %" in text
+    assert text.count("docs/calibration.md") >= 4
+    assert "<NA>" not in page and "&lt;NA&gt;" not in page  # missing values are blank
 
 
 def test_report_tables_hold_the_published_numbers(out):
@@ -118,6 +129,9 @@ def test_published_wall_names_the_file_on_bad_input(tmp_path):
 def test_scale_labels():
     assert report.QUICK.label.startswith("SCALED DOWN: 4 CPUs, 4/8/16 threads")
     assert report.FULL.label.startswith("the seed's machine: 64 CPUs, 64/128/256 threads")
+    assert "test_loop_count=1,000 " in report.QUICK.contention_label  # not the page-table runs' 100
+    assert report.QUICK.cpu_label.startswith("SCALED DOWN: one thread per CPU on 2/4/8 CPUs")
+    assert not report.FULL.cpu_label.startswith("SCALED DOWN")
 
 
 def test_simulator_figures_name_missing_columns(out):
@@ -148,3 +162,85 @@ def test_registered_sweep_figures_draw_from_the_tables(out):
     assert len(hatched) == 2  # one rerun bar per design
     with pytest.raises(ValueError, match="give the .csv or .parquet table"):
         draw("lock_wait_share", [str(out / "report.html")])
+
+
+def test_simulator_figures_from_the_report_tables(out):
+    """Every simulator figure of the report, drawn again from its CSV: units on the axes, one line or bar
+    per design, the published values beside the simulated ones, no text outside or over another."""
+    label = report.QUICK.label
+    listings = report.published_listings()
+    chain = pd.read_csv(out / "pagetable_chain.csv")
+    sweep = pd.read_csv(out / "contention_sweep.csv")
+
+    fig = plots.pagetable_vs_published(chain, listings, published=report.CITE_PT, scale=label)
+    ax, rel = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    published = lines[f"published ({report.CITE_PT}), 64 CPUs"]
+    assert published.get_xdata().tolist() == [1.0, 2.0, 4.0] and published.get_color() == "black"
+    assert {"6.7 global locks (simulated), 4 CPUs", "6.9 vmap nodes (simulated), 4 CPUs"} <= set(lines)
+    assert {t.get_text() for t in ax.texts} >= {"350MiB", "1.20GiB", "5.36GiB"}
+    assert len(ax.texts) == 9  # every point labelled with its size
+    linear = next(line for line in rel.get_lines() if line.get_label().startswith("linear"))
+    assert linear.get_ydata().tolist() == [1.0, 2.0, 4.0]
+    assert "threads per CPU" in ax.get_xlabel() and "SCALED DOWN" in fig._suptitle.get_text()
+    assert_texts_clear(fig)
+
+    fig = plots.rerun_plateau(chain, scale=label, published="a rerun does not increase it")
+    assert fig.axes[0].get_ylabel() == "page-table memory after the run (MiB)"
+    assert len(fig.axes[0].texts) == len(chain)  # what each run added
+    assert_texts_clear(fig)
+
+    timeline = pd.read_csv(out / "timeline.csv")
+    fig = plots.va_timeline(timeline, scale=label)
+    top = fig.axes[0]
+    cover, held = top.collections[0], top.get_lines()[1]
+    assert held.get_label().startswith("VA held now")
+    held_bytes = (timeline[["busy_pages", "lazy_pages", "pooled_pages"]].sum(axis=1) * 4096).to_numpy()
+    assert held.get_ydata().tolist() == held_bytes.tolist()
+    assert top.get_ylim()[1] < 2**40  # the scale is the dense space's (GiB), not the align_shift high water
+    assert top.get_ylim()[1] >= timeline["pte_pages"].max() * 2**21
+    assert "VA high water" in top.get_title() and "TiB" in top.get_title()  # named, off the scale
+    assert top.get_ylabel().endswith("(GiB)") and top.child_axes[0].get_ylabel().endswith("(MiB)")
+    assert_texts_clear(fig)
+
+    knobs = pd.read_csv(out / "knobs.csv")
+    assert knobs["va_high_water"].nunique() == 1  # align_shift's far VAs: the same in every variant
+    assert knobs["va_held_max_bytes"].nunique() > 1  # what the figure shows instead moves
+    fig = plots.knobs_effect(knobs, scale=label)
+    assert [a.get_xlabel() for a in fig.axes] == [
+        "page-table memory after the run (MiB)", "most VA held at once (busy + lazy + pooled) (GiB)",
+        "largest lazy backlog\n(thousand 4 KiB pages)", "most pages parked in pools\n(thousand 4 KiB pages)"]
+    held = [b.get_width() for b in fig.axes[1].containers[0]]
+    assert held == knobs["va_held_max_bytes"].astype(float).tolist()
+    assert_texts_clear(fig)
+
+    spin = report.published_spin()
+    fig = plots.spin_share_vs_threads(sweep, published=spin, citation=report.CITE_V3,
+                                      scale=report.QUICK.contention_label)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "6.9 vmap nodes (published), 64 threads on 64 CPUs: 16.51 % (" + report.CITE_V3 + ")" in labels
+    assert len(fig.axes[0].texts) == len(sweep)  # every simulated share labelled
+    assert "test_loop_count=1,000" in fig._suptitle.get_text()  # the contention runs' own loops
+    assert_texts_clear(fig)
+
+    wall = report.published_wall()
+    for frame, by in ((sweep, "threads"), (pd.read_csv(out / "cpu_sweep.csv"), "cpus")):
+        fig = plots.throughput_vs_threads(frame, by=by, published_speedup=wall["global"] / wall["nodes"],
+                                          citation=report.CITE_V3, scale=label)  # fmt: skip
+        labels = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert any(t.startswith("published wall-time ratio at 64 threads on 64 CPUs: 12.7x") for t in labels)
+        assert "(millions)" in fig.axes[0].get_ylabel() and "(x)" in fig.axes[1].get_ylabel()
+        assert_texts_clear(fig)
+
+    fig = plots.lock_wait_share(sweep, scale=label)
+    assert fig.axes[0].get_ylabel() == "spinning (% of busy CPU time)" and "nr_threads" in fig.axes[0].get_xlabel()
+    assert_texts_clear(fig)
+
+
+def test_report_tables_read_in_units():
+    frame = pd.DataFrame({"pagetable_bytes": [3_346_432], "lock_spin_share": [0.5845], "drain_lag_max_s": [0.002086],
+                          "pairs_per_second": [525_123.4],
+                          "self_pct_a": pd.array([None], dtype="Float64")})  # fmt: skip
+    shown = report._shown(frame, None)
+    cells = re.findall(r"<td>([^<]*)</td>", shown)
+    assert cells == ["3.19MiB", "58.5 %", "2.09 ms", "525,123", ""]

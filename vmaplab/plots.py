@@ -160,7 +160,8 @@ def pagetable_growth(
     if (~exact).any():
         ax.plot(threads[~exact], value[~exact], "v", color=colour, mfc="none", linestyle="none",
                 label="not in the excerpt: below this size")  # fmt: skip
-    labels = [(n, v, format_size(v) if ok else f"< {format_size(v)}", colour) for n, v, ok in zip(threads, value, exact)]
+    labels = [(n, v, format_size(v) if ok else f"< {format_size(v)}", colour)
+              for n, v, ok in zip(threads, value, exact)]  # fmt: skip
     largest = value.max()
     if simulated is not None:
         missing = {"threads", "bytes", "label"} - set(simulated.columns)
@@ -1239,8 +1240,8 @@ def sim_space_map(maps: Mapping[str, pd.DataFrame], *, scale: str | None = None,
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
     ax.set_xlabel(f"address: GiB above VMALLOC_START (linear up to {dense:g} GiB, logarithmic beyond)")
     axes[0].legend(loc="upper right", fontsize=8, ncols=2)
-    _with_subtitle(fig, title or "simulated vmalloc space after each run: page tables follow the high-water "
-                                 "mark and are never freed, while little is in use", scale)  # fmt: skip
+    _with_subtitle(fig, title or "simulated vmalloc space after each run: page tables (grey) stay wherever a run "
+                                 "reached, while little is in use (colours)", scale)  # fmt: skip
     return fig
 
 
