@@ -100,6 +100,7 @@ def test_replay_comparison_kernel_beside_model(replayed):
     assert np.allclose(purges, sorted(replayed.purges["time"] - t0))  # the kernel's two purges and the model's two
     assert len(purges) == 4
     assert "7,629 allocations" in fig._suptitle.get_text()
+    assert "through the 6.9 vmap nodes model" in fig._suptitle.get_text()
     assert_texts_clear(fig)
 
 

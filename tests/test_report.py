@@ -209,10 +209,12 @@ def test_simulator_figures_from_the_report_tables(out):
     fig = plots.knobs_effect(knobs, scale=label)
     assert [a.get_xlabel() for a in fig.axes] == [
         "page-table memory after the run (MiB)", "most VA held at once (busy + lazy + pooled) (GiB)",
-        "largest lazy backlog\n(thousand 4 KiB pages)", "most pages parked in pools\n(thousand 4 KiB pages)"]
+        "largest lazy backlog\n(4 KiB pages; k = thousand)",
+        "most pages parked in pools\n(4 KiB pages; k = thousand)"]  # fmt: skip
     held = [b.get_width() for b in fig.axes[1].containers[0]]
     assert held == knobs["va_held_max_bytes"].astype(float).tolist()
     assert_texts_clear(fig)
+    assert [t.get_text() for t in fig.axes[2].get_xticklabels()][:2] == ["0k", "100k"]
 
     spin = report.published_spin()
     fig = plots.spin_share_vs_threads(sweep, published=spin, citation=report.CITE_V3,

@@ -625,6 +625,7 @@ def snapshot_series(
             ax.plot(part["time"].to_numpy(dtype=float), part["value"].to_numpy(dtype=float), "o-", label=f)
         if unit == "bytes":
             _bytes_axis(ax.yaxis, float(rows.loc[rows["unit"] == unit, "value"].max()), "value")
+            ax.set_ylim(bottom=0)  # sizes from zero: a change reads as the share it is
         else:
             ax.set_ylabel(f"value ({unit})")
         ax.grid(alpha=0.3)
@@ -930,12 +931,17 @@ def knobs_effect(
     -------
     Figure
         Horizontal bars per variant (the baseline grey), labelled with the value and its ratio to
-        the baseline; each panel's axis names the metric and its unit (:data:`KNOB_METRICS`).
+        the baseline, two panels a row; each panel's axis names the metric and its unit
+        (:data:`KNOB_METRICS`).
     """
     _need(rows, ("variant", *metrics), "knobs_effect")
     names = rows["variant"].astype(str).tolist()
-    fig = Figure(figsize=(4 + 3.2 * len(metrics), 1.8 + 0.45 * len(names)), layout="constrained")
-    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    ncols = min(len(metrics), 2)  # two panels a row: the figure stays readable at a report's width
+    nrows = -(-len(metrics) // ncols)
+    fig = Figure(figsize=(4 + 3.6 * ncols, 1.2 + nrows * (0.9 + 0.36 * len(names))), layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
     y = np.arange(len(names))
     for ax, metric in zip(axes, metrics):
         v = rows[metric].to_numpy(dtype=float)
@@ -951,8 +957,8 @@ def knobs_effect(
             else:
                 text = f"{vi:,.0f}"
             ax.annotate(f"{text} ({vi / base:.2f}x)", (vi, yi), xytext=(2, 0), textcoords="offset points",
-                        va="center", fontsize=7)  # fmt: skip
-        ax.set_xlim(0, max(float(v.max()), 1e-12) * 1.6)
+                        va="center", fontsize=8)  # fmt: skip
+        ax.set_xlim(0, max(float(v.max()), 1e-12) * 1.5)
         if metric.endswith("_bytes"):
             _bytes_axis(ax.xaxis, max(float(v.max()), 1.0), what)
         elif metric.endswith("_s"):
@@ -960,7 +966,7 @@ def knobs_effect(
             ax.set_xlabel(f"{what} (ms)")
         else:
             ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v / 1000:g}k"))
-            ax.set_xlabel(f"{what}\n(thousand 4 KiB pages)")
+            ax.set_xlabel(f"{what}\n(4 KiB pages; k = thousand)")
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, names)
     axes[0].invert_yaxis()
@@ -1307,7 +1313,8 @@ def replay_comparison(replayed, *, title: str | None = None) -> Figure:
         ax.legend(loc="lower right", fontsize=8)
     m = replayed.metrics
     purging = "where the kernel purged" if replayed.config["drain"] == "trace" else "at its own lazy_max_pages"
-    fig.suptitle(title or f"real trace replayed through the model: {m['allocs']:,} allocations, "
-                          f"{replayed.config['design']} design, {replayed.config['cpus']} CPUs,\nthe model "
-                          f"purging {purging}")  # fmt: skip
+    design = _DESIGN_LABEL.get(replayed.config["design"], replayed.config["design"]).replace(" (simulated)", "")
+    fig.suptitle(title or f"real trace replayed through the {design} model: {m['allocs']:,} allocations, "
+                          f"{replayed.config['cpus']} CPUs,\nthe model purging {purging}; kernel (black) vs model "
+                          "(blue)")  # fmt: skip
     return fig
