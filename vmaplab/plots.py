@@ -264,7 +264,7 @@ def free_used(
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="upper left")
         ax.set_title("growth of used memory against page-table memory")
-    fig.suptitle(title or "free used memory and vmalloc page tables per thread count")
+    _with_subtitle(fig, title or "free used memory and vmalloc page tables per thread count", None)
     return fig
 
 
