@@ -152,6 +152,31 @@ knobs[["variant", "cpus", "pagetable_bytes", "va_held_max_bytes", "lazy_pages_ma
        "drain_lag_max_s"]]
 
 # %% [markdown]
+# ## What the published page tables require
+#
+# Nearly every page-table page of the vmalloc area is a PTE page mapping 2 MiB, so the published
+# `pagetable_alloc` call counts say how much address space was mapped at least once (the span). Beside
+# it: the most VA all workers can hold live at once, which is every one of them inside
+# full_fit_alloc_test's set-up (2 × lazy_max_pages one-page areas of two pages each, per worker).
+
+# %%
+spans = report.published_spans(DATA_DIR)
+spans.to_csv(OUT_DIR / "published_spans.csv", index=False)
+spans
+
+# %% [markdown]
+# The span outgrows the live set faster and faster (the last column): at 256 threads the guest must at
+# some moment have kept roughly 2.4 TiB of freed VA away from the free tree — lazily freed and not yet
+# purged, or parked in node pools. That is Baoquan He's reading in the thread (the drain cannot keep
+# up when CPUs are scarce, so old VAs are not reused) and what Rezki's draft fix targets (cap the pools,
+# purge on the high-priority workqueue). The model's lazy backlog and pools stay far below that: its
+# page tables follow the live set, so they grow with the thread count and plateau on a rerun, as
+# published, but only about linearly, and neither half of the draft fix changes them. In the model a
+# slower drain limits itself (workers that miss the pools queue on `free_vmap_area_lock` and free more
+# slowly). `docs/calibration.md` (fourth pass) records these experiments and what a 64-vCPU guest adds
+# that the model lacks.
+
+# %% [markdown]
 # ## A real recording through the same analysis
 #
 # `perf record -e 'vmalloc:*'` on a 2-CPU Linux 6.18 VM creating and ending threads (kernel stacks

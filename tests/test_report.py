@@ -22,7 +22,7 @@ FIGURES = {"published_free_used", "pagetable_vs_published", "rerun_plateau", "va
            "throughput_vs_threads", "lock_wait_share", "throughput_vs_cpus", "space_map",
            "replay_comparison"}  # fmt: skip
 TABLES = {"pagetable_chain", "timeline", "knobs", "footprint", "published_profiles", "simulated_profiles",
-          "contention_sweep", "cpu_sweep", "space_maps", "replay_summary"}  # fmt: skip
+          "contention_sweep", "cpu_sweep", "space_maps", "replay_summary", "published_spans"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +56,11 @@ def test_report_html_is_self_contained(out):
         "knobs_effect", "published_profiles", "simulated_profiles", "spin_share_vs_threads", "lock_wait_share",
         "throughput_vs_threads", "throughput_vs_cpus", "trace_footprint", "replay_comparison"]  # fmt: skip
     assert "SCALED DOWN: 4 CPUs" in page
-    assert page.count("<table") == 7  # every table but the timeline, the footprint and the space maps is shown
+    assert page.count("<table") == 8  # every table but the timeline, the footprint and the space maps is shown
     # where the model differs from the published figures is said, with the calibration notes named
     text = re.sub(r"<[^>]+>", " ", page)
     assert "faster than linear" in text and "above the published 16.51 %" in text
+    assert "12.2x" in text  # the published span over the workers' largest live set at 256 threads
     assert text.count("docs/calibration.md") >= 4
     assert "<NA>" not in page and "&lt;NA&gt;" not in page  # missing values are blank
 
@@ -117,6 +118,17 @@ def test_contention_sweep_designs(out):
 def test_published_wall_and_spin_from_the_seed():
     assert report.published_wall() == {"global": 651.271, "nodes": 51.301}
     assert report.published_spin() == {"global": 93.07, "nodes": 16.51}
+
+
+def test_published_spans_from_the_seed_listings():
+    spans = report.published_spans()
+    assert spans["threads"].tolist() == [64, 128, 256]
+    assert spans["pagetable_pages"].tolist() == [89656, 315655, 1405072]  # data/seed allocinfo listings
+    assert spans["span_bytes"].iloc[-1] == 1405072 * 2 * 2**20  # ~2.68 TiB of PTE pages' 2 MiB each
+    # per worker at 64 CPUs: 2 x 57,344 two-page areas and two 112-page pointer arrays with guards
+    assert spans["live_max_bytes"].tolist() == [n * (4 * 57344 + 2 * 113) * 4096 for n in (64, 128, 256)]
+    assert spans["span_over_live"].is_monotonic_increasing
+    assert spans["span_over_live"].round(1).tolist() == [3.1, 5.5, 12.2]
 
 
 def test_published_wall_names_the_file_on_bad_input(tmp_path):

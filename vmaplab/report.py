@@ -44,6 +44,7 @@ __all__ = [
     "published_profiles",
     "published_spin",
     "published_wall",
+    "published_spans",
     "pagetable_chain",
     "pagetable_chain_maps",
     "timeline_run",
@@ -380,6 +381,32 @@ def published_listings(data_dir: Path | None = None) -> dict[int, pd.DataFrame]:
     return {n: read_allocinfo(seed / f"allocinfo-{'before' if n == 0 else f'{n}threads'}.txt") for n in SEED_THREADS}
 
 
+def published_spans(data_dir: Path | None = None, cpus: int = 64) -> pd.DataFrame:
+    """What the published page tables imply: the address space they map against what the workers can hold.
+
+    One row per published run: threads, pagetable_pages (allocinfo's pagetable_alloc calls, nearly all
+    PTE pages of the vmalloc area), span_bytes (that many PTE pages map 2 MiB each: the vmalloc space
+    mapped at least once), live_max_bytes (the most VA all workers can hold live at once: every one of
+    them inside full_fit_alloc_test's set-up, with 2 x lazy_max_pages(cpus) one-page areas of two pages
+    each and its two pointer arrays) and span_over_live (x); int64 but the last (float64).
+    """
+    from .sim.params import GUARD_PAGES, PAGE_SIZE, PTE_REGION_PAGES, lazy_max_pages
+
+    junk = lazy_max_pages(cpus)  # full_fit's junk_length: as many areas as lazy_max_pages has pages
+    array_pages = -(-junk * 8 // PAGE_SIZE) + GUARD_PAGES
+    per_worker = 2 * junk * (1 + GUARD_PAGES) + 2 * array_pages
+    rows = []
+    for threads, listing in published_listings(data_dir).items():
+        if threads == 0:
+            continue
+        calls = int(listing.loc[listing["func"] == "pagetable_alloc", "calls"].iloc[0])
+        rows.append({"threads": threads, "pagetable_pages": calls, "span_bytes": calls * PTE_REGION_PAGES * PAGE_SIZE,
+                     "live_max_bytes": threads * per_worker * PAGE_SIZE})  # fmt: skip
+    out = pd.DataFrame(rows).astype("int64")
+    out["span_over_live"] = out["span_bytes"] / out["live_max_bytes"]
+    return out
+
+
 def published_frees(data_dir: Path | None = None) -> dict[int, pd.DataFrame]:
     """The follow-up's ``free -m`` listings: thread count (0 = before) -> read_free frame (bytes)."""
     from .io.free import read_free
@@ -502,6 +529,17 @@ def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable
     sec.table("pagetable_chain", chain, "The simulated chains, run by run.",
               ["design", "run", "threads", "pagetable_bytes", "va_held_max_bytes", "lazy_pages_max",
                "pooled_pages_max", "drain_lag_max_s"])  # fmt: skip
+    spans = published_spans(data_dir)
+    last = spans.iloc[-1]
+    sec.table("published_spans", spans,
+              "What the published page tables imply. Nearly all are PTE pages, each mapping 2 MiB, so they say "
+              "how much vmalloc space was mapped at least once (span); next to it the most VA all workers can "
+              "hold live at once (every one inside full_fit_alloc_test's set-up). The ratio grows with the "
+              f"threads ({', '.join(f'{r:.1f}x' for r in spans['span_over_live'])}): at {int(last['threads'])} "
+              f"threads the guest must at some moment have kept about "
+              f"{format_size(int(last['span_bytes'] - last['live_max_bytes']))} of freed VA out of the free tree, "
+              "lazily freed or pooled. The model keeps far less there and its page tables follow the live set; "
+              f"{CALIBRATION} (fourth pass) has the experiments on why.")  # fmt: skip
     added = {d: (part["pagetable_bytes"].diff().iloc[-1], part["pagetable_bytes"].iloc[-2])
              for d, part in chain.groupby("design") if part["rerun"].iloc[-1]}  # fmt: skip
     small = all(v < 0.05 * before for v, before in added.values())
