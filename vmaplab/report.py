@@ -7,7 +7,8 @@ spin share and throughput), and last the real tracepoint recording of ``data/rea
 footprint analysis and the model. Each caption says what its figure shows and, where the model
 differs from the published figures, says so (docs/calibration.md has the detail).
 :func:`build_report` writes every figure as PNG and SVG, every table as CSV, and ``report.html``
-with the PNGs embedded (base64) and the tables as HTML, into one folder. The data functions here are what the notebooks call too.
+with the PNGs embedded (base64) and the tables as HTML, into one folder. The data functions here
+are what the notebooks call too.
 
 Scales: :data:`QUICK` is a scaled-down machine (4 CPUs, 4/8/16 threads, few loops) that runs in about
 a minute on two cores; :data:`FULL` is the seed's 64-CPU machine at 64/128/256 threads (hours).
