@@ -169,12 +169,14 @@ spans
 # some moment have kept roughly 2.4 TiB of freed VA away from the free tree — lazily freed and not yet
 # purged, or parked in node pools. That is Baoquan He's reading in the thread (the drain cannot keep
 # up when CPUs are scarce, so old VAs are not reused) and what Rezki's draft fix targets (cap the pools,
-# purge on the high-priority workqueue). The model's lazy backlog and pools stay far below that: its
-# page tables follow the live set, so they grow with the thread count and plateau on a rerun, as
-# published, but only about linearly, and neither half of the draft fix changes them. In the model a
-# slower drain limits itself (workers that miss the pools queue on `free_vmap_area_lock` and free more
-# slowly). `docs/calibration.md` (fourth pass) records these experiments and what a 64-vCPU guest adds
-# that the model lacks.
+# purge on the high-priority workqueue). In scaled runs like this notebook's, the model's lazy backlog
+# and pools stay far below that: its page tables follow the live set, so they grow with the thread
+# count and plateau on a rerun, as published, but only about linearly, and neither half of the draft
+# fix changes them; a slower drain limits itself there (workers that miss the pools queue on
+# `free_vmap_area_lock` and free more slowly). At the published test_loop_count of 1,000,000 the model's
+# page tables do outgrow what it holds (2.7x at 64 threads), as aligned areas parked in the pools push
+# the frontier up. `docs/calibration.md` (fourth pass) records these experiments and what a 64-vCPU
+# guest adds that the model lacks.
 
 # %% [markdown]
 # ## A real recording through the same analysis

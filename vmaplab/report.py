@@ -539,7 +539,8 @@ def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable
               f"threads ({', '.join(f'{r:.1f}x' for r in spans['span_over_live'])}): at {int(last['threads'])} "
               f"threads the guest must at some moment have kept about "
               f"{format_size(int(last['span_bytes'] - last['live_max_bytes']))} of freed VA out of the free tree, "
-              "lazily freed or pooled. The model keeps far less there and its page tables follow the live set; "
+              "lazily freed or pooled. In runs of this size the model keeps far less there and its page tables "
+              "follow the live set; "
               f"{CALIBRATION} (fourth pass) has the experiments on why.")  # fmt: skip
     added = {d: (part["pagetable_bytes"].diff().iloc[-1], part["pagetable_bytes"].iloc[-2])
              for d, part in chain.groupby("design") if part["rerun"].iloc[-1]}  # fmt: skip
