@@ -10,10 +10,13 @@ pinned to one core), the same for the reference engine on a shorter prefix of th
 their ratio on that common prefix. The steady-state rate excludes the rows that build the live set
 (a run of those rows alone is timed and subtracted). Then it reports JIT compile time: the first
 and a later call in a process with an empty numba cache, and the first call of a fresh process that
-loads the compiled code from that cache.
+loads the compiled code from that cache; the same for the contention engine (vmaplab.simulate, whose
+run_engine compiles the same kernels into its event loop). Compile times are wall seconds and CPU
+seconds of the probe process (the CPU figure is the steadier one on a shared machine).
 
 Run ``python bench/allocator.py`` (``--steps`` sets the steady-state steps of the numba stream,
-``--ref-steps`` those of the reference prefix, ``--cpu`` the core).
+``--ref-steps`` those of the reference prefix, ``--cpu`` the core; ``--compile-only`` skips the run
+rates, ``--root DIR`` makes the compile probes import another checkout's vmaplab, e.g. a baseline).
 """
 
 from __future__ import annotations
@@ -112,24 +115,51 @@ ops = np.array([[0, 1, 4096, 1], [0, 300, 1 << 21, 2], [1, 0, 0, 0], [2, 0, 0, 0
 times = []
 for design in ("nodes", "nodes"):
     engine = NumbaEngine(AllocatorConfig.resolve(design, 64))
-    a = time.perf_counter(); engine.run(ops); off = engine.alloc(1, 4096, 0); engine.free(off, 0)
-    engine.drain(); engine.shrink(); times.append(time.perf_counter() - a)
-print(t1 - t0, times[0], times[1])
+    a, c = time.perf_counter(), time.process_time(); engine.run(ops); off = engine.alloc(1, 4096, 0)
+    engine.free(off, 0); engine.drain(); engine.shrink()
+    times += [time.perf_counter() - a, time.process_time() - c]
+print(t1 - t0, *times)
+"""
+
+_ENGINE_PROBE = """
+import time
+t0 = time.perf_counter()
+import vmaplab
+t1 = time.perf_counter()
+times = []
+for _ in range(2):
+    a, c = time.perf_counter(), time.process_time()
+    vmaplab.simulate(design="nodes", threads=4, cpus=4, tests=7, loops=100)
+    times += [time.perf_counter() - a, time.process_time() - c]
+print(t1 - t0, *times)
 """
 
 
-def compile_times() -> dict[str, float]:
-    """Import and first/later call times in a process with an empty numba cache, then from the cache."""
+def compile_times(probe: str, root: Path = ROOT) -> dict[str, float]:
+    """Import time and first/later call times (wall, CPU) of ``probe`` run on ``root``'s vmaplab in a
+    process with an empty numba cache, then in a fresh process loading that cache."""
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(root))
         out = {}
         for label in ("cold", "cached"):
-            res = subprocess.run(
-                [sys.executable, "-c", _COMPILE_PROBE], env=env, capture_output=True, text=True, check=True
+            res = subprocess.run(  # in root: ``-c`` puts the working directory first on sys.path
+                [sys.executable, "-c", probe], env=env, cwd=root, capture_output=True, text=True, check=True
             )
-            imp, first, later = map(float, res.stdout.split())
-            out[f"{label}_import"], out[f"{label}_first"], out[f"{label}_later"] = imp, first, later
+            names = ("import", "first", "first_cpu", "later", "later_cpu")
+            out.update({f"{label}_{n}": float(v) for n, v in zip(names, res.stdout.split())})
     return out
+
+
+def print_compile_times(what: str, t: dict[str, float]) -> None:
+    print(
+        f"JIT {what}, process with an empty cache: import {t['cold_import']:.2f} s, first calls (compile) "
+        f"{t['cold_first']:.2f} s wall / {t['cold_first_cpu']:.2f} s CPU, the same calls again "
+        f"{t['cold_later'] * 1e3:.2f} ms"
+    )
+    print(
+        f"JIT {what}, fresh process loading that cache: import {t['cached_import']:.2f} s, first calls "
+        f"{t['cached_first']:.3f} s, the same calls again {t['cached_later'] * 1e3:.2f} ms"
+    )
 
 
 def main() -> None:
@@ -137,7 +167,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3_000_000, help="steady-state steps, numba stream")
     parser.add_argument("--ref-steps", type=int, default=20_000, help="steady-state steps, reference prefix")
     parser.add_argument("--cpu", type=int, default=min(os.sched_getaffinity(0)), help="core to pin to")
+    parser.add_argument("--compile-only", action="store_true", help="only the JIT compile times")
+    parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose vmaplab the compile probes import")
     args = parser.parse_args()
+    if not args.compile_only:
+        run_rates(args)
+    root = args.root.resolve()
+    print(f"compile probes on {root}")
+    print_compile_times("NumbaEngine methods", compile_times(_COMPILE_PROBE, root))
+    print_compile_times("contention engine (simulate)", compile_times(_ENGINE_PROBE, root))
+
+
+def run_rates(args: argparse.Namespace) -> None:
+    """Print the operation rates of NumbaEngine.run and of the reference engine (see the module doc)."""
     os.sched_setaffinity(0, {args.cpu})
     print(f"pinned to CPU {args.cpu}; numba stream: live set + {args.steps:,} steps (2 ops each)")
     # warm up: load or compile every kernel before timing
@@ -162,15 +204,6 @@ def main() -> None:
                 f"{design:7} {label} | {cpu / 1e6:16.2f} {wall / 1e6:6.2f} | "
                 f"{num_prefix / 1e6:11.2f} M/s {ref_prefix:10,.0f} {num_prefix / ref_prefix:6.0f}x"
             )
-    t = compile_times()
-    print(
-        f"JIT, process with an empty cache: import {t['cold_import']:.2f} s, first calls (compile) "
-        f"{t['cold_first']:.2f} s, the same calls again {t['cold_later'] * 1e3:.2f} ms"
-    )
-    print(
-        f"JIT, fresh process loading that cache: import {t['cached_import']:.2f} s, first calls "
-        f"{t['cached_first']:.3f} s, the same calls again {t['cached_later'] * 1e3:.2f} ms"
-    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,14 @@ NJIT_NO_NRT_OPTIONS: dict[str, object] = {**NJIT_OPTIONS, "_nrt": False}
 
 # Small helpers on the hot path are always inlined by LLVM into their callers: a call between jitted
 # functions passes every array as a struct copied on the stack, which costs more than the helper.
+# Compile time: numba still compiles such a helper on its own (LLVM optimisation and machine code
+# of it and everything inlined into it), then once more in every caller; a big helper with many
+# call sites multiplies the cold compile time (bench/compile_profile.py shows where it goes). Cold
+# paths (B+-tree splits and merges) therefore use NJIT_NO_NRT_OPTIONS: one compiled copy, called.
 NJIT_INLINE_OPTIONS: dict[str, object] = {**NJIT_NO_NRT_OPTIONS, "forceinline": True}
 
-# Inlining at numba's IR level (before typing), for tiny helpers whose callers are not themselves
-# inlined; slower to compile than ``forceinline``.
+# Inlining at numba's IR level (before typing): the helper is not compiled on its own, but its
+# code is typed again at every call site, and numba's passes over the caller (SSA reconstruction,
+# rewrites) grow faster than linearly with its size. For a helper with one or two call sites whose
+# own compile would be the waste (the allocator's _alloc and _free); not for many small ones.
 NJIT_IR_INLINE_OPTIONS: dict[str, object] = {**NJIT_OPTIONS, "inline": "always"}

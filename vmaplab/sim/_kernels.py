@@ -45,7 +45,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from vmaplab.config import NJIT_INLINE_OPTIONS, NJIT_NO_NRT_OPTIONS, NJIT_OPTIONS
+from vmaplab.config import NJIT_INLINE_OPTIONS, NJIT_IR_INLINE_OPTIONS, NJIT_NO_NRT_OPTIONS, NJIT_OPTIONS
 from vmaplab.sim.params import POOL_CLASSES
 
 NIL = -1
@@ -198,6 +198,42 @@ def _prefetch_llvm(typingctx, arr, row):
 
 
 _prefetch = _prefetch_py if numba.config.DISABLE_JIT else _prefetch_llvm
+
+
+def _move_row_py(arr, dst, j, src, i, n):
+    """Pure-Python stand-in for :func:`_move_row` when numba's JIT is disabled (coverage runs)."""
+    arr[dst, j : j + n] = arr[src, i : i + n].copy()
+
+
+@intrinsic
+def _move_row_llvm(typingctx, arr, dst, j, src, i, n):
+    """Copy ``arr[src, i:i + n]`` to ``arr[dst, j:j + n]`` (``n`` >= 1 items; the two may overlap)
+    with LLVM's memmove. A loop would do the same, but LLVM vectorises every copy loop with runtime
+    overlap checks into ~1000 lines of IR; the B+-tree's node splits and merges have a dozen of them,
+    which made the free-space code slow to compile."""
+    if not isinstance(arr, types.Array) or arr.ndim != 2 or not isinstance(arr.dtype, types.Integer):
+        return None
+    if not all(isinstance(t, types.Integer) for t in (dst, j, src, i, n)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        i64 = ir.IntType(64)
+        idx = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], signature.args[1:])]
+        to = cgutils.get_item_pointer(context, builder, aryty, ary, [idx[0], idx[1]], wraparound=False)
+        frm = cgutils.get_item_pointer(context, builder, aryty, ary, [idx[2], idx[3]], wraparound=False)
+        nbytes = builder.mul(idx[4], i64(context.get_abi_sizeof(context.get_data_type(aryty.dtype))))
+        i8p = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i8p, i64, ir.IntType(1)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.memmove.p0.p0.i64")
+        builder.call(fn, [builder.bitcast(to, i8p), builder.bitcast(frm, i8p), nbytes, ir.IntType(1)(0)])
+        return context.get_dummy_value()
+
+    return types.void(arr, dst, j, src, i, n), codegen
+
+
+_move_row = _move_row_py if numba.config.DISABLE_JIT else _move_row_llvm
 
 
 @njit(**NJIT_INLINE_OPTIONS)
@@ -387,23 +423,20 @@ def _b_node_release(C, T, x):
 
 @njit(**NJIT_INLINE_OPTIONS)
 def _b_move(T, src, i, dst, j, n):
-    """Copy entries ``i..i+n-1`` of node ``src`` to ``j..j+n-1`` of ``dst`` (overlap-safe)."""
-    inner = T[src, B_LEAF] == 0
-    if dst == src and j > i:
-        for k in range(n - 1, -1, -1):
-            T[dst, B_KEY + j + k] = T[src, B_KEY + i + k]
-            T[dst, B_VAL + j + k] = T[src, B_VAL + i + k]
-            if inner:
-                T[dst, B_CHILD + j + k] = T[src, B_CHILD + i + k]
-    else:
-        for k in range(n):
-            T[dst, B_KEY + j + k] = T[src, B_KEY + i + k]
-            T[dst, B_VAL + j + k] = T[src, B_VAL + i + k]
-            if inner:
-                T[dst, B_CHILD + j + k] = T[src, B_CHILD + i + k]
+    """Copy entries ``i..i+n-1`` of node ``src`` to ``j..j+n-1`` of ``dst`` (overlap-safe; nothing if
+    ``n`` < 1): keys and values, and children of an inner node.
+
+    For the cold paths (splits, merges): a memmove is a few lines of IR where a copy loop is ~1000,
+    but a library call per move made the contention engine ~8 % slower when the leaf shift of
+    every insertion and deletion used it, so those two shifts are plain loops."""
+    if n > 0:
+        _move_row(T, dst, B_KEY + j, src, B_KEY + i, n)
+        _move_row(T, dst, B_VAL + j, src, B_VAL + i, n)
+        if T[src, B_LEAF] == 0:
+            _move_row(T, dst, B_CHILD + j, src, B_CHILD + i, n)
 
 
-@njit(**NJIT_INLINE_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _b_split_child(C, T, x, i):
     """Split the full child ``i`` of inner node ``x`` (which has room) into two halves."""
     c = T[x, B_CHILD + i]
@@ -428,10 +461,15 @@ def _b_split_child(C, T, x, i):
     T[x, B_COUNT] = cnt + 1
 
 
-@njit(**NJIT_INLINE_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _b_make_room(C, T, key):
-    """Split every full node on the way to the leaf of ``key``, root first (the tree grows at the
-    root), so that leaf has room for one more block. The stored entries must be up to date."""
+    """The leaf of ``key`` (the last node of the path in ``T[0]``) is full: bring the entries on the
+    path up to date, split every full node on the way to that leaf, root first (the tree grows at the
+    root); returns (leaf, index) where a block starting at ``key`` goes, the new path in ``T[0]``.
+
+    Cold (one call per FANOUT / 2 inserts at most): a call to one compiled copy, not force-inlined
+    into every insertion site."""
+    _b_fix_up(C, T, C[TREE_HEIGHT] - 1)
     x = C[ROOT]
     if T[x, B_COUNT] == FANOUT:
         r = _b_node_new(C, T, 0)
@@ -450,18 +488,19 @@ def _b_make_room(C, T, key):
             if key >= T[x, B_KEY + i + 1]:
                 i += 1
         x = T[x, B_CHILD + i]
+    leaf = _b_descend(C, T, key)
+    return leaf, _b_rank(T, leaf, key)
 
 
 @njit(**NJIT_INLINE_OPTIONS)
 def _b_insert_at(C, T, leaf, p, start, length):
     """Insert block (start, length) as entry ``p`` of ``leaf``, the last node of the path in ``T[0]``."""
     if T[leaf, B_COUNT] == FANOUT:
-        _b_fix_up(C, T, C[TREE_HEIGHT] - 1)
-        _b_make_room(C, T, start)
-        leaf = _b_descend(C, T, start)
-        p = _b_rank(T, leaf, start)
+        leaf, p = _b_make_room(C, T, start)
     cnt = T[leaf, B_COUNT]
-    _b_move(T, leaf, p, leaf, p + 1, cnt - p)
+    for k in range(cnt - 1, p - 1, -1):  # a loop, not _b_move's memmove: the hot path (see _b_move)
+        T[leaf, B_KEY + k + 1] = T[leaf, B_KEY + k]
+        T[leaf, B_VAL + k + 1] = T[leaf, B_VAL + k]
     T[leaf, B_KEY + p] = start
     T[leaf, B_VAL + p] = length
     T[leaf, B_COUNT] = cnt + 1
@@ -469,10 +508,13 @@ def _b_insert_at(C, T, leaf, p, start, length):
     _b_fix_up(C, T, C[TREE_HEIGHT] - 1)
 
 
-@njit(**NJIT_INLINE_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _b_rebalance(C, T, level):
     """Refill the nodes of the path from ``level`` up that hold fewer than MIN_FILL entries: merge
-    with a sibling when both fit one node, else even out the two; a root with one child goes."""
+    with a sibling when both fit one node, else even out the two; a root with one child goes.
+
+    Cold (called only when a deletion leaves a node under MIN_FILL): a call to one compiled copy, not
+    force-inlined into every deletion site."""
     while level > 0:
         x = T[0, PATH_NODE + level]
         if T[x, B_COUNT] >= MIN_FILL:
@@ -525,11 +567,14 @@ def _b_rebalance(C, T, level):
 def _b_delete_at(C, T, leaf, p):
     """Remove entry ``p`` of ``leaf``, the last node of the path in ``T[0]``."""
     cnt = T[leaf, B_COUNT]
-    _b_move(T, leaf, p + 1, leaf, p, cnt - p - 1)
+    for k in range(p, cnt - 1):  # a loop, not _b_move's memmove: the hot path (see _b_move)
+        T[leaf, B_KEY + k] = T[leaf, B_KEY + k + 1]
+        T[leaf, B_VAL + k] = T[leaf, B_VAL + k + 1]
     T[leaf, B_COUNT] = cnt - 1
     C[FREE_BLOCKS] -= 1
     _b_fix_up(C, T, C[TREE_HEIGHT] - 1)
-    _b_rebalance(C, T, C[TREE_HEIGHT] - 1)
+    if cnt - 1 < MIN_FILL and C[TREE_HEIGHT] > 1:  # else _b_rebalance would return at once
+        _b_rebalance(C, T, C[TREE_HEIGHT] - 1)
 
 
 @njit(**NJIT_INLINE_OPTIONS)
@@ -543,13 +588,14 @@ def _b_block_at(C, T, off):
     return leaf, i
 
 
-@njit(**NJIT_INLINE_OPTIONS)
+@njit(**NJIT_NO_NRT_OPTIONS)
 def free_range(C, T, start, end):
     """Return pages [start, end) to free space, coalescing with a free neighbour on either side.
 
     One descent finds the leaf where ``start`` belongs; the block before it is in that leaf (the
     descent only ends left of every entry in the leftmost leaf), the one after it may be the first
-    of the next leaf, which a second descent then reaches.
+    of the next leaf, which a second descent then reaches. A call, not force-inlined: the purges
+    and the contention engine call it from several sites, and each inlined copy was compiled again.
     """
     leaf = _b_descend(C, T, start)
     cnt = T[leaf, B_COUNT]
@@ -967,7 +1013,7 @@ def _capacity(C, S, H, MID, LOW, pages):
     return OK
 
 
-@njit(**NJIT_INLINE_OPTIONS)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _alloc(C, P, decay, S, T, PL, LZ, W, H, TOP, MID, LOW, pages, align, cpu):
     """``alloc_vmap_area``: pool (nodes design) or lowest fit, purge and retry once; slot or NIL."""
     size = min(pages, MAX_PAGES) + 1  # no overflow: a window holds < 2^52 pages, so both fail
@@ -1020,7 +1066,7 @@ def _make_busy(C, P, S, H, TOP, MID, LOW, s, tag, align):
         _map_pages(C, P, TOP, MID, LOW, S[s, S_START], S[s, S_SIZE] - 1)
 
 
-@njit(**NJIT_INLINE_OPTIONS)
+@njit(**NJIT_IR_INLINE_OPTIONS)
 def _free(C, P, decay, S, T, PL, LZ, W, H, s):
     """``free_vmap_area_noflush``: busy slot ``s`` joins the lazy list of its tag (or address) node."""
     if C[HASH_VALID] == 1:
