@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-# Small helpers of the event loop are inlined at the numba IR level (NJIT_IR_INLINE_OPTIONS): a call
-# that passes arrays costs ~5 ns per array argument, more than most of these helpers do. Nothing here
-# allocates, so the other functions run without numba's reference counting (NJIT_NO_NRT_OPTIONS),
-# which otherwise costs two atomic operations per array argument of every call.
-from vmaplab.config import NJIT_INLINE_OPTIONS, NJIT_IR_INLINE_OPTIONS, NJIT_NO_NRT_OPTIONS
+# Small helpers of the event loop are inlined by LLVM (NJIT_INLINE_OPTIONS): a call that passes
+# arrays costs ~5 ns per array argument, more than most of these helpers do. Inlining them at numba's
+# IR level instead gives the same code but makes numba's own passes over the big run_engine ~10x
+# slower to compile (bench/compile_profile.py). Nothing here allocates, so the other functions run
+# without numba's reference counting (NJIT_NO_NRT_OPTIONS), which otherwise costs two atomic
+# operations per array argument of every call.
+from vmaplab.config import NJIT_INLINE_OPTIONS, NJIT_NO_NRT_OPTIONS
 
 from vmaplab.sim import _kernels as K
 from vmaplab.sim._kernels import (
@@ -381,13 +383,13 @@ OP_END = 2
 # The event heap: a 4-ary heap of at most one event per thread, ordered by (time, sequence number).
 
 
-@njit(**NJIT_IR_INLINE_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _h_before(HP, a, t, q):
     """Whether heap entry ``a`` comes before the key (t, q)."""
     return HP[a, 0] < t or (HP[a, 0] == t and HP[a, 1] < q)
 
 
-@njit(**NJIT_IR_INLINE_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _h_move(HP, POS, dst, src):
     HP[dst, 0] = HP[src, 0]
     HP[dst, 1] = HP[src, 1]
@@ -395,7 +397,7 @@ def _h_move(HP, POS, dst, src):
     POS[HP[dst, 2]] = dst
 
 
-@njit(**NJIT_IR_INLINE_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _h_up(HP, POS, i):
     """Move entry ``i`` up the 4-ary heap to its place (parents move down into the hole)."""
     t = HP[i, 0]
@@ -413,7 +415,7 @@ def _h_up(HP, POS, i):
     POS[x] = i
 
 
-@njit(**NJIT_IR_INLINE_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _h_down(HP, POS, n, i):
     """Move entry ``i`` down the 4-ary heap of ``n`` entries to its place."""
     t = HP[i, 0]
@@ -437,7 +439,7 @@ def _h_down(HP, POS, n, i):
     POS[x] = i
 
 
-@njit(**NJIT_IR_INLINE_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _push(HP, POS, G, th, t):
     i = POS[th]
     if i != NIL:
@@ -457,7 +459,7 @@ def _push(HP, POS, G, th, t):
     _h_up(HP, POS, n)
 
 
-@njit(**NJIT_IR_INLINE_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _pop(HP, POS, G):
     th = HP[0, 2]
     t = HP[0, 0]
@@ -483,7 +485,7 @@ def _delay(HP, POS, G, th, d):
 # Scheduling: run queues, idle balance, wake-ups, preemption points.
 
 
-@njit(**NJIT_IR_INLINE_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _run_on(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t):
     """Give ``cpu`` to ``th`` at ``t``: a context switch, then ``th`` continues at its pc."""
     CPU[cpu, CPU_CUR] = th
@@ -500,7 +502,7 @@ def _run_on(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t):
     _push(HP, POS, G, th, t + c)
 
 
-@njit(**NJIT_IR_INLINE_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _rq_remove(TH, CPU, G, cpu, th, prev):
     nxt = TH[th, T_RQNEXT]
     if prev == NIL:
@@ -610,7 +612,7 @@ def _queue_work(TH, CPU, HP, POS, G, ACC, COST, EP, th, cpu, t):
 # Spinlocks (FIFO, handoff after one cache-line transfer) and the purge mutex.
 
 
-@njit(**NJIT_IR_INLINE_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _lock(TH, LK, G, ACC, COST, th, lk, t, site):
     """Try to take spinlock ``lk``: the time it is held from, or -1 if ``th`` now spins in its queue."""
     cpu = TH[th, T_CPU]
@@ -637,7 +639,7 @@ def _lock(TH, LK, G, ACC, COST, th, lk, t, site):
     return np.int64(-1)
 
 
-@njit(**NJIT_IR_INLINE_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, lk, t):
     """Release ``lk``: the head waiter gets it one cache-line transfer later (after its interrupt)."""
     w = LK[lk, L_HEAD]
@@ -699,17 +701,17 @@ def _mutex_unlock(TH, CPU, HP, POS, G, ACC, COST, t):
 # Small pieces of the allocator on the shared arrays.
 
 
-@njit(**NJIT_IR_INLINE_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _addr_node(P, start):
     return ((P[P_BASE] + start) // P[P_ZONE]) % P[P_NR_NODES]
 
 
-@njit(**NJIT_IR_INLINE_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _tree_ns(COST, n):
     return np.int64(COST[C_TBASE] + COST[C_TLEVEL] * np.log2(n + 1.0))
 
 
-@njit(**NJIT_IR_INLINE_OPTIONS)
+@njit(**NJIT_INLINE_OPTIONS)
 def _busy_lock(EP, P, start):
     """The lock protecting the busy VA that starts at ``start``: vmap_area_lock or its node's busy.lock."""
     if EP[E_NODES_DESIGN] == 0:
