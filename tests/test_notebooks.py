@@ -108,7 +108,8 @@ def _figures_written(tmp_path: Path, figures: set[str], tables: set[str]) -> Non
 def check_01_pagetable_alloc(tmp_path: Path) -> None:
     _figures_written(tmp_path, {"published_free_used", "pagetable_vs_published", "rerun_plateau", "va_timeline",
                                 "knobs_effect", "trace_footprint", "space_map", "replay_comparison"},
-                     {"pagetable_chain", "timeline", "knobs", "footprint", "space_maps", "replay_summary"})  # fmt: skip
+                     {"pagetable_chain", "timeline", "knobs", "published_spans", "footprint", "space_maps",
+                     "replay_summary"})  # fmt: skip
     chain = pd.read_csv(tmp_path / "pagetable_chain.csv")
     assert set(chain["cpus"]) == {4} and chain["threads"].tolist() == [4, 8, 16, 16] * 2  # the quick scale
     for _, part in chain.groupby("design"):
@@ -126,6 +127,8 @@ def check_01_pagetable_alloc(tmp_path: Path) -> None:
     assert (pte * 4096).tolist() == chain["pte_bytes"].tolist()  # a map after every run of the chain
     replayed = pd.read_csv(tmp_path / "replay_summary.csv").set_index("measure")
     assert int(replayed.loc["allocations", "kernel"]) == 7629 and int(replayed.loc["purges", "kernel"]) == 2
+    spans = pd.read_csv(tmp_path / "published_spans.csv")
+    assert spans["pagetable_pages"].tolist() == [89656, 315655, 1405072]  # the published listings
 
 
 def check_02_lock_contention(tmp_path: Path) -> None:
