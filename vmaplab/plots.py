@@ -842,7 +842,7 @@ def va_timeline(timeline: pd.DataFrame, *, scale: str | None = None, title: str 
     ----------
     timeline : DataFrame
         A :class:`vmaplab.sim.run.Run` ``timeline`` (time_s, va_high_water, pte_pages, busy_pages,
-        lazy_pages, lazy_max_pages, pooled_pages).
+        lazy_pages, lazy_max_pages, pooled_pages, held_pages).
     scale, title : str, optional
 
     Returns
@@ -857,12 +857,12 @@ def va_timeline(timeline: pd.DataFrame, *, scale: str | None = None, title: str 
         parked in vmap-node pools.
     """
     _need(timeline, ("time_s", "va_high_water", "pte_pages", "busy_pages", "lazy_pages", "lazy_max_pages",
-                     "pooled_pages"), "va_timeline")  # fmt: skip
+                     "pooled_pages", "held_pages"), "va_timeline")  # fmt: skip
     t = timeline["time_s"].to_numpy(dtype=float)
     fig = Figure(figsize=(9, 8.5), layout="constrained")
     top, mid, low = fig.subplots(3, 1, sharex=True)
     cover = timeline["pte_pages"].to_numpy(dtype=float) * PAGE_SIZE * 512
-    held = timeline[["busy_pages", "lazy_pages", "pooled_pages"]].sum(axis=1).to_numpy(dtype=float) * PAGE_SIZE
+    held = timeline["held_pages"].to_numpy(dtype=float) * PAGE_SIZE
     top.fill_between(t, cover, color="0.82", step="post", label="address space with a PTE page (never freed)")
     top.plot(t, cover, color="0.35", drawstyle="steps-post", linewidth=1)
     top.plot(t, held, color="C0", label="VA held now: busy + lazily freed + pooled")

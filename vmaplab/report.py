@@ -167,16 +167,15 @@ def pagetable_chain(scale: Scale, *, progress: bool = False) -> pd.DataFrame:
 
 
 def va_held_max(run) -> int:
-    """The most VA space a run held at once, bytes: the largest busy + lazily freed + pooled pages of
-    its timeline (sampled every simulated millisecond; guard pages included) times 4 KiB.
+    """The most VA space a run held at once, bytes: the largest ``held_pages`` (busy + lazily freed +
+    pooled) of its timeline (sampled every simulated millisecond; guard pages included) times 4 KiB.
 
     Unlike ``va_high_water``, which align_shift_alloc_test's one-page VAs at up to 2^44-byte
     alignments set to tens of TiB in every run_test_mask=127 run, it moves with the knobs: the page
     tables of the dense low addresses follow it.
     """
     tl = run.timeline
-    held = tl["busy_pages"] + tl["lazy_pages"] + tl["pooled_pages"]
-    return int(held.max()) * plots.PAGE_SIZE if len(tl) else 0
+    return int(tl["held_pages"].max()) * plots.PAGE_SIZE if len(tl) else 0
 
 
 def _result_row(run, point: dict) -> dict:
@@ -558,7 +557,7 @@ def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable
     step("timeline run")
     run = timeline_run(scale)
     tl = run.timeline
-    held = tl["busy_pages"] + tl["lazy_pages"] + tl["pooled_pages"]
+    held = tl["held_pages"]
     peak = int(held.idxmax()) if len(tl) else 0
     busy_share = float(tl["busy_pages"].iloc[peak] / held.iloc[peak]) if len(tl) and held.iloc[peak] else 0.0
     sec.figure("va_timeline", plots.va_timeline(tl, scale=f"6.9 nodes, {scale.threads[-1]} threads on a fresh "

@@ -246,7 +246,8 @@ def test_run_frames_have_their_documented_columns():
     assert run.summaries.groupby("worker").test.apply(list).map(lambda t: t == sorted(t, key=[x.name for x in TESTS].index)).all()
     tl = run.timeline
     assert {"time_s", "busy_pages", "lazy_pages", "pooled_pages", "lazy_max_pages", "free_blocks", "va_high_water",
-            "pte_pages", "pmd_pages", "drain_lag_s", "pooled_areas"} <= set(tl.columns)  # fmt: skip
+            "pte_pages", "pmd_pages", "drain_lag_s", "pooled_areas", "held_pages"} <= set(tl.columns)  # fmt: skip
+    assert (tl.held_pages == tl.busy_pages + tl.lazy_pages + tl.pooled_pages).all() and tl.held_pages.max() > 0
     assert tl.time_s.is_monotonic_increasing and tl.va_high_water.is_monotonic_increasing
     assert tl.va_high_water.iloc[-1] == run.va_high_water
     assert run.pagetable_bytes == sum(run.pagetable_bytes_by_level.values()) == tl.pagetable_bytes.iloc[-1]

@@ -94,7 +94,8 @@ class Run:
         Bytes from VMALLOC_START to the highest end of any VA ever placed on the machine.
     timeline : pandas.DataFrame
         One row every ``sample_ns`` of simulated time and one at the end: time_s (float64), busy_pages,
-        lazy_pages, pooled_pages, lazy_max_pages, free_blocks, va_high_water (bytes), pte_pages,
+        lazy_pages, pooled_pages, held_pages (the three summed: VA held outside the free tree),
+        lazy_max_pages, free_blocks, va_high_water (bytes), pte_pages,
         pmd_pages, pagetable_bytes, drain_lag_s (time the queued drain has waited, 0 if none is
         queued), drain_running (bool), pooled_areas (pool occupancy), runnable (threads waiting for
         a CPU), spinning (threads spinning on a lock), lazy_areas; int64 unless stated.
@@ -595,6 +596,7 @@ def _timeline(TL: np.ndarray, lazy_max: int) -> pd.DataFrame:
         "busy_pages": df.busy_pages,
         "lazy_pages": df.lazy_pages,
         "pooled_pages": df.pooled_pages,
+        "held_pages": df.busy_pages + df.lazy_pages + df.pooled_pages,
         "lazy_max_pages": np.full(len(df), lazy_max, np.int64),
         "free_blocks": df.free_blocks,
         "va_high_water": df.va_high_water_pages * PAGE_SIZE,
