@@ -107,9 +107,12 @@ def _figures_written(tmp_path: Path, figures: set[str], tables: set[str]) -> Non
 
 def check_01_pagetable_alloc(tmp_path: Path) -> None:
     _figures_written(tmp_path, {"published_free_used", "pagetable_vs_published", "rerun_plateau", "va_timeline",
-                                "knobs_effect", "trace_footprint", "space_map", "replay_comparison"},
+                                "knobs_effect", "trace_footprint", "space_map", "replay_comparison",
+                                "measured_vs_model"},
                      {"pagetable_chain", "timeline", "knobs", "published_spans", "footprint", "space_maps",
-                     "replay_summary"})  # fmt: skip
+                     "replay_summary", "measured_chains", "model_chains", "growth_summary"})  # fmt: skip
+    growth = pd.read_csv(tmp_path / "growth_summary.csv")
+    assert growth["source"].str.startswith("measured").sum() == 1  # the real kernel's chains in the answer
     chain = pd.read_csv(tmp_path / "pagetable_chain.csv")
     assert set(chain["cpus"]) == {4} and chain["threads"].tolist() == [4, 8, 16, 16] * 2  # the quick scale
     for _, part in chain.groupby("design"):

@@ -20,9 +20,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 FIGURES = {"published_free_used", "pagetable_vs_published", "rerun_plateau", "va_timeline", "knobs_effect",
            "trace_footprint", "published_profiles", "simulated_profiles", "spin_share_vs_threads",
            "throughput_vs_threads", "lock_wait_share", "throughput_vs_cpus", "space_map",
-           "replay_comparison"}  # fmt: skip
+           "replay_comparison", "measured_vs_model"}  # fmt: skip
 TABLES = {"pagetable_chain", "timeline", "knobs", "footprint", "published_profiles", "simulated_profiles",
-          "contention_sweep", "cpu_sweep", "space_maps", "replay_summary", "published_spans"}  # fmt: skip
+          "contention_sweep", "cpu_sweep", "space_maps", "replay_summary", "published_spans", "measured_chains",
+          "model_chains", "growth_summary"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +53,32 @@ def test_report_html_is_self_contained(out):
     # the sections and figures in the order of the investigation, the scale named
     assert page.index("1. Page tables") < page.index("2. Lock contention") < page.index("3. A real recording")
     assert [name for name, _ in images] == [
-        "published_free_used", "pagetable_vs_published", "rerun_plateau", "va_timeline", "space_map",
+        "published_free_used", "pagetable_vs_published", "rerun_plateau", "measured_vs_model", "va_timeline",
+        "space_map",
         "knobs_effect", "published_profiles", "simulated_profiles", "spin_share_vs_threads", "lock_wait_share",
         "throughput_vs_threads", "throughput_vs_cpus", "trace_footprint", "replay_comparison"]  # fmt: skip
     assert "SCALED DOWN: 4 CPUs" in page
-    assert page.count("<table") == 8  # every table but the timeline, the footprint and the space maps is shown
+    assert page.count("<table") == 11  # every table but the timeline, the footprint and the space maps is shown
     # where the model differs from the published figures is said, with the calibration notes named
     text = re.sub(r"<[^>]+>", " ", page)
     assert "faster than linear" in text and "above the published 16.51 %" in text
     assert "12.2x" in text  # the published span over the workers' largest live set at 256 threads
     assert text.count("docs/calibration.md") >= 4
     assert "<NA>" not in page and "&lt;NA&gt;" not in page  # missing values are blank
+
+
+def test_report_sets_the_real_kernel_beside_the_model(out):
+    measured = pd.read_csv(out / "measured_chains.csv")
+    first = measured[measured["capture"] == "loops100k-1"]
+    assert first["pte_pages"].tolist() == [401, 745, 2169, 2169]  # data/real/test_vmalloc-qemu-2cpu/loops100k-1
+    model = pd.read_csv(out / "model_chains.csv")
+    assert model.groupby("seed")["threads"].apply(list).tolist() == [[2, 4, 8, 8]] * 3
+    assert set(model["cpus"]) == {2} and set(model["loops"]) == {100_000}
+    growth = pd.read_csv(out / "growth_summary.csv").set_index("source")
+    published = growth.loc[growth.index.str.startswith("published")].iloc[0]
+    assert round(published["growth"], 1) == 15.7  # 5.36 GiB / 350 MiB
+    real = growth.loc[growth.index.str.startswith("measured")].iloc[0]
+    assert (real["cpus"], real["first_threads"], real["last_threads"]) == (2, 2, 8) and real["growth"] > 2
 
 
 def test_report_tables_hold_the_published_numbers(out):

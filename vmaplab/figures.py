@@ -227,6 +227,29 @@ def _load_replay(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
     return {"replayed": replay(path, vmallocinfo=sources[1] if len(sources) == 2 else None)}
 
 
+def _load_measured(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
+    import pandas as pd
+
+    from .bundle import Manifest
+    from .report import measured_chain, model_chain_like
+
+    folders = [Path(s) for s in sources if Path(s).is_dir()]
+    tables = [Path(s) for s in sources if not Path(s).is_dir()]
+    if not folders or len(tables) > 1 or any(t.suffix.lower() != ".csv" for t in tables):
+        raise ValueError("give one or more bundles of test_vmalloc runs (folders) and, optionally, the model's "
+                         "chains as a .csv table (report.model_chain_like; simulated when not given)")  # fmt: skip
+    parts = [measured_chain(f).assign(capture=f.name) for f in folders]
+    measured = pd.concat(parts, ignore_index=True)
+    if measured.groupby("capture")["threads"].apply(tuple).nunique() > 1:
+        raise ValueError(f"{', '.join(map(str, folders))}: the bundles ran different thread counts")
+    model = pd.read_csv(tables[0]) if tables else model_chain_like(measured)
+    manifest = Manifest.load(folders[0])
+    first = measured.iloc[0]
+    return {"measured": measured, "model": model,
+            "source": f"Linux {manifest.kernel_release} on {manifest.host}, {int(first['cpus'])} CPUs",
+            "scale": f"run_test_mask={int(first['tests'])}, test_loop_count={int(first['loops']):,}"}  # fmt: skip
+
+
 FIGURES: dict[str, FigureSpec] = {
     "pagetable_growth": FigureSpec(
         "vmaplab.plots:pagetable_growth",
@@ -297,6 +320,12 @@ FIGURES: dict[str, FigureSpec] = {
         _load_replay,
         "a real vmalloc trace replayed through the model: VA high water and PTE pages, kernel vs model "
         "(bundle, or trace [vmallocinfo])",
+    ),
+    "measured_vs_model": FigureSpec(
+        "vmaplab.plots:measured_vs_model",
+        _load_measured,
+        "page tables after each run of test_vmalloc chains measured on a real kernel, beside the model's "
+        "(bundles [model.csv])",
     ),
 }
 

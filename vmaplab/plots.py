@@ -50,6 +50,7 @@ __all__ = [
     "sim_space_map",
     "run_labels",
     "replay_comparison",
+    "measured_vs_model",
 ]
 
 PAGE_SIZE = 4096  # bytes; x86_64 page-table pages are one page each
@@ -1317,4 +1318,69 @@ def replay_comparison(replayed, *, title: str | None = None) -> Figure:
     fig.suptitle(title or f"real trace replayed through the {design} model: {m['allocs']:,} allocations, "
                           f"{replayed.config['cpus']} CPUs,\nthe model purging {purging}; kernel (black) vs model "
                           "(blue)")  # fmt: skip
+    return fig
+
+
+def _runs_spread(part: pd.DataFrame, by: str, runs: pd.Series) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Mean page-table bytes per run over the groups ``by`` of ``part``, the whiskers (lowest and highest
+    group) when there are several groups, and the number of groups."""
+    groups = part[by].nunique() if by in part.columns else 1
+    stats = part.groupby("run")["pagetable_bytes"].agg(["mean", "min", "max"]).reindex(runs)
+    spread = np.vstack([stats["mean"] - stats["min"], stats["max"] - stats["mean"]]) if groups > 1 else None
+    return stats["mean"].to_numpy(dtype=float), spread, groups
+
+
+def measured_vs_model(measured: pd.DataFrame, model: pd.DataFrame, *, source: str, scale: str | None = None,
+                      title: str | None = None) -> Figure:  # fmt: skip
+    """Page tables after each run of a chain measured on a real kernel, beside the model's same chain.
+
+    Parameters
+    ----------
+    measured : DataFrame
+        :func:`vmaplab.report.measured_chains` rows (capture, run, threads, pagetable_bytes), or one
+        chain's :func:`~vmaplab.report.measured_chain` rows.
+    model : DataFrame
+        The same runs simulated (:func:`vmaplab.report.model_chain_like`), one chain per seed: design,
+        seed, run, pagetable_bytes.
+    source : str
+        What was measured (the kernel and machine), for the legend.
+    scale, title : str, optional
+
+    Returns
+    -------
+    Figure
+        Bars of page-table bytes after each run (black: measured; coloured: each design), the mean over
+        the captures or seeds with whiskers from the lowest to the highest, each labelled with its size
+        and its growth over the series' first run.
+    """
+    _need(measured, ("run", "threads", "pagetable_bytes"), "measured_vs_model")
+    _need(model, ("design", "seed", "run", "pagetable_bytes"), "measured_vs_model")
+    runs = measured.drop_duplicates("run").sort_values("run")
+    y, spread, n = _runs_spread(measured, "capture", runs["run"])
+    series = [(f"measured: {source}" + (f", mean of {n} chains" if n > 1 else ""), y, spread, PUBLISHED_COLOR)]
+    for _design, part, label, colour in _designs(model):
+        y, spread, n = _runs_spread(part, "seed", runs["run"])
+        series.append((label + (f", mean of {n} seeds" if n > 1 else ""), y, spread, colour))
+    fig = Figure(figsize=(10, 5), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / len(series)
+    for i, (label, y, spread, colour) in enumerate(series):
+        x = np.arange(len(y)) + (i - (len(series) - 1) / 2) * width
+        ax.bar(x, y, width=width, color=colour, label=label, yerr=spread, capsize=3,
+               error_kw={"ecolor": "0.5", "elinewidth": 1})  # fmt: skip
+        tops = y if spread is None else y + spread[1]
+        for xi, yi, top in zip(x, y, tops):
+            ax.annotate(f"{format_size(yi)}\nx{yi / y[0]:.2f}", (xi, top), ha="center", va="bottom", fontsize=7,
+                        color=colour)  # fmt: skip
+    threads = runs["threads"].to_numpy()
+    ax.set_xticks(range(len(runs)), [f"run {k + 1}\n{t} threads{' (rerun)' if t in threads[:k] else ''}"
+                                     for k, t in enumerate(threads)])  # fmt: skip
+    ax.set_xlabel("runs in order on one machine (page tables carry over); labels: size, and growth over run 1; "
+                  "whiskers: lowest to highest")  # fmt: skip
+    largest = float(max(measured["pagetable_bytes"].max(), model["pagetable_bytes"].max()))
+    ax.set_ylim(0, largest * 1.25)
+    _bytes_axis(ax.yaxis, largest, "vmalloc page tables added since the first snapshot")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    _with_subtitle(fig, title or "test_vmalloc on a real kernel and in the model: page tables after each run", scale)
     return fig

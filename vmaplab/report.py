@@ -52,6 +52,11 @@ __all__ = [
     "space_map_table",
     "real_trace_replay",
     "replay_table",
+    "MEASURED_CHAINS",
+    "measured_chain",
+    "measured_chains",
+    "model_chain_like",
+    "growth_summary",
     "knob_variants",
     "contention_sweep",
     "cpu_sweep",
@@ -296,6 +301,122 @@ def replay_table(replayed) -> pd.DataFrame:
     return df
 
 
+#: test_vmalloc chains run on a real kernel as the seed's were, one bundle each (a 2-vCPU guest;
+#: data/real/SOURCES.md).
+MEASURED_CHAINS = "test_vmalloc-qemu-2cpu"
+
+#: The allocinfo call sites (6.10+) of the kernel's page-table pages below the PUD level.
+_PAGETABLE_SITES = {"__pte_alloc_kernel": "pte_pages", "__pmd_alloc": "pmd_pages"}
+
+
+def measured_chain(bundle: str | Path) -> pd.DataFrame:
+    """test_vmalloc runs on a real kernel, one row per run, from a bundle whose first snapshot precedes
+    the runs and each later one follows a run, with that run's dmesg as its ``test_vmalloc`` file.
+
+    Parameters
+    ----------
+    bundle : path
+        The bundle folder. Its allocinfo must be in the 6.10+ format, where the page tables sit on their
+        mm/memory.c call sites.
+
+    Returns
+    -------
+    DataFrame
+        run (from 1), threads (the workers of the run's Summary lines), cpus (online CPUs), tests (the
+        run_test_mask of the tests the Summary lines name), loops (test_loop_count), seconds (between the
+        snapshots before and after the run, float64), pte_pages and pmd_pages (allocinfo's
+        ``__pte_alloc_kernel`` and ``__pmd_alloc`` calls added since the first snapshot) and
+        pagetable_bytes (their sum times 4 KiB); int64 but seconds.
+    """
+    from .io.detect import read_bundle
+    from .sim.workloads import parse_test_mask
+
+    folder = Path(bundle)
+    frames = read_bundle(folder, formats=["allocinfo", "test_vmalloc"])
+    if "allocinfo" not in frames or "test_vmalloc" not in frames:
+        raise ValueError(f"{folder}: a measured chain needs allocinfo in every snapshot and test_vmalloc's "
+                         "dmesg after every run")  # fmt: skip
+    info = frames["allocinfo"]
+    func = info["func"].str.removesuffix("_noprof")
+    sites = info[(info["file"] == "mm/memory.c") & func.isin(list(_PAGETABLE_SITES))]
+    pages = sites.assign(level=func.map(_PAGETABLE_SITES)).pivot_table(
+        index="snapshot", columns="level", values="calls", aggfunc="sum")
+    snapshots = sorted(info["snapshot"].unique())
+    if (list(pages.index) != snapshots or set(pages.columns) != set(_PAGETABLE_SITES.values())
+            or pages.isna().any().any()):  # fmt: skip
+        raise ValueError(f"{folder}: every allocinfo snapshot must list mm/memory.c's __pte_alloc_kernel and "
+                         "__pmd_alloc (the 6.10+ format, with zero lines)")  # fmt: skip
+    pages = pages - pages.iloc[0]
+    times = info.groupby("snapshot")["time"].first()
+    rows = []
+    for snap, part in frames["test_vmalloc"].groupby("snapshot"):
+        if snap == snapshots[0] or snap not in pages.index:
+            raise ValueError(f"{folder}: test_vmalloc output in snapshot {snap}, which has no allocinfo taken "
+                             "before it")  # fmt: skip
+        rows.append({"run": len(rows) + 1, "threads": part["worker"].nunique(),
+                     "cpus": int(frames["test_vmalloc"].attrs["manifest"]["cpus_online"]),
+                     "tests": parse_test_mask(sorted(set(part["test"]))), "loops": int(part["loops"].max()),
+                     "seconds": float(times[snap] - times[snapshots[snapshots.index(snap) - 1]]),
+                     "pte_pages": int(pages.loc[snap, "pte_pages"]), "pmd_pages": int(pages.loc[snap, "pmd_pages"])})  # fmt: skip
+    out = pd.DataFrame(rows)
+    out["pagetable_bytes"] = (out["pte_pages"] + out["pmd_pages"]) * plots.PAGE_SIZE
+    return out.astype({c: "int64" for c in out.columns if c != "seconds"})
+
+
+def measured_chains(loops: int, data_dir: Path | None = None) -> pd.DataFrame:
+    """Every measured chain of :data:`MEASURED_CHAINS` at ``loops`` (test_loop_count), one after another.
+
+    Returns
+    -------
+    DataFrame
+        :func:`measured_chain` rows with capture (string: the bundle's folder name) in front.
+    """
+    folder = _seed(data_dir).parent / "real" / MEASURED_CHAINS
+    chains = [measured_chain(b).assign(capture=b.name) for b in sorted(folder.iterdir()) if b.is_dir()]
+    chains = [c for c in chains if (c["loops"] == loops).all()]
+    if not chains:
+        raise ValueError(f"{folder} holds no chain measured at test_loop_count={loops:,}")
+    for c in chains[1:]:
+        if c["threads"].tolist() != chains[0]["threads"].tolist() or c["cpus"].iloc[0] != chains[0]["cpus"].iloc[0]:
+            raise ValueError(f"{folder}: the chains at test_loop_count={loops:,} differ in CPUs or thread counts")
+    out = pd.concat(chains, ignore_index=True)
+    out["capture"] = out["capture"].astype("string")
+    return out[["capture", *[c for c in out.columns if c != "capture"]]]
+
+
+def model_chain_like(measured: pd.DataFrame, designs=("nodes",), *, seeds=(0, 1, 2), loops: int | None = None,
+                     progress: bool = False) -> pd.DataFrame:  # fmt: skip
+    """A measured chain's runs on one simulated machine per design: the same CPUs, tests, loops and
+    thread counts in the same order.
+
+    Parameters
+    ----------
+    measured : DataFrame
+        :func:`measured_chain` or :func:`measured_chains` rows (the runs of one chain are used).
+    designs : sequence of {"global", "nodes"}
+    seeds : sequence of int
+        One chain per seed and design: at a few CPUs the page tables vary from seed to seed.
+    loops : int, optional
+        test_loop_count to simulate instead of the measured one (a quicker look).
+    progress : bool
+
+    Returns
+    -------
+    DataFrame
+        The sweep rows (:func:`vmaplab.sweep`) with run (from 1 in each chain), pte_pages and pmd_pages
+        added.
+    """
+    runs = measured.drop_duplicates("run").sort_values("run")
+    first = runs.iloc[0]
+    rows = run_grid(runs["threads"].tolist(), designs, cpus=int(first["cpus"]), tests=int(first["tests"]),
+                    loops=int(first["loops"] if loops is None else loops), seeds=list(seeds),
+                    progress=progress)  # fmt: skip
+    rows["run"] = rows.groupby(["design", "seed"]).cumcount() + 1
+    rows["pte_pages"] = rows["pte_bytes"] // plots.PAGE_SIZE
+    rows["pmd_pages"] = rows["pmd_bytes"] // plots.PAGE_SIZE
+    return rows
+
+
 def knob_variants(scale: Scale, *, progress: bool = False) -> pd.DataFrame:
     """run_test_mask=127 at ``scale.knob_threads`` threads, on a fresh machine per variant.
 
@@ -491,6 +612,82 @@ def _growth(part: pd.DataFrame) -> float:
     return float(first["pagetable_bytes"].iloc[-1] / first["pagetable_bytes"].iloc[0])
 
 
+#: The test_loop_count of the measured chains the report shows, and what they were measured on.
+MEASURED_LOOPS = 100_000
+MEASURED_SOURCE = "Linux 6.12 in a 2-vCPU QEMU guest (TCG)"
+
+
+def _measured_label(measured: pd.DataFrame) -> str:
+    first = measured.iloc[0]
+    return (f"SMALL SCALE, REAL KERNEL: {int(first['cpus'])} CPUs, "
+            f"{'/'.join(map(str, measured.drop_duplicates('run')['threads']))} threads, run_test_mask="
+            f"{int(first['tests'])}, test_loop_count={int(first['loops']):,}")  # fmt: skip
+
+
+def _chain_growth(df: pd.DataFrame) -> tuple[float, float]:
+    """A chain's growth from its first run to its last first-time run, and what its rerun added relative
+    to the run before it, on the mean page tables per run (as the measured_vs_model figure labels them)."""
+    pt = df.groupby("run")["pagetable_bytes"].mean().sort_index().to_numpy(dtype=float)
+    return pt[-2] / pt[0], pt[-1] / pt[-2] - 1
+
+
+def _measured_caption(measured: pd.DataFrame, model: pd.DataFrame) -> str:
+    runs = measured.drop_duplicates("run")["threads"].tolist()
+    times = runs[-2] / runs[0]
+    real, real_rerun = _chain_growth(measured)
+    sim, sim_rerun = _chain_growth(model)
+    chains = measured["capture"].nunique()
+    return (f"The seed's chain on a real kernel at small scale: test_vmalloc as a module of Linux 6.12 (vmap nodes) "
+            f"in a {int(measured['cpus'].iloc[0])}-vCPU QEMU guest, threads {', '.join(map(str, runs))} in a row, "
+            f"allocinfo's __pte_alloc_kernel and __pmd_alloc after each run ({chains} chain"
+            f"{'s' if chains > 1 else ''}, data/real/SOURCES.md). For {times:g}x the threads the real page tables "
+            f"grew {real:.1f}x ({'faster than linear, as published' if real > times else 'no faster than linear'}) "
+            f"and the rerun added {real_rerun:.0%}; the model at the same settings grew {sim:.1f}x and its rerun "
+            f"added {sim_rerun:.0%} (on the mean of each run over the chains and over {model['seed'].nunique()} "
+            "seeds). The guest's CPUs are emulated, about ten times slower than the model's calibrated costs, while "
+            f"its scheduler ticks in real time; {CALIBRATION} discusses what that changes.")  # fmt: skip
+
+
+def growth_summary(listings: dict[int, pd.DataFrame], chain: pd.DataFrame, measured: pd.DataFrame,
+                   model: pd.DataFrame) -> pd.DataFrame:  # fmt: skip
+    """How much each source's page tables grew from its first to its last thread count, and what a rerun added.
+
+    Parameters
+    ----------
+    listings : the published allocinfo listings (:func:`published_listings`).
+    chain : the simulated chains per design (:func:`pagetable_chain`).
+    measured, model : :func:`measured_chains` and :func:`model_chain_like` rows.
+
+    Returns
+    -------
+    DataFrame
+        source (string), cpus, first_threads, last_threads, loops (int64), growth (x, over the first
+        run; of the mean per run where there are several chains or seeds) and rerun_added (a fraction of
+        the page tables before the rerun; NaN where none was measured), float64.
+    """
+    pub = sorted((n, plots._pagetable_bytes(df)[0]) for n, df in listings.items() if n > 0)
+    rows = [{"source": f"published ({CITE_PT}; 64-CPU guest)", "cpus": SEED_CPUS, "first_threads": pub[0][0],
+             "last_threads": pub[-1][0], "loops": 1_000_000, "growth": pub[-1][1] / pub[0][1],
+             "rerun_added": 0.0}]  # fmt: skip
+    chains = measured["capture"].nunique()
+    for name, df in ((f"measured: {MEASURED_SOURCE}, mean of {chains} chain{'s' if chains > 1 else ''}", measured),
+                     (f"6.9 model at the measured settings, mean of {model['seed'].nunique()} seeds", model)):
+        growth, rerun = _chain_growth(df)
+        threads = df.drop_duplicates("run")["threads"].tolist()
+        rows.append({"source": name, "cpus": int(df["cpus"].iloc[0]), "first_threads": threads[0],
+                     "last_threads": threads[-2], "loops": int(df["loops"].iloc[0]), "growth": growth,
+                     "rerun_added": rerun})  # fmt: skip
+    for design, part in chain.groupby("design"):
+        pt = part["pagetable_bytes"].to_numpy(dtype=float)
+        rows.append({"source": f"{'6.7' if design == 'global' else '6.9'} model at this scale",
+                     "cpus": int(part["cpus"].iloc[0]), "first_threads": int(part["threads"].iloc[0]),
+                     "last_threads": int(part["threads"].iloc[-2]), "loops": int(part["loops"].iloc[0]),
+                     "growth": pt[-2] / pt[0], "rerun_added": pt[-1] / pt[-2] - 1})  # fmt: skip
+    out = pd.DataFrame(rows)
+    out["source"] = out["source"].astype("string")
+    return out.astype({c: "int64" for c in ("cpus", "first_threads", "last_threads", "loops")})
+
+
 def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable[[str], None] = _noop) -> Section:
     """Notebook 01's investigation: why do page tables grow with nr_threads, and what stops it."""
     from .io.units import format_size
@@ -554,6 +751,21 @@ def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable
                (", little, as published" if small else ", more than the published rerun did") +
                ". The vmalloc area's page-table pages are never freed, so a rerun adds only where it reaches "
                "past the frontier of the runs before it.")  # fmt: skip
+    step("real kernel chain")
+    measured = measured_chains(MEASURED_LOOPS, data_dir)
+    model = model_chain_like(measured)
+    sec.figure("measured_vs_model", plots.measured_vs_model(measured, model, source=MEASURED_SOURCE,
+                                                            scale=_measured_label(measured)),
+               _measured_caption(measured, model))  # fmt: skip
+    sec.table("measured_chains", measured, "The measured chains, run by run (data/real/SOURCES.md).",
+              ["capture", "run", "threads", "loops", "seconds", "pte_pages", "pmd_pages", "pagetable_bytes"])
+    sec.table("growth_summary", growth_summary(listings, chain, measured, model),
+              "Growth from the first to the last thread count of each chain (4x the threads in every row) and what "
+              "a rerun added: published, measured on the real kernel, and simulated.",
+              ["source", "cpus", "first_threads", "last_threads", "loops", "growth", "rerun_added"])  # fmt: skip
+    sec.table("model_chains", model, "The model's chains at the same settings, one per seed.",
+              ["seed", "run", "threads", "pte_pages", "pmd_pages", "pagetable_bytes", "lazy_pages_max",
+               "pooled_pages_max", "wall_seconds"])  # fmt: skip
     step("timeline run")
     run = timeline_run(scale)
     tl = run.timeline
@@ -766,7 +978,7 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=11, desc="reproduce", unit="step", disable=not progress) as bar:
+    with tqdm(total=12, desc="reproduce", unit="step", disable=not progress) as bar:
 
         started: list[str] = []
 
@@ -778,7 +990,7 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
         sections = [pagetable_section(scale, data_dir, step), contention_section(scale, data_dir, step),
                     real_trace_section(data_dir, step)]  # fmt: skip
         parts = [f"<h1>vmaplab: the vmap-node investigation reproduced</h1><p>Scale: {html.escape(scale.label)}. "
-                 "Published values are black; simulated ones are coloured (6.7 global locks red, 6.9 vmap nodes "
+                 "Real values (published, or measured on a real kernel) are black; simulated ones are coloured (6.7 global locks red, 6.9 vmap nodes "
                  "blue). The model differs from the published figures in two places, each said where it shows: "
                  "its page tables grow no faster than linearly with the thread count, and its 6.9 spin share is "
                  f"above the published one. The calibration against the seed's figures is in "

@@ -1,0 +1,110 @@
+"""test_vmalloc chains measured on a real kernel (data/real/test_vmalloc-qemu-2cpu, see data/real/SOURCES.md:
+Linux 6.12.117 in a 2-vCPU QEMU guest) read back run by run, and set beside the model's same chain."""
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vmaplab import plots, report
+
+from figure_checks import assert_texts_clear
+
+CHAINS = Path(__file__).resolve().parents[2] / "data" / "real" / report.MEASURED_CHAINS
+FIRST = CHAINS / "loops100k-1"
+
+
+def test_first_chain_run_by_run():
+    chain = report.measured_chain(FIRST)
+    assert chain["run"].tolist() == [1, 2, 3, 4]
+    assert chain["threads"].tolist() == [2, 4, 8, 8]  # workers named in each run's Summary lines
+    assert set(chain["cpus"]) == {2} and set(chain["tests"]) == {127} and set(chain["loops"]) == {100_000}
+    # allocinfo's __pte_alloc_kernel / __pmd_alloc calls after each run minus before the first (2 / 8)
+    assert chain["pte_pages"].tolist() == [401, 745, 2169, 2169]
+    assert chain["pmd_pages"].tolist() == [16, 16, 18, 18]
+    assert chain["pagetable_bytes"].tolist() == [(p + m) * 4096 for p, m in zip(chain["pte_pages"], chain["pmd_pages"])]
+    assert chain["seconds"].round(1).tolist() == [22.0, 46.2, 93.7, 94.5]  # uptime between the snapshots
+    assert (chain.dtypes.drop("seconds") == "int64").all()
+
+
+def test_the_real_kernel_grows_with_threads_and_varies_from_boot_to_boot():
+    """Three boots of the same guest, the same chain: page tables grow with every larger thread count, but
+    how much varies (2.0x to 5.4x for 4x the threads), and so does what the rerun adds (0 to 42 %)."""
+    chains = report.measured_chains(100_000)
+    pte = chains.groupby("capture")["pte_pages"].apply(list).to_dict()
+    assert pte == {"loops100k-1": [401, 745, 2169, 2169], "loops100k-2": [648, 655, 1896, 1897],
+                   "loops100k-3": [408, 548, 809, 1153]}  # fmt: skip
+    for runs in pte.values():
+        assert runs[0] < runs[1] < runs[2] <= runs[3]
+    mean = chains.groupby("run")["pagetable_bytes"].mean()
+    assert 3 < mean[3] / mean[1] < 4 and 0 < mean[4] / mean[3] - 1 < 0.1  # on average: ~linear, a small rerun
+
+
+def test_measured_chains_stack_the_captures_at_one_loop_count():
+    chains = report.measured_chains(100_000)
+    assert chains.columns[0] == "capture" and chains["capture"].dtype == "string"
+    assert chains.groupby("capture")["run"].apply(list).map(len).eq(4).all()
+    with pytest.raises(ValueError, match="test_loop_count=7"):
+        report.measured_chains(7)
+
+
+def _copy(tmp_path) -> Path:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(FIRST, bundle)
+    return bundle
+
+
+def test_a_bundle_without_dmesg_is_refused(tmp_path):
+    bundle = _copy(tmp_path)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for snap in manifest["snapshots"]:
+        snap["files"].pop("test_vmalloc", None)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=f"{bundle}: a measured chain needs .* test_vmalloc"):
+        report.measured_chain(bundle)
+
+
+def test_allocinfo_without_the_call_sites_is_refused(tmp_path):
+    """A listing without mm/memory.c's page-table sites (the pre-merge format, or lines cut away) cannot
+    say how many page-table pages a run added."""
+    bundle = _copy(tmp_path)
+    path = bundle / "0002" / "allocinfo.gz"
+    kept = [line for line in gzip.open(path, "rt") if "__pmd_alloc" not in line]
+    with gzip.open(path, "wt") as f:
+        f.writelines(kept)
+    with pytest.raises(ValueError, match="__pte_alloc_kernel and __pmd_alloc"):
+        report.measured_chain(bundle)
+
+
+def test_model_chain_like_runs_the_same_settings():
+    chain = report.measured_chain(FIRST)
+    model = report.model_chain_like(chain, seeds=(0, 1), loops=200)
+    assert model.groupby("seed")["threads"].apply(list).tolist() == [[2, 4, 8, 8]] * 2
+    assert set(model["cpus"]) == {2} and set(model["tests"]) == {127} and set(model["loops"]) == {200}
+    assert model.groupby("seed")["run"].apply(list).tolist() == [[1, 2, 3, 4]] * 2
+    assert (model["pte_pages"] * 4096 == model["pte_bytes"]).all()
+    for _seed, part in model.groupby("seed"):  # one machine per seed: page tables only grow
+        assert part["pagetable_bytes"].is_monotonic_increasing
+
+
+def test_measured_vs_model_figure():
+    measured = report.measured_chains(100_000)
+    model = pd.DataFrame({"design": "nodes", "seed": [0] * 4 + [1] * 4, "run": [1, 2, 3, 4] * 2,
+                          "pagetable_bytes": [4, 8, 16, 16, 2, 6, 12, 14]})  # fmt: skip
+    model["pagetable_bytes"] *= 1 << 20
+    fig = plots.measured_vs_model(measured, model, source="a real kernel", scale="2 CPUs")
+    ax = fig.axes[0]
+    bars = [p.get_height() for p in ax.patches]
+    real = measured.groupby("run")["pagetable_bytes"].mean().tolist()
+    assert bars == real + [3 << 20, 7 << 20, 14 << 20, 15 << 20]  # the model: the mean over its seeds
+    texts = [t.get_text() for t in ax.texts]
+    assert "3.00MiB\nx1.00" in texts and "15.0MiB\nx5.00" in texts  # size, and growth over run 1
+    assert [t.get_text() for t in ax.get_xticklabels()][-1] == "run 4\n8 threads (rerun)"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[0].startswith("measured: a real kernel") and "mean of 2 seeds" in legend[1]
+    assert_texts_clear(fig)
+    with pytest.raises(ValueError, match="needs the columns"):
+        plots.measured_vs_model(measured, model.drop(columns="seed"), source="x")
