@@ -357,7 +357,8 @@ def measured_chain(bundle: str | Path) -> pd.DataFrame:
                      "cpus": int(frames["test_vmalloc"].attrs["manifest"]["cpus_online"]),
                      "tests": parse_test_mask(sorted(set(part["test"]))), "loops": int(part["loops"].max()),
                      "seconds": float(times[snap] - times[snapshots[snapshots.index(snap) - 1]]),
-                     "pte_pages": int(pages.loc[snap, "pte_pages"]), "pmd_pages": int(pages.loc[snap, "pmd_pages"])})  # fmt: skip
+                     "pte_pages": int(pages.loc[snap, "pte_pages"]),
+                     "pmd_pages": int(pages.loc[snap, "pmd_pages"])})  # fmt: skip
     out = pd.DataFrame(rows)
     out["pagetable_bytes"] = (out["pte_pages"] + out["pmd_pages"]) * plots.PAGE_SIZE
     return out.astype({c: "int64" for c in out.columns if c != "seconds"})
@@ -990,8 +991,8 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
         sections = [pagetable_section(scale, data_dir, step), contention_section(scale, data_dir, step),
                     real_trace_section(data_dir, step)]  # fmt: skip
         parts = [f"<h1>vmaplab: the vmap-node investigation reproduced</h1><p>Scale: {html.escape(scale.label)}. "
-                 "Real values (published, or measured on a real kernel) are black; simulated ones are coloured (6.7 global locks red, 6.9 vmap nodes "
-                 "blue). The model differs from the published figures in two places, each said where it shows: "
+                 "Real values (published, or measured on a real kernel) are black; simulated ones are coloured "
+                 "(6.7 global locks red, 6.9 vmap nodes blue). The model differs from the published figures in two places, each said where it shows: "
                  "its page tables grow no faster than linearly with the thread count, and its 6.9 spin share is "
                  f"above the published one. The calibration against the seed's figures is in "
                  f"{html.escape(CALIBRATION)}.</p>"]  # fmt: skip
