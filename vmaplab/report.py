@@ -992,8 +992,9 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
                     real_trace_section(data_dir, step)]  # fmt: skip
         parts = [f"<h1>vmaplab: the vmap-node investigation reproduced</h1><p>Scale: {html.escape(scale.label)}. "
                  "Real values (published, or measured on a real kernel) are black; simulated ones are coloured "
-                 "(6.7 global locks red, 6.9 vmap nodes blue). The model differs from the published figures in two places, each said where it shows: "
-                 "its page tables grow no faster than linearly with the thread count, and its 6.9 spin share is "
+                 "(6.7 global locks red, 6.9 vmap nodes blue). The model differs from the published figures in two "
+                 "places, each said where it shows: its page tables grow no faster than linearly with the thread "
+                 "count (as a real 6.12 kernel's do in a small guest, section 1), and its 6.9 spin share is "
                  f"above the published one. The calibration against the seed's figures is in "
                  f"{html.escape(CALIBRATION)}.</p>"]  # fmt: skip
         for sec in sections:
