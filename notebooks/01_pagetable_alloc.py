@@ -111,7 +111,7 @@ save(plots.rerun_plateau(chain, scale=SCALE.label,
 # test_vmalloc itself, as a module of Linux 6.12 (vmap nodes) in a 2-vCPU QEMU guest: run_test_mask=127 at
 # 2, 4, 8 and again 8 threads, one run after another, allocinfo's page-table call sites after each run
 # (`data/real/SOURCES.md`). Beside it the model's chain at the same settings, one per seed. The guest's
-# CPUs are emulated, about ten times slower than the model's calibrated costs, while its scheduler ticks
+# CPUs are emulated, about five times slower than the model's calibrated costs, while its scheduler ticks
 # in real time.
 
 # %%

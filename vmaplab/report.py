@@ -367,6 +367,13 @@ def measured_chain(bundle: str | Path) -> pd.DataFrame:
 def measured_chains(loops: int, data_dir: Path | None = None) -> pd.DataFrame:
     """Every measured chain of :data:`MEASURED_CHAINS` at ``loops`` (test_loop_count), one after another.
 
+    Parameters
+    ----------
+    loops : int
+        The test_loop_count of the chains to take (each folder of :data:`MEASURED_CHAINS` is one chain).
+    data_dir : path, optional
+        The folder holding ``real/`` (default: the repository's ``data``).
+
     Returns
     -------
     DataFrame
@@ -645,7 +652,7 @@ def _measured_caption(measured: pd.DataFrame, model: pd.DataFrame) -> str:
             f"grew {real:.1f}x ({'faster than linear, as published' if real > times else 'no faster than linear'}) "
             f"and the rerun added {real_rerun:.0%}; the model at the same settings grew {sim:.1f}x and its rerun "
             f"added {sim_rerun:.0%} (on the mean of each run over the chains and over {model['seed'].nunique()} "
-            "seeds). The guest's CPUs are emulated, about ten times slower than the model's calibrated costs, while "
+            "seeds). The guest's CPUs are emulated, about five times slower than the model's calibrated costs, while "
             f"its scheduler ticks in real time; {CALIBRATION} discusses what that changes.")  # fmt: skip
 
 
@@ -664,7 +671,8 @@ def growth_summary(listings: dict[int, pd.DataFrame], chain: pd.DataFrame, measu
     DataFrame
         source (string), cpus, first_threads, last_threads, loops (int64), growth (x, over the first
         run; of the mean per run where there are several chains or seeds) and rerun_added (a fraction of
-        the page tables before the rerun; NaN where none was measured), float64.
+        the page tables before the rerun; 0 for the published chain, whose rerun "does not increase it"),
+        float64.
     """
     pub = sorted((n, plots._pagetable_bytes(df)[0]) for n, df in listings.items() if n > 0)
     rows = [{"source": f"published ({CITE_PT}; 64-CPU guest)", "cpus": SEED_CPUS, "first_threads": pub[0][0],
