@@ -108,3 +108,17 @@ def test_measured_vs_model_figure():
     assert_texts_clear(fig)
     with pytest.raises(ValueError, match="needs the columns"):
         plots.measured_vs_model(measured, model.drop(columns="seed"), source="x")
+
+
+def test_vmaplab_plot_draws_measured_vs_model(tmp_path):
+    from vmaplab.figures import draw
+
+    model = pd.DataFrame({"design": "nodes", "seed": 0, "run": [1, 2, 3, 4],
+                          "pagetable_bytes": [1 << 20, 2 << 20, 4 << 20, 4 << 20]})  # fmt: skip
+    model.to_csv(tmp_path / "model.csv", index=False)
+    fig = draw("measured_vs_model", [str(FIRST), str(CHAINS / "loops100k-2"), str(tmp_path / "model.csv")])
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[0] == "measured: Linux 6.12.117 on qemu-tcg-guest, 2 CPUs, mean of 2 chains"
+    assert "test_loop_count=100,000" in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="one or more bundles"):
+        draw("measured_vs_model", [str(tmp_path / "model.csv")])
