@@ -351,9 +351,10 @@ def test_registry_draws_every_figure_from_files_and_bundles():
         "snapshot_series": [str(BUNDLE)],
     }
     # the figures of data files; those drawn from sweep tables are tested in tests/test_report.py, the
-    # simulated space map and the replay in tests/test_plots_space.py
+    # simulated space map and the replay in tests/test_plots_space.py, the measured chains in
+    # tests/analysis/test_measured_chains.py
     sweep_figures = {"lock_wait_share", "rerun_plateau", "spin_share_vs_threads", "throughput_vs_threads",
-                     "sim_space_map", "replay_comparison"}  # fmt: skip
+                     "sim_space_map", "replay_comparison", "measured_vs_model"}  # fmt: skip
     assert set(sources) | sweep_figures == set(FIGURES)
     figs = {name: draw(name, src, PlotOptions(unit="m" if name == "free_used" else None))
             for name, src in sources.items()}  # fmt: skip
