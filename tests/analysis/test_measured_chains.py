@@ -43,6 +43,13 @@ def test_the_real_kernel_grows_with_threads_and_varies_from_boot_to_boot():
     assert 3 < mean[3] / mean[1] < 4 and 0 < mean[4] / mean[3] - 1 < 0.1  # on average: ~linear, a small rerun
 
 
+def test_the_published_loop_count_chain():
+    chain = report.measured_chains(1_000_000)
+    assert chain["capture"].unique().tolist() == ["loops1m"]
+    assert chain["pte_pages"].tolist() == [593, 1024, 1590, 1749] and set(chain["pmd_pages"]) == {16}
+    assert chain["seconds"].round().tolist() == [275, 572, 1123, 1454]
+
+
 def test_measured_chains_stack_the_captures_at_one_loop_count():
     chains = report.measured_chains(100_000)
     assert chains.columns[0] == "capture" and chains["capture"].dtype == "string"
