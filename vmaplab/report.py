@@ -305,10 +305,6 @@ def replay_table(replayed) -> pd.DataFrame:
 #: data/real/SOURCES.md).
 MEASURED_CHAINS = "test_vmalloc-qemu-2cpu"
 
-#: The allocinfo call sites (6.10+) of the kernel's page-table pages below the PUD level.
-_PAGETABLE_SITES = {"__pte_alloc_kernel": "pte_pages", "__pmd_alloc": "pmd_pages"}
-
-
 def measured_chain(bundle: str | Path) -> pd.DataFrame:
     """test_vmalloc runs on a real kernel, one row per run, from a bundle whose first snapshot precedes
     the runs and each later one follows a run, with that run's dmesg as its ``test_vmalloc`` file.
@@ -329,8 +325,11 @@ def measured_chain(bundle: str | Path) -> pd.DataFrame:
         pagetable_bytes (their sum times 4 KiB); int64 but seconds.
     """
     from .io.detect import read_bundle
+    from .sim.emit import PAGETABLE_TAGS
     from .sim.workloads import parse_test_mask
 
+    # allocinfo's call sites (6.10+) of the vmalloc area's page-table pages, as the simulator writes them
+    sites = {func: f"{levels[0]}_pages" for _where, _module, func, levels in PAGETABLE_TAGS["6.10"]}
     folder = Path(bundle)
     frames = read_bundle(folder, formats=["allocinfo", "test_vmalloc"])
     if "allocinfo" not in frames or "test_vmalloc" not in frames:
@@ -338,11 +337,11 @@ def measured_chain(bundle: str | Path) -> pd.DataFrame:
                          "dmesg after every run")  # fmt: skip
     info = frames["allocinfo"]
     func = info["func"].str.removesuffix("_noprof")
-    sites = info[(info["file"] == "mm/memory.c") & func.isin(list(_PAGETABLE_SITES))]
-    pages = sites.assign(level=func.map(_PAGETABLE_SITES)).pivot_table(
-        index="snapshot", columns="level", values="calls", aggfunc="sum")
+    tagged = info[(info["file"] == "mm/memory.c") & func.isin(list(sites))]
+    pages = tagged.assign(level=func.map(sites)).pivot_table(index="snapshot", columns="level", values="calls",
+                                                           aggfunc="sum")  # fmt: skip
     snapshots = sorted(info["snapshot"].unique())
-    if (list(pages.index) != snapshots or set(pages.columns) != set(_PAGETABLE_SITES.values())
+    if (list(pages.index) != snapshots or set(pages.columns) != set(sites.values())
             or pages.isna().any().any()):  # fmt: skip
         raise ValueError(f"{folder}: every allocinfo snapshot must list mm/memory.c's __pte_alloc_kernel and "
                          "__pmd_alloc (the 6.10+ format, with zero lines)")  # fmt: skip
@@ -614,12 +613,6 @@ def _noop(_desc: str) -> None:
 CALIBRATION = "docs/calibration.md in the vmaplab repository"
 
 
-def _growth(part: pd.DataFrame) -> float:
-    """Page tables after the last first-time run of a chain over those after its first run (x)."""
-    first = part.drop_duplicates("threads")
-    return float(first["pagetable_bytes"].iloc[-1] / first["pagetable_bytes"].iloc[0])
-
-
 #: The test_loop_count of the measured chains the report shows, and what they were measured on.
 MEASURED_LOOPS = 100_000
 MEASURED_SOURCE = "Linux 6.12 in a 2-vCPU QEMU guest (TCG)"
@@ -687,11 +680,11 @@ def growth_summary(listings: dict[int, pd.DataFrame], chain: pd.DataFrame, measu
                      "last_threads": threads[-2], "loops": int(df["loops"].iloc[0]), "growth": growth,
                      "rerun_added": rerun})  # fmt: skip
     for design, part in chain.groupby("design"):
-        pt = part["pagetable_bytes"].to_numpy(dtype=float)
+        growth, rerun = _chain_growth(part)
         rows.append({"source": f"{'6.7' if design == 'global' else '6.9'} model at this scale",
                      "cpus": int(part["cpus"].iloc[0]), "first_threads": int(part["threads"].iloc[0]),
                      "last_threads": int(part["threads"].iloc[-2]), "loops": int(part["loops"].iloc[0]),
-                     "growth": pt[-2] / pt[0], "rerun_added": pt[-1] / pt[-2] - 1})  # fmt: skip
+                     "growth": growth, "rerun_added": rerun})  # fmt: skip
     out = pd.DataFrame(rows)
     out["source"] = out["source"].astype("string")
     return out.astype({c: "int64" for c in ("cpus", "first_threads", "last_threads", "loops")})
@@ -719,7 +712,7 @@ def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable
     step("page-table chain")
     chain, maps = pagetable_chain_maps(scale)
     pub = sorted((n, plots._pagetable_bytes(df)[0]) for n, df in listings.items() if n > 0)
-    growth = {d: _growth(part) for d, part in chain.groupby("design")}
+    growth = {d: _chain_growth(part)[0] for d, part in chain.groupby("design")}
     times = scale.threads[-1] / scale.threads[0]
     linear = max(growth.values()) <= times
     sec.figure("pagetable_vs_published",
