@@ -231,17 +231,14 @@ def _load_measured(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
     import pandas as pd
 
     from .bundle import Manifest
-    from .report import measured_chain, model_chain_like
+    from .report import model_chain_like, stack_chains
 
     folders = [Path(s) for s in sources if Path(s).is_dir()]
     tables = [Path(s) for s in sources if not Path(s).is_dir()]
     if not folders or len(tables) > 1 or any(t.suffix.lower() != ".csv" for t in tables):
         raise ValueError("give one or more bundles of test_vmalloc runs (folders) and, optionally, the model's "
                          "chains as a .csv table (report.model_chain_like; simulated when not given)")  # fmt: skip
-    parts = [measured_chain(f).assign(capture=f.name) for f in folders]
-    measured = pd.concat(parts, ignore_index=True)
-    if measured.groupby("capture")["threads"].apply(tuple).nunique() > 1:
-        raise ValueError(f"{', '.join(map(str, folders))}: the bundles ran different thread counts")
+    measured = stack_chains(folders)
     model = pd.read_csv(tables[0]) if tables else model_chain_like(measured)
     manifest = Manifest.load(folders[0])
     first = measured.iloc[0]

@@ -55,6 +55,7 @@ __all__ = [
     "MEASURED_CHAINS",
     "measured_chain",
     "measured_chains",
+    "stack_chains",
     "model_chain_like",
     "growth_summary",
     "knob_variants",
@@ -363,8 +364,37 @@ def measured_chain(bundle: str | Path) -> pd.DataFrame:
     return out.astype({c: "int64" for c in out.columns if c != "seconds"})
 
 
+def stack_chains(bundles, loops: int | None = None) -> pd.DataFrame:
+    """Several measured chains of the same thread counts and CPUs, one after another.
+
+    Parameters
+    ----------
+    bundles : iterable of path
+        Bundle folders, each read by :func:`measured_chain`.
+    loops : int, optional
+        Keep only the chains run at this test_loop_count.
+
+    Returns
+    -------
+    DataFrame
+        :func:`measured_chain` rows with capture (string: the bundle's folder name) in front.
+    """
+    bundles = [Path(b) for b in bundles]
+    chains = [measured_chain(b).assign(capture=b.name) for b in bundles]
+    chains = [c for c in chains if loops is None or (c["loops"] == loops).all()]
+    if not chains:
+        at = "" if loops is None else f" measured at test_loop_count={loops:,}"
+        raise ValueError(f"no chain{at} in {', '.join(map(str, bundles)) or 'no bundle'}")
+    for c in chains[1:]:
+        if c["threads"].tolist() != chains[0]["threads"].tolist() or c["cpus"].iloc[0] != chains[0]["cpus"].iloc[0]:
+            raise ValueError(f"{', '.join(map(str, bundles))}: the chains differ in CPUs or thread counts")
+    out = pd.concat(chains, ignore_index=True)
+    out["capture"] = out["capture"].astype("string")
+    return out[["capture", *[c for c in out.columns if c != "capture"]]]
+
+
 def measured_chains(loops: int, data_dir: Path | None = None) -> pd.DataFrame:
-    """Every measured chain of :data:`MEASURED_CHAINS` at ``loops`` (test_loop_count), one after another.
+    """Every measured chain of :data:`MEASURED_CHAINS` at ``loops`` (test_loop_count): :func:`stack_chains`.
 
     Parameters
     ----------
@@ -372,23 +402,9 @@ def measured_chains(loops: int, data_dir: Path | None = None) -> pd.DataFrame:
         The test_loop_count of the chains to take (each folder of :data:`MEASURED_CHAINS` is one chain).
     data_dir : path, optional
         The folder holding ``real/`` (default: the repository's ``data``).
-
-    Returns
-    -------
-    DataFrame
-        :func:`measured_chain` rows with capture (string: the bundle's folder name) in front.
     """
     folder = _seed(data_dir).parent / "real" / MEASURED_CHAINS
-    chains = [measured_chain(b).assign(capture=b.name) for b in sorted(folder.iterdir()) if b.is_dir()]
-    chains = [c for c in chains if (c["loops"] == loops).all()]
-    if not chains:
-        raise ValueError(f"{folder} holds no chain measured at test_loop_count={loops:,}")
-    for c in chains[1:]:
-        if c["threads"].tolist() != chains[0]["threads"].tolist() or c["cpus"].iloc[0] != chains[0]["cpus"].iloc[0]:
-            raise ValueError(f"{folder}: the chains at test_loop_count={loops:,} differ in CPUs or thread counts")
-    out = pd.concat(chains, ignore_index=True)
-    out["capture"] = out["capture"].astype("string")
-    return out[["capture", *[c for c in out.columns if c != "capture"]]]
+    return stack_chains(sorted(b for b in folder.iterdir() if b.is_dir()), loops=loops)
 
 
 def model_chain_like(measured: pd.DataFrame, designs=("nodes",), *, seeds=(0, 1, 2), loops: int | None = None,
