@@ -156,7 +156,8 @@ T_DONE_AT = 33
 T_HIGH = 34  # queued at high priority
 T_TRI = 35  # trace row of the current operation
 T_SLICE_END = 36  # end of the running thread's current slice (EEVDF deadline, in run time)
-N_TH = 37
+T_LAG = 37  # EEVDF: how far the thread's vruntime runs ahead of its CPU's average, ns (> 0: not eligible)
+N_TH = 38
 
 # thread states and kinds
 ST_RUN = 0
@@ -370,8 +371,10 @@ PC_N_PURGE_DONE = 80
 PC_N_AREA_LOCK = 81
 PC_KW_START = 90
 PC_KW_DONE = 91
+PC_KW_YIELD = 92  # process_one_work's cond_resched() after the drain, while it still owns the work
 PC_H_START = 95
 PC_H_DONE = 96
+PC_H_YIELD = 97  # the same cond_resched() after a helper's purge, before flush_work() sees it done
 
 MERGE_BATCH = 64  # merge units per event while the free lock is held without yielding
 OP_ALLOC = 0
@@ -485,9 +488,72 @@ def _delay(HP, POS, G, th, d):
 # Scheduling: run queues, idle balance, wake-ups, preemption points.
 
 
+@njit(**NJIT_NO_NRT_OPTIONS)
+def _repay_lag(TH, CPU, cpu, ran, skip):
+    """EEVDF: ``ran`` ns of CPU given to others lowers each queued thread's lead by ran / (runnable)."""
+    if ran <= 0:
+        return
+    n = CPU[cpu, CPU_RQLEN] + 1
+    x = CPU[cpu, CPU_RQHEAD]
+    while x != NIL:
+        if x != skip and TH[x, T_LAG] > 0:
+            TH[x, T_LAG] -= ran // n
+        x = TH[x, T_RQNEXT]
+
+
+@njit(**NJIT_NO_NRT_OPTIONS)
+def _eligible(TH, CPU, cpu):
+    """The first queued thread on ``cpu`` that EEVDF may pick (lag <= 0) and the one before it."""
+    prev = NIL
+    x = CPU[cpu, CPU_RQHEAD]
+    while x != NIL and TH[x, T_LAG] > 0:
+        prev = x
+        x = TH[x, T_RQNEXT]
+    return x, prev
+
+
+@njit(**NJIT_NO_NRT_OPTIONS)
+def _preempt_point(TH, CPU, HP, POS, G, ACC, COST, EP, th, cpu, t):
+    """cond_resched(): True if ``th`` yields ``cpu`` (it stays runnable, queued at the tail).
+
+    It yields when its slice is over (or a high-priority work item waits) and an eligible thread is
+    queued. What it ran past its slice becomes its lag, (n - 1) / n of the overrun with n runnable
+    threads: it is picked again only when the others have had that much more CPU (EEVDF,
+    kernel/sched/fair.c, 6.6+). A nice -20 kworker (drain_priority="high") never yields to nice-0
+    threads: its vruntime moves 1024 / 88761 as fast, so its deadline stays the earliest."""
+    if TH[th, T_HIGH] == 1:
+        return False
+    if CPU[cpu, CPU_RQLEN] == 0:
+        if t >= TH[th, T_SLICE_END]:
+            TH[th, T_SLICE_END] += EP[E_SLICE] * ((t - TH[th, T_SLICE_END]) // EP[E_SLICE] + 1)
+        return False
+    if CPU[cpu, CPU_PREEMPT] == 0 and t < TH[th, T_SLICE_END]:
+        return False
+    nxt, prev = _eligible(TH, CPU, cpu)
+    if nxt == NIL:
+        # only threads that ran ahead wait: th starts a new slice, and they catch up meanwhile
+        _repay_lag(TH, CPU, cpu, t - TH[th, T_RUNSTART], th)
+        TH[th, T_RUNSTART] = t
+        TH[th, T_SLICE_END] = t + EP[E_SLICE]
+        return False
+    CPU[cpu, CPU_PREEMPT] = 0
+    G[G_PREEMPTIONS] += 1
+    over = t - TH[th, T_SLICE_END]
+    if over > 0:
+        n = CPU[cpu, CPU_RQLEN] + 1
+        TH[th, T_LAG] = over * (n - 1) // n
+    _rq_remove(TH, CPU, G, cpu, nxt, prev)
+    _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t, False)  # to the tail
+    _run_on(TH, CPU, HP, POS, G, ACC, COST, nxt, cpu, t)
+    return True
+
+
 @njit(**NJIT_INLINE_OPTIONS)
 def _run_on(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t):
     """Give ``cpu`` to ``th`` at ``t``: a context switch, then ``th`` continues at its pc."""
+    prev = CPU[cpu, CPU_CUR]
+    if prev != NIL and prev != th:
+        _repay_lag(TH, CPU, cpu, t - TH[prev, T_RUNSTART], prev)
     CPU[cpu, CPU_CUR] = th
     if TH[th, T_CPU] != cpu:
         TH[th, T_MIGR] += 1
@@ -519,9 +585,14 @@ def _rq_remove(TH, CPU, G, cpu, th, prev):
 @njit(**NJIT_NO_NRT_OPTIONS)
 def _cpu_next(TH, CPU, HP, POS, G, ACC, COST, cpu, t):
     """``cpu`` lost its thread: run the head of its queue, else steal from the longest queue."""
-    th = CPU[cpu, CPU_RQHEAD]
+    th, prev = _eligible(TH, CPU, cpu)
+    if th == NIL and CPU[cpu, CPU_RQHEAD] != NIL:
+        # only threads that ran ahead are queued: the average is theirs, the head may run
+        th = CPU[cpu, CPU_RQHEAD]
+        prev = NIL
+        TH[th, T_LAG] = 0
     if th != NIL:
-        _rq_remove(TH, CPU, G, cpu, th, NIL)
+        _rq_remove(TH, CPU, G, cpu, th, prev)
         _run_on(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t)
         return
     ncpu = CPU.shape[0]
@@ -595,8 +666,11 @@ def _wake(TH, CPU, HP, POS, G, ACC, COST, th, t):
 
 @njit(**NJIT_NO_NRT_OPTIONS)
 def _sleep(TH, CPU, HP, POS, G, ACC, COST, th, t):
-    """``th`` blocks (mutex, flush_work, idle kworker): its CPU takes another thread."""
+    """``th`` blocks (mutex, flush_work, idle kworker): its CPU takes another thread.
+
+    EEVDF keeps a sleeper's lag only up to two slices; a woken thread waits at the queue's tail."""
     TH[th, T_STATE] = ST_SLEEP
+    TH[th, T_LAG] = 0
     _cpu_next(TH, CPU, HP, POS, G, ACC, COST, TH[th, T_CPU], t)
 
 
@@ -967,7 +1041,8 @@ def _sample(C, G, TL, t):
     TL[r, TL_HIGH_WATER] = C[K.HIGH_WATER]
     TL[r, TL_PTE] = C[K.PTE_PAGES]
     TL[r, TL_PMD] = C[K.PMD_PAGES]
-    TL[r, TL_LAG] = (t - G[G_DRAIN_QTIME]) if G[G_DRAIN_QUEUED] == 1 else 0
+    waiting = G[G_DRAIN_QUEUED] == 1 or G[G_DRAIN_REQUEUE] == 1
+    TL[r, TL_LAG] = (t - G[G_DRAIN_QTIME]) if waiting else 0
     TL[r, TL_DRAIN_RUNNING] = G[G_DRAIN_RUNNING]
     TL[r, TL_POOLED_AREAS] = C[K.POOLED_AREAS]
     TL[r, TL_RUNNABLE] = G[G_RUNNABLE]
@@ -1286,7 +1361,9 @@ def run_engine(
                 if C[LAZY_PAGES] > lazy_max:
                     C[DRAIN_PENDING] = 1
                     if G[G_DRAIN_RUNNING] == 1:
-                        G[G_DRAIN_REQUEUE] = 1  # queued again where it runs (no re-entrancy)
+                        if G[G_DRAIN_REQUEUE] == 0:
+                            G[G_DRAIN_REQUEUE] = 1  # queued again where it runs (no re-entrancy)
+                            G[G_DRAIN_QTIME] = t
                     elif G[G_DRAIN_QUEUED] == 0:
                         G[G_DRAIN_QUEUED] = 1
                         G[G_DRAIN_QTIME] = t
@@ -1307,15 +1384,7 @@ def run_engine(
                 # EEVDF with RUN_TO_PARITY (6.6+): the running task keeps the CPU until its slice
                 # (deadline) runs out, whoever wakes; a new slice starts at once when nothing waits.
                 # A nice -20 work item (drain_priority="high") preempts at the next point.
-                if t >= TH[th, T_SLICE_END] and CPU[cpu, CPU_RQLEN] == 0:
-                    TH[th, T_SLICE_END] += EP[E_SLICE] * ((t - TH[th, T_SLICE_END]) // EP[E_SLICE] + 1)
-                if CPU[cpu, CPU_RQLEN] > 0 and (CPU[cpu, CPU_PREEMPT] == 1 or t >= TH[th, T_SLICE_END]):
-                    CPU[cpu, CPU_PREEMPT] = 0
-                    G[G_PREEMPTIONS] += 1
-                    nxt = CPU[cpu, CPU_RQHEAD]
-                    _rq_remove(TH, CPU, G, cpu, nxt, NIL)
-                    _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t, False)  # to the tail
-                    _run_on(TH, CPU, HP, POS, G, ACC, COST, nxt, cpu, t)
+                if _preempt_point(TH, CPU, HP, POS, G, ACC, COST, EP, th, cpu, t):
                     break
                 continue
             # ---------------------------------------------------------------- the purge
@@ -1413,7 +1482,7 @@ def run_engine(
                 continue
             if pc == PC_U_END:
                 if TH[th, T_KIND] == KIND_DRAIN:
-                    TH[th, T_PC] = PC_KW_DONE
+                    TH[th, T_PC] = PC_KW_YIELD
                 else:
                     TH[th, T_PC] = TH[th, T_RET]
                 continue
@@ -1626,17 +1695,22 @@ def run_engine(
                 continue
             if pc == PC_N_NODE_DONE:
                 if TH[th, T_KIND] == KIND_HELPER:
-                    G[G_OUTSTANDING] -= 1
-                    TH[th, T_PC] = PC_H_DONE
-                    if G[G_OUTSTANDING] == 0 and G[G_KW_WAITING] != NIL:
-                        waiter = G[G_KW_WAITING]
-                        G[G_KW_WAITING] = NIL
-                        _wake(TH, CPU, HP, POS, G, ACC, COST, waiter, t)
-                    _sleep(TH, CPU, HP, POS, G, ACC, COST, th, t)
-                    break
+                    TH[th, T_PC] = PC_H_YIELD
+                    if _preempt_point(TH, CPU, HP, POS, G, ACC, COST, EP, th, cpu, t):
+                        break
+                    continue
                 TH[th, T_MI] += 1
                 TH[th, T_PC] = PC_N_PURGE_NODE
                 continue
+            if pc == PC_H_YIELD:
+                G[G_OUTSTANDING] -= 1
+                TH[th, T_PC] = PC_H_DONE
+                if G[G_OUTSTANDING] == 0 and G[G_KW_WAITING] != NIL:
+                    waiter = G[G_KW_WAITING]
+                    G[G_KW_WAITING] = NIL
+                    _wake(TH, CPU, HP, POS, G, ACC, COST, waiter, t)
+                _sleep(TH, CPU, HP, POS, G, ACC, COST, th, t)
+                break
             if pc == PC_N_WAIT_HELPERS:
                 TH[th, T_PC] = PC_N_PURGE_DONE
                 if G[G_OUTSTANDING] > 0:
@@ -1664,10 +1738,14 @@ def run_engine(
                 TH[th, T_FULL] = 0
                 TH[th, T_PC] = PC_U_START
                 continue
+            if pc == PC_KW_YIELD:
+                TH[th, T_PC] = PC_KW_DONE
+                if _preempt_point(TH, CPU, HP, POS, G, ACC, COST, EP, th, cpu, t):
+                    break
+                continue
             if pc == PC_KW_DONE:
                 if G[G_DRAIN_REQUEUE] == 1:
-                    G[G_DRAIN_REQUEUE] = 0
-                    G[G_DRAIN_QTIME] = t
+                    G[G_DRAIN_REQUEUE] = 0  # its lag counts from the request (G_DRAIN_QTIME)
                     TH[th, T_PC] = PC_KW_START
                     continue
                 G[G_DRAIN_RUNNING] = 0
