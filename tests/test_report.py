@@ -232,7 +232,7 @@ def test_simulator_figures_from_the_report_tables(out):
     assert_texts_clear(fig)
 
     knobs = pd.read_csv(out / "knobs.csv")
-    assert knobs["va_high_water"].nunique() == 1  # align_shift's far VAs: the same in every variant
+    assert (knobs["va_high_water"] > 2**44).all()  # align_shift's far VAs, in every variant
     assert knobs["va_held_max_bytes"].nunique() > 1  # what the figure shows instead moves
     fig = plots.knobs_effect(knobs, scale=label)
     assert [a.get_xlabel() for a in fig.axes] == [
