@@ -232,6 +232,31 @@ def test_a_drain_that_overran_its_slice_waits_until_the_workers_catch_up():
         run.machine.check_invariants()
 
 
+def test_a_late_ipi_answer_lengthens_the_flush_and_the_drain_falls_behind():
+    # flush_stall_every / flush_stall_ns: every n-th TLB flush waits for a vCPU the host is not running
+    kw = dict(threads=8, cpus=4, tests=["fix_size_alloc_test"], loops=30_000, lazy_max_pages=2048, seed=0)
+    bare = simulate("nodes", **kw)
+    late = simulate("nodes", flush_stall_every=2, flush_stall_ns=20_000_000, **kw)
+    flushes = late.stats["tlb_flushes"]
+    assert flushes >= 4
+
+    def flush_ns(run):  # the IPI wait is smp_call_function_many_cond's self time
+        prof = run.profile.set_index("symbol")
+        return prof.loc["smp_call_function_many_cond", "self_pct"] / 100 * prof.attrs["busy_ns"]
+
+    # every second flush waits 20 ms more; the others cost what the bare machine's do
+    stalls = flush_ns(late) - flushes * flush_ns(bare) / bare.stats["tlb_flushes"]
+    assert stalls == pytest.approx(flushes // 2 * 20e6, rel=0.01)
+    assert late.stats["drain_lag_max_s"] > bare.stats["drain_lag_max_s"]
+    assert late.timeline.lazy_pages.max() > bare.timeline.lazy_pages.max()
+    assert late.machine.settings()["flush_stall_every"] == 2
+    with pytest.raises(ValueError, match="flush_stall_ns must be a non-negative int"):
+        Machine("nodes", cpus=4, flush_stall_ns=-1)
+    again = {k: v for k, v in kw.items() if k != "lazy_max_pages"}
+    with pytest.raises(ValueError, match="flush_stall_every=0 conflicts"):
+        simulate("nodes", machine=late.machine, flush_stall_every=0, **again)
+
+
 @pytest.mark.parametrize("design", ["global", "nodes"])
 def test_invariants_hold_after_every_test(design):
     m = Machine(design, cpus=4)

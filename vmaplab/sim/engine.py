@@ -112,7 +112,9 @@ E_NSEL = 11  # tests per worker
 E_SLICE = 12
 E_SAMPLE = 13
 E_TRACE = 14
-N_EP = 15
+E_STALL_EVERY = 15  # every n-th TLB flush waits E_STALL_NS more for one CPU's answer (0: never)
+E_STALL_NS = 16
+N_EP = 17
 
 # --- costs (COST), the order of vmaplab.sim.costs.COST_NAMES ---------------------------------
 C_LOCK, C_LINE, C_TBASE, C_TLEVEL, C_HOLD, C_SLAB, C_PALLOC, C_PZERO, C_PTESET, C_PTECLR = range(10)
@@ -828,8 +830,11 @@ def _purge_to_free(C, T, S, s):
 
 
 @njit(**NJIT_NO_NRT_OPTIONS)
-def _flush_tlb(TH, CPU, HP, POS, G, ACC, COST, th, t):
-    """flush_tlb_kernel_range as a full flush: IPIs to every other CPU; returns the sender's cost."""
+def _flush_tlb(TH, CPU, HP, POS, G, ACC, COST, EP, C, th, t):
+    """flush_tlb_kernel_range as a full flush: IPIs to every other CPU; returns the sender's cost.
+
+    The sender waits for every CPU's answer: on a virtual machine a vCPU the host is not running
+    answers late, which the knobs flush_stall_every / flush_stall_ns add to every n-th flush."""
     me = TH[th, T_CPU]
     irq = np.int64(COST[C_IPIIRQ])
     for c in range(CPU.shape[0]):
@@ -844,6 +849,8 @@ def _flush_tlb(TH, CPU, HP, POS, G, ACC, COST, th, t):
             start = CPU[c, CPU_IRQ] if CPU[c, CPU_IRQ] > t else t
             CPU[c, CPU_IRQ] = start + irq  # a spinner gets a handed-over lock only after it
     d = np.int64(COST[C_FLUSH] + COST[C_IPI] * CPU.shape[0])
+    if EP[E_STALL_EVERY] > 0 and C[TLB_FLUSHES] % EP[E_STALL_EVERY] == 0:
+        d += EP[E_STALL_NS]
     ACC[TH[th, T_CTX], S_FLUSH] += d
     return d
 
@@ -1425,7 +1432,7 @@ def run_engine(
                     continue
                 C[TLB_FLUSHES] += 1
                 C[PURGES] += 1
-                d = _flush_tlb(TH, CPU, HP, POS, G, ACC, COST, th, t)
+                d = _flush_tlb(TH, CPU, HP, POS, G, ACC, COST, EP, C, th, t)
                 TH[th, T_PC] = PC_G_MERGE_TRY
                 _push(HP, POS, G, th, t + d)
                 break
@@ -1580,7 +1587,7 @@ def run_engine(
                     TH[th, T_PC] = PC_U_END
                     continue
                 C[TLB_FLUSHES] += 1
-                d = _flush_tlb(TH, CPU, HP, POS, G, ACC, COST, th, t)
+                d = _flush_tlb(TH, CPU, HP, POS, G, ACC, COST, EP, C, th, t)
                 helpers = C[LAZY_PAGES] // lazy_max if lazy_max > 0 else marked
                 helpers = min(max(helpers, 1), marked) - 1
                 C[PURGE_HELPERS] += helpers

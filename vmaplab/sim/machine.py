@@ -19,7 +19,7 @@ __all__ = ["Machine", "ALLOCATOR_KNOBS", "MACHINE_KNOBS", "SPACE_MAP_COLUMNS"]
 #: Knobs of the allocator model (docs/allocator-model.md), passed to AllocatorConfig.resolve.
 ALLOCATOR_KNOBS = ("pool_cap", "decay", "small_pool_decay", "lazy_max_pages", "nr_nodes", "zone_pages", "paging_levels")
 #: Kernel settings of the contention model (docs/contention-model.md).
-MACHINE_KNOBS = ("drain_priority", "init_on_alloc", "busy_lock_once", "costs")
+MACHINE_KNOBS = ("drain_priority", "init_on_alloc", "busy_lock_once", "costs", "flush_stall_every", "flush_stall_ns")
 #: Columns of :meth:`Machine.space_map` (all int64).
 SPACE_MAP_COLUMNS = ("offset", "pte_pages", "pmd_pages", "busy_pages", "lazy_pages", "pooled_pages")
 
@@ -44,6 +44,11 @@ class Machine:
         Take the busy lock once per vmalloc (mainline aaab830ad887) instead of twice (6.9 as merged).
     costs : CostModel, optional
         The cost model; the calibrated defaults when omitted.
+    flush_stall_every, flush_stall_ns : int
+        A virtual machine's late IPI answer: every ``flush_stall_every``-th TLB flush (counted over
+        the machine's life) waits ``flush_stall_ns`` more, as when the host is not running one of
+        the vCPUs the flush interrupts. 0 (never) by default: bare metal. docs/calibration.md (sixth
+        pass) gives what a 2-vCPU QEMU guest measured.
     **knobs
         Allocator knobs: pool_cap, decay, small_pool_decay, lazy_max_pages, nr_nodes, zone_pages,
         paging_levels.
@@ -69,6 +74,8 @@ class Machine:
         drain_priority: str = "normal",
         busy_lock_once: bool = False,
         costs: CostModel | None = None,
+        flush_stall_every: int = 0,
+        flush_stall_ns: int = 0,
         **knobs,
     ) -> None:
         unknown = sorted(set(knobs) - set(ALLOCATOR_KNOBS))
@@ -78,12 +85,17 @@ class Machine:
             raise ValueError(f"drain_priority must be 'normal' or 'high', not {drain_priority!r}")
         if costs is not None and not isinstance(costs, CostModel):
             raise TypeError(f"costs must be a CostModel, not {type(costs).__name__}")
+        for name, value in (("flush_stall_every", flush_stall_every), ("flush_stall_ns", flush_stall_ns)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, not {value!r}")
         self.design = design
         self.cpus = cpus
         self.init_on_alloc = bool(init_on_alloc)
         self.drain_priority = drain_priority
         self.busy_lock_once = bool(busy_lock_once)
         self.costs = CostModel() if costs is None else costs
+        self.flush_stall_every = int(flush_stall_every)
+        self.flush_stall_ns = int(flush_stall_ns)
         self.knobs = dict(knobs)
         self.config = AllocatorConfig.resolve(design, cpus, auto_drain=False, **knobs)
         self.allocator = NumbaEngine(self.config)
@@ -100,7 +112,8 @@ class Machine:
         """Every setting of the machine by knob name (what a later run must not contradict)."""
         out = {"design": self.design, "cpus": self.cpus, "init_on_alloc": self.init_on_alloc,
                "drain_priority": self.drain_priority, "busy_lock_once": self.busy_lock_once,
-               "costs": self.costs}  # fmt: skip
+               "costs": self.costs, "flush_stall_every": self.flush_stall_every,
+               "flush_stall_ns": self.flush_stall_ns}  # fmt: skip
         c = self.config
         pool_cap = {-1: None, -2: "lazy_max"}.get(c.pool_cap, c.pool_cap)
         out.update(pool_cap=pool_cap, decay=c.decay, small_pool_decay=c.small_pool_decay,

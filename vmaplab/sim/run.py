@@ -219,6 +219,8 @@ class _Arrays:
         EP[E.E_SLICE] = slice_ns(m.cpus)
         EP[E.E_SAMPLE] = sample_ns
         EP[E.E_TRACE] = 1 if trace else 0
+        EP[E.E_STALL_EVERY] = m.flush_stall_every
+        EP[E.E_STALL_NS] = m.flush_stall_ns
         self.EP = EP
         self.COST = m.costs.as_array()
         nth = W + 1 + nr
@@ -495,6 +497,7 @@ def simulate(
         (-1: none, or a failed allocation). For tests; costs memory.
     **knobs
         Machine settings for a new machine: init_on_alloc, drain_priority, busy_lock_once, costs,
+        flush_stall_every, flush_stall_ns,
         and the allocator knobs pool_cap, decay, small_pool_decay, lazy_max_pages, nr_nodes,
         zone_pages, paging_levels. With ``machine`` they must agree with it.
 

@@ -253,8 +253,8 @@ def sweep(
         Ignored with ``client``.
     **knobs
         Machine settings of every point (simulate()'s knobs: init_on_alloc, drain_priority,
-        busy_lock_once, costs, pool_cap, decay, small_pool_decay, lazy_max_pages, nr_nodes,
-        zone_pages, paging_levels).
+        busy_lock_once, costs, flush_stall_every, flush_stall_ns, pool_cap, decay, small_pool_decay,
+        lazy_max_pages, nr_nodes, zone_pages, paging_levels).
 
     Returns
     -------
