@@ -56,7 +56,7 @@ def test_seed_lock_contention_64_cpus():
     n = vmaplab.simulate("nodes", **kw)
     assert g.lock_spin_share >= 0.85
     assert n.pairs_per_second >= 8 * g.pairs_per_second
-    assert n.lock_spin_share <= 0.25  # published 16.51 %; the model gives 0.31 (docs/calibration.md)
+    assert n.lock_spin_share <= 0.25  # published 16.51 %; the model gives 0.32 (docs/calibration.md)
 
 
 @slow
@@ -65,5 +65,7 @@ def test_seed_pagetables_64_cpus():
     sizes = [vmaplab.simulate("nodes", threads=t, tests=127, loops=10_000, machine=m, seed=0).pagetable_bytes
              for t in (64, 128, 256)]  # fmt: skip
     again = vmaplab.simulate("nodes", threads=256, tests=127, loops=10_000, machine=m, seed=1).pagetable_bytes
-    assert sizes[1] > 2 * sizes[0] and sizes[2] > 2 * sizes[1]  # faster than linear in threads
+    # the model (docs/calibration.md, sixth pass): 112 / 183 / 490 MiB, 4.4x over the chain, but 1.6x
+    # for the first doubling; the rerun adds 29 % (the drain ran away further)
+    assert sizes[1] > 2 * sizes[0] and sizes[2] > 2 * sizes[1]  # faster than linear at each doubling
     assert again < 1.05 * sizes[2]
