@@ -101,7 +101,7 @@ def test_perf_pid_tid_and_other_events():
     assert list(df["pid"]) == [19052, 23, 13601, 13601]
     assert list(df["comm"]) == ["churn", "kworker/1:0-eve", "churn", "churn"]
     assert df.attrs["skipped_lines"] == 1
-    assert list(df["block"]) == [0, 0, 0, 1]  # the other event's line separates the runs of records
+    assert list(df["block"]) == [0, 0, 0, 0]  # another event's line belongs to the trace, it separates nothing
 
 
 def test_bad_lines():

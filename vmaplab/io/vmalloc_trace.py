@@ -17,28 +17,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..errors import ParseError
 from ._ints import dec_uint64, fits_uint64, hex_uint64
-from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finish
+from ._source import OnBadLines, Paste, Source
+from ._trace_lines import TracepointLines
 
 __all__ = ["read_vmalloc_trace", "sniff", "EVENTS"]
 
 EVENTS = ("alloc_vmap_area", "free_vmap_area_noflush", "purge_vmap_area_lazy")
 
-# The word after the timestamp ("<secs>.<usecs>: ") is the event name. A line is ours when that name is
-# one of EVENTS or "vmalloc:<anything>" (then it must parse), or when the line ends inside such a name.
-_EVENT_WORD = r"\d\.\d+:\s+(?:\d+\s+)?(?P<word>[A-Za-z_][\w:]*)(?P<more>.?)"
-_NAMES = {*EVENTS, *(f"vmalloc:{e}" for e in EVENTS)}
-_PREFIXES = {name[:i] for name in _NAMES for i in range(1, len(name) + 1)}
-_SNIFF = r"\s(?:vmalloc:)?(?:" + "|".join(EVENTS) + r"):\s"
-_PERF = (
-    r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d{1,10})(?:/-?\d{1,10})?\s+\[(?P<cpu>\d{1,6})\]\s+"
-    r"(?P<time>\d+\.\d+):\s+(?:\d+\s+)?vmalloc:(?P<event>\w+):\s?(?P<payload>.*)$"
-)
-_FTRACE = (
-    r"^\s*(?P<comm>.*)-(?P<pid>\d{1,10})\s+(?:\(\s*(?:\d+|-+)\)\s+)?\[(?P<cpu>\d{1,6})\]\s+(?:\S{4,5}\s+)?"
-    r"(?P<time>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<payload>.*)$"
-)
+_LINES = TracepointLines({event: "vmalloc" for event in EVENTS}, claim_systems=True)
 _PAYLOAD = {
     "alloc_vmap_area": (
         r"^va_start: (?P<va_start>\d{1,20}) size=(?P<size>\d{1,18}) align=(?P<align>\d{1,18}) "
@@ -79,7 +66,7 @@ _COLUMNS = {
 
 def sniff(paste: Paste) -> int:
     """Number of lines of ``paste`` that are vmalloc tracepoint events."""
-    return int(paste.series().str.contains(_SNIFF).sum())
+    return _LINES.sniff(paste)
 
 
 def read_vmalloc_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.DataFrame:
@@ -120,49 +107,17 @@ def read_vmalloc_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd
     return _parse_vmalloc_trace(paste, on_bad_lines)
 
 
-def _ours(lines: pd.Series) -> pd.Series:
-    """True for lines that name a vmalloc event (or are cut inside its name)."""
-    m = lines.str.extract(_EVENT_WORD)
-    word = m["word"].fillna("")
-    named = word.str.endswith(":") & (word.str[:-1].isin(EVENTS) | word.str.startswith("vmalloc:"))
-    cut = m["more"].eq("") & word.isin(_PREFIXES)
-    return (named | cut).to_numpy()
-
-
 def _parse_vmalloc_trace(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     lines = paste.series()
-    ours = _ours(lines)
-    cand = lines[ours]
-    head = cand.str.extract(_PERF)
-    is_perf = head["event"].notna()
-    head.loc[~is_perf] = cand[~is_perf].str.extract(_FTRACE).to_numpy()
+    ours = _LINES.ours(lines)
+    head, is_perf = _LINES.split(lines[ours])
     bad = {lineno: _EXPECTED[None] for lineno in head.index[head["event"].isna()]}
     bad.update((lineno, _EXPECTED["event"]) for lineno in head.index[head["event"].notna() & ~head["event"].isin(EVENTS)])
     head = head[head["event"].isin(EVENTS)]
     fields, payload_bad = _payload_fields(head)
     bad.update((lineno, _EXPECTED[ev]) for lineno, ev in payload_bad.items())
     head = head.loc[fields.index]
-
-    errors = LineErrors(paste.source, on_bad_lines)
-    for lineno in sorted(bad):  # in file order, so "error" mode names the first bad line
-        errors.bad(int(lineno), bad[lineno], paste.lines[lineno - 1])
-    other = lines.index[~ours & lines.str.strip().ne("").to_numpy()]
-    if head.empty and not bad:
-        lineno, line = paste.first_text_line()
-        raise ParseError(paste.source, lineno, _EXPECTED[None], line)
-
-    df = pd.DataFrame(index=pd.RangeIndex(len(head)))
-    df["block"] = assign_blocks(head.index.to_numpy(), other.to_numpy())
-    df["time"] = head["time"].astype("float64").to_numpy()
-    df["cpu"] = head["cpu"].astype("int64").to_numpy()
-    df["comm"] = head["comm"].str.strip().astype("string").array
-    df["pid"] = head["pid"].astype("int64").to_numpy()
-    df["event"] = pd.Categorical(head["event"].to_numpy(), categories=list(EVENTS))
-    for col in _COLUMNS:
-        df[col] = fields[col].array
-    styles = sorted({"perf script" if p else "ftrace" for p in is_perf[head.index]})
-    style = {0: None, 1: styles[0]}.get(len(styles), "mixed")
-    return finish(df, "vmalloc_trace", paste, errors, skipped=len(other), style=style)
+    return _LINES.frame(paste, ours, head, is_perf, fields, bad, "vmalloc_trace", on_bad_lines, _EXPECTED[None])
 
 
 def _payload_fields(head: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, str]]:

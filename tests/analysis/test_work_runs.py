@@ -1,0 +1,60 @@
+"""work_runs on a real drain stall (data/real/drain-stall-trace-qemu-2cpu.txt.gz, see data/real/SOURCES.md)."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import vmaplab
+from vmaplab.analysis.work_runs import WORK_RUN_COLUMNS, work_runs
+
+STALL = Path(__file__).resolve().parents[2] / "data" / "real" / "drain-stall-trace-qemu-2cpu.txt.gz"
+
+
+@pytest.fixture(scope="module")
+def events():
+    return vmaplab.read_sched_trace(STALL)
+
+
+def test_the_drain_stall(events):
+    runs = work_runs(events)
+    assert tuple(runs.columns) == WORK_RUN_COLUMNS and len(runs) == 3 and runs.attrs["unfinished"] == 1
+    long, stalled, after = (runs.iloc[i] for i in range(3))
+    # a drain runs 94.9 ms on kworker/0:2, which is then switched out still runnable and stays off
+    # the CPU 312 ms: the next request (8.773 s) waits 300.6 ms for it
+    assert (long["comm"], long["pid"], long["cpu"]) == ("kworker/0:2", 54, 0)
+    assert long["run_s"] == pytest.approx(0.094865, abs=1e-6) and long["wait_s"] == pytest.approx(0.00348, abs=1e-6)
+    assert bool(long["preempted_after"]) and long["off_cpu_s"] == pytest.approx(0.312064, abs=1e-6)
+    assert stalled["requested"] == 8.773132 and stalled["wait_s"] == pytest.approx(0.30055, abs=1e-6)
+    assert stalled["pid"] == 54 and stalled["wait_s"] > 3 * long["run_s"]
+    # it goes straight on to the request made during it, then is preempted again
+    assert not bool(stalled["preempted_after"]) and pd.isna(stalled["off_cpu_s"])
+    assert after["requested"] < stalled["ended"] and bool(after["preempted_after"])
+    # meanwhile the lazily freed pages pile up: the backlog peaks during the stalled drain
+    vm = vmaplab.read_vmalloc_trace(STALL)
+    frees = vm[vm["event"] == "free_vmap_area_noflush"]
+    peak = frees.loc[frees["nr_lazy"].idxmax()]
+    assert peak["nr_lazy"] == 460_038 and peak["nr_lazy"] > 28 * peak["nr_lazy_max"]
+    assert stalled["requested"] < peak["time"] < stalled["ended"]
+
+
+def test_the_drain_helper(events):
+    # the stalled drain (13,561 areas) queued one purge_vmap_node helper on CPU 0; its flush_work waited for it
+    helper = work_runs(events, "purge_vmap_node")
+    assert len(helper) == 1
+    h = helper.iloc[0]
+    assert (h["comm"], h["pid"], h["cpu"]) == ("kworker/0:0", 9, 0)
+    assert h["wait_s"] == pytest.approx(0.008975, abs=1e-6) and h["run_s"] == pytest.approx(0.001222, abs=1e-6)
+    drains = work_runs(events)
+    assert drains["started"].iloc[1] < h["requested"] < h["ended"] < drains["ended"].iloc[1]
+
+
+def test_bad_input_is_named(events):
+    with pytest.raises(ValueError, match="no execution of vmstat_update"):
+        work_runs(events, "vmstat_update")
+    with pytest.raises(ValueError, match="lacks the read_sched_trace columns"):
+        work_runs(events.drop(columns=["prev_state"]))
+    two = pd.concat([events, events.assign(block=1, time=events["time"] + 10)], ignore_index=True)
+    with pytest.raises(ValueError, match="2 traces"):
+        work_runs(two)
+    assert len(work_runs(two[two["block"] == 1])) == 3

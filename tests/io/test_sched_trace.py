@@ -1,0 +1,107 @@
+"""read_sched_trace on real captures of the workqueue and sched tracepoints (data/real, see its SOURCES.md)."""
+
+import gzip
+import io
+
+import pandas as pd
+import pytest
+from _line_mutations import mutated
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vmaplab
+from vmaplab.errors import ParseError
+from vmaplab.io._source import Paste
+from vmaplab.io.detect import detect_format
+from vmaplab.io.sched_trace import EVENTS, read_sched_trace, sniff
+
+from test_vmalloc_trace import REAL
+
+STALL = REAL / "drain-stall-trace-qemu-2cpu.txt.gz"  # ftrace, 6.12 guest: vmalloc, sched, workqueue events
+PERF = REAL / "sched-trace-perf-idle.txt.gz"  # perf script, 6.18 host: sched and workqueue events
+PERF_LINES = gzip.decompress(PERF.read_bytes()).decode().splitlines()
+
+
+def test_ftrace_capture_beside_vmalloc_events():
+    df = read_sched_trace(STALL)
+    assert df.attrs["format"] == "sched_trace" and df.attrs["style"] == "ftrace"
+    assert df.attrs["bad_lines"] == [] and df.attrs["skipped_lines"] == 12 + 30_444  # header, vmalloc lines
+    assert df["event"].value_counts().to_dict() == {
+        "sched_switch": 349, "workqueue_queue_work": 6, "workqueue_activate_work": 6,
+        "workqueue_execute_start": 6, "workqueue_execute_end": 6, "sched_wakeup": 6, "sched_waking": 6,
+        "sched_migrate_task": 3, "sched_wakeup_new": 0}  # fmt: skip
+    assert (df["block"] == 0).all() and df["time"].is_monotonic_increasing
+    queued = df[df["event"] == "workqueue_queue_work"].iloc[1]
+    assert (queued["time"], queued["cpu"], queued["comm"], queued["pid"]) == (8.773132, 1, "vmalloc_test/3", 73)
+    assert (queued["work"], queued["function"], queued["workqueue"]) == ("00000000e104bbd4", "drain_vmap_area_work", "events")
+    assert (queued["req_cpu"], queued["target_cpu"]) == (64, 0)  # "any CPU" on a 64-possible-CPU build, CPU 0's pool
+    ended = df[(df["event"] == "workqueue_execute_end") & (df["time"] == 8.761508)].iloc[0]
+    assert (ended["comm"], ended["pid"], ended["function"]) == ("kworker/0:2", 54, "drain_vmap_area_work")
+    out = df[(df["event"] == "sched_switch") & (df["prev_pid"] == 54) & (df["time"] > 8.7615)].iloc[0]
+    assert (out["time"], out["prev_comm"], out["prev_state"], out["next_comm"], out["next_pid"]) == (
+        8.761598, "kworker/0:2", "R+", "vmalloc_test/2", 72)  # fmt: skip
+    woken = df[df["event"] == "sched_wakeup"]
+    assert ("kworker/0:0", 9, 0) in set(zip(woken["task_comm"], woken["task_pid"], woken["target_cpu"]))
+    moved = df[df["event"] == "sched_migrate_task"].iloc[0]
+    assert pd.notna(moved["orig_cpu"]) and moved["orig_cpu"] != moved["target_cpu"]
+    # the vmalloc reader takes the other lines of the same file
+    vm = vmaplab.read_vmalloc_trace(STALL)
+    assert len(vm) == 30_444 and vm.attrs["skipped_lines"] == 12 + len(df)
+
+
+def test_perf_script_capture():
+    df = read_sched_trace(PERF)
+    assert df.attrs["style"] == "perf script" and df.attrs["skipped_lines"] == 0 and df.attrs["bad_lines"] == []
+    assert len(df) == len(PERF_LINES) == 624
+    assert df["event"].value_counts()[["sched_switch", "sched_waking", "workqueue_execute_start"]].tolist() == [254, 141, 23]
+    start = df[df["event"] == "workqueue_execute_start"].iloc[0]
+    assert start["work"].startswith("0x") and start["function"] == "vmstat_update" and start["comm"] == "kworker/1:2-vir"
+    ends = df[df["event"] == "workqueue_execute_end"]
+    assert ends["function"].notna().all() and ends["work"].notna().all()
+    assert df.loc[df["event"] == "sched_switch", "prev_state"].notna().all()
+
+
+def test_detected_and_exported():
+    sched_lines = "\n".join(line for line in PERF_LINES)
+    assert detect_format(Paste.from_text(sched_lines)) == "sched_trace"
+    assert sniff(Paste.from_text(sched_lines)) == 624
+    assert detect_format(Paste.read(STALL)) == "vmalloc_trace"  # more vmalloc events than these
+    assert vmaplab.read_sched_trace is read_sched_trace and set(EVENTS) >= {"sched_switch", "workqueue_queue_work"}
+
+
+def test_bad_lines_name_the_line_and_what_was_expected():
+    switch = next(i for i, line in enumerate(PERF_LINES) if "sched:sched_switch:" in line)
+    queue = next(i for i, line in enumerate(PERF_LINES) if "workqueue_queue_work:" in line)
+    for i, cut, expected in [(switch, " ==> ", "prev_state=<S> ==> next_comm"), (queue, " req_cpu=", "req_cpu=<n> cpu=<n>")]:
+        lines = list(PERF_LINES)
+        lines[i] = lines[i][: lines[i].index(cut)]
+        with pytest.raises(ParseError) as info:
+            read_sched_trace(io.StringIO("\n".join(lines)))
+        assert info.value.lineno == i + 1 and expected in info.value.expected
+        with pytest.warns(vmaplab.VmaplabWarning):
+            df = read_sched_trace(io.StringIO("\n".join(lines)), on_bad_lines="warn")
+        assert len(df) == 623 and [b["lineno"] for b in df.attrs["bad_lines"]] == [i + 1]
+    with pytest.raises(ParseError, match="workqueue or sched tracepoint"):
+        read_sched_trace(io.StringIO("MemTotal: 1 kB\n"))
+
+
+EXCERPT = "\n".join(PERF_LINES[:80]) + "\n"
+
+
+@settings(max_examples=100, deadline=None)
+@given(mutated(EXCERPT))
+def test_mutated_real_input(text):
+    try:
+        df = read_sched_trace(io.StringIO(text), on_bad_lines="skip")
+    except ParseError:
+        return
+    assert len(df) + len(df.attrs["bad_lines"]) <= len(text.splitlines())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=300))
+def test_random_text_raises_only_parse_error(text):
+    try:
+        read_sched_trace(io.StringIO(text))
+    except ParseError:
+        pass

@@ -1,0 +1,104 @@
+"""Line prefixes of tracepoint text, shared by the tracepoint readers.
+
+``perf script`` prints ``<comm> <tid> [<cpu>] <secs>.<usecs>: <system>:<event>:`` (``-F +pid`` gives
+``<pid>/<tid>``); ftrace's ``trace``/``trace_pipe`` prints ``<comm>-<pid> [(<tgid>)] [<cpu>] <flags>
+<secs>.<usecs>: <event>:``. The payload follows the event name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ParseError
+from ._source import LineErrors, OnBadLines, Paste, assign_blocks, finish
+
+# The word after the timestamp ("<secs>.<usecs>: ") is the event name.
+_EVENT_WORD = r"\d\.\d+:\s+(?:\d+\s+)?(?P<word>[A-Za-z_][\w:]*)(?P<more>.?)"
+_PERF = (
+    r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d{{1,10}})(?:/-?\d{{1,10}})?\s+\[(?P<cpu>\d{{1,6}})\]\s+"
+    r"(?P<time>\d+\.\d+):\s+(?:\d+\s+)?(?:{systems}):(?P<event>\w+):\s?(?P<payload>.*)$"
+)
+# Any tracepoint event line, ours or not: not a separator between two traces of a paste.
+_ANY_EVENT = r"\[\d{1,6}\]\s+(?:\S{4,5}\s+)?\d+\.\d+:\s+(?:\d+\s+)?[A-Za-z_][\w:]*:"
+_FTRACE = (
+    r"^\s*(?P<comm>.*)-(?P<pid>\d{1,10})\s+(?:\(\s*(?:\d+|-+)\)\s+)?\[(?P<cpu>\d{1,6})\]\s+(?:\S{4,5}\s+)?"
+    r"(?P<time>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<payload>.*)$"
+)
+
+
+class TracepointLines:
+    """Which lines of a paste are events of ours, and their prefix fields.
+
+    Parameters
+    ----------
+    events : dict of str to str
+        Event name -> its tracepoint system (``"vmalloc"``, ``"sched"``, ...).
+    claim_systems : bool
+        Also claim perf's ``<system>:<other event>`` lines of these systems (they must then parse);
+        otherwise only the named events are ours.
+    """
+
+    def __init__(self, events: dict[str, str], *, claim_systems: bool):
+        self.events = tuple(events)
+        self.systems = tuple(sorted(set(events.values())))
+        self.claim_systems = claim_systems
+        self._qualified = sorted(f"{system}:{event}" for event, system in events.items())
+        names = {*events, *self._qualified}
+        self._prefixes = {name[:i] for name in names for i in range(1, len(name) + 1)}
+        self._sniff = r"\s(?:(?:" + "|".join(self.systems) + r"):)?(?:" + "|".join(self.events) + r"):\s"
+        self._perf = _PERF.format(systems="|".join(self.systems))
+
+    def sniff(self, paste: Paste) -> int:
+        """Number of lines of ``paste`` that are events of ours."""
+        return int(paste.series().str.contains(self._sniff).sum())
+
+    def ours(self, lines: pd.Series) -> np.ndarray:
+        """True for lines that name an event of ours (or are cut inside its name)."""
+        m = lines.str.extract(_EVENT_WORD)
+        word = m["word"].fillna("")
+        name = word.str[:-1]
+        named = word.str.endswith(":") & (name.isin(self.events) | name.isin(self._qualified))
+        if self.claim_systems:
+            named |= word.str.endswith(":") & word.str.startswith(tuple(f"{s}:" for s in self.systems))
+        cut = m["more"].eq("") & word.isin(self._prefixes)
+        return (named | cut).to_numpy()
+
+    def separators(self, lines: pd.Series, ours: np.ndarray) -> pd.Index:
+        """Line numbers of the text between traces: lines neither ours, nor events of others, nor blank."""
+        text = ~ours & lines.str.strip().ne("").to_numpy()
+        return lines.index[text & ~lines.str.contains(_ANY_EVENT).to_numpy()]
+
+    def split(self, lines: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
+        """comm, pid, cpu, time, event and payload of each line (NaN where neither style matches),
+        and whether the line is in perf script's style."""
+        head = lines.str.extract(self._perf)
+        is_perf = head["event"].notna()
+        head.loc[~is_perf] = lines[~is_perf].str.extract(_FTRACE).to_numpy()
+        return head, is_perf
+
+    def frame(self, paste: Paste, ours: np.ndarray, head: pd.DataFrame, is_perf: pd.Series, fields: pd.DataFrame,
+              bad: dict[int, str], fmt: str, on_bad_lines: OnBadLines, expected: str) -> pd.DataFrame:  # fmt: skip
+        """A reader's result: block, time, cpu, comm, pid and event of each parsed line (``head``), then
+        the payload columns of ``fields`` (same index); the ``bad`` lines (line number -> what was
+        expected) reported in file order; ParseError naming ``expected`` when nothing is ours."""
+        lines = paste.series()
+        errors = LineErrors(paste.source, on_bad_lines)
+        for lineno in sorted(bad):  # in file order, so "error" mode names the first bad line
+            errors.bad(int(lineno), bad[lineno], paste.lines[lineno - 1])
+        if head.empty and not bad:
+            lineno, line = paste.first_text_line()
+            raise ParseError(paste.source, lineno, expected, line)
+        df = pd.DataFrame(index=pd.RangeIndex(len(head)))
+        df["block"] = assign_blocks(head.index.to_numpy(), self.separators(lines, ours).to_numpy())
+        df["time"] = head["time"].astype("float64").to_numpy()
+        df["cpu"] = head["cpu"].astype("int64").to_numpy()
+        df["comm"] = head["comm"].str.strip().astype("string").array
+        df["pid"] = head["pid"].astype("int64").to_numpy()
+        df["event"] = pd.Categorical(head["event"].to_numpy(), categories=list(self.events))
+        for col in fields.columns:
+            df[col] = fields[col].array
+        styles = sorted({"perf script" if p else "ftrace" for p in is_perf[head.index]})
+        style = {0: None, 1: styles[0]}.get(len(styles), "mixed")
+        skipped = int((~ours & lines.str.strip().ne("").to_numpy()).sum())
+        return finish(df, fmt, paste, errors, skipped=skipped, style=style)
