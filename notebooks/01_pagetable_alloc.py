@@ -238,6 +238,33 @@ summary
 save(plots.replay_comparison(replayed), "replay_comparison")
 
 # %% [markdown]
+# ## A drain stall in a real kernel
+#
+# An ftrace recording of test_vmalloc itself (run_test_mask=127, 8 threads, 10,000 loops) in a 2-vCPU
+# Linux 6.12 guest, with the workqueue and scheduler tracepoints beside the vmalloc ones (0.45 s of it:
+# `data/real/SOURCES.md`). `vl.work_runs` lists the drain's executions: when each was requested, ran,
+# and whether its kworker was then preempted while it still owned the work.
+
+# %%
+stall = DATA_DIR / "real" / "drain-stall-trace-qemu-2cpu.txt.gz"
+events = vl.read_sched_trace(stall)
+drains = vl.work_runs(events)
+drains.to_csv(OUT_DIR / "drain_runs.csv", index=False)
+save(plots.drain_stall(events, vl.read_vmalloc_trace(stall),
+                       title="a drain stall in a real 6.12 kernel (test_vmalloc, 8 threads, 2 vCPUs)"), "drain_stall")
+drains
+
+# %% [markdown]
+# A drain ran 95 ms without a break; right after it its kworker was switched out still runnable, at
+# the cond_resched() that comes before a kworker lets go of its work item, so the next request (12 ms
+# later, from the other CPU) went to that kworker and waited. The scheduler ran it again only after
+# 312 ms, when the four workers on its CPU had caught up on the CPU time it had taken (EEVDF lag), and
+# meanwhile the lazily freed pages grew to 28 times `lazy_max_pages`. In six boots of the same run the
+# page tables followed the worst such stall: 586 PTE pages without one, 1,186 after three
+# (`docs/calibration.md`, sixth pass). The model has this rule now; what makes a real drain run that
+# long was, in this guest, a TLB-flush IPI the other vCPU answered late.
+
+# %% [markdown]
 # ## The answer, in short
 #
 # How much the page tables grew from the first to the last thread count of each chain (4x the threads

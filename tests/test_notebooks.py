@@ -108,9 +108,9 @@ def _figures_written(tmp_path: Path, figures: set[str], tables: set[str]) -> Non
 def check_01_pagetable_alloc(tmp_path: Path) -> None:
     _figures_written(tmp_path, {"published_free_used", "pagetable_vs_published", "rerun_plateau", "va_timeline",
                                 "knobs_effect", "trace_footprint", "space_map", "replay_comparison",
-                                "measured_vs_model"},
+                                "measured_vs_model", "drain_stall"},
                      {"pagetable_chain", "timeline", "knobs", "published_spans", "footprint", "space_maps",
-                     "replay_summary", "measured_chains", "model_chains", "growth_summary"})  # fmt: skip
+                     "replay_summary", "measured_chains", "model_chains", "growth_summary", "drain_runs"})  # fmt: skip
     growth = pd.read_csv(tmp_path / "growth_summary.csv")
     assert growth["source"].str.startswith("measured").sum() == 1  # the real kernel's chains in the answer
     chain = pd.read_csv(tmp_path / "pagetable_chain.csv")
@@ -125,6 +125,8 @@ def check_01_pagetable_alloc(tmp_path: Path) -> None:
     assert knobs.loc[knobs["variant"].str.startswith("6.7"), "pooled_pages_max"].item() == 0  # no pools in 6.7
     footprint = pd.read_csv(tmp_path / "footprint.csv")
     assert footprint["pagetable_bytes"].iloc[-1] == 85 * 4096  # as notebook 03: 84 PTE pages and 1 PMD page
+    drains = pd.read_csv(tmp_path / "drain_runs.csv")
+    assert drains["wait_s"].max() == pytest.approx(0.30055) and drains["preempted_after"].iloc[0]  # the real stall
     maps = pd.read_csv(tmp_path / "space_maps.csv")
     pte = maps.groupby(["design", "snapshot"], sort=False)["pte_pages"].sum().to_numpy()
     assert (pte * 4096).tolist() == chain["pte_bytes"].tolist()  # a map after every run of the chain

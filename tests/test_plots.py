@@ -349,6 +349,7 @@ def test_registry_draws_every_figure_from_files_and_bundles():
         "vmalloc_map": [str(TRACE)],
         "vmallocinfo_map": [str(BUNDLE)],
         "snapshot_series": [str(BUNDLE)],
+        "drain_stall": [str(REAL / "drain-stall-trace-qemu-2cpu.txt.gz")],
     }
     # the figures of data files; those drawn from sweep tables are tested in tests/test_report.py, the
     # simulated space map and the replay in tests/test_plots_space.py, the measured chains in
@@ -367,6 +368,21 @@ def test_registry_draws_every_figure_from_files_and_bundles():
     assert line(figs["trace_footprint"].axes[0], "PTE pages").get_ydata()[-1] > 0
     assert "(snapshot 2)" in figs["vmallocinfo_map"]._suptitle.get_text()
     assert line(figs["snapshot_series"].axes[0], "VmallocUsed").get_ydata()[0] == 14332 * 1024
+    backlog, runs = figs["drain_stall"].axes
+    assert max(line(backlog, "nr_lazy (lazily freed)").get_ydata()) == 460_038
+    bars = {c.get_label(): [round(b.get_width(), 4) for b in c] for c in runs.containers}
+    assert bars == {"request waiting (not started)": [0.0035, 0.3005, 0.0103], "running": [0.0949, 0.0103, 0.0035],
+                    "preempted, still owning the work": [0.3121, 0.0124]}  # fmt: skip
+    assert "300.5 ms" in runs.get_title()
+
+
+def test_drain_stall_needs_frees_and_a_run():
+    stall = REAL / "drain-stall-trace-qemu-2cpu.txt.gz"
+    events, trace = vl.read_sched_trace(stall), vl.read_vmalloc_trace(stall)
+    with pytest.raises(ValueError, match="no free_vmap_area_noflush events"):
+        plots.drain_stall(events, trace[trace["event"] != "free_vmap_area_noflush"])
+    with pytest.raises(ValueError, match="no execution of vmstat_update"):
+        plots.drain_stall(events, trace, function="vmstat_update")
 
 
 def test_registry_errors(tmp_path):

@@ -20,10 +20,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 FIGURES = {"published_free_used", "pagetable_vs_published", "rerun_plateau", "va_timeline", "knobs_effect",
            "trace_footprint", "published_profiles", "simulated_profiles", "spin_share_vs_threads",
            "throughput_vs_threads", "lock_wait_share", "throughput_vs_cpus", "space_map",
-           "replay_comparison", "measured_vs_model"}  # fmt: skip
+           "replay_comparison", "measured_vs_model", "drain_stall"}  # fmt: skip
 TABLES = {"pagetable_chain", "timeline", "knobs", "footprint", "published_profiles", "simulated_profiles",
           "contention_sweep", "cpu_sweep", "space_maps", "replay_summary", "published_spans", "measured_chains",
-          "model_chains", "growth_summary"}  # fmt: skip
+          "model_chains", "growth_summary", "drain_runs"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +51,14 @@ def test_report_html_is_self_contained(out):
     assert all(base64.b64decode(data)[:8] == PNG for _, data in images)
     assert "src=\"http" not in page and "<script" not in page
     # the sections and figures in the order of the investigation, the scale named
-    assert page.index("1. Page tables") < page.index("2. Lock contention") < page.index("3. A real recording")
+    assert page.index("1. Page tables") < page.index("2. Lock contention") < page.index("3. Real recordings")
     assert [name for name, _ in images] == [
         "published_free_used", "pagetable_vs_published", "rerun_plateau", "measured_vs_model", "va_timeline",
         "space_map",
         "knobs_effect", "published_profiles", "simulated_profiles", "spin_share_vs_threads", "lock_wait_share",
-        "throughput_vs_threads", "throughput_vs_cpus", "trace_footprint", "replay_comparison"]  # fmt: skip
+        "throughput_vs_threads", "throughput_vs_cpus", "trace_footprint", "replay_comparison", "drain_stall"]  # fmt: skip
     assert "SCALED DOWN: 4 CPUs" in page
-    assert page.count("<table") == 11  # every table but the timeline, the footprint and the space maps is shown
+    assert page.count("<table") == 12  # every table but the timeline, the footprint and the space maps is shown
     # where the model differs from the published figures is said, with the calibration notes named
     text = re.sub(r"<[^>]+>", " ", page)
     assert "faster than linear" in text and "above the published 16.51 %" in text

@@ -150,6 +150,14 @@ def _load_trace(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
     return {"trace": _bundle_frame(path, "vmalloc_trace") if path.is_dir() else read_vmalloc_trace(path)}
 
 
+def _load_drain_stall(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
+    from .io.sched_trace import read_sched_trace
+    from .io.vmalloc_trace import read_vmalloc_trace
+
+    path = _one(sources, "a trace with vmalloc, workqueue and sched_switch events")
+    return {"events": read_sched_trace(path), "trace": read_vmalloc_trace(path)}
+
+
 def _load_vmallocinfo(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
     from .io.vmallocinfo import read_vmallocinfo
 
@@ -270,6 +278,11 @@ FIGURES: dict[str, FigureSpec] = {
         "vmaplab.plots:trace_footprint",
         _load_trace,
         "page-table pages touched over a vmalloc trace, purges and lazily freed pages (trace or bundle)",
+    ),
+    "drain_stall": FigureSpec(
+        "vmaplab.plots:drain_stall",
+        _load_drain_stall,
+        "lazy backlog against the drain's waits, runs and preempted spells (a trace of vmalloc, workqueue, sched events)",
     ),
     "vmalloc_map": FigureSpec(
         "vmaplab.plots:vmalloc_map",

@@ -431,6 +431,75 @@ def trace_footprint(trace: pd.DataFrame, *, footprint: pd.DataFrame | None = Non
     return fig
 
 
+def drain_stall(events: pd.DataFrame, trace: pd.DataFrame, *, function: str = "drain_vmap_area_work",
+                title: str | None = None) -> Figure:  # fmt: skip
+    """The lazy backlog of a vmalloc trace beside its drain's work runs: when each drain was asked for,
+    when it ran, and how long its kworker then sat preempted while it still owned the work.
+
+    Parameters
+    ----------
+    events : DataFrame
+        A :func:`vmaplab.read_sched_trace` frame of the same recording (workqueue and sched_switch).
+    trace : DataFrame
+        A :func:`vmaplab.read_vmalloc_trace` frame (with free events).
+    function : str
+        The work function (default the drain).
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+        Top: ``nr_lazy`` and ``nr_lazy_max`` (pages) against seconds since the first event. Bottom,
+        per execution (:func:`vmaplab.work_runs`): the request waiting (request to start; upper row),
+        the kworker running (start to end) and, when it was preempted right after, off the CPU until
+        it ran again (lower row).
+    """
+    from .analysis.work_runs import work_runs
+
+    trace = _event_clock(trace)
+    frees = trace[trace["event"] == "free_vmap_area_noflush"]
+    if frees.empty:
+        raise ValueError("the vmalloc trace has no free_vmap_area_noflush events: no backlog to draw")
+    runs = work_runs(events, function)
+    t0 = float(min(trace["time"].min(), events["time"].min()))
+    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1.4))
+    tf = frees["time"].to_numpy(dtype=float) - t0
+    top.plot(tf, frees["nr_lazy"].astype(float), drawstyle="steps-post", color="C1", label="nr_lazy (lazily freed)")
+    top.plot(tf, frees["nr_lazy_max"].astype(float), color="black", linestyle="--", linewidth=1,
+             label="nr_lazy_max (lazy_max_pages)")  # fmt: skip
+    top.set_ylabel("pages (4 KiB each)")
+    top.yaxis.set_major_formatter(lambda v, _: f"{v / 1000:,.0f}k")
+    top.set_ylim(bottom=0)
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize=8)
+    top.set_title("lazily freed vmap space reported by free_vmap_area_noflush")
+    parts = (("request waiting (not started)", "requested", "started", "#f4a259", 1),
+             ("running", "started", "ended", "C0", 0),
+             ("preempted, still owning the work", "ended", None, "0.6", 0))  # fmt: skip
+    for label, a, b, color, row in parts:
+        start = runs[a].to_numpy(dtype=float) - t0
+        if b is None:
+            off = runs["off_cpu_s"].to_numpy(dtype=float)
+            keep = runs["preempted_after"].fillna(False).to_numpy(dtype=bool) & np.isfinite(off)
+            start, width = start[keep], off[keep]
+        else:
+            width = runs[b].to_numpy(dtype=float) - t0 - start
+            keep = np.isfinite(width)
+            start, width = start[keep], width[keep]
+        bottom.barh(np.full(len(start), row), width, left=start, height=0.6, color=color, label=label)
+    bottom.set_yticks([0, 1], ["kworker", "requests"])
+    bottom.set_ylim(-0.5, 2.4)
+    bottom.legend(loc="upper left", ncols=3, fontsize=8, frameon=False)
+    bottom.grid(alpha=0.3, axis="x")
+    longest = runs.loc[runs["wait_s"].idxmax()] if runs["wait_s"].notna().any() else None
+    bottom.set_title(f"{function} on the kworkers"
+                     + (f": the longest wait {1e3 * longest['wait_s']:.1f} ms" if longest is not None else ""))  # fmt: skip
+    bottom.set_xlabel("time since the first traced event (s)")
+    fig.suptitle(title or f"drain stalls in {_source_name(trace)}".rstrip())
+    return fig
+
+
 def _clusters(start: np.ndarray, end: np.ndarray, gap: int) -> list[np.ndarray]:
     """Row indices (ascending) of ``[start, end)`` ranges grouped into address clusters, lowest first:
     a new cluster begins where the next range starts more than ``gap`` bytes past every earlier end."""

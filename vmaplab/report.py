@@ -904,13 +904,16 @@ def contention_section(scale: Scale, data_dir: Path | None = None, step: Callabl
 def real_trace_section(data_dir: Path | None = None, step: Callable[[str], None] = _noop) -> Section:
     """The real tracepoint recording of ``data/real`` through the footprint analysis and the 6.9 model."""
     from .analysis.footprint import pagetable_footprint
+    from .analysis.work_runs import work_runs
+    from .io.sched_trace import read_sched_trace
     from .io.vmalloc_trace import read_vmalloc_trace
 
     sec = Section(
-        "3. A real recording through the same analysis",
+        "3. Real recordings through the same analysis",
         "perf record of the vmalloc:* tracepoints on a 2-CPU Linux 6.18 VM creating and ending threads "
         "(kernel stacks are vmalloc'ed; data/real/SOURCES.md): the page tables its allocations touched, "
-        "and the recording replayed through the 6.9 model.",
+        "and the recording replayed through the 6.9 model. Then an ftrace recording of test_vmalloc in a "
+        "2-vCPU 6.12 guest with the workqueue and scheduler events beside the vmalloc ones: a drain stall.",
     )
     step("real trace")
     trace = read_vmalloc_trace(_seed(data_dir).parent / "real" / "vmalloc-trace-perf-thread-churn.txt.gz")
@@ -931,6 +934,20 @@ def real_trace_section(data_dir: Path | None = None, step: Callable[[str], None]
     sec.table("replay_summary", replay_table(replayed),
               "Kernel beside model on the replayed recording. Without the node pools of trace start, which "
               "no capture shows, the model never lands on the kernel's exact address.")  # fmt: skip
+    step("real drain stall")
+    stall = _seed(data_dir).parent / "real" / "drain-stall-trace-qemu-2cpu.txt.gz"
+    events = read_sched_trace(stall)
+    sec.figure("drain_stall", plots.drain_stall(events, read_vmalloc_trace(stall),
+                                                title="a drain stall in a real 6.12 kernel (test_vmalloc, 8 threads, "
+                                                      "2 vCPUs; vmalloc, workqueue and sched tracepoints)"),
+               "A drain that ran 95 ms; its kworker, preempted at the cond_resched() after the work while it "
+               "still owned it, stayed off the CPU for 312 ms, and the next drain request waited for it: the "
+               "lazy backlog grew to 28 x lazy_max_pages. The scheduler (EEVDF) runs a task that overran its "
+               "slice again only when the others on its CPU have caught up (docs/calibration.md, sixth "
+               "pass; the model has this rule).")  # fmt: skip
+    sec.table("drain_runs", work_runs(events),
+              "The drain's executions in that recording (vmaplab.work_runs): requested, started, ended, the "
+              "wait, the run, and whether and how long its kworker was then preempted still owning the work.")
     return sec
 
 
