@@ -282,7 +282,7 @@ FIGURES: dict[str, FigureSpec] = {
     "drain_stall": FigureSpec(
         "vmaplab.plots:drain_stall",
         _load_drain_stall,
-        "lazy backlog against the drain's waits, runs and preempted spells (a trace of vmalloc, workqueue, sched events)",
+        "lazy backlog against the drain's waits, runs and preempted spells (vmalloc + workqueue + sched trace)",
     ),
     "vmalloc_map": FigureSpec(
         "vmaplab.plots:vmalloc_map",

@@ -33,7 +33,8 @@ def test_ftrace_capture_beside_vmalloc_events():
     assert (df["block"] == 0).all() and df["time"].is_monotonic_increasing
     queued = df[df["event"] == "workqueue_queue_work"].iloc[1]
     assert (queued["time"], queued["cpu"], queued["comm"], queued["pid"]) == (8.773132, 1, "vmalloc_test/3", 73)
-    assert (queued["work"], queued["function"], queued["workqueue"]) == ("00000000e104bbd4", "drain_vmap_area_work", "events")
+    assert (queued["work"], queued["function"], queued["workqueue"]) == (
+        "00000000e104bbd4", "drain_vmap_area_work", "events")  # fmt: skip
     assert (queued["req_cpu"], queued["target_cpu"]) == (64, 0)  # "any CPU" on a 64-possible-CPU build, CPU 0's pool
     ended = df[(df["event"] == "workqueue_execute_end") & (df["time"] == 8.761508)].iloc[0]
     assert (ended["comm"], ended["pid"], ended["function"]) == ("kworker/0:2", 54, "drain_vmap_area_work")
@@ -53,7 +54,8 @@ def test_perf_script_capture():
     df = read_sched_trace(PERF)
     assert df.attrs["style"] == "perf script" and df.attrs["skipped_lines"] == 0 and df.attrs["bad_lines"] == []
     assert len(df) == len(PERF_LINES) == 624
-    assert df["event"].value_counts()[["sched_switch", "sched_waking", "workqueue_execute_start"]].tolist() == [254, 141, 23]
+    counts = df["event"].value_counts()
+    assert counts[["sched_switch", "sched_waking", "workqueue_execute_start"]].tolist() == [254, 141, 23]
     start = df[df["event"] == "workqueue_execute_start"].iloc[0]
     assert start["work"].startswith("0x") and start["function"] == "vmstat_update" and start["comm"] == "kworker/1:2-vir"
     ends = df[df["event"] == "workqueue_execute_end"]
@@ -72,7 +74,8 @@ def test_detected_and_exported():
 def test_bad_lines_name_the_line_and_what_was_expected():
     switch = next(i for i, line in enumerate(PERF_LINES) if "sched:sched_switch:" in line)
     queue = next(i for i, line in enumerate(PERF_LINES) if "workqueue_queue_work:" in line)
-    for i, cut, expected in [(switch, " ==> ", "prev_state=<S> ==> next_comm"), (queue, " req_cpu=", "req_cpu=<n> cpu=<n>")]:
+    cuts = [(switch, " ==> ", "prev_state=<S> ==> next_comm"), (queue, " req_cpu=", "req_cpu=<n> cpu=<n>")]
+    for i, cut, expected in cuts:
         lines = list(PERF_LINES)
         lines[i] = lines[i][: lines[i].index(cut)]
         with pytest.raises(ParseError) as info:

@@ -38,8 +38,8 @@ def work_runs(events: pd.DataFrame, function: str = "drain_vmap_area_work") -> p
         before it starts other work, left it runnable, ``R``/``R+``: preempted at process_one_work's
         cond_resched() while it still owns the work; False when it slept or went straight on to its
         next work item; <NA> without a later switch-out in the trace) and ``off_cpu_s`` (from that
-        switch-out to its next switch-in, s; NaN when there is none or it is not seen). ``attrs["unfinished"]``: executions
-        started but not ended within the trace (not in the rows).
+        switch-out to its next switch-in, s; NaN when there is none or it is not seen).
+        ``attrs["unfinished"]``: executions started but not ended within the trace (not in the rows).
 
     Raises
     ------

@@ -12,7 +12,7 @@ import pandas as pd
 from vmaplab.sim import _kernels as K
 from vmaplab.sim.costs import CostModel
 from vmaplab.sim.numba_engine import NumbaEngine
-from vmaplab.sim.params import PAGE_SHIFT, PAGE_SIZE, AllocatorConfig
+from vmaplab.sim.params import PAGE_SHIFT, PAGE_SIZE, AllocatorConfig, check_int
 
 __all__ = ["Machine", "ALLOCATOR_KNOBS", "MACHINE_KNOBS", "SPACE_MAP_COLUMNS"]
 
@@ -85,17 +85,14 @@ class Machine:
             raise ValueError(f"drain_priority must be 'normal' or 'high', not {drain_priority!r}")
         if costs is not None and not isinstance(costs, CostModel):
             raise TypeError(f"costs must be a CostModel, not {type(costs).__name__}")
-        for name, value in (("flush_stall_every", flush_stall_every), ("flush_stall_ns", flush_stall_ns)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, not {value!r}")
         self.design = design
         self.cpus = cpus
         self.init_on_alloc = bool(init_on_alloc)
         self.drain_priority = drain_priority
         self.busy_lock_once = bool(busy_lock_once)
         self.costs = CostModel() if costs is None else costs
-        self.flush_stall_every = int(flush_stall_every)
-        self.flush_stall_ns = int(flush_stall_ns)
+        self.flush_stall_every = check_int("flush_stall_every", flush_stall_every, 0)
+        self.flush_stall_ns = check_int("flush_stall_ns", flush_stall_ns, 0)
         self.knobs = dict(knobs)
         self.config = AllocatorConfig.resolve(design, cpus, auto_drain=False, **knobs)
         self.allocator = NumbaEngine(self.config)

@@ -7,6 +7,7 @@ numbers (§N), and ``docs/allocator-model.md`` says how the model uses them.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 __all__ = [
@@ -67,6 +68,15 @@ def lazy_max_pages(cpus: int) -> int:
 
 
 _kernel_lazy_max_pages = lazy_max_pages  # the knob of the same name shadows it inside resolve()
+
+
+def check_int(name: str, value, minimum: int) -> int:
+    """``value`` as an int when it is an integer (not a bool) of at least ``minimum``, else a ValueError
+    naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        kind = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
+        raise ValueError(f"{name} must be {kind}, not {value!r}")
+    return int(value)
 
 
 def _window_value(name: str, value: int) -> int:

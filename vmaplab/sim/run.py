@@ -18,7 +18,7 @@ from vmaplab.sim import engine as E
 from vmaplab.sim.costs import slice_ns
 from vmaplab.sim.machine import ALLOCATOR_KNOBS, Machine
 from vmaplab.sim.numba_engine import _grown
-from vmaplab.sim.params import PAGE_SIZE, lazy_max_pages
+from vmaplab.sim.params import PAGE_SIZE, check_int, lazy_max_pages
 from vmaplab.sim.workloads import TESTS, ModuleParams, parse_test_mask
 
 __all__ = ["simulate", "Run", "worker_test_order", "random_draws", "PROFILE_COLUMNS", "SUMMARY_COLUMNS"]
@@ -512,10 +512,8 @@ def simulate(
     (np.int64(4), 4000)
     """
     for name, value in (("threads", threads), ("loops", loops), ("repeat", repeat), ("sample_ns", sample_ns)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive int, not {value!r}")
-    if isinstance(nr_pages, bool) or not isinstance(nr_pages, (int, np.integer)) or nr_pages < 0:
-        raise ValueError(f"nr_pages must be a non-negative int, not {nr_pages!r}")
+        check_int(name, value, 1)
+    check_int("nr_pages", nr_pages, 0)
     if design not in ("global", "nodes"):
         raise ValueError(f"design must be 'global' or 'nodes', not {design!r}")
     mask = parse_test_mask(tests)
