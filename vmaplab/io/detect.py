@@ -29,6 +29,7 @@ FORMATS: dict[str, str] = {
     "perf_lock": "vmaplab.io.perf_lock",
     "vmalloc_trace": "vmaplab.io.vmalloc_trace",
     "sched_trace": "vmaplab.io.sched_trace",
+    "kprobe_trace": "vmaplab.io.kprobe_trace",
 }
 
 # Detection looks at this many lines at most: enough for any paste, bounded for multi-GB perf scripts.
