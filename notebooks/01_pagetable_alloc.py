@@ -113,8 +113,9 @@ save(plots.rerun_plateau(chain, scale=SCALE.label,
 # test_vmalloc itself, as a module of Linux 6.12 (vmap nodes) in a 2-vCPU QEMU guest: run_test_mask=127 at
 # 2, 4, 8 and again 8 threads, one run after another, allocinfo's page-table call sites after each run
 # (`data/real/SOURCES.md`). Beside it the model's chain at the same settings, one per seed. The guest's
-# CPUs are emulated, about five times slower than the model's calibrated costs, while its scheduler ticks
-# in real time.
+# CPUs are emulated, so the model runs at the guest's costs (`report.GUEST_2CPU`): kernel code five times
+# slower than the native calibration (the guest's run times), and the drain's purge per area and its
+# late TLB flushes as kprobes measured them in the guest (`docs/calibration.md`, seventh pass).
 
 # %%
 measured = report.measured_chains(report.MEASURED_LOOPS, DATA_DIR)
@@ -290,8 +291,10 @@ growth
 #    longer the stall, the larger the backlog, the longer the next drain. In the small real guest a boot
 #    with such stalls ended with twice the page tables of one without. The model, which now has this rule,
 #    grew 5.4x from 64 to 256 threads at the seed's scale (published 15.7x), all of it in the last
-#    doubling; in the small chains of the table it grows faster than the real guest did, its drains
-#    overrunning the 2-CPU slice more often (`docs/calibration.md`, sixth pass).
+#    doubling. At the small guest's own costs it follows the real chain of the table run by run. Late
+#    TLB-flush IPIs alone do not make the growth faster than linear: a real guest with 8 vCPUs on 2 host
+#    cores, where every flush waited ~16 ms for descheduled vCPUs, grew 3.1-3.7x for 4x the threads
+#    (`docs/calibration.md`, sixth and seventh passes).
 # 4. **What would stop it:** freeing the page tables of the vmalloc area (as `free_pgtables` does for user
 #    mappings), or returning freed VA to reuse sooner. Rezki's draft fix does the second (cap the pools,
 #    purge on the high-priority workqueue). Its high-priority half removes the stalls in the model: a

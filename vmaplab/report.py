@@ -57,6 +57,8 @@ __all__ = [
     "measured_chains",
     "stack_chains",
     "model_chain_like",
+    "Guest",
+    "GUEST_2CPU",
     "growth_summary",
     "knob_variants",
     "contention_sweep",
@@ -306,6 +308,43 @@ def replay_table(replayed) -> pd.DataFrame:
 #: data/real/SOURCES.md).
 MEASURED_CHAINS = "test_vmalloc-qemu-2cpu"
 
+
+@dataclass(frozen=True)
+class Guest:
+    """What an emulated guest of ``data/real`` costs, against the model's native costs
+    (docs/calibration.md, seventh pass): the model runs a guest's chain at these costs.
+
+    Attributes
+    ----------
+    cost_factor : float
+        Kernel code runs this many times slower than the calibrated costs (fitted on the guest's run
+        times; instruction-bound work slows down by it, cache misses between cores much less).
+    purge_va_ns : float
+        purge_vmap_node's time per purged area, ns (kprobe/kretprobe times over the areas that
+        vmalloc:purge_vmap_area_lazy reports).
+    flush_stall_every, flush_stall_ns : int
+        One TLB flush in ``flush_stall_every`` waits ``flush_stall_ns`` for a vCPU the host is not
+        running (flush_tlb_kernel_range's kprobe times).
+    """
+
+    cost_factor: float
+    purge_va_ns: float
+    flush_stall_every: int
+    flush_stall_ns: int
+
+    def knobs(self) -> dict:
+        """simulate()'s knobs of a machine at these costs."""
+        from .sim.costs import CostModel
+
+        return {"costs": CostModel().scaled(self.cost_factor, purge_va_ns=self.purge_va_ns),
+                "flush_stall_every": self.flush_stall_every, "flush_stall_ns": self.flush_stall_ns}  # fmt: skip
+
+
+#: The 2-vCPU guest of MEASURED_CHAINS, alone on the 2-core host: run times 5x the model's; 0.22 us
+#: per purged area and 6 flushes of 4,822 late by 12-99 ms (61 ms on average), in four traced boots
+#: of 8 threads (docs/calibration.md, sixth and seventh passes).
+GUEST_2CPU = Guest(cost_factor=5, purge_va_ns=220, flush_stall_every=800, flush_stall_ns=61_000_000)
+
 def measured_chain(bundle: str | Path) -> pd.DataFrame:
     """test_vmalloc runs on a real kernel, one row per run, from a bundle whose first snapshot precedes
     the runs and each later one follows a run, with that run's dmesg as its ``test_vmalloc`` file.
@@ -408,7 +447,7 @@ def measured_chains(loops: int, data_dir: Path | None = None) -> pd.DataFrame:
 
 
 def model_chain_like(measured: pd.DataFrame, designs=("nodes",), *, seeds=(0, 1, 2), loops: int | None = None,
-                     progress: bool = False) -> pd.DataFrame:  # fmt: skip
+                     guest: Guest | None = GUEST_2CPU, progress: bool = False) -> pd.DataFrame:  # fmt: skip
     """A measured chain's runs on one simulated machine per design: the same CPUs, tests, loops and
     thread counts in the same order.
 
@@ -421,6 +460,9 @@ def model_chain_like(measured: pd.DataFrame, designs=("nodes",), *, seeds=(0, 1,
         One chain per seed and design: at a few CPUs the page tables vary from seed to seed.
     loops : int, optional
         test_loop_count to simulate instead of the measured one (a quicker look).
+    guest : Guest, optional
+        The costs of the machine the chain was measured on (default: the 2-vCPU guest of
+        :data:`MEASURED_CHAINS`); None runs the model's native costs.
     progress : bool
 
     Returns
@@ -433,7 +475,7 @@ def model_chain_like(measured: pd.DataFrame, designs=("nodes",), *, seeds=(0, 1,
     first = runs.iloc[0]
     rows = run_grid(runs["threads"].tolist(), designs, cpus=int(first["cpus"]), tests=int(first["tests"]),
                     loops=int(first["loops"] if loops is None else loops), seeds=list(seeds),
-                    progress=progress)  # fmt: skip
+                    progress=progress, **({} if guest is None else guest.knobs()))  # fmt: skip
     rows["run"] = rows.groupby(["design", "seed"]).cumcount() + 1
     rows["pte_pages"] = rows["pte_bytes"] // plots.PAGE_SIZE
     rows["pmd_pages"] = rows["pmd_bytes"] // plots.PAGE_SIZE
@@ -661,8 +703,11 @@ def _measured_caption(measured: pd.DataFrame, model: pd.DataFrame) -> str:
             f"grew {real:.1f}x ({'faster than linear, as published' if real > times else 'no faster than linear'}) "
             f"and the rerun added {real_rerun:.0%}; the model at the same settings grew {sim:.1f}x and its rerun "
             f"added {sim_rerun:.0%} (on the mean of each run over the chains and over {model['seed'].nunique()} "
-            "seeds). The guest's CPUs are emulated, about five times slower than the model's calibrated costs, while "
-            f"its scheduler ticks in real time; {CALIBRATION} discusses what that changes.")  # fmt: skip
+            "seeds). The guest's CPUs are emulated, so the model runs at the guest's costs: kernel code "
+            f"{GUEST_2CPU.cost_factor:g}x slower than its native calibration (the guest's run times), "
+            f"{GUEST_2CPU.purge_va_ns / 1000:g} us per purged area and one TLB flush in {GUEST_2CPU.flush_stall_every:,} "
+            f"late by {GUEST_2CPU.flush_stall_ns / 1e6:g} ms, both measured with kprobes in the guest (seventh pass "
+            f"of {CALIBRATION}).")  # fmt: skip
 
 
 def growth_summary(listings: dict[int, pd.DataFrame], chain: pd.DataFrame, measured: pd.DataFrame,
@@ -689,7 +734,8 @@ def growth_summary(listings: dict[int, pd.DataFrame], chain: pd.DataFrame, measu
              "rerun_added": 0.0}]  # fmt: skip
     chains = measured["capture"].nunique()
     for name, df in ((f"measured: {MEASURED_SOURCE}, mean of {chains} chain{'s' if chains > 1 else ''}", measured),
-                     (f"6.9 model at the measured settings, mean of {model['seed'].nunique()} seeds", model)):
+                     (f"6.9 model at the measured settings and the guest's costs, mean of {model['seed'].nunique()} "
+                      "seeds", model)):  # fmt: skip
         growth, rerun = _chain_growth(df)
         threads = df.drop_duplicates("run")["threads"].tolist()
         rows.append({"source": name, "cpus": int(df["cpus"].iloc[0]), "first_threads": threads[0],

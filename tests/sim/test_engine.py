@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import vmaplab
 from vmaplab.sim import _kernels as K
 from vmaplab.sim import engine as E
-from vmaplab.sim.costs import COST_NAMES, CostModel, slice_ns
+from vmaplab.sim.costs import CostModel, slice_ns
 from vmaplab.sim.machine import Machine
 from vmaplab.sim.run import random_draws, simulate, worker_test_order
 from vmaplab.sim.workloads import OP_ALLOC, TESTS, ModuleParams, worker_program
@@ -217,8 +217,7 @@ def test_a_drain_that_overran_its_slice_waits_until_the_workers_catch_up():
     # process_one_work's cond_resched() while it still owns the work, and EEVDF runs it again only
     # when the 3-4 workers on its CPU have caught up (docs/contention-model.md, Lag and Kworkers).
     # Without the lag, a queued kworker waits at most one slice per worker ahead of it.
-    base = CostModel()
-    slow = CostModel(**{name: 5 * getattr(base, name) for name in COST_NAMES})
+    slow = CostModel().scaled(5)
     kw = dict(threads=8, cpus=2, tests=127, loops=10_000, seed=0, costs=slow)
     normal = simulate("nodes", **kw)
     high = simulate("nodes", drain_priority="high", **kw)
@@ -358,3 +357,10 @@ def test_detach_sort_orders_by_start_and_keeps_pairs(keys, rnd):
     order = np.argsort(np.array(keys, np.int64), kind="stable")
     np.testing.assert_array_equal(PQ[n : 2 * n], np.sort(np.array(keys, np.int64)))
     np.testing.assert_array_equal(PQ[:n], order + 100)
+
+
+def test_scaled_costs_keep_the_measured_ones():
+    guest = CostModel().scaled(5, purge_va_ns=220)  # report.GUEST_2CPU: the 2-vCPU guest's costs
+    assert guest.line_ns == 500 and guest.page_zero_ns == 375 and guest.purge_va_ns == 220
+    with pytest.raises(ValueError, match=r"unknown costs \['purge_ns'\]"):
+        CostModel().scaled(5, purge_ns=1)

@@ -88,6 +88,15 @@ class CostModel:
     #: Outside any lock; pool_ns is the part under pool_lock.
     purge_va_ns: float = 580.0
 
+    def scaled(self, factor: float, **measured: float) -> CostModel:
+        """Every cost times ``factor``, but those named in ``measured`` (ns) as given: a slower machine
+        whose few measured costs do not scale with the rest (an emulated guest: docs/calibration.md,
+        seventh pass)."""
+        unknown = sorted(set(measured) - set(COST_NAMES))
+        if unknown:
+            raise ValueError(f"unknown costs {unknown}; known: {', '.join(COST_NAMES)}")
+        return CostModel(**{name: measured.get(name, factor * getattr(self, name)) for name in COST_NAMES})
+
     def tree_ns(self, n: int) -> float:
         """An rb-tree operation on ``n`` nodes: tree_base_ns + tree_level_ns x log2(n + 1)."""
         return self.tree_base_ns + self.tree_level_ns * math.log2(n + 1)
