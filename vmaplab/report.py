@@ -59,6 +59,7 @@ __all__ = [
     "model_chain_like",
     "Guest",
     "GUEST_2CPU",
+    "GUEST_8CPU",
     "growth_summary",
     "knob_variants",
     "contention_sweep",
@@ -344,6 +345,9 @@ class Guest:
 #: per purged area and 6 flushes of 4,822 late by 12-99 ms (61 ms on average), in four traced boots
 #: of 8 threads (docs/calibration.md, sixth and seventh passes).
 GUEST_2CPU = Guest(cost_factor=5, purge_va_ns=220, flush_stall_every=800, flush_stall_ns=61_000_000)
+#: The 8-vCPU guest of data/real/test_vmalloc-qemu-8cpu, on the same 2 cores: run times 20x the model's;
+#: 0.61 us per purged area at 8 threads; every TLB flush waits for descheduled vCPUs, 16 ms (median).
+GUEST_8CPU = Guest(cost_factor=20, purge_va_ns=605, flush_stall_every=1, flush_stall_ns=16_000_000)
 
 def measured_chain(bundle: str | Path) -> pd.DataFrame:
     """test_vmalloc runs on a real kernel, one row per run, from a bundle whose first snapshot precedes

@@ -147,3 +147,23 @@ def test_eight_vcpus_on_two_cores_every_flush_late():
         assert runs[3] / runs[2] - 1 < 0.018
     seconds = chains.groupby("run")["seconds"].mean().round().tolist()
     assert seconds == [20, 42, 90, 91]  # TCG: ~20x the model's native costs (docs/calibration.md, seventh pass)
+
+
+def test_the_model_at_the_eight_vcpu_guests_costs():
+    """The first run of those chains (8 threads on 8 vCPUs: 1,130 to 1,339 PTE pages over three boots) in the
+    model at report.GUEST_8CPU — kernel code 20x slower than the native calibration (its run times), the
+    purge per area and the late flushes as the guest's kprobes timed them — lands within 1.5x of the real
+    mean for every seed. Every cost x20 instead, the purge's too, gives 1.8-2.9x: in the emulated guest the
+    drain's per-area purge does not slow down like the rest (docs/calibration.md, seventh pass)."""
+    from vmaplab import simulate
+    from vmaplab.sim.costs import CostModel
+
+    real = report.stack_chains(sorted((CHAINS.parent / "test_vmalloc-qemu-8cpu").iterdir()))
+    real_mean = real.loc[real["run"] == 1, "pte_pages"].mean()
+    kw = dict(threads=8, cpus=8, tests=127, loops=10_000)
+    for seed in (0, 1, 2):
+        guest = simulate("nodes", seed=seed, **kw, **report.GUEST_8CPU.knobs())
+        uniform = simulate("nodes", seed=seed, costs=CostModel().scaled(20), **kw)
+        assert 19 < guest.wall_seconds < 23  # the guest's runs took 19.2-20.3 s
+        assert 1.0 < guest.pagetable_bytes_by_level["pte"] / 4096 / real_mean < 1.5
+        assert uniform.pagetable_bytes_by_level["pte"] / 4096 / real_mean > 1.7
