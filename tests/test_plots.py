@@ -350,6 +350,7 @@ def test_registry_draws_every_figure_from_files_and_bundles():
         "vmallocinfo_map": [str(BUNDLE)],
         "snapshot_series": [str(BUNDLE)],
         "drain_stall": [str(REAL / "drain-stall-trace-qemu-2cpu.txt.gz")],
+        "call_durations": [str(p) for p in sorted((REAL / "drain-trace-qemu-8cpu").glob("run*.txt.gz"))],
     }
     # the figures of data files; those drawn from sweep tables are tested in tests/test_report.py, the
     # simulated space map and the replay in tests/test_plots_space.py, the measured chains in
@@ -374,6 +375,23 @@ def test_registry_draws_every_figure_from_files_and_bundles():
     assert bars == {"request waiting (not started)": [0.0035, 0.3005, 0.0103], "running": [0.0949, 0.0103, 0.0035],
                     "preempted, still owning the work": [0.3121, 0.0124]}  # fmt: skip
     assert "300.5 ms" in runs.get_title()
+    flush, purge = figs["call_durations"].axes
+    assert (flush.get_title(), purge.get_title()) == ("flush_tlb_kernel_range", "purge_vmap_node")
+    curves = [ln for ln in flush.get_lines() if ln.get_label().startswith("run")]
+    assert [ln.get_label().split(":")[0] for ln in curves] == ["run1-threads8", "run2-threads16", "run3-threads32",
+                                                                "run4-threads32"]  # fmt: skip
+    assert len(curves[0].get_xdata()) == 421 and curves[0].get_ydata()[-1] == 1.0  # every flush of run 1
+    assert "median 16.4 ms, longest 53.6 ms" in curves[0].get_label()
+    assert_texts_clear(figs["call_durations"])
+
+
+def test_call_durations_needs_calls():
+    with pytest.raises(ValueError, match="at least one"):
+        plots.call_durations({})
+    with pytest.raises(ValueError, match="needs the columns function, duration_s"):
+        plots.call_durations({"a trace": vl.read_kprobe_trace(REAL / "drain-trace-qemu-8cpu" / "run1-threads8.txt.gz")})
+    with pytest.raises(ValueError, match="takes one or more traces"):
+        draw("call_durations", [])
 
 
 def test_drain_stall_needs_frees_and_a_run():

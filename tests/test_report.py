@@ -20,10 +20,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 FIGURES = {"published_free_used", "pagetable_vs_published", "rerun_plateau", "va_timeline", "knobs_effect",
            "trace_footprint", "published_profiles", "simulated_profiles", "spin_share_vs_threads",
            "throughput_vs_threads", "lock_wait_share", "throughput_vs_cpus", "space_map",
-           "replay_comparison", "measured_vs_model", "drain_stall"}  # fmt: skip
+           "replay_comparison", "measured_vs_model", "drain_stall", "measured_vs_model_8cpu", "call_durations"}  # fmt: skip
 TABLES = {"pagetable_chain", "timeline", "knobs", "footprint", "published_profiles", "simulated_profiles",
           "contention_sweep", "cpu_sweep", "space_maps", "replay_summary", "published_spans", "measured_chains",
-          "model_chains", "growth_summary", "drain_runs"}  # fmt: skip
+          "model_chains", "growth_summary", "drain_runs", "chains_8cpu", "call_durations"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +46,20 @@ def test_reproduce_writes_every_figure_and_table(out):
 
 def test_report_html_is_self_contained(out):
     page = (out / "report.html").read_text()
-    images = re.findall(r'<img alt="([a-z_]+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    images = re.findall(r'<img alt="([a-z0-9_]+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert {name for name, _ in images} == FIGURES
     assert all(base64.b64decode(data)[:8] == PNG for _, data in images)
     assert "src=\"http" not in page and "<script" not in page
     # the sections and figures in the order of the investigation, the scale named
     assert page.index("1. Page tables") < page.index("2. Lock contention") < page.index("3. Real recordings")
     assert [name for name, _ in images] == [
-        "published_free_used", "pagetable_vs_published", "rerun_plateau", "measured_vs_model", "va_timeline",
-        "space_map",
+        "published_free_used", "pagetable_vs_published", "rerun_plateau", "measured_vs_model",
+        "measured_vs_model_8cpu", "va_timeline", "space_map",
         "knobs_effect", "published_profiles", "simulated_profiles", "spin_share_vs_threads", "lock_wait_share",
-        "throughput_vs_threads", "throughput_vs_cpus", "trace_footprint", "replay_comparison", "drain_stall"]  # fmt: skip
+        "throughput_vs_threads", "throughput_vs_cpus", "trace_footprint", "replay_comparison", "drain_stall",
+        "call_durations"]  # fmt: skip
     assert "SCALED DOWN: 4 CPUs" in page
-    assert page.count("<table") == 12  # every table but the timeline, the footprint and the space maps is shown
+    assert page.count("<table") == 14  # every table but the timeline, the footprint and the space maps is shown
     # where the model differs from the published figures is said, with the calibration notes named
     text = re.sub(r"<[^>]+>", " ", page)
     assert "faster than linear" in text and "above the published 16.51 %" in text
@@ -79,6 +80,13 @@ def test_report_sets_the_real_kernel_beside_the_model(out):
     assert round(published["growth"], 1) == 15.7  # 5.36 GiB / 350 MiB
     real = growth.loc[growth.index.str.startswith("measured")].iloc[0]
     assert (real["cpus"], real["first_threads"], real["last_threads"]) == (2, 2, 8) and real["growth"] > 2
+    eight = pd.read_csv(out / "chains_8cpu.csv")
+    assert eight.groupby("source")["pte_pages"].size().to_dict() == {"measured": 12, "model at GUEST_8CPU": 12}
+    first = eight[(eight["source"] == "measured") & (eight["capture"] == "loops10k-1")]
+    assert first["pte_pages"].tolist() == [1339, 1757, 4252, 4266]  # data/real/test_vmalloc-qemu-8cpu/loops10k-1
+    calls = pd.read_csv(out / "call_durations.csv")
+    flush = calls[calls["function"] == "flush_tlb_kernel_range"]
+    assert flush["calls"].tolist() == [421, 640, 557, 543] and (flush["median_s"] > 0.014).all()
 
 
 def test_report_tables_hold_the_published_numbers(out):

@@ -158,6 +158,16 @@ def _load_drain_stall(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
     return {"events": read_sched_trace(path), "trace": read_vmalloc_trace(path)}
 
 
+def _load_call_durations(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
+    from .analysis.probe_calls import probe_calls
+    from .io.kprobe_trace import read_kprobe_trace
+
+    if not sources:
+        raise ValueError("call_durations takes one or more traces with kprobe and kretprobe hits")
+    paths = [Path(s) for s in sources]
+    return {"calls": {p.name.removesuffix(".gz").removesuffix(".txt"): probe_calls(read_kprobe_trace(p)) for p in paths}}
+
+
 def _load_vmallocinfo(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
     from .io.vmallocinfo import read_vmallocinfo
 
@@ -283,6 +293,11 @@ FIGURES: dict[str, FigureSpec] = {
         "vmaplab.plots:drain_stall",
         _load_drain_stall,
         "lazy backlog against the drain's waits, runs and preempted spells (vmalloc + workqueue + sched trace)",
+    ),
+    "call_durations": FigureSpec(
+        "vmaplab.plots:call_durations",
+        _load_call_durations,
+        "durations of probed functions' calls, one curve per trace (kprobe + kretprobe hits in ftrace text)",
     ),
     "vmalloc_map": FigureSpec(
         "vmaplab.plots:vmalloc_map",

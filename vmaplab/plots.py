@@ -51,6 +51,7 @@ __all__ = [
     "run_labels",
     "replay_comparison",
     "measured_vs_model",
+    "call_durations",
 ]
 
 PAGE_SIZE = 4096  # bytes; x86_64 page-table pages are one page each
@@ -497,6 +498,53 @@ def drain_stall(events: pd.DataFrame, trace: pd.DataFrame, *, function: str = "d
                      + (f": the longest wait {1e3 * longest['wait_s']:.1f} ms" if longest is not None else ""))  # fmt: skip
     bottom.set_xlabel("time since the first traced event (s)")
     fig.suptitle(title or f"drain stalls in {_source_name(trace)}".rstrip())
+    return fig
+
+
+def call_durations(calls: Mapping[str, pd.DataFrame], *, title: str | None = None) -> Figure:
+    """How long each probed function's calls took, one curve per trace: the share of calls that ended
+    within each duration (an empirical CDF, log time axis).
+
+    Parameters
+    ----------
+    calls : mapping of str to DataFrame
+        Label (the run, say ``"8 threads"``) -> :func:`vmaplab.probe_calls` rows; calls cut by the
+        trace's edges (NaN ``duration_s``) are left out.
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+        One panel per function (in order of first appearance), one curve per label, its median marked
+        and given in the legend with the number of calls and the longest.
+    """
+    if not calls:
+        raise ValueError("call_durations needs at least one probe_calls frame")
+    for label, df in calls.items():
+        _need(df, ("function", "duration_s"), f"call_durations ({label})")
+    functions = list(dict.fromkeys(f for df in calls.values() for f in df["function"].dropna()))
+    if not functions:
+        raise ValueError("call_durations: no call in any frame")
+    fig = Figure(figsize=(5 * len(functions), 4.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(functions), sharey=True))
+    for ax, function in zip(axes, functions):
+        for i, (label, df) in enumerate(calls.items()):
+            ms = np.sort(df.loc[df["function"] == function, "duration_s"].dropna().to_numpy(dtype=float)) * 1e3
+            if ms.size == 0:
+                continue
+            share = np.arange(1, ms.size + 1) / ms.size
+            median = float(np.median(ms))
+            ax.step(ms, share, where="post", color=f"C{i}",
+                    label=f"{label}: {ms.size:,} calls, median {median:.3g} ms, longest {ms[-1]:.3g} ms")  # fmt: skip
+            ax.plot([median], [0.5], marker="o", color=f"C{i}", markersize=4)
+        ax.set_xscale("log")
+        ax.set_xlabel("call duration, entry to return (ms)")
+        ax.set_title(function, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(loc="upper left", fontsize=7)
+    axes[0].set_ylabel("share of calls that took at most this long")
+    axes[0].set_ylim(0, 1.02)
+    fig.suptitle(title or "probed kernel functions: call durations")
     return fig
 
 
