@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -42,6 +43,8 @@ PERF_REPORT_A = "perf-report-children.txt"  # perf report --stdio -g none
 PERF_REPORT_B = "perf-report-small-children.txt"
 PERF_SCRIPT = "perf-script-churn.txt.gz"  # perf script of a perf record -g
 VMALLOC_TRACE = "vmalloc-trace-perf-thread-churn.txt.gz"  # perf script of the vmalloc:* events
+PROBE_TRACES = ["drain-trace-qemu-8cpu/run1-threads8.txt.gz",  # ftrace text with kprobe/kretprobe hits
+                "drain-trace-qemu-8cpu/run3-threads32.txt.gz"]  # (and workqueue events)
 
 # %%
 # %matplotlib inline
@@ -175,3 +178,35 @@ lifetimes["state"].value_counts()
 
 # %%
 save(plots.vmalloc_map(trace, lifetimes=lifetimes), "vmalloc_map")
+
+# %% [markdown]
+# ## Kernel functions timed with kprobes, and the drain's work runs
+#
+# A kprobe and a kretprobe on a function time every call of it. As root, before the workload
+# (`/sys/kernel/tracing`; the group and event names are yours to choose):
+#
+# ```
+# echo 'p:k/flush_in flush_tlb_kernel_range' >> kprobe_events
+# echo 'r:k/flush_out flush_tlb_kernel_range' >> kprobe_events
+# echo 1 > events/k/enable; echo 1 > events/workqueue/enable
+# ... run the workload ...; cat trace > probes.txt
+# ```
+#
+# `read_kprobe_trace` reads the hits, `probe_calls` pairs each entry with its return, and `work_runs`
+# (from the workqueue events of the same file) gives each drain's wait and run. The default files
+# are a guest with 8 vCPUs on 2 host cores, where every TLB flush waits for descheduled vCPUs.
+
+# %%
+calls = {Path(name).name.removesuffix(".txt.gz"): vl.probe_calls(vl.read_kprobe_trace(DATA_DIR / name))
+         for name in PROBE_TRACES}
+summary = pd.concat({label: df.groupby("function")["duration_s"].describe(percentiles=[0.5, 0.99])
+                     for label, df in calls.items()}, names=["trace", "function"])
+summary.to_csv(OUT_DIR / "probe_calls.csv")
+summary[["count", "50%", "99%", "max"]].mul([1, 1e3, 1e3, 1e3]).round(3)  # milliseconds
+
+# %%
+save(plots.call_durations(calls), "call_durations")
+
+# %%
+drains = vl.work_runs(vl.read_sched_trace(DATA_DIR / PROBE_TRACES[-1]))
+drains[["wait_s", "run_s"]].describe().mul(1e3).round(1)  # milliseconds

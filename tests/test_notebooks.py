@@ -63,8 +63,8 @@ def test_notebook_runs(path, tmp_path):
 def check_03_your_data(tmp_path: Path) -> None:
     written = {p.name for p in tmp_path.iterdir()}
     figures = {"snapshot_series", "vmallocinfo_map", "pagetable_growth", "free_used", "profile_comparison",
-               "trace_footprint", "vmalloc_map"}  # fmt: skip
-    tables = {"meminfo_diff", "allocinfo_diff", "profile_comparison", "stacks", "footprint"}
+               "trace_footprint", "vmalloc_map", "call_durations"}  # fmt: skip
+    tables = {"meminfo_diff", "allocinfo_diff", "profile_comparison", "stacks", "footprint", "probe_calls"}
     assert written == {f"{f}.png" for f in figures} | {f"{t}.csv" for t in tables}  # FAST: no SVG
     for name in figures:
         data = (tmp_path / f"{name}.png").read_bytes()
@@ -95,6 +95,12 @@ def check_03_your_data(tmp_path: Path) -> None:
 
     compared = pd.read_csv(tmp_path / "profile_comparison.csv", keep_default_na=False, na_values=[""])
     assert compared["symbol"].iloc[0] == "do_syscall_64" and not compared["symbol"].str.startswith("0x").any()
+
+    # the probed calls: every TLB flush of the 8-vCPU guest's traces, timed entry to return
+    probes = pd.read_csv(tmp_path / "probe_calls.csv").set_index(["trace", "function"])
+    assert probes.loc[("run1-threads8", "flush_tlb_kernel_range"), "count"] == 421
+    assert probes.loc[("run3-threads32", "flush_tlb_kernel_range"), "count"] == 557
+    assert 0.015 < probes.loc[("run1-threads8", "flush_tlb_kernel_range"), "50%"] < 0.017  # seconds
 
 
 def _figures_written(tmp_path: Path, figures: set[str], tables: set[str]) -> None:
