@@ -352,6 +352,7 @@ GUEST_2CPU = Guest(cost_factor=5, purge_va_ns=220, flush_stall_every=800, flush_
 #: 0.61 us per purged area at 8 threads; every TLB flush waits for descheduled vCPUs, 16 ms (median).
 GUEST_8CPU = Guest(cost_factor=20, purge_va_ns=605, flush_stall_every=1, flush_stall_ns=16_000_000)
 
+
 def measured_chain(bundle: str | Path) -> pd.DataFrame:
     """test_vmalloc runs on a real kernel, one row per run, from a bundle whose first snapshot precedes
     the runs and each later one follows a run, with that run's dmesg as its ``test_vmalloc`` file.
