@@ -301,6 +301,6 @@ growth
 #    nice −20 kworker is never held back by lag (in a small guest-speed run 908-986 PTE pages against
 #    1,316-1,730 with the normal drain); at the sizes of the quick runs above, where the drain seldom
 #    stalls, the knobs change the page tables by a few per cent. On a real 6.12 kernel built with that
-#    half (8 vCPUs on 2 host cores, 32 threads) the drain ran 4x as often and the page tables were 40 %
-#    lower than the stock kernel's; the model at that guest's costs gives 22 % (`docs/calibration.md`,
-#    seventh pass).
+#    half (8 vCPUs on 2 host cores, 32 threads) the drain ran 4x as often and the page tables were a
+#    third lower than the stock kernel's (two boots); the model at that guest's costs gives 22 %
+#    (`docs/calibration.md`, seventh pass).

@@ -187,16 +187,20 @@ def test_sixteen_vcpus_on_two_cores():
 
 def test_the_high_priority_drain_on_a_real_kernel():
     """data/real/test_vmalloc-qemu-8cpu-highpri: the 8-vCPU chain on a kernel whose drain and purge helpers
-    are queued on system_highpri_wq (half of Rezki's draft fix). The drain runs 4x as often at 32
-    threads and waits at most 0.55 s (stock: up to 3 s); the page tables at 32 threads are 31-45 % below
-    every stock boot's and grow 2.1x for 4x the threads (stock 3.1-3.7x): what the model's
-    drain_priority="high" knob predicts in direction (docs/calibration.md, seventh pass)."""
-    high = report.measured_chain(CHAINS.parent / "test_vmalloc-qemu-8cpu-highpri" / "loops10k-1")
+    are queued on system_highpri_wq (half of Rezki's draft fix), two boots. The drain runs 4x as often at
+    32 threads and waits at most 0.55 s (stock: up to 3 s); at 32 threads both boots hold fewer page
+    tables than every stock boot (15-45 % fewer; -33 % on the means): what the model's
+    drain_priority="high" knob predicts in direction (-22 %; docs/calibration.md, seventh pass)."""
+    folder = CHAINS.parent / "test_vmalloc-qemu-8cpu-highpri"
+    high = report.stack_chains(sorted(folder.iterdir()))
     stock = report.stack_chains(sorted((CHAINS.parent / "test_vmalloc-qemu-8cpu").iterdir()))
-    assert high["threads"].tolist() == [8, 16, 32, 32]
-    assert high["pte_pages"].tolist() == [1173, 1580, 2406, 2659]
-    at32 = stock.loc[stock["run"] == 3, "pte_pages"]
-    assert (high["pte_pages"][2] < 0.7 * at32).all() and 2.0 < high["pte_pages"][2] / high["pte_pages"][0] < 2.1
+    assert set(high.groupby("capture")["threads"].apply(tuple)) == {(8, 16, 32, 32)}
+    assert high.groupby("capture")["pte_pages"].apply(list).to_dict() == {
+        "loops10k-1": [1173, 1580, 2406, 2659], "loops10k-2": [912, 1554, 2973, 2973]}  # fmt: skip
+    at32 = high.loc[high["run"] == 3, "pte_pages"]
+    assert at32.max() < 0.85 * stock.loc[stock["run"] == 3, "pte_pages"].min()
+    means = high.groupby("run")["pte_pages"].mean() / stock.groupby("run")["pte_pages"].mean()
+    assert 0.66 < means[3] < 0.68
     traces = sorted((CHAINS.parent / "drain-trace-qemu-8cpu-highpri").glob("run*.txt.gz"))
     events = vl.read_sched_trace(traces[2])
     queued = events[(events["event"] == "workqueue_queue_work") & (events["function"] == "drain_vmap_area_work")]
