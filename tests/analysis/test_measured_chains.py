@@ -1,5 +1,6 @@
-"""test_vmalloc chains measured on a real kernel (data/real/test_vmalloc-qemu-2cpu, see data/real/SOURCES.md:
-Linux 6.12.117 in a 2-vCPU QEMU guest) read back run by run, and set beside the model's same chain."""
+"""test_vmalloc chains measured on a real kernel (data/real/test_vmalloc-qemu-*, see data/real/SOURCES.md:
+Linux 6.12.117 in QEMU guests of 2, 8 and 16 vCPUs, stock and with each half of Rezki's draft fix) read
+back run by run, and set beside the model's same chain."""
 
 import gzip
 import json
@@ -10,8 +11,7 @@ import pandas as pd
 import pytest
 
 import vmaplab as vl
-from vmaplab import plots, read_kprobe_trace, report
-from vmaplab.analysis.probe_calls import probe_calls
+from vmaplab import plots, report
 
 from figure_checks import assert_texts_clear
 
@@ -180,7 +180,7 @@ def test_sixteen_vcpus_on_two_cores():
     assert chain["pte_pages"].tolist() == [2560, 4346, 8282, 9835]
     assert 3.1 < chain["pte_pages"][2] / chain["pte_pages"][0] < 3.3
     traces = sorted((CHAINS.parent / "drain-trace-qemu-16cpu").glob("run*.txt.gz"))
-    calls = probe_calls(read_kprobe_trace(traces[0]))
+    calls = vl.probe_calls(vl.read_kprobe_trace(traces[0]))
     flush = calls.loc[calls["function"] == "flush_tlb_kernel_range", "duration_s"]
     assert len(flush) == 496 and 0.041 < flush.median() < 0.042
 
