@@ -23,7 +23,7 @@ FIGURES = {"published_free_used", "pagetable_vs_published", "rerun_plateau", "va
            "replay_comparison", "measured_vs_model", "drain_stall", "measured_vs_model_8cpu", "call_durations"}  # fmt: skip
 TABLES = {"pagetable_chain", "timeline", "knobs", "footprint", "published_profiles", "simulated_profiles",
           "contention_sweep", "cpu_sweep", "space_maps", "replay_summary", "published_spans", "measured_chains",
-          "model_chains", "growth_summary", "drain_runs", "chains_8cpu", "call_durations"}  # fmt: skip
+          "model_chains", "growth_summary", "drain_runs", "chains_8cpu", "call_durations", "draft_fix_real"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_report_html_is_self_contained(out):
         "throughput_vs_threads", "throughput_vs_cpus", "trace_footprint", "replay_comparison", "drain_stall",
         "call_durations"]  # fmt: skip
     assert "SCALED DOWN: 4 CPUs" in page
-    assert page.count("<table") == 14  # every table but the timeline, the footprint and the space maps is shown
+    assert page.count("<table") == 15  # every table but the timeline, the footprint and the space maps is shown
     # where the model differs from the published figures is said, with the calibration notes named
     text = re.sub(r"<[^>]+>", " ", page)
     assert "faster than linear" in text and "above the published 16.51 %" in text
@@ -84,6 +84,10 @@ def test_report_sets_the_real_kernel_beside_the_model(out):
     assert eight.groupby("source")["pte_pages"].size().to_dict() == {"measured": 12, "model at GUEST_8CPU": 12}
     first = eight[(eight["source"] == "measured") & (eight["capture"] == "loops10k-1")]
     assert first["pte_pages"].tolist() == [1339, 1757, 4252, 4266]  # data/real/test_vmalloc-qemu-8cpu/loops10k-1
+    fix = pd.read_csv(out / "draft_fix_real.csv").set_index(["variant", "run"])
+    assert fix.loc[("stock", 3), "real_pte_pages"] == (4252 + 4352 + 3510) / 3  # the three stock boots
+    high = fix.loc[(report.DRAFT_FIX_HIGHPRI, 3)]
+    assert high["boots"] == 2 and high["real_change"] < -0.3 and high["model_change"] < -0.1  # both cut
     calls = pd.read_csv(out / "call_durations.csv")
     flush = calls[calls["function"] == "flush_tlb_kernel_range"]
     assert flush["calls"].tolist() == [421, 640, 557, 543] and (flush["median_s"] > 0.014).all()

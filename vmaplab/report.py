@@ -55,6 +55,8 @@ __all__ = [
     "MEASURED_CHAINS",
     "MEASURED_CHAINS_8CPU",
     "late_flush_calls",
+    "draft_fix_table",
+    "DRAFT_FIX_CHAINS",
     "measured_chain",
     "measured_chains",
     "stack_chains",
@@ -457,7 +459,8 @@ def measured_chains(loops: int, data_dir: Path | None = None, chains: str = MEAS
 
 
 def model_chain_like(measured: pd.DataFrame, designs=("nodes",), *, seeds=(0, 1, 2), loops: int | None = None,
-                     guest: Guest | None = GUEST_2CPU, progress: bool = False) -> pd.DataFrame:  # fmt: skip
+                     guest: Guest | None = GUEST_2CPU, knobs: dict | None = None,
+                     progress: bool = False) -> pd.DataFrame:  # fmt: skip
     """A measured chain's runs on one simulated machine per design: the same CPUs, tests, loops and
     thread counts in the same order.
 
@@ -473,6 +476,8 @@ def model_chain_like(measured: pd.DataFrame, designs=("nodes",), *, seeds=(0, 1,
     guest : Guest, optional
         The costs of the machine the chain was measured on (default: the 2-vCPU guest of
         :data:`MEASURED_CHAINS`); None runs the model's native costs.
+    knobs : dict, optional
+        Other simulate() knobs of the machines (``{"drain_priority": "high"}``, say).
     progress : bool
 
     Returns
@@ -485,7 +490,7 @@ def model_chain_like(measured: pd.DataFrame, designs=("nodes",), *, seeds=(0, 1,
     first = runs.iloc[0]
     rows = run_grid(runs["threads"].tolist(), designs, cpus=int(first["cpus"]), tests=int(first["tests"]),
                     loops=int(first["loops"] if loops is None else loops), seeds=list(seeds),
-                    progress=progress, **({} if guest is None else guest.knobs()))  # fmt: skip
+                    progress=progress, **({} if guest is None else guest.knobs()), **(knobs or {}))  # fmt: skip
     rows["run"] = rows.groupby(["design", "seed"]).cumcount() + 1
     rows["pte_pages"] = rows["pte_bytes"] // plots.PAGE_SIZE
     rows["pmd_pages"] = rows["pmd_bytes"] // plots.PAGE_SIZE
@@ -894,7 +899,64 @@ def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable
     sec.table("knobs", knobs, "The knob runs.",
               ["variant", "cpus", "pagetable_bytes", "va_held_max_bytes", "lazy_pages_max", "pooled_pages_max",
                "drain_lag_max_s", "wall_seconds"])  # fmt: skip
+    step("draft fix on a real kernel")
+    fix = draft_fix_table(measured8, model8, data_dir)
+    at32 = fix[fix["run"] == 3].set_index("variant")
+    high, cap = at32.loc[DRAFT_FIX_HIGHPRI], at32.loc[DRAFT_FIX_CAP]
+    sec.table("draft_fix_real", fix,
+              "Rezki's draft fix on a real kernel: the 8-vCPU chain of the measured_vs_model_8cpu figure on "
+              "6.12 rebuilt with each half (data/real/SOURCES.md), PTE pages per run (mean over the boots) and "
+              "the change from the stock kernel, beside the model's knob at that guest's costs (mean over 3 "
+              f"seeds) and its change from the model's defaults. At 32 threads the high-priority drain cut the "
+              f"real page tables by {-high['real_change']:.0%} and the model's by {-high['model_change']:.0%}; "
+              f"the pool cap moved the real ones by {cap['real_change']:+.0%}, inside the stock boots' spread "
+              f"(one boot), and the model's by {cap['model_change']:+.0%} (its cap does not bind at this scale).",
+              ["variant", "run", "threads", "boots", "real_pte_pages", "real_change", "model_pte_pages",
+               "model_change"])  # fmt: skip
     return sec
+
+
+#: The 8-vCPU chain on kernels rebuilt with each half of Rezki's draft fix (data/real/SOURCES.md):
+#: variant -> (folder of data/real, the model's knob).
+DRAFT_FIX_HIGHPRI = "drain and purge helpers on system_highpri_wq"
+DRAFT_FIX_CAP = "pools capped at lazy_max_pages"
+DRAFT_FIX_CHAINS = {DRAFT_FIX_HIGHPRI: ("test_vmalloc-qemu-8cpu-highpri", {"drain_priority": "high"}),
+                    DRAFT_FIX_CAP: ("test_vmalloc-qemu-8cpu-poolcap", {"pool_cap": "lazy_max"})}
+
+
+def draft_fix_table(measured: pd.DataFrame, model: pd.DataFrame, data_dir: Path | None = None) -> pd.DataFrame:
+    """Each half of the draft fix on a real kernel beside the model's knob, per run of the 8-vCPU chain.
+
+    Parameters
+    ----------
+    measured, model : DataFrame
+        The stock kernel's chains (:func:`measured_chains` of :data:`MEASURED_CHAINS_8CPU`) and the model's
+        at :data:`GUEST_8CPU` (:func:`model_chain_like`), the baselines of the changes.
+    data_dir : path, optional
+
+    Returns
+    -------
+    DataFrame
+        variant (string; ``stock`` first), run, threads, boots (int64), real_pte_pages and model_pte_pages
+        (means over the boots and over the model's seeds), real_change and model_change (fractions against
+        the stock rows), float64.
+    """
+    base_real = measured.groupby("run")["pte_pages"].mean()
+    base_model = model.groupby("run")["pte_pages"].mean()
+    threads = measured.drop_duplicates("run").set_index("run")["threads"]
+    variants = [("stock", measured, model)]
+    for variant, (folder, knob) in DRAFT_FIX_CHAINS.items():
+        real = measured_chains(MEASURED_LOOPS_8CPU, data_dir, folder)
+        variants.append((variant, real, model_chain_like(real, guest=GUEST_8CPU, knobs=knob)))
+    rows = []
+    for variant, real, sim in variants:
+        r, m = real.groupby("run")["pte_pages"].mean(), sim.groupby("run")["pte_pages"].mean()
+        for run in threads.index:
+            rows.append({"variant": variant, "run": run, "threads": threads[run], "boots": real["capture"].nunique(),
+                         "real_pte_pages": r[run], "real_change": r[run] / base_real[run] - 1,
+                         "model_pte_pages": m[run], "model_change": m[run] / base_model[run] - 1})  # fmt: skip
+    out = pd.DataFrame(rows)
+    return out.astype({"variant": "string", "run": "int64", "threads": "int64", "boots": "int64"})
 
 
 def contention_section(scale: Scale, data_dir: Path | None = None, step: Callable[[str], None] = _noop) -> Section:
@@ -1115,7 +1177,7 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
         Folder to write (created): report.html, every figure as <name>.png and <name>.svg, every
         table as <name>.csv.
     scale : Scale
-        :data:`QUICK` (about 90 s on two cores) or :data:`FULL` (the seed's 64 CPUs; hours).
+        :data:`QUICK` (about 2.5 minutes on two cores) or :data:`FULL` (the seed's 64 CPUs; hours).
     data_dir : path, optional
         The folder holding ``seed/`` and ``real/`` (default: the repository's ``data``).
     progress : bool
@@ -1128,8 +1190,8 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # 14 steps in the three sections, then the writing of the figures, tables and report.html
-    with tqdm(total=15, desc="reproduce", unit="step", disable=not progress) as bar:
+    # 15 steps in the three sections, then the writing of the figures, tables and report.html
+    with tqdm(total=16, desc="reproduce", unit="step", disable=not progress) as bar:
 
         started: list[str] = []
 
