@@ -57,6 +57,8 @@ __all__ = [
     "late_flush_calls",
     "draft_fix_table",
     "DRAFT_FIX_CHAINS",
+    "DRAFT_FIX_HIGHPRI",
+    "DRAFT_FIX_CAP",
     "measured_chain",
     "measured_chains",
     "stack_chains",

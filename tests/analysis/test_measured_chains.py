@@ -19,6 +19,11 @@ CHAINS = Path(__file__).resolve().parents[2] / "data" / "real" / report.MEASURED
 FIRST = CHAINS / "loops100k-1"
 
 
+def eight_vcpu_chains(folder: str = report.MEASURED_CHAINS_8CPU):
+    """The 8-vCPU chains of a data/real folder (stock by default), all at test_loop_count=10,000."""
+    return report.measured_chains(10_000, chains=folder)
+
+
 def test_first_chain_run_by_run():
     chain = report.measured_chain(FIRST)
     assert chain["run"].tolist() == [1, 2, 3, 4]
@@ -137,8 +142,7 @@ def test_eight_vcpus_on_two_cores_every_flush_late():
     """data/real/test_vmalloc-qemu-8cpu: 8 vCPUs on the 2 host cores, so every TLB flush of the drain waits
     ~16 ms for descheduled vCPUs (tests/analysis/test_probe_calls.py). The page tables still grow no
     faster than the threads over 8 -> 32 (3.1x to 3.7x for 4x), and the rerun adds at most 1.7 %."""
-    folder = CHAINS.parent / "test_vmalloc-qemu-8cpu"
-    chains = report.stack_chains(sorted(b for b in folder.iterdir() if b.is_dir()), loops=10_000)
+    chains = eight_vcpu_chains()
     assert set(chains["cpus"]) == {8} and set(chains["tests"]) == {127}
     assert set(chains.groupby("capture")["threads"].apply(tuple)) == {(8, 16, 32, 32)}
     pte = chains.groupby("capture")["pte_pages"].apply(list).to_dict()
@@ -160,7 +164,7 @@ def test_the_model_at_the_eight_vcpu_guests_costs():
     from vmaplab import simulate
     from vmaplab.sim.costs import CostModel
 
-    real = report.stack_chains(sorted((CHAINS.parent / "test_vmalloc-qemu-8cpu").iterdir()))
+    real = eight_vcpu_chains()
     real_mean = real.loc[real["run"] == 1, "pte_pages"].mean()
     kw = dict(threads=8, cpus=8, tests=127, loops=10_000)
     for seed in (0, 1, 2):
@@ -191,9 +195,8 @@ def test_the_high_priority_drain_on_a_real_kernel():
     32 threads and waits at most 0.55 s (stock: up to 3 s); at 32 threads both boots hold fewer page
     tables than every stock boot (15-45 % fewer; -33 % on the means): what the model's
     drain_priority="high" knob predicts in direction (-22 %; docs/calibration.md, seventh pass)."""
-    folder = CHAINS.parent / "test_vmalloc-qemu-8cpu-highpri"
-    high = report.stack_chains(sorted(folder.iterdir()))
-    stock = report.stack_chains(sorted((CHAINS.parent / "test_vmalloc-qemu-8cpu").iterdir()))
+    high = eight_vcpu_chains(report.DRAFT_FIX_CHAINS[report.DRAFT_FIX_HIGHPRI][0])
+    stock = eight_vcpu_chains()
     assert set(high.groupby("capture")["threads"].apply(tuple)) == {(8, 16, 32, 32)}
     assert high.groupby("capture")["pte_pages"].apply(list).to_dict() == {
         "loops10k-1": [1173, 1580, 2406, 2659], "loops10k-2": [912, 1554, 2973, 2973]}  # fmt: skip
@@ -213,9 +216,9 @@ def test_the_pool_cap_on_a_real_kernel_changes_nothing_measurable():
     """data/real/test_vmalloc-qemu-8cpu-poolcap: the other half of the draft fix alone (a pool refuses VAs
     beyond lazy_max_pages). At this scale its page tables stay within 4 % of the stock boots' range run
     by run, as the model's pool_cap="lazy_max" knob, which never binds here, predicts."""
-    capped = report.measured_chain(CHAINS.parent / "test_vmalloc-qemu-8cpu-poolcap" / "loops10k-1")
+    capped = eight_vcpu_chains(report.DRAFT_FIX_CHAINS[report.DRAFT_FIX_CAP][0])
     assert capped["pte_pages"].tolist() == [1260, 1942, 3612, 3612]
-    stock = report.stack_chains(sorted((CHAINS.parent / "test_vmalloc-qemu-8cpu").iterdir()))
+    stock = eight_vcpu_chains()
     low, high = stock.groupby("run")["pte_pages"].min(), stock.groupby("run")["pte_pages"].max()
     for run, pte in zip(capped["run"], capped["pte_pages"]):
         assert 0.96 * low[run] <= pte <= 1.04 * high[run]
