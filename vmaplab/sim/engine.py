@@ -1073,6 +1073,7 @@ def run_engine(
     nr = EP[E_NR]
     lazy_max = P[P_LAZY_MAX]
     W = EP[E_WORKERS]
+    now = G[G_LAST_END]  # the last event's time (a drain may outlast the last worker)
     while G[G_HN] > 0:
         st = K._capacity(C, S, H, MID, LOW, 512)
         if st != K.OK:
@@ -1082,6 +1083,7 @@ def run_engine(
         if EP[E_TRACE] == 1 and G[G_TRN] >= TR.shape[0]:
             return NEED_TRACE
         t = HP[0, 0]
+        now = t
         while G[G_NEXT_SAMPLE] <= t:
             if G[G_TLN] >= TL.shape[0]:
                 return NEED_TL
@@ -1768,5 +1770,7 @@ def run_engine(
         return ERR_DEADLOCK
     if G[G_TLN] >= TL.shape[0]:
         return NEED_TL
-    _sample(C, G, TL, G[G_LAST_END])
+    # the end state, stamped no earlier than the last regular sample (after a NEED_TL return the
+    # last event may lie in an earlier call)
+    _sample(C, G, TL, max(G[G_LAST_END], now, G[G_NEXT_SAMPLE] - sample))
     return DONE
