@@ -375,7 +375,9 @@ def _site_frames(design: str, ctx: int) -> dict[int, list[str]]:
     out[E.S_PTALLOC] = area + ["vmap_pages_range", "__pte_alloc_kernel"]
     section(E.S_FIND, vf + ["find_unlink_vmap_area"], [])
     out[E.S_UNMAP] = fua + ["vunmap_range_noflush"]
-    section(E.S_LAZY, fua + ["free_vmap_area_noflush"], [])
+    # 6.9 links a freed VA into its node's lazy tree with insert_vmap_area (a call of its own in the
+    # seed's profile); 6.7 merges it into the purge tree with merge_or_add_vmap_area, which is inlined
+    section(E.S_LAZY, fua + ["free_vmap_area_noflush"], ["insert_vmap_area"] if nodes else [])
     out[E.S_PAGE_FREE] = ["vfree.part.0", "__free_pages", "free_unref_page"]
     out[E.S_SLAB_FREE] = ["vfree.part.0", "kfree"]
     out[E.S_SCHED] = ["__schedule"]
