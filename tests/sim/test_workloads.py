@@ -45,3 +45,34 @@ def test_random_size_align_ranges():
     allocs = rows[rows[:, 0] == OP_ALLOC]
     assert allocs[:, 1].min() == 1 and allocs[:, 1].max() == 10
     assert allocs[:, 2].min() == 1 and allocs[:, 2].max() == 1 << 22
+
+
+def test_per_page_costs_follow_from_the_seed_profile():
+    """The page count behind the per-page costs (costs.SEED_RUN_PAGES) is what the three programs of
+    run_test_mask=7 allocate on 64 CPUs at 1,000,000 loops (affine in the loop count: two counts
+    extrapolate it), and each per-page cost is its function's share of the published 6.9 profile
+    (data/seed/perf-report-vmap-nodes.txt, read by vmaplab's perf reader) times 3264 CPU-seconds over
+    those pages."""
+    from vmaplab import report
+    from vmaplab.sim.costs import SEED_PROFILE_CPU_S, SEED_RUN_PAGES, CostModel
+
+    def pages(loops):
+        params = ModuleParams(run_test_mask=7, test_loop_count=loops)
+        rng = np.random.default_rng(0)
+        total = 0
+        for test in params.tests():
+            rows = worker_program(test, params, 64, rng)
+            total += int(rows[rows[:, 0] == OP_ALLOC, 1].sum())
+        return total
+
+    one, two = pages(1000), pages(2000)
+    assert 64 * (one + (two - one) * 999) == SEED_RUN_PAGES
+    share = report.published_profiles()[1].set_index("symbol")
+    per_page = {
+        "page_zero_ns": share.loc["clear_page_rep", "self_pct"],
+        "page_alloc_ns": share.loc["__alloc_pages_bulk", "children_pct"] - share.loc["clear_page_rep", "self_pct"],
+        "page_free_ns": share.loc["free_unref_page", "children_pct"],
+    }
+    costs = CostModel()
+    for name, pct in per_page.items():
+        assert round(pct / 100 * SEED_PROFILE_CPU_S / SEED_RUN_PAGES * 1e9) == getattr(costs, name), name

@@ -13,7 +13,16 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-__all__ = ["CostModel", "COST_NAMES", "slice_ns"]
+__all__ = ["CostModel", "COST_NAMES", "SEED_PROFILE_CPU_S", "SEED_RUN_PAGES", "slice_ns"]
+
+#: CPU time behind the seed's profile of the series: 51 s wall x 64 CPUs, s. A function's self share
+#: times this, over how often the profiled run calls it, is that call's cost.
+SEED_PROFILE_CPU_S = 3264.0
+#: Pages the profiled run (run_test_mask=7, nr_threads=64, test_loop_count=1,000,000) allocates and
+#: frees: per worker 1 M for fix_size (one page a loop), 1,114,912 for full_fit (two 112-page pointer
+#: arrays, 114,688 one-page areas, 1 M one-page loops) and 101,015,030 for long_busy_list (a 30-page
+#: array, 15,000 one-page areas, 1 M loops of 100 + 1 pages); lib/test_vmalloc.c, 6.9.
+SEED_RUN_PAGES = 64 * (1_000_000 + 1_114_912 + 101_015_030)
 
 
 def slice_ns(cpus: int) -> int:
@@ -55,17 +64,19 @@ class CostModel:
     #: One slab allocation or free of a small object (vm_struct, vmap_area): ~100-200 cycles.
     slab_ns: float = 50.0
     #: Taking one order-0 page from the per-CPU lists (bulk allocator), zeroing excluded. Seed
-    #: profile: __alloc_pages_bulk 28.98 % children minus clear_page_rep 21.67 %, per page.
-    page_alloc_ns: float = 25.0
-    #: Zeroing one 4 KiB page (clear_page_rep). Seed profile: 21.67 % self over the pages the run
-    #: allocates (init_on_alloc), ~75 ns, i.e. ~55 GB/s on lines that are in L2.
-    page_zero_ns: float = 75.0
+    #: profile: __alloc_pages_bulk 28.98 % children minus clear_page_rep 21.67 % = 7.31 % x 3264 s
+    #: over the 6.60 G pages of a loops=1,000,000 run (:data:`SEED_RUN_PAGES`), ~36 ns.
+    page_alloc_ns: float = 36.0
+    #: Zeroing one 4 KiB page (clear_page_rep). Seed profile: 21.67 % self x 3264 s over the 6.60 G
+    #: pages the run allocates (init_on_alloc), ~107 ns, i.e. ~38 GB/s per core.
+    page_zero_ns: float = 107.0
     #: Writing one PTE (vmap_pages_range), per page.
     pte_set_ns: float = 8.0
     #: Clearing one PTE (vunmap_range_noflush), per page.
     pte_clear_ns: float = 6.0
-    #: Freeing one page to the per-CPU lists (free_unref_page). Seed profile: 13.40 % children per page.
-    page_free_ns: float = 45.0
+    #: Freeing one page to the per-CPU lists (free_unref_page). Seed profile: 13.40 % children x 3264 s
+    #: over the 6.60 G pages the run frees, ~66 ns.
+    page_free_ns: float = 66.0
     #: Allocating and zeroing one page-table page (__pte_alloc_kernel / __pmd_alloc).
     pt_page_ns: float = 300.0
     #: Returning one VA to the free tree with coalescing (merge_or_add_vmap_area_augment): a tree
