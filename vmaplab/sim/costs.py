@@ -40,28 +40,31 @@ class CostModel:
 
     Sources: "seed profile" means the vmap-node cover letter's perf profile of ``run_test_mask=7
     nr_threads=64`` on a 64-thread Threadripper 3970X with the series (51 s wall, 64 CPUs, so
-    3264 CPU-seconds): a function's self share x 3264 s / the number of times the simulated run calls
-    it. "Calibrated" constants were fitted to the 651 s / 51 s wall times and the 93.07 % / 16.51 %
-    spin shares (docs/calibration.md); the others are published hardware figures.
+    3264 CPU-seconds, :data:`SEED_PROFILE_CPU_S`): a function's self share x 3264 s / the number of
+    times the simulated run calls it. Others cite a published hardware figure; "order of magnitude"
+    marks an estimate no published figure pins down. None is fitted to the published wall times or
+    spin shares (docs/calibration.md sets the engine's figures beside them).
     """
 
     #: Uncontended spin_lock + spin_unlock on a line this CPU owns: two locked atomics (Zen 2: ~8
     #: cycles each at 3.7 GHz, Agner Fog's instruction tables).
     lock_ns: float = 10.0
     #: One cache-line transfer between cores: a lock handoff, or taking a lock last held elsewhere.
-    #: Calibrated (global design wall time); published Zen 2 core-to-core latencies are 25-30 ns
-    #: inside a CCX and 80-110 ns across CCXs/CCDs.
+    #: Published Zen 2 core-to-core latencies are 25-30 ns inside a CCX and 80-110 ns across CCXs/CCDs;
+    #: the 3970X's 64 CPUs sit in 8 CCXs, so nearly every handoff crosses one.
     line_ns: float = 100.0
-    #: Fixed part of an rb-tree operation (call, compare, rebalance bookkeeping). Calibrated.
+    #: Fixed part of an rb-tree operation (call, compare, rebalance bookkeeping). Order of magnitude.
     tree_base_ns: float = 60.0
     #: One tree level: one likely cache miss. Seed profile: insert_vmap_area 8.73 % self x 3264 s is
     #: ~285 s over ~528 M calls (6.9 inserts every VA twice: into its node's busy tree of ~15 000 VAs
     #: when allocated, into a lazy tree of ~100 when freed), ~0.54 us per call; with tree_base_ns per
     #: call and log2(15 001) + log2(101) ~ 20.5 levels per pair of calls that is ~45 ns per level.
     tree_level_ns: float = 45.0
-    #: A short critical section that touches one object (setup_vmalloc_vm, a list splice).
+    #: A short critical section that touches one object (setup_vmalloc_vm, a list splice). Order of
+    #: magnitude.
     lock_hold_ns: float = 30.0
-    #: One slab allocation or free of a small object (vm_struct, vmap_area): ~100-200 cycles.
+    #: One slab allocation or free of a small object (vm_struct, vmap_area): ~100-200 cycles. Order
+    #: of magnitude.
     slab_ns: float = 50.0
     #: Taking one order-0 page from the per-CPU lists (bulk allocator), zeroing excluded. Seed
     #: profile: __alloc_pages_bulk 28.98 % children minus clear_page_rep 21.67 % = 7.31 % x 3264 s
@@ -70,27 +73,28 @@ class CostModel:
     #: Zeroing one 4 KiB page (clear_page_rep). Seed profile: 21.67 % self x 3264 s over the 6.60 G
     #: pages the run allocates (init_on_alloc), ~107 ns, i.e. ~38 GB/s per core.
     page_zero_ns: float = 107.0
-    #: Writing one PTE (vmap_pages_range), per page.
+    #: Writing one PTE (vmap_pages_range), per page. Order of magnitude.
     pte_set_ns: float = 8.0
-    #: Clearing one PTE (vunmap_range_noflush), per page.
+    #: Clearing one PTE (vunmap_range_noflush), per page. Order of magnitude.
     pte_clear_ns: float = 6.0
     #: Freeing one page to the per-CPU lists (free_unref_page). Seed profile: 13.40 % children x 3264 s
     #: over the 6.60 G pages the run frees, ~66 ns.
     page_free_ns: float = 66.0
-    #: Allocating and zeroing one page-table page (__pte_alloc_kernel / __pmd_alloc).
+    #: Allocating and zeroing one page-table page (__pte_alloc_kernel / __pmd_alloc). Order of magnitude.
     pt_page_ns: float = 300.0
     #: Returning one VA to the free tree with coalescing (merge_or_add_vmap_area_augment): a tree
-    #: descent plus the augment walk up. Calibrated.
+    #: descent plus the augment walk up. Order of magnitude.
     merge_ns: float = 150.0
-    #: One pool list operation under pool_lock (head check, unlink, add).
+    #: One pool list operation under pool_lock (head check, unlink, add). Order of magnitude.
     pool_ns: float = 20.0
-    #: The drain's own full TLB flush.
+    #: The drain's own full TLB flush. Order of magnitude.
     flush_ns: float = 500.0
-    #: Sending one IPI of the flush (per target CPU, on the sender).
+    #: Sending one IPI of the flush (per target CPU, on the sender). Order of magnitude.
     ipi_ns: float = 50.0
     #: Taking the flush IPI on every other CPU (interrupt entry, flush, exit), stolen from what runs.
+    #: Order of magnitude.
     ipi_irq_ns: float = 1500.0
-    #: A context switch (__schedule, switch_mm-less kernel threads).
+    #: A context switch (__schedule, switch_mm-less kernel threads). Order of magnitude.
     ctx_ns: float = 1500.0
     #: Moving one VA off a node's purge list (purge_vmap_node, 6.9): unlinking it, subtracting its
     #: pages from the global lazy counter and, for the pooled ones, linking it at a pool head; the
