@@ -199,10 +199,10 @@ save(plots.vmalloc_map(trace, lifetimes=lifetimes), "vmalloc_map")
 # %%
 calls = {Path(name).name.removesuffix(".txt.gz"): vl.probe_calls(vl.read_kprobe_trace(DATA_DIR / name))
          for name in PROBE_TRACES}
-summary = pd.concat({label: df.groupby("function")["duration_s"].describe(percentiles=[0.5, 0.99])
-                     for label, df in calls.items()}, names=["trace", "function"])
-summary.to_csv(OUT_DIR / "probe_calls.csv")
-summary[["count", "50%", "99%", "max"]].mul([1, 1e3, 1e3, 1e3]).round(3)  # milliseconds
+summary = vl.call_summary(calls)
+summary.to_csv(OUT_DIR / "probe_calls.csv", index=False)
+summary.assign(**{c.replace("_s", "_ms"): summary[c] * 1e3 for c in ("median_s", "p99_s", "max_s")}).drop(
+    columns=["median_s", "p99_s", "max_s"]).round(3)
 
 # %%
 save(plots.call_durations(calls), "call_durations")

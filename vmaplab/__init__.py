@@ -39,6 +39,7 @@ _EXPORTS = {
     "area_lifetimes": "vmaplab.analysis.lifetimes",
     "work_runs": "vmaplab.analysis.work_runs",
     "probe_calls": "vmaplab.analysis.probe_calls",
+    "call_summary": "vmaplab.analysis.probe_calls",
     "simulate": "vmaplab.sim.run",
     "sweep": "vmaplab.sim.sweep",
     "write_bundle": "vmaplab.sim.emit",

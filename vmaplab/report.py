@@ -1044,6 +1044,7 @@ def contention_section(scale: Scale, data_dir: Path | None = None, step: Callabl
 def real_trace_section(data_dir: Path | None = None, step: Callable[[str], None] = _noop) -> Section:
     """The real tracepoint recording of ``data/real`` through the footprint analysis and the 6.9 model."""
     from .analysis.footprint import pagetable_footprint
+    from .analysis.probe_calls import call_summary
     from .analysis.work_runs import work_runs
     from .io.sched_trace import read_sched_trace
     from .io.vmalloc_trace import read_vmalloc_trace
@@ -1102,7 +1103,7 @@ def real_trace_section(data_dir: Path | None = None, step: Callable[[str], None]
                "in every run, where the 2-vCPU guest alone on the host flushes in 0.04-0.06 ms. The purges "
                "lengthen with the threads, as vCPUs are descheduled in the middle of them.")  # fmt: skip
     sec.table("call_durations", summary, "Those calls per run and function (vmaplab.probe_calls).",
-              ["run", "function", "calls", "median_s", "p99_s", "max_s"])
+              ["trace", "function", "calls", "median_s", "p99_s", "max_s"])
     return sec
 
 
@@ -1118,18 +1119,6 @@ def late_flush_calls(data_dir: Path | None = None) -> dict[str, pd.DataFrame]:
         run, threads = re.match(r"run(\d+)-threads(\d+)", path.name).groups()
         out[f"run {run}, {threads} threads"] = probe_calls(read_kprobe_trace(path))
     return out
-
-
-def call_summary(calls: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per label and probed function: calls (int64) and the median, 99th percentile and longest duration
-    (s, float64) of the calls the trace saw from entry to return."""
-    rows = []
-    for label, df in calls.items():
-        for function, d in df.dropna(subset=["duration_s"]).groupby("function", sort=False)["duration_s"]:
-            rows.append({"run": label, "function": function, "calls": len(d), "median_s": d.median(),
-                         "p99_s": d.quantile(0.99), "max_s": d.max()})  # fmt: skip
-    out = pd.DataFrame(rows)
-    return out.astype({"run": "string", "function": "string", "calls": "int64"})
 
 
 def _shown(df: pd.DataFrame, columns: list[str] | None) -> str:

@@ -55,3 +55,18 @@ def test_missing_columns_and_empty_input():
         probe_calls(vmaplab.read_sched_trace(RUN1))
     with pytest.raises(ValueError, match="no probe hit"):
         probe_calls(vmaplab.read_kprobe_trace(RUN1).iloc[:0])
+
+
+def test_call_summary_per_trace_and_function():
+    calls = probe_calls(vmaplab.read_kprobe_trace(RUN1))
+    cut = calls.copy()
+    cut.loc[cut.index[0], "duration_s"] = np.nan  # a call cut by the trace's edge is not counted
+    summary = vmaplab.call_summary({"run 1": calls, "cut": cut})
+    assert list(summary.columns) == ["trace", "function", "calls", "median_s", "p99_s", "max_s"]
+    assert summary["trace"].dtype == "string" and summary["calls"].dtype == "int64"
+    flush = summary[summary["function"] == "flush_tlb_kernel_range"].set_index("trace")
+    assert flush["calls"].to_dict() == {"run 1": 421, "cut": 420}
+    durations = calls.loc[calls["function"] == "flush_tlb_kernel_range", "duration_s"]
+    assert flush.loc["run 1", "median_s"] == durations.median() and flush.loc["run 1", "max_s"] == durations.max()
+    assert 0.0163 < flush.loc["run 1", "median_s"] < 0.0165  # every flush waits ~16 ms for descheduled vCPUs
+    assert vmaplab.call_summary({}).empty

@@ -7,10 +7,12 @@ on the function, :func:`vmaplab.read_kprobe_trace` gives the hits and this modul
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["probe_calls", "PROBE_CALL_COLUMNS"]
+__all__ = ["probe_calls", "call_summary", "PROBE_CALL_COLUMNS"]
 
 #: Columns of :func:`probe_calls`.
 PROBE_CALL_COLUMNS = ("block", "function", "pid", "comm", "cpu", "cpu_end", "caller", "start", "end",
@@ -69,3 +71,28 @@ def probe_calls(hits: pd.DataFrame) -> pd.DataFrame:
     out.attrs["unfinished"] = int(out["end"].isna().sum())
     out.attrs["unstarted"] = int(out["start"].isna().sum())
     return out
+
+
+def call_summary(calls: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per trace and probed function: how many calls the trace saw from entry to return, and how long
+    they took.
+
+    Parameters
+    ----------
+    calls : mapping of str to DataFrame
+        Label (a trace, a run) -> :func:`probe_calls` rows; calls cut by the trace's edges are left out.
+
+    Returns
+    -------
+    DataFrame
+        trace, function (string), calls (int64), median_s, p99_s, max_s (seconds, float64), in the order
+        of the labels and of each function's first call.
+    """
+    rows = []
+    for label, df in calls.items():
+        for function, d in df.dropna(subset=["duration_s"]).groupby("function", sort=False)["duration_s"]:
+            rows.append({"trace": label, "function": function, "calls": len(d), "median_s": d.median(),
+                         "p99_s": d.quantile(0.99), "max_s": d.max()})  # fmt: skip
+    out = pd.DataFrame(rows, columns=["trace", "function", "calls", "median_s", "p99_s", "max_s"])
+    return out.astype({"trace": "string", "function": "string", "calls": "int64", "median_s": "float64",
+                       "p99_s": "float64", "max_s": "float64"})  # fmt: skip
