@@ -152,16 +152,16 @@ def test_eight_vcpus_on_two_cores_every_flush_late():
         assert runs[0] < runs[1] < runs[2] <= runs[3] and 3.1 < runs[2] / runs[0] < 3.8
         assert runs[3] / runs[2] - 1 < 0.018
     seconds = chains.groupby("run")["seconds"].mean().round().tolist()
-    assert seconds == [20, 42, 90, 91]  # TCG: ~20x the model's native costs (docs/calibration.md, seventh pass)
+    assert seconds == [20, 42, 90, 91]  # TCG: ~17x the model's native costs (docs/calibration.md, ninth pass)
 
 
 def test_the_model_at_the_eight_vcpu_guests_costs():
     """The first run of those chains (8 threads on 8 vCPUs: 1,130 to 1,339 PTE pages over three boots) in the
-    model at report.GUEST_8CPU — kernel code 20x slower than the native calibration (its run times), the
+    model at report.GUEST_8CPU — kernel code 17x slower than the native calibration (its run times), the
     purge per area and the late flushes as the guest's kprobes timed them — lands within 1.5x of the real
-    mean for every seed (1.01-1.30x). Every cost x20 instead, the purge's too, gives 1.70-1.99x: in the
-    emulated guest the drain's per-area purge does not slow down like the rest (docs/calibration.md,
-    seventh and eighth passes)."""
+    mean for every seed (1.06-1.25x). Every cost x17 instead, the purge's too, gives 1.52-2.49x, 1.4-2.0x
+    the guest model's: in the emulated guest the drain's per-area purge does not slow down like the rest
+    (docs/calibration.md, seventh to ninth passes)."""
     from vmaplab import simulate
     from vmaplab.sim.costs import CostModel
 
@@ -170,12 +170,13 @@ def test_the_model_at_the_eight_vcpu_guests_costs():
     kw = dict(threads=8, cpus=8, tests=127, loops=10_000)
     for seed in (0, 1, 2):
         guest = simulate("nodes", seed=seed, **kw, **report.GUEST_8CPU.knobs())
-        uniform = simulate("nodes", seed=seed, costs=CostModel().scaled(20), **kw)
-        # the guest's first runs took 19.2-20.3 s; x20 fits the chain's total run time (runs 1-3: the
-        # model 151 s, the guest 152 s on the means), the model's first run is the slowest against it
+        uniform = simulate("nodes", seed=seed, costs=CostModel().scaled(report.GUEST_8CPU.cost_factor), **kw)
+        # the guest's first runs took 19.2-20.3 s; x17 fits the chain's total run time (runs 1-3: the
+        # model 148 s, the guest 152 s on the means), the model's first run is the slowest against it
         assert 19 < guest.wall_seconds < 25
-        assert 1.0 < guest.pagetable_bytes_by_level["pte"] / 4096 / real_mean < 1.5
-        assert uniform.pagetable_bytes_by_level["pte"] / 4096 / real_mean > 1.6
+        pte = guest.pagetable_bytes_by_level["pte"] / 4096
+        assert 1.0 < pte / real_mean < 1.5
+        assert uniform.pagetable_bytes_by_level["pte"] / 4096 > max(1.5 * real_mean, 1.4 * pte)
 
 
 def test_sixteen_vcpus_on_two_cores():

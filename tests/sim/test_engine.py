@@ -23,7 +23,8 @@ from vmaplab.sim.workloads import OP_ALLOC, TESTS, ModuleParams, worker_program
 # Distinct integer costs, no tree-depth term and no page-table pages: every step of a
 # fix_size_alloc_test pair in the global design has a fixed duration.
 FLAT = CostModel(lock_ns=7, line_ns=40, tree_base_ns=100, tree_level_ns=0, lock_hold_ns=30, slab_ns=50,
-                 page_alloc_ns=20, page_zero_ns=60, pte_set_ns=5, pte_clear_ns=4, page_free_ns=30, pt_page_ns=0)  # fmt: skip
+                 page_alloc_ns=20, page_zero_ns=60, pte_set_ns=5, pte_clear_ns=4, page_free_ns=30, pt_page_ns=0,
+                 vmalloc_ns=11, vfree_ns=13, lazy_add_ns=9)  # fmt: skip
 NO_DRAIN = 1 << 40  # lazy_max_pages: no drain ever runs
 
 
@@ -37,9 +38,9 @@ def reference_fix_size_global(workers: int, loops: int, c: CostModel):
     """
     steps = [
         ("out", c.slab_ns), ("out", c.slab_ns), ("lock", 0, c.tree_base_ns), ("lock", 1, c.tree_base_ns),
-        ("lock", 1, c.lock_hold_ns), ("out", c.page_alloc_ns + c.page_zero_ns + c.pte_set_ns),
-        ("lock", 1, c.tree_base_ns), ("out", c.pte_clear_ns), ("lock", 2, c.tree_base_ns),
-        ("out", c.page_free_ns + c.slab_ns),
+        ("lock", 1, c.lock_hold_ns), ("out", c.page_alloc_ns + c.page_zero_ns + c.pte_set_ns + c.vmalloc_ns),
+        ("lock", 1, c.tree_base_ns), ("out", c.pte_clear_ns + c.lazy_add_ns), ("lock", 2, c.tree_base_ns),
+        ("out", c.page_free_ns + c.slab_ns + c.vfree_ns),
     ]  # fmt: skip
     heap: list = []
     seq = [0]
@@ -212,18 +213,18 @@ def test_drain_falls_behind_with_more_threads_than_cpus_and_keeps_up_at_high_pri
 
 
 def test_a_drain_that_overran_its_slice_waits_until_the_workers_catch_up():
-    # The 2-vCPU guest of data/real/test_vmalloc-qemu-2cpu runs kernel code 4-5x slower than the
-    # calibrated costs: there a drain overruns the 1.5 ms slice, the kworker is preempted at
-    # process_one_work's cond_resched() while it still owns the work, and EEVDF runs it again only
-    # when the 3-4 workers on its CPU have caught up (docs/contention-model.md, Lag and Kworkers).
-    # Without the lag, a queued kworker waits at most one slice per worker ahead of it.
-    slow = CostModel().scaled(5)
+    # The 2-vCPU guest of data/real/test_vmalloc-qemu-2cpu runs kernel code 3.5x slower than the
+    # calibrated costs (report.GUEST_2CPU): there a drain overruns the 1.5 ms slice, the kworker is
+    # preempted at process_one_work's cond_resched() while it still owns the work, and EEVDF runs it
+    # again only when the 3-4 workers on its CPU have caught up (docs/contention-model.md, Lag and
+    # Kworkers). Without the lag, a queued kworker waits at most one slice per worker ahead of it.
+    slow = CostModel().scaled(3.5)
     kw = dict(threads=8, cpus=2, tests=127, loops=10_000, seed=0, costs=slow)
     normal = simulate("nodes", **kw)
     high = simulate("nodes", drain_priority="high", **kw)
     lazy_max = normal.timeline.lazy_max_pages.iloc[0]
     assert normal.stats["drain_lag_max_s"] > 20 * slice_ns(2) / 1e9  # far beyond 4 workers' slices
-    assert normal.timeline.lazy_pages.max() > 4 * lazy_max
+    assert normal.timeline.lazy_pages.max() > 2.5 * lazy_max
     assert high.stats["drain_lag_max_s"] < normal.stats["drain_lag_max_s"] / 4  # nice -20 never lags
     assert high.timeline.lazy_pages.max() < 2 * lazy_max
     assert normal.pagetable_bytes > 1.2 * high.pagetable_bytes  # the VA held back costs page tables

@@ -76,3 +76,25 @@ def test_per_page_costs_follow_from_the_seed_profile():
     costs = CostModel()
     for name, pct in per_page.items():
         assert round(pct / 100 * SEED_PROFILE_CPU_S / SEED_RUN_PAGES * 1e9) == getattr(costs, name), name
+
+
+def test_per_call_costs_follow_from_the_seed_profile():
+    """The pair count behind the per-call costs (costs.SEED_RUN_PAIRS) is what the three programs of
+    run_test_mask=7 allocate on 64 CPUs at 1,000,000 loops, and vmalloc_ns, vfree_ns and lazy_add_ns
+    are the self shares of __vmalloc_node_range, vfree.part.0 and free_vmap_area_noflush in the
+    published 6.9 profile times 3264 CPU-seconds over those calls."""
+    from vmaplab import report
+    from vmaplab.sim.costs import SEED_PROFILE_CPU_S, SEED_RUN_PAIRS, CostModel
+
+    def allocs(loops):
+        params = ModuleParams(run_test_mask=7, test_loop_count=loops)
+        rng = np.random.default_rng(0)
+        return sum(int((worker_program(t, params, 64, rng)[:, 0] == OP_ALLOC).sum()) for t in params.tests())
+
+    one, two = allocs(1000), allocs(2000)
+    assert 64 * (one + (two - one) * 999) == SEED_RUN_PAIRS
+    share = report.published_profiles()[1].set_index("symbol")["self_pct"]
+    costs = CostModel()
+    for name, symbol in [("vmalloc_ns", "__vmalloc_node_range"), ("vfree_ns", "vfree.part.0"),
+                         ("lazy_add_ns", "free_vmap_area_noflush")]:  # fmt: skip
+        assert round(share[symbol] / 100 * SEED_PROFILE_CPU_S / SEED_RUN_PAIRS * 1e9) == getattr(costs, name), name

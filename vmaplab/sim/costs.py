@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-__all__ = ["CostModel", "COST_NAMES", "SEED_PROFILE_CPU_S", "SEED_RUN_PAGES", "slice_ns"]
+__all__ = ["CostModel", "COST_NAMES", "SEED_PROFILE_CPU_S", "SEED_RUN_PAGES", "SEED_RUN_PAIRS", "slice_ns"]
 
 #: CPU time behind the seed's profile of the series: 51 s wall x 64 CPUs, s. A function's self share
 #: times this, over how often the profiled run calls it, is that call's cost.
@@ -23,6 +23,10 @@ SEED_PROFILE_CPU_S = 3264.0
 #: arrays, 114,688 one-page areas, 1 M one-page loops) and 101,015,030 for long_busy_list (a 30-page
 #: array, 15,000 one-page areas, 1 M loops of 100 + 1 pages); lib/test_vmalloc.c, 6.9.
 SEED_RUN_PAGES = 64 * (1_000_000 + 1_114_912 + 101_015_030)
+#: vmalloc + vfree pairs of the same run: per worker 1 M for fix_size, 1,114,690 for full_fit (the two
+#: arrays, the 114,688 one-page areas, 1 M loops) and 2,015,001 for long_busy_list (the array, the
+#: 15,000 areas, two areas a loop).
+SEED_RUN_PAIRS = 64 * (1_000_000 + 1_114_690 + 2_015_001)
 
 
 def slice_ns(cpus: int) -> int:
@@ -102,6 +106,19 @@ class CostModel:
     #: 4.73 % self x 3264 s over the ~264 M VAs a loops=1,000,000 run purges = ~580 ns per VA.
     #: Outside any lock; pool_ns is the part under pool_lock.
     purge_va_ns: float = 580.0
+    #: __vmalloc_node_range's own work per call (setting up the area, the global nr_vmalloc_pages
+    #: counter), outside any lock. Seed profile: 2.64 % self x 3264 s over the 264.3 M vmallocs of
+    #: a loops=1,000,000 run (:data:`SEED_RUN_PAIRS`), ~326 ns. (6.7's profile: 0.28 % of 651 s x 64
+    #: CPUs over the same calls, ~441 ns.)
+    vmalloc_ns: float = 326.0
+    #: vfree's own work per call (its loop over the area's pages, the global nr_vmalloc_pages
+    #: counter), outside any lock. Seed profile: vfree.part.0 4.46 % self x 3264 s over 264.3 M
+    #: vfrees, ~551 ns. (6.7's profile: 0.25 % of 41,664 s, ~394 ns.)
+    vfree_ns: float = 551.0
+    #: free_vmap_area_noflush's own work per freed VA, outside the locks: the atomic add to the global
+    #: lazily-freed page count (vmap_lazy_nr), a line every freeing CPU writes. Seed profile: 2.65 %
+    #: self x 3264 s over 264.3 M frees, ~327 ns. (6.7 inlines its purge-tree insert here.)
+    lazy_add_ns: float = 327.0
 
     def scaled(self, factor: float, **measured: float) -> CostModel:
         """Every cost times ``factor``, but those named in ``measured`` (ns) as given: a slower machine

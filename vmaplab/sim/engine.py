@@ -119,6 +119,7 @@ N_EP = 17
 # --- costs (COST), the order of vmaplab.sim.costs.COST_NAMES ---------------------------------
 C_LOCK, C_LINE, C_TBASE, C_TLEVEL, C_HOLD, C_SLAB, C_PALLOC, C_PZERO, C_PTESET, C_PTECLR = range(10)
 C_PFREE, C_PTPAGE, C_MERGE, C_POOL, C_FLUSH, C_IPI, C_IPIIRQ, C_CTX, C_PURGEVA = range(10, 19)
+C_VMALLOC, C_VFREE, C_LAZYADD = range(19, 22)
 
 # --- thread columns (TH) ----------------------------------------------------------------------
 T_STATE = 0
@@ -203,7 +204,10 @@ S_PPOOL = 42
 S_IRQ = 45
 S_FAIL = 46  # the failed allocation's clean-up and warning
 S_PWALK = 47  # purge_vmap_node's own per-VA work, outside the locks
-N_SITES = 48
+S_VMALLOC = 48  # __vmalloc_node_range's own work
+S_VFREE = 49  # vfree's own work
+S_LAZY_ADD = 50  # free_vmap_area_noflush's add to the lazily-freed page count
+N_SITES = 51
 
 # lock kinds (lock_spin_by_lock)
 LK_FREE = 0
@@ -1284,12 +1288,14 @@ def run_engine(
                 z = np.int64(COST[C_PZERO] * pages) if (EP[E_INIT_ON_ALLOC] == 1 or TH[th, T_TEST] >= FIX_ALIGN) else 0
                 m = np.int64(COST[C_PTESET] * pages)
                 p = np.int64(COST[C_PTPAGE] * new_pt)
+                v = np.int64(COST[C_VMALLOC])
                 ACC[ctx, S_PAGE_ALLOC] += a
                 ACC[ctx, S_PAGE_ZERO] += z
                 ACC[ctx, S_MAP] += m
                 ACC[ctx, S_PTALLOC] += p
+                ACC[ctx, S_VMALLOC] += v
                 TH[th, T_PC] = PC_A_DONE
-                _push(HP, POS, G, th, t + a + z + m + p)
+                _push(HP, POS, G, th, t + a + z + m + p + v)
                 break
             if pc == PC_A_DONE:
                 WH[th, TH[th, T_HIDX]] = TH[th, T_SLOT]
@@ -1333,6 +1339,9 @@ def run_engine(
                 _unlock(TH, LK, CPU, HP, POS, G, ACC, SPINK, COST, th, _busy_lock(EP, P, S[s, S_START]), t)
                 d = np.int64(COST[C_PTECLR] * (S[s, S_SIZE] - 1))
                 ACC[ctx, S_UNMAP] += d
+                d_add = np.int64(COST[C_LAZYADD])
+                ACC[ctx, S_LAZY_ADD] += d_add
+                d += d_add
                 node = S[s, S_NODE]
                 if node == NIL:
                     node = _addr_node(P, S[s, S_START])
@@ -1382,10 +1391,12 @@ def run_engine(
                 pages = S[s, S_SIZE] - 1
                 d1 = np.int64(COST[C_PFREE] * pages)
                 d2 = np.int64(COST[C_SLAB])
+                d3 = np.int64(COST[C_VFREE])
                 ACC[ctx, S_PAGE_FREE] += d1
                 ACC[ctx, S_SLAB_FREE] += d2
+                ACC[ctx, S_VFREE] += d3
                 TH[th, T_PC] = PC_OPEND
-                _push(HP, POS, G, th, t + d1 + d2)
+                _push(HP, POS, G, th, t + d1 + d2 + d3)
                 break
             if pc == PC_OPEND:
                 # a preemption point (the cond_resched() loops of vmalloc and vfree)

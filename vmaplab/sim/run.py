@@ -394,6 +394,9 @@ def _site_frames(design: str, ctx: int) -> dict[int, list[str]]:
     out[E.S_IRQ] = []
     out[E.S_FAIL] = gvan + ["kfree"]
     out[E.S_PWALK] = node_purge
+    out[E.S_VMALLOC] = entry
+    out[E.S_VFREE] = ["vfree.part.0"]
+    out[E.S_LAZY_ADD] = fua + ["free_vmap_area_noflush"]
     return out
 
 
