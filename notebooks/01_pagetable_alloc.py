@@ -88,7 +88,7 @@ chain[["design", "run", "threads", "rerun", "pagetable_bytes", "va_held_max_byte
 # %% [markdown]
 # Right panel: the published page tables grew faster than the thread count (15.7x for 4x the threads).
 # In the quick runs the model's grow about as fast as the dotted linear line or slower; at the seed's
-# scale (`FULL`; `docs/calibration.md`, eighth pass) they grew 4.7x, nearly all of it in the last doubling,
+# scale (`FULL`; `docs/calibration.md`, ninth pass) they grew 5.4x, most of it in the last doubling,
 # where the drain runs away.
 
 # %%
@@ -113,9 +113,9 @@ save(plots.rerun_plateau(chain, scale=SCALE.label,
 # test_vmalloc itself, as a module of Linux 6.12 (vmap nodes) in a 2-vCPU QEMU guest: run_test_mask=127 at
 # 2, 4, 8 and again 8 threads, one run after another, allocinfo's page-table call sites after each run
 # (`data/real/SOURCES.md`). Beside it the model's chain at the same settings, one per seed. The guest's
-# CPUs are emulated, so the model runs at the guest's costs (`report.GUEST_2CPU`): kernel code four times
+# CPUs are emulated, so the model runs at the guest's costs (`report.GUEST_2CPU`): kernel code 3.5 times
 # slower than the native calibration (the guest's run times), and the drain's purge per area and its
-# late TLB flushes as kprobes measured them in the guest (`docs/calibration.md`, seventh and eighth passes).
+# late TLB flushes as kprobes measured them in the guest (`docs/calibration.md`, seventh to ninth passes).
 
 # %%
 measured = report.measured_chains(report.MEASURED_LOOPS, DATA_DIR)
@@ -290,17 +290,17 @@ growth
 #    for about (n − 1) times the overrun, n the runnable tasks on that CPU: the more workers per CPU, the
 #    longer the stall, the larger the backlog, the longer the next drain. In the small real guest a boot
 #    with such stalls ended with twice the page tables of one without. The model, which now has this rule,
-#    grew 4.7x from 64 to 256 threads at the seed's scale (published 15.7x), nearly all of it in the last
+#    grew 5.4x from 64 to 256 threads at the seed's scale (published 15.7x), most of it in the last
 #    doubling. At the small guest's own costs it follows the real chain of the table run by run. Late
 #    TLB-flush IPIs alone do not make the growth faster than linear: a real guest with 8 vCPUs on 2 host
 #    cores, where every flush waited ~16 ms for descheduled vCPUs, grew 3.1-3.7x for 4x the threads
-#    (`docs/calibration.md`, sixth to eighth passes).
+#    (`docs/calibration.md`, sixth to ninth passes).
 # 4. **What would stop it:** freeing the page tables of the vmalloc area (as `free_pgtables` does for user
 #    mappings), or returning freed VA to reuse sooner. Rezki's draft fix does the second (cap the pools,
 #    purge on the high-priority workqueue). Its high-priority half removes the stalls in the model: a
-#    nice −20 kworker is never held back by lag (in a small guest-speed run 613-756 PTE pages against
-#    1,076-1,841 with the normal drain); at the sizes of the quick runs above, where the drain seldom
+#    nice −20 kworker is never held back by lag (in a small guest-speed run 619-755 PTE pages against
+#    943-1,466 with the normal drain); at the sizes of the quick runs above, where the drain seldom
 #    stalls, the knobs change the page tables by a few per cent. On a real 6.12 kernel built with that
 #    half (8 vCPUs on 2 host cores, 32 threads) the drain ran 4x as often and the page tables were a
-#    third lower than the stock kernel's (two boots); the model at that guest's costs gives 22 %
-#    (`docs/calibration.md`, seventh and eighth passes).
+#    third lower than the stock kernel's (two boots); the model at that guest's costs gives 25 %
+#    (`docs/calibration.md`, seventh to ninth passes).
