@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from vmaplab.sim.costs import SEED_PROFILE_CPU_S, SEED_RUN_PAGES, SEED_RUN_PAIRS, CostModel
 from vmaplab.sim.workloads import OP_ALLOC, OP_FREE, TESTS, ModuleParams, parse_test_mask, worker_program
 
 
@@ -47,26 +48,34 @@ def test_random_size_align_ranges():
     assert allocs[:, 2].min() == 1 and allocs[:, 2].max() == 1 << 22
 
 
+def _seed_run_allocs(count) -> int:
+    """``count(rows)`` summed over the alloc rows of the seed's profiled run: the three programs of
+    run_test_mask=7 on 64 CPUs at 1,000,000 loops, for 64 workers (affine in the loop count: two
+    counts extrapolate it)."""
+
+    def per_worker(loops):
+        params = ModuleParams(run_test_mask=7, test_loop_count=loops)
+        rng = np.random.default_rng(0)
+        return sum(count(rows[rows[:, 0] == OP_ALLOC]) for rows in
+                   (worker_program(test, params, 64, rng) for test in params.tests()))  # fmt: skip
+
+    one, two = per_worker(1000), per_worker(2000)
+    return 64 * (one + (two - one) * 999)
+
+
+def _cost_from_share(pct: float, calls: int) -> int:
+    """A profile-derived cost, ns: a share (%) of the 3264 CPU-seconds over the calls made."""
+    return round(pct / 100 * SEED_PROFILE_CPU_S / calls * 1e9)
+
+
 def test_per_page_costs_follow_from_the_seed_profile():
-    """The page count behind the per-page costs (costs.SEED_RUN_PAGES) is what the three programs of
-    run_test_mask=7 allocate on 64 CPUs at 1,000,000 loops (affine in the loop count: two counts
-    extrapolate it), and each per-page cost is its function's share of the published 6.9 profile
+    """The page count behind the per-page costs (costs.SEED_RUN_PAGES) is what the seed's profiled run
+    allocates, and each per-page cost is its function's share of the published 6.9 profile
     (data/seed/perf-report-vmap-nodes.txt, read by vmaplab's perf reader) times 3264 CPU-seconds over
     those pages."""
     from vmaplab import report
-    from vmaplab.sim.costs import SEED_PROFILE_CPU_S, SEED_RUN_PAGES, CostModel
 
-    def pages(loops):
-        params = ModuleParams(run_test_mask=7, test_loop_count=loops)
-        rng = np.random.default_rng(0)
-        total = 0
-        for test in params.tests():
-            rows = worker_program(test, params, 64, rng)
-            total += int(rows[rows[:, 0] == OP_ALLOC, 1].sum())
-        return total
-
-    one, two = pages(1000), pages(2000)
-    assert 64 * (one + (two - one) * 999) == SEED_RUN_PAGES
+    assert _seed_run_allocs(lambda allocs: int(allocs[:, 1].sum())) == SEED_RUN_PAGES
     share = report.published_profiles()[1].set_index("symbol")
     per_page = {
         "page_zero_ns": share.loc["clear_page_rep", "self_pct"],
@@ -75,26 +84,19 @@ def test_per_page_costs_follow_from_the_seed_profile():
     }
     costs = CostModel()
     for name, pct in per_page.items():
-        assert round(pct / 100 * SEED_PROFILE_CPU_S / SEED_RUN_PAGES * 1e9) == getattr(costs, name), name
+        assert _cost_from_share(pct, SEED_RUN_PAGES) == getattr(costs, name), name
 
 
 def test_per_call_costs_follow_from_the_seed_profile():
-    """The pair count behind the per-call costs (costs.SEED_RUN_PAIRS) is what the three programs of
-    run_test_mask=7 allocate on 64 CPUs at 1,000,000 loops, and vmalloc_ns, vfree_ns and lazy_add_ns
-    are the self shares of __vmalloc_node_range, vfree.part.0 and free_vmap_area_noflush in the
-    published 6.9 profile times 3264 CPU-seconds over those calls."""
+    """The pair count behind the per-call costs (costs.SEED_RUN_PAIRS) is how many areas the seed's
+    profiled run allocates, and vmalloc_ns, vfree_ns and lazy_add_ns are the self shares of
+    __vmalloc_node_range, vfree.part.0 and free_vmap_area_noflush in the published 6.9 profile times
+    3264 CPU-seconds over those calls."""
     from vmaplab import report
-    from vmaplab.sim.costs import SEED_PROFILE_CPU_S, SEED_RUN_PAIRS, CostModel
 
-    def allocs(loops):
-        params = ModuleParams(run_test_mask=7, test_loop_count=loops)
-        rng = np.random.default_rng(0)
-        return sum(int((worker_program(t, params, 64, rng)[:, 0] == OP_ALLOC).sum()) for t in params.tests())
-
-    one, two = allocs(1000), allocs(2000)
-    assert 64 * (one + (two - one) * 999) == SEED_RUN_PAIRS
+    assert _seed_run_allocs(len) == SEED_RUN_PAIRS
     share = report.published_profiles()[1].set_index("symbol")["self_pct"]
     costs = CostModel()
     for name, symbol in [("vmalloc_ns", "__vmalloc_node_range"), ("vfree_ns", "vfree.part.0"),
                          ("lazy_add_ns", "free_vmap_area_noflush")]:  # fmt: skip
-        assert round(share[symbol] / 100 * SEED_PROFILE_CPU_S / SEED_RUN_PAIRS * 1e9) == getattr(costs, name), name
+        assert _cost_from_share(share[symbol], SEED_RUN_PAIRS) == getattr(costs, name), name
