@@ -226,7 +226,7 @@ def test_a_drain_that_overran_its_slice_waits_until_the_workers_catch_up():
     assert normal.stats["drain_lag_max_s"] > 20 * slice_ns(2) / 1e9  # far beyond 4 workers' slices
     assert normal.timeline.lazy_pages.max() > 2.5 * lazy_max
     assert high.stats["drain_lag_max_s"] < normal.stats["drain_lag_max_s"] / 4  # nice -20 never lags
-    assert high.timeline.lazy_pages.max() < 2 * lazy_max
+    assert high.timeline.lazy_pages.max() < 1.1 * lazy_max  # 1.02x: it drains as soon as it is queued
     assert normal.pagetable_bytes > 1.2 * high.pagetable_bytes  # the VA held back costs page tables
     for run in (normal, high):
         run.machine.check_invariants()
