@@ -728,8 +728,8 @@ def _measured_caption(measured: pd.DataFrame, model: pd.DataFrame, guest: Guest)
             f"{guest.cost_factor:g}x slower than its native calibration (the guest's run times), "
             f"{guest.purge_va_ns / 1000:g} us per purged area and "
             + ("every TLB flush" if guest.flush_stall_every == 1 else f"one TLB flush in {guest.flush_stall_every:,}")
-            + f" late by {guest.flush_stall_ns / 1e6:g} ms, both measured with kprobes in the guest (seventh and "
-            f"eighth passes of {CALIBRATION}).")  # fmt: skip
+            + f" late by {guest.flush_stall_ns / 1e6:g} ms, both measured with kprobes in the guest (seventh to "
+            f"ninth passes of {CALIBRATION}).")  # fmt: skip
 
 
 def growth_summary(listings: dict[int, pd.DataFrame], chain: pd.DataFrame, measured: pd.DataFrame,
