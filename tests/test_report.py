@@ -255,7 +255,8 @@ def test_simulator_figures_from_the_report_tables(out):
     held = [b.get_width() for b in fig.axes[1].containers[0]]
     assert held == knobs["va_held_max_bytes"].astype(float).tolist()
     assert_texts_clear(fig)
-    assert [t.get_text() for t in fig.axes[2].get_xticklabels()][:2] == ["0k", "100k"]
+    ticks = [t.get_text() for t in fig.axes[2].get_xticklabels()]
+    assert ticks[0] == "0k" and all(t.endswith("k") and t[:-1].isdigit() for t in ticks)
 
     spin = report.published_spin()
     fig = plots.spin_share_vs_threads(sweep, published=spin, citation=report.CITE_V3,

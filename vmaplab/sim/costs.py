@@ -38,6 +38,16 @@ def slice_ns(cpus: int) -> int:
     return 750_000 * (1 + int(math.log2(min(max(cpus, 1), 8))))
 
 
+def balance_interval_ns(cpus: int) -> int:
+    """How often a busy CPU balances load with the others, ns: 16 ms x the CPUs of its domain.
+
+    kernel/sched/topology.c (sd_init) starts a domain's balance_interval at its weight in ms and
+    multiplies it by busy_factor 16 while the CPU is busy (get_sd_balance_interval, fair.c); one
+    domain spans the machine.
+    """
+    return 16_000_000 * max(cpus, 1)
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Nanosecond costs of every step the engine times (docs/contention-model.md, "Costs").

@@ -114,7 +114,8 @@ E_SAMPLE = 13
 E_TRACE = 14
 E_STALL_EVERY = 15  # every n-th TLB flush waits E_STALL_NS more for one CPU's answer (0: never)
 E_STALL_NS = 16
-N_EP = 17
+E_BALANCE = 17  # the busy CPUs' load-balance interval, ns
+N_EP = 18
 
 # --- costs (COST), the order of vmaplab.sim.costs.COST_NAMES ---------------------------------
 C_LOCK, C_LINE, C_TBASE, C_TLEVEL, C_HOLD, C_SLAB, C_PALLOC, C_PZERO, C_PTESET, C_PTECLR = range(10)
@@ -277,7 +278,10 @@ G_IPIS = 30
 G_RUNS = 31  # merge units of the global purge (6.7 merges neighbouring lazy VAs)
 G_MUTEX_SLEEPS = 32
 G_SLICE = 33  # the scheduler's base slice, ns
-N_G = 34
+G_NEXT_BALANCE = 34  # time of the next periodic load balance, ns
+G_BAL_FAILED = 35  # balance attempts in a row that found an imbalance and moved nothing
+G_BAL_ROUND = 36  # balance attempts so far
+N_G = 37
 
 # per worker and test counters (SUMM's last axis)
 SU_PASSED = 0
@@ -549,9 +553,22 @@ def _preempt_point(TH, CPU, HP, POS, G, ACC, COST, EP, th, cpu, t):
         n = CPU[cpu, CPU_RQLEN] + 1
         TH[th, T_LAG] = over * (n - 1) // n
     _rq_remove(TH, CPU, G, cpu, nxt, prev)
-    _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t, False)  # to the tail
     _run_on(TH, CPU, HP, POS, G, ACC, COST, nxt, cpu, t)
+    idle = _idle_cpu(CPU) if TH[th, T_KIND] == KIND_WORKER else NIL
+    if idle != NIL:
+        _run_on(TH, CPU, HP, POS, G, ACC, COST, th, idle, t)  # pulled by an idle CPU
+    else:
+        _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t, False)  # to the tail
     return True
+
+
+@njit(**NJIT_INLINE_OPTIONS)
+def _idle_cpu(CPU):
+    """The lowest CPU that runs nothing, or NIL."""
+    for c in range(CPU.shape[0]):
+        if CPU[c, CPU_CUR] == NIL:
+            return c
+    return NIL
 
 
 @njit(**NJIT_INLINE_OPTIONS)
@@ -624,6 +641,69 @@ def _cpu_next(TH, CPU, HP, POS, G, ACC, COST, cpu, t):
 
 
 @njit(**NJIT_NO_NRT_OPTIONS)
+def _balance(TH, CPU, HP, POS, G, ACC, COST, t):
+    """Periodic load balance of busy CPUs (one attempt per interval stands for every CPU's).
+
+    The CPU with the most runnable threads, if one of them is a worker, is busier than the one with
+    the fewest: a queued worker moves there at once when they differ by two or more; when they differ
+    by one, only once four attempts in a row have found that (nr_balance_failed past
+    cache_nice_tries 1 + 2, need_active_balance in kernel/sched/fair.c, 6.6+), at the first attempt
+    that finds a worker queued. Ties go to the first CPU counting from a start that advances by one
+    each attempt (the CPUs' balance timers are staggered: which one acts first varies)."""
+    ncpu = CPU.shape[0]
+    start = G[G_BAL_ROUND] % ncpu
+    G[G_BAL_ROUND] += 1
+    hi = NIL
+    lo = NIL
+    nhi = 0
+    nlo = 0
+    for k in range(ncpu):
+        c = (start + k) % ncpu
+        n = CPU[c, CPU_RQLEN] + (0 if CPU[c, CPU_CUR] == NIL else 1)
+        if lo == NIL or n < nlo:
+            lo = c
+            nlo = n
+        if n > nhi and _cpu_has_worker(TH, CPU, c):
+            hi = c
+            nhi = n
+    if hi == NIL or nhi - nlo < 1:
+        G[G_BAL_FAILED] = 0
+        return
+    if nhi - nlo < 2:
+        G[G_BAL_FAILED] += 1
+        if G[G_BAL_FAILED] < 4:
+            return
+    prev = NIL
+    x = CPU[hi, CPU_RQHEAD]
+    while x != NIL and TH[x, T_KIND] != KIND_WORKER:
+        prev = x
+        x = TH[x, T_RQNEXT]
+    if x == NIL:
+        return  # the worker runs: it moves when it next waits in the queue
+    G[G_BAL_FAILED] = 0
+    _rq_remove(TH, CPU, G, hi, x, prev)
+    TH[x, T_MIGR] += 1
+    G[G_MIGR] += 1
+    TH[x, T_CPU] = lo
+    TH[x, T_LAG] = 0
+    _enqueue(TH, CPU, HP, POS, G, ACC, COST, x, lo, t, False)
+
+
+@njit(**NJIT_INLINE_OPTIONS)
+def _cpu_has_worker(TH, CPU, c):
+    """Whether a worker runs on CPU ``c`` or waits in its queue."""
+    x = CPU[c, CPU_CUR]
+    if x != NIL and TH[x, T_KIND] == KIND_WORKER:
+        return True
+    x = CPU[c, CPU_RQHEAD]
+    while x != NIL:
+        if TH[x, T_KIND] == KIND_WORKER:
+            return True
+        x = TH[x, T_RQNEXT]
+    return False
+
+
+@njit(**NJIT_NO_NRT_OPTIONS)
 def _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t, head):
     """Make ``th`` runnable on ``cpu`` (at the head of the queue if ``head``)."""
     TH[th, T_CPU] = cpu if TH[th, T_KIND] != KIND_WORKER else TH[th, T_CPU]
@@ -655,10 +735,9 @@ def _wake_worker(TH, CPU, HP, POS, G, ACC, COST, th, t):
     """Wake a sleeping worker: its last CPU if idle, else the lowest idle CPU, else its last CPU's queue."""
     cpu = TH[th, T_CPU]
     if CPU[cpu, CPU_CUR] != NIL:
-        for c in range(CPU.shape[0]):
-            if CPU[c, CPU_CUR] == NIL:
-                cpu = c
-                break
+        idle = _idle_cpu(CPU)
+        if idle != NIL:
+            cpu = idle
     _enqueue(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t, False)
 
 
@@ -674,9 +753,19 @@ def _wake(TH, CPU, HP, POS, G, ACC, COST, th, t):
 def _sleep(TH, CPU, HP, POS, G, ACC, COST, th, t):
     """``th`` blocks (mutex, flush_work, idle kworker): its CPU takes another thread.
 
-    EEVDF keeps a sleeper's lag only up to two slices; a woken thread waits at the queue's tail."""
+    What it ran past its slice joins its lag, (n - 1) / n of the overrun with n runnable threads, and
+    EEVDF keeps a sleeper's lag up to two slices (update_entity_lag, kernel/sched/fair.c, 6.6+): a
+    woken thread waits at the queue's tail and is picked when the others have repaid it. A nice -20
+    kworker's lead is 1024 / 88761 of that (its vruntime moves that much slower): none."""
     TH[th, T_STATE] = ST_SLEEP
-    TH[th, T_LAG] = 0
+    lag = TH[th, T_LAG]
+    over = t - TH[th, T_SLICE_END]
+    if TH[th, T_HIGH] == 1:
+        lag = 0
+    elif over > 0:
+        n = CPU[TH[th, T_CPU], CPU_RQLEN] + 1
+        lag += over * (n - 1) // n
+    TH[th, T_LAG] = min(max(lag, np.int64(0)), 2 * G[G_SLICE])
     _cpu_next(TH, CPU, HP, POS, G, ACC, COST, TH[th, T_CPU], t)
 
 
@@ -1093,6 +1182,9 @@ def run_engine(
                 return NEED_TL
             _sample(C, G, TL, G[G_NEXT_SAMPLE])
             G[G_NEXT_SAMPLE] += sample
+        while G[G_NEXT_BALANCE] <= t:
+            _balance(TH, CPU, HP, POS, G, ACC, COST, t)
+            G[G_NEXT_BALANCE] += EP[E_BALANCE]
         # the event stays at the root while it is processed: a step that schedules the thread's next
         # event re-keys it in place (one sift-down instead of a pop and a push)
         th = HP[0, 2]

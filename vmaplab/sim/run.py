@@ -15,7 +15,7 @@ import pandas as pd
 from vmaplab.errors import SimulationError
 from vmaplab.sim import _kernels as K
 from vmaplab.sim import engine as E
-from vmaplab.sim.costs import slice_ns
+from vmaplab.sim.costs import balance_interval_ns, slice_ns
 from vmaplab.sim.machine import ALLOCATOR_KNOBS, Machine
 from vmaplab.sim.numba_engine import _grown
 from vmaplab.sim.params import PAGE_SIZE, check_int, lazy_max_pages
@@ -221,6 +221,7 @@ class _Arrays:
         EP[E.E_TRACE] = 1 if trace else 0
         EP[E.E_STALL_EVERY] = m.flush_stall_every
         EP[E.E_STALL_NS] = m.flush_stall_ns
+        EP[E.E_BALANCE] = balance_interval_ns(m.cpus)
         self.EP = EP
         self.COST = m.costs.as_array()
         nth = W + 1 + nr
@@ -247,6 +248,7 @@ class _Arrays:
             G[g] = K.NIL
         G[E.G_WORKERS_LEFT] = W
         G[E.G_SLICE] = EP[E.E_SLICE]
+        G[E.G_NEXT_BALANCE] = EP[E.E_BALANCE]
         # workers 0 .. cpus-1 start running at time 0 (equal times in seq order form a valid heap);
         # the others wait in the run queue of CPU i % cpus
         for w in range(W):
