@@ -88,8 +88,8 @@ chain[["design", "run", "threads", "rerun", "pagetable_bytes", "va_held_max_byte
 # %% [markdown]
 # Right panel: the published page tables grew faster than the thread count (15.7x for 4x the threads).
 # In the quick runs the model's grow about as fast as the dotted linear line or slower; at the seed's
-# scale (`FULL`; `docs/calibration.md`, ninth pass) they grew 5.4x, most of it in the last doubling,
-# where the drain runs away.
+# scale (`FULL`; `docs/calibration.md`, tenth pass) they grew 3.3x (5.4x in the ninth pass): the last
+# doubling is where the drain runs away, and how far swings with scheduler detail.
 
 # %%
 save(plots.pagetable_vs_published(chain, listings, published=report.CITE_PT, scale=SCALE.label),
@@ -290,16 +290,17 @@ growth
 #    for about (n − 1) times the overrun, n the runnable tasks on that CPU: the more workers per CPU, the
 #    longer the stall, the larger the backlog, the longer the next drain. In the small real guest a boot
 #    with such stalls ended with twice the page tables of one without. The model, which now has this rule,
-#    grew 5.4x from 64 to 256 threads at the seed's scale (published 15.7x), most of it in the last
-#    doubling. At the small guest's own costs it follows the real chain of the table run by run. Late
+#    grew 3.3x from 64 to 256 threads at the seed's scale (published 15.7x; 5.4x before its scheduler
+#    balanced load between busy CPUs: how far the drain runs away at 256 threads swings with such detail).
+#    At the small guest's own costs it follows the real chain of the table run by run. Late
 #    TLB-flush IPIs alone do not make the growth faster than linear: a real guest with 8 vCPUs on 2 host
 #    cores, where every flush waited ~16 ms for descheduled vCPUs, grew 3.1-3.7x for 4x the threads
-#    (`docs/calibration.md`, sixth to ninth passes).
+#    (`docs/calibration.md`, sixth to tenth passes).
 # 4. **What would stop it:** freeing the page tables of the vmalloc area (as `free_pgtables` does for user
 #    mappings), or returning freed VA to reuse sooner. Rezki's draft fix does the second (cap the pools,
 #    purge on the high-priority workqueue). Its high-priority half removes the stalls in the model: a
-#    nice −20 kworker is never held back by lag (in a small guest-speed run 619-755 PTE pages against
-#    943-1,466 with the normal drain); at the sizes of the quick runs above, where the drain seldom
+#    nice −20 kworker is never held back by lag (in a small guest-speed run 620-755 PTE pages against
+#    952-1,391 with the normal drain); at the sizes of the quick runs above, where the drain seldom
 #    stalls, the knobs change the page tables by a few per cent. On a real 6.12 kernel built with that
 #    half (8 vCPUs on 2 host cores, 32 threads) the drain ran 4x as often and the page tables were a
 #    third lower than the stock kernel's (two boots); the model at that guest's costs gives 25 %
