@@ -303,5 +303,5 @@ growth
 #    952-1,391 with the normal drain); at the sizes of the quick runs above, where the drain seldom
 #    stalls, the knobs change the page tables by a few per cent. On a real 6.12 kernel built with that
 #    half (8 vCPUs on 2 host cores, 32 threads) the drain ran 4x as often and the page tables were a
-#    third lower than the stock kernel's (two boots); the model at that guest's costs gives 25 %
-#    (`docs/calibration.md`, seventh to ninth passes).
+#    third lower than the stock kernel's (two boots); the model at that guest's costs gives 20 %
+#    (`docs/calibration.md`, seventh to tenth passes).

@@ -349,12 +349,12 @@ class Guest:
 
 
 #: The 2-vCPU guest of MEASURED_CHAINS, alone on the 2-core host: run times 3.5x the model's (its first
-#: boot, 22.0 / 46.2 / 93.7 s; the model 21.5 / 46.1 / 93.8 s); 0.22 us per purged area and 6 flushes of
+#: boot, 22.0 / 46.2 / 93.7 s; the model 21.5 / 46.1 / 93.7 s); 0.22 us per purged area and 6 flushes of
 #: 4,822 late by 12-99 ms (61 ms on average), in four traced boots of 8 threads (docs/calibration.md,
 #: sixth to ninth passes).
 GUEST_2CPU = Guest(cost_factor=3.5, purge_va_ns=220, flush_stall_every=800, flush_stall_ns=61_000_000)
 #: The 8-vCPU guest of data/real/test_vmalloc-qemu-8cpu, on the same 2 cores: run times 17x the model's
-#: (runs 1-3 on the means of three boots: 152 s, the model 148 s); 0.61 us per purged area at 8 threads;
+#: (runs 1-3 on the means of three boots: 152 s, the model 145 s); 0.61 us per purged area at 8 threads;
 #: every TLB flush waits for descheduled vCPUs, 16 ms (median).
 GUEST_8CPU = Guest(cost_factor=17, purge_va_ns=605, flush_stall_every=1, flush_stall_ns=16_000_000)
 
