@@ -623,17 +623,10 @@ def _cpu_next(TH, CPU, HP, POS, G, ACC, COST, cpu, t):
     for c in range(ncpu):
         if CPU[c, CPU_RQLEN] > 0 and (best == NIL or CPU[c, CPU_RQLEN] > CPU[best, CPU_RQLEN]):
             # only a queue holding a thread that may migrate (workers; kworkers are CPU-bound)
-            x = CPU[c, CPU_RQHEAD]
-            while x != NIL and TH[x, T_KIND] != KIND_WORKER:
-                x = TH[x, T_RQNEXT]
-            if x != NIL:
+            if _queued_worker(TH, CPU, c)[0] != NIL:
                 best = c
     if best != NIL:
-        prev = NIL
-        x = CPU[best, CPU_RQHEAD]
-        while TH[x, T_KIND] != KIND_WORKER:
-            prev = x
-            x = TH[x, T_RQNEXT]
+        x, prev = _queued_worker(TH, CPU, best)
         _rq_remove(TH, CPU, G, best, x, prev)
         _run_on(TH, CPU, HP, POS, G, ACC, COST, x, cpu, t)
         return
@@ -663,7 +656,9 @@ def _balance(TH, CPU, HP, POS, G, ACC, COST, t):
         if lo == NIL or n < nlo:
             lo = c
             nlo = n
-        if n > nhi and _cpu_has_worker(TH, CPU, c):
+        cur = CPU[c, CPU_CUR]
+        worker = (cur != NIL and TH[cur, T_KIND] == KIND_WORKER) or _queued_worker(TH, CPU, c)[0] != NIL
+        if n > nhi and worker:
             hi = c
             nhi = n
     if hi == NIL or nhi - nlo < 1:
@@ -673,11 +668,7 @@ def _balance(TH, CPU, HP, POS, G, ACC, COST, t):
         G[G_BAL_FAILED] += 1
         if G[G_BAL_FAILED] < 4:
             return
-    prev = NIL
-    x = CPU[hi, CPU_RQHEAD]
-    while x != NIL and TH[x, T_KIND] != KIND_WORKER:
-        prev = x
-        x = TH[x, T_RQNEXT]
+    x, prev = _queued_worker(TH, CPU, hi)
     if x == NIL:
         return  # the worker runs: it moves when it next waits in the queue
     G[G_BAL_FAILED] = 0
@@ -690,17 +681,14 @@ def _balance(TH, CPU, HP, POS, G, ACC, COST, t):
 
 
 @njit(**NJIT_INLINE_OPTIONS)
-def _cpu_has_worker(TH, CPU, c):
-    """Whether a worker runs on CPU ``c`` or waits in its queue."""
-    x = CPU[c, CPU_CUR]
-    if x != NIL and TH[x, T_KIND] == KIND_WORKER:
-        return True
+def _queued_worker(TH, CPU, c):
+    """The first worker in CPU ``c``'s run queue and the thread queued before it (NIL if none)."""
+    prev = NIL
     x = CPU[c, CPU_RQHEAD]
-    while x != NIL:
-        if TH[x, T_KIND] == KIND_WORKER:
-            return True
+    while x != NIL and TH[x, T_KIND] != KIND_WORKER:
+        prev = x
         x = TH[x, T_RQNEXT]
-    return False
+    return x, prev
 
 
 @njit(**NJIT_NO_NRT_OPTIONS)
