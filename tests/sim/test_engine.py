@@ -377,13 +377,10 @@ class _Sched:
     keeps them; ``place`` puts threads on a CPU, the first one running."""
 
     def __init__(self, cpus: int, nth: int):
-        self.TH = np.zeros((nth, E.N_TH), np.int64)
-        for col in (E.T_LNEXT, E.T_RQNEXT, E.T_SPINLOCK, E.T_SLOT):
-            self.TH[:, col] = K.NIL
+        self.TH = E.empty_threads(nth)
         self.TH[:, E.T_STATE] = E.ST_SLEEP
         self.TH[nth - 1, E.T_KIND] = E.KIND_DRAIN
-        self.CPU = np.zeros((cpus, E.N_CPU), np.int64)
-        self.CPU[:, [E.CPU_CUR, E.CPU_RQHEAD, E.CPU_RQTAIL]] = K.NIL
+        self.CPU = E.empty_cpus(cpus)
         self.HP = np.zeros((nth, 3), np.int64)
         self.POS = np.full(nth, K.NIL, np.int64)
         self.G = np.zeros(E.N_G, np.int64)

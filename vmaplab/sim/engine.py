@@ -392,6 +392,21 @@ OP_FREE = 1
 OP_END = 2
 
 
+def empty_threads(n: int) -> np.ndarray:
+    """A thread table (TH) of ``n`` threads: every link NIL, no thread on a CPU yet."""
+    TH = np.zeros((n, N_TH), np.int64)
+    for col in (T_LNEXT, T_RQNEXT, T_SPINLOCK, T_SLOT):
+        TH[:, col] = NIL
+    return TH
+
+
+def empty_cpus(n: int) -> np.ndarray:
+    """A CPU table (CPU) of ``n`` idle CPUs with empty run queues."""
+    CPU = np.zeros((n, N_CPU), np.int64)
+    CPU[:, [CPU_CUR, CPU_RQHEAD, CPU_RQTAIL]] = NIL
+    return CPU
+
+
 # =============================================================================================
 # The event heap: a 4-ary heap of at most one event per thread, ordered by (time, sequence number).
 

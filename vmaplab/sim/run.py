@@ -225,9 +225,7 @@ class _Arrays:
         self.EP = EP
         self.COST = m.costs.as_array()
         nth = W + 1 + nr
-        TH = np.zeros((nth, E.N_TH), np.int64)
-        for col in (E.T_LNEXT, E.T_RQNEXT, E.T_SPINLOCK, E.T_SLOT):
-            TH[:, col] = K.NIL
+        TH = E.empty_threads(nth)
         TH[:W, E.T_PHASE] = -1
         TH[:W, E.T_KIND] = E.KIND_WORKER
         TH[:W, E.T_CTX] = [o[0] for o in orders]
@@ -237,10 +235,7 @@ class _Arrays:
         TH[W + 1 :, E.T_KIND] = E.KIND_HELPER
         TH[W + 1 :, E.T_CTX] = E.CTX_HELPER
         TH[W:, E.T_STATE] = E.ST_SLEEP
-        CPU = np.zeros((m.cpus, E.N_CPU), np.int64)
-        CPU[:, E.CPU_CUR] = K.NIL
-        CPU[:, E.CPU_RQHEAD] = K.NIL
-        CPU[:, E.CPU_RQTAIL] = K.NIL
+        CPU = E.empty_cpus(m.cpus)
         HP = np.zeros((nth, 3), np.int64)
         POS = np.full(nth, K.NIL, np.int64)
         G = np.zeros(E.N_G, np.int64)
