@@ -55,6 +55,19 @@ def test_scaled_pagetables_grow_with_threads_and_not_on_rerun():
     assert sum(a < 0.05 for a in added) >= 3 and max(added) < 0.15
 
 
+def test_a_copied_machine_branches_without_touching_the_original():
+    m = Machine("nodes", cpus=8)
+    vmaplab.simulate("nodes", threads=16, tests=127, loops=200, machine=m, seed=3)
+    before = m.stats()
+    branch = m.copy()
+    a = vmaplab.simulate("nodes", threads=32, tests=127, loops=200, machine=branch, seed=4)
+    assert m.stats() == before and len(m.runs) == 1 and len(branch.runs) == 2  # the original is untouched
+    b = vmaplab.simulate("nodes", threads=32, tests=127, loops=200, machine=m, seed=4)
+    assert b.pagetable_bytes == a.pagetable_bytes > 0 and b.wall_seconds == a.wall_seconds
+    assert m.stats() == branch.stats() and b.stats == a.stats  # same state, same seed: the same run
+    branch.check_invariants()
+
+
 @slow
 def test_seed_lock_contention_64_cpus():
     # the published run itself: test_loop_count 1,000,000 (about 4 min for 6.7 and 8 for 6.9 here)
