@@ -100,7 +100,9 @@ save(plots.pagetable_vs_published(chain, listings, published=report.CITE_PT, sca
 #
 # vunmap clears PTEs but never frees page-table pages, so the page tables are the high-water mark of
 # the 2 MiB and 1 GiB regions ever mapped. A rerun at the same concurrency reaches about the same
-# frontier, whose page tables exist already.
+# frontier, whose page tables exist already. Not always: where the drain runs away (the seed's scale,
+# 4 workers per CPU) a rerun is another draw of that runaway, and at 256 threads four of nine reruns
+# the model made added 17-53 % (`docs/calibration.md`, eleventh pass).
 
 # %%
 save(plots.rerun_plateau(chain, scale=SCALE.label,
