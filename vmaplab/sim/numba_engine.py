@@ -128,6 +128,19 @@ class NumbaEngine:
         self._LOW = np.zeros((16, 512), np.uint8)
         K.init_state(self._C, self._P, self._T)
 
+    # -- copies ------------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        """Pickle and copy the state without the purge's scratch ``_W`` (7 int64 per slot), which no
+        call reads before writing."""
+        state = self.__dict__.copy()
+        state["_W"] = self._W.shape
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._W = np.zeros(state["_W"], np.int64)
+
     # -- capacity ---------------------------------------------------------------------------
 
     def _grow(self, status: int) -> None:
