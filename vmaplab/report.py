@@ -834,7 +834,9 @@ def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable
                "the rerun adds " + " and ".join(f"{format_size(v)} ({v / before:.1%}, "
                                                 f"{'6.7' if d == 'global' else '6.9'})"
                                                 for d, (v, before) in added.items()) +
-               (", little, as published" if small else ", more than the published rerun did") +
+               (", little, as published" if small else
+                ", more than the published rerun did: where the drain runs away, a rerun is another draw of "
+                f"that runaway ({CALIBRATION}, eleventh pass)") +
                ". The vmalloc area's page-table pages are never freed, so a rerun adds only where it reaches "
                "past the frontier of the runs before it.")  # fmt: skip
     step("real kernel chain")
