@@ -124,8 +124,8 @@ class Machine:
         """An independent machine in this one's state, to branch a what-if run from it.
 
         Runs on the copy leave this machine as it is; the same run with the same seed on either gives
-        the same result. The copy holds this machine's arrays but the purge's scratch (5.1 GB after
-        the 64 -> 128 -> 256-thread chain on 64 CPUs, docs/calibration.md, eleventh pass).
+        the same result. The copy holds all of this machine's arrays except the purge's scratch
+        (5.1 GB after the 64 -> 128 -> 256-thread chain on 64 CPUs, docs/calibration.md, eleventh pass).
         """
         return copy.deepcopy(self)
 
