@@ -141,6 +141,7 @@ def simulate(
     seed: int = typer.Option(0, help="Seed of the workers' random streams."),
     knob: list[str] | None = typer.Option(None, "--knob", help="Machine knob name=value (drain_priority=high); repeat."),
     allocinfo_format: str = typer.Option("pre-merge", help="allocinfo of the bundle: pre-merge (the seed's) or 6.10."),
+    progress: bool = typer.Option(True, help="Show a progress bar of the workers' allocations."),
 ) -> None:
     """Run test_vmalloc on a simulated machine, print a summary and write what the machine would show as a bundle."""
     from .io.units import format_size
@@ -150,7 +151,7 @@ def simulate(
 
     try:
         run = run_simulation(design, threads=threads, cpus=cpus, tests=_tests(tests), loops=loops, seed=seed,
-                             **_knobs(knob))  # fmt: skip
+                             progress=progress, **_knobs(knob))  # fmt: skip
         write_bundle(run, out, allocinfo_format=allocinfo_format)
     except (ValueError, TypeError, FileExistsError) as exc:
         typer.echo(f"vmaplab simulate: {exc}", err=True)

@@ -154,6 +154,38 @@ def test_deterministic_for_a_seed(design):
     assert a.stats != c.stats  # other random sizes, other test orders
 
 
+def test_progress_bar_counts_every_allocation_and_leaves_the_run_alone(monkeypatch):
+    from tqdm import tqdm as plain_tqdm
+
+    from vmaplab.sim import run as run_module
+
+    bars, updates = [], []
+
+    class Recording(plain_tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, disable=True, **kwargs)
+            bars.append(self)
+
+        def update(self, n=1):
+            updates.append(n)
+            self.n += n  # a disabled bar keeps no count of its own
+
+    monkeypatch.setattr(run_module, "tqdm", Recording)
+    monkeypatch.setattr(run_module, "PROGRESS_EVENTS", 5000)  # many reports in a small run
+    kw = dict(threads=6, cpus=4, tests=["fix_size_alloc_test", "random_size_alloc_test", "align_shift_alloc_test"],
+              loops=400, seed=11)  # fmt: skip
+    quiet = simulate("nodes", **kw)
+    shown = simulate("nodes", progress=True, **kw)
+    attempts = shown.stats["allocs"] + shown.stats["alloc_failures"]
+    assert len(bars) == 1 and len(updates) > 10 and min(updates) >= 0
+    assert sum(updates) == bars[0].n == bars[0].total == attempts
+    # align_shift_alloc_test stops at its first failure: the bar starts from a bound and ends on the count
+    assert shown.stats["alloc_failures"] == 6 and attempts < 6 * (400 + 400 + 63)
+    pd.testing.assert_frame_equal(quiet.timeline, shown.timeline)
+    pd.testing.assert_frame_equal(quiet.profile, shown.profile)
+    assert quiet.stats == shown.stats and quiet.wall_seconds == shown.wall_seconds
+
+
 def test_every_op_of_the_workload_programs_is_executed():
     threads, cpus, loops, repeat, seed = 2, 2, 30, 2, 5
     mask = sum(t.mask for t in TESTS[:7])

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from vmaplab.sim.costs import SEED_PROFILE_CPU_S, SEED_RUN_PAGES, SEED_RUN_PAIRS, CostModel
-from vmaplab.sim.workloads import OP_ALLOC, OP_FREE, TESTS, ModuleParams, parse_test_mask, worker_program
+from vmaplab.sim.workloads import (
+    OP_ALLOC,
+    OP_FREE,
+    TESTS,
+    ModuleParams,
+    allocations_per_repetition,
+    parse_test_mask,
+    worker_program,
+)
 
 
 def _check_balanced(rows):
@@ -31,6 +39,19 @@ def test_parse_test_mask():
 def test_programs_free_everything_they_allocate(test):
     rows = worker_program(test, ModuleParams(test_loop_count=50), cpus=2, rng=np.random.default_rng(0))
     _check_balanced(rows)
+
+
+@pytest.mark.parametrize("test", [t for t in TESTS if t.bit <= 6], ids=lambda t: t.name)
+@pytest.mark.parametrize(("loops", "cpus"), [(50, 2), (7, 64)])
+def test_allocations_per_repetition_counts_the_programs_allocations(test, loops, cpus):
+    params = ModuleParams(test_loop_count=loops)
+    rows = worker_program(test, params, cpus=cpus, rng=np.random.default_rng(0))
+    assert allocations_per_repetition(test, params, cpus) == np.count_nonzero(rows[:, 0] == OP_ALLOC)
+
+
+def test_allocations_per_repetition_refuses_unmodelled_tests():
+    with pytest.raises(ValueError, match="pcpu_alloc_test is not modelled"):
+        allocations_per_repetition(TESTS[7], ModuleParams(), 4)
 
 
 def test_full_fit_sizes_from_the_cpu_count():

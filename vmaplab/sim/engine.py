@@ -10,7 +10,8 @@ being processed stays at its root until the thread schedules its next event (re-
 waits (removed).
 
 All engine state lives in arrays, so a run that stops because an array is full (status ``NEED_*``)
-resumes exactly where it stopped after :class:`EngineState` grew that array. Times are int64 ns.
+resumes exactly where it stopped after its caller (:mod:`vmaplab.sim.run`) grew that array; one that
+stops for a progress report (status ``PAUSE``) resumes the same way. Times are int64 ns.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ NEED_LOW = K.NEED_LOW
 NEED_PQ = 10  # the purge scratch list
 NEED_TL = 11  # the timeline
 NEED_TRACE = 12  # the op trace
+PAUSE = 13  # E_PAUSE events have passed since the last return: nothing is pending, call again
 ERR_DEADLOCK = 20  # no event left while workers are not done
 ERR_FAIL = 21  # an allocation failed in a test that cannot fail (G_ERR: worker)
 
@@ -115,7 +117,8 @@ E_TRACE = 14
 E_STALL_EVERY = 15  # every n-th TLB flush waits E_STALL_NS more for one CPU's answer (0: never)
 E_STALL_NS = 16
 E_BALANCE = 17  # the busy CPUs' load-balance interval, ns
-N_EP = 18
+E_PAUSE = 18  # return PAUSE every this many events, for a progress report (0: never)
+N_EP = 19
 
 # --- costs (COST), the order of vmaplab.sim.costs.COST_NAMES ---------------------------------
 C_LOCK, C_LINE, C_TBASE, C_TLEVEL, C_HOLD, C_SLAB, C_PALLOC, C_PZERO, C_PTESET, C_PTECLR = range(10)
@@ -281,7 +284,8 @@ G_SLICE = 33  # the scheduler's base slice, ns
 G_NEXT_BALANCE = 34  # time of the next periodic load balance, ns
 G_BAL_FAILED = 35  # balance attempts in a row that found an imbalance and moved nothing
 G_BAL_ROUND = 36  # balance attempts so far
-N_G = 37
+G_PAUSE_AT = 37  # event count at which the next PAUSE is returned
+N_G = 38
 
 # per worker and test counters (SUMM's last axis)
 SU_PASSED = 0
@@ -1159,7 +1163,7 @@ def run_engine(
     EP, COST, C, P, decay, S, T, PL, LZ, H, TOP, MID, LOW,
     TH, CPU, LK, HP, POS, G, ACC, SPINK, WH, WHR, ORD, RSZ, RSA, SUMM, PQ, NQ, MARKED, BN, TR, TL,
 ):  # fmt: skip
-    """Process events until every thread is idle; returns DONE, a NEED_* status or an ERR_* status.
+    """Process events until every thread is idle; returns DONE, a NEED_* status, PAUSE or an ERR_* status.
 
     Before an event is taken the arrays are checked for room for it; on a NEED_* status nothing of
     that event has happened, so the caller grows the array and calls again.
@@ -1178,6 +1182,9 @@ def run_engine(
             return NEED_PQ
         if EP[E_TRACE] == 1 and G[G_TRN] >= TR.shape[0]:
             return NEED_TRACE
+        if EP[E_PAUSE] > 0 and G[G_EVENTS] >= G[G_PAUSE_AT]:
+            G[G_PAUSE_AT] = G[G_EVENTS] + EP[E_PAUSE]
+            return PAUSE
         t = HP[0, 0]
         now = t
         while G[G_NEXT_SAMPLE] <= t:

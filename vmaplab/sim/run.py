@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from vmaplab.errors import SimulationError
 from vmaplab.sim import _kernels as K
@@ -19,7 +20,7 @@ from vmaplab.sim.costs import balance_interval_ns, slice_ns
 from vmaplab.sim.machine import ALLOCATOR_KNOBS, Machine
 from vmaplab.sim.numba_engine import _grown
 from vmaplab.sim.params import PAGE_SIZE, check_int, lazy_max_pages
-from vmaplab.sim.workloads import TESTS, ModuleParams, parse_test_mask
+from vmaplab.sim.workloads import TESTS, ModuleParams, allocations_per_repetition, parse_test_mask
 
 __all__ = ["simulate", "Run", "worker_test_order", "random_draws", "PROFILE_COLUMNS", "SUMMARY_COLUMNS"]
 
@@ -31,6 +32,8 @@ SUMMARY_COLUMNS = ("worker", "test", "passed", "failed", "xfailed", "repeat", "l
 # lib/test_vmalloc.c test_case_array of 6.7/6.9 has 11 entries (vm_map_ram_test last); the shuffle
 # runs over all of them and the mask then picks.
 N_TEST_CASES = 11
+# Engine events between two updates of simulate()'s progress bar (about half a second of CPU).
+PROGRESS_EVENTS = 1 << 21
 
 
 def worker_test_order(rng: np.random.Generator, mask: int, sequential: bool) -> list[int]:
@@ -291,9 +294,17 @@ class _Arrays:
         self.TL = np.zeros((1024, E.N_TL), np.int64)
         self.orders = orders
 
-    def run(self) -> None:
-        """Drive the engine to the end, growing whatever array it asks for."""
+    def _attempts(self) -> int:
+        """Allocations the machine's allocator has been asked for so far, failed ones included."""
+        C = self.m.allocator._C
+        return int(C[K.ALLOCS] + C[K.ALLOC_FAILURES])
+
+    def run(self, bar: tqdm | None = None) -> None:
+        """Drive the engine to the end, growing whatever array it asks for; ``bar`` counts allocations."""
         a = self.m.allocator
+        first = self._attempts()
+        self.EP[E.E_PAUSE] = PROGRESS_EVENTS if bar is not None else 0
+        self.G[E.G_PAUSE_AT] = self.G[E.G_EVENTS] + self.EP[E.E_PAUSE]
         while True:
             status = E.run_engine(
                 self.EP, self.COST, a._C, a._P, a._decay, a._S, a._T, a._PL, a._LZ, a._H, a._TOP, a._MID, a._LOW,
@@ -301,7 +312,13 @@ class _Arrays:
                 self.ORD, self.RSZ, self.RSA, self.SUMM, self.PQ, self.NQ, self.MARKED, self.m.busy_per_node,
                 self.TR, self.TL,
             )  # fmt: skip
+            if status == E.PAUSE:
+                bar.update(self._attempts() - first - bar.n)
+                continue
             if status == E.DONE:
+                if bar is not None:  # align_shift_alloc_test stops at its first failure: the total was a bound
+                    bar.total = self._attempts() - first
+                    bar.update(bar.total - bar.n)
                 return
             if status in (E.NEED_SLOTS, E.NEED_HASH, E.NEED_MID, E.NEED_LOW):
                 a._grow(status)
@@ -467,6 +484,7 @@ def simulate(
     nr_pages: int = 1,
     sample_ns: int = 1_000_000,
     trace: bool = False,
+    progress: bool = False,
     **knobs,
 ) -> Run:
     """Run test_vmalloc's workers on a simulated machine (docs/contention-model.md).
@@ -497,6 +515,9 @@ def simulate(
         b, cpu, node) in issue order; op 0 allocates a pages aligned to b pages, op 1 frees the area
         of the test repetition's row a; cpu is where the operation started, node the tag the VA got
         (-1: none, or a failed allocation). For tests; costs memory.
+    progress : bool
+        Show a tqdm bar of the allocations the workers have made (a full-size run takes minutes to
+        hours). The run's results do not depend on it.
     **knobs
         Machine settings for a new machine: init_on_alloc, drain_priority, busy_lock_once, costs,
         flush_stall_every, flush_stall_ns,
@@ -525,7 +546,12 @@ def simulate(
                       nr_pages=int(nr_pages))  # fmt: skip
     before = m.allocator.stats()
     arrays = _Arrays(m, mp, int(seed), int(sample_ns), bool(trace))
-    arrays.run()
+    if progress:
+        per_worker = mp.test_repeat_count * sum(allocations_per_repetition(t, mp, m.cpus) for t in mp.tests())
+        with tqdm(total=threads * per_worker, desc=f"{design}, {threads} threads", unit="alloc", unit_scale=True) as bar:
+            arrays.run(bar)
+    else:
+        arrays.run()
     after = m.allocator.stats()
     G = arrays.G
     wall_ns = int(G[E.G_LAST_END])

@@ -14,7 +14,10 @@ import numpy as np
 
 from .params import PAGE_SIZE, lazy_max_pages
 
-__all__ = ["TestCase", "TESTS", "ModuleParams", "parse_test_mask", "worker_program", "OP_ALLOC", "OP_FREE", "OP_DRAIN"]
+__all__ = [
+    "TestCase", "TESTS", "ModuleParams", "parse_test_mask", "worker_program", "allocations_per_repetition",
+    "OP_ALLOC", "OP_FREE", "OP_DRAIN",
+]  # fmt: skip
 
 # Row opcodes of an operation stream (vmaplab.sim.Allocator.run).
 OP_ALLOC, OP_FREE, OP_DRAIN = 0, 1, 2
@@ -95,6 +98,23 @@ class ModuleParams:
         """The selected tests in bit order (the order of the dmesg summary)."""
         mask = parse_test_mask(self.run_test_mask)
         return [t for t in TESTS if mask & t.mask]
+
+
+def allocations_per_repetition(test: TestCase, params: ModuleParams, cpus: int) -> int:
+    """How many allocations one repetition of ``test`` asks for: the OP_ALLOC rows of :func:`worker_program`.
+
+    For align_shift_alloc_test this is an upper bound: a worker stops that test at its first failure.
+    """
+    loops = params.test_loop_count
+    if test.name == "full_fit_alloc_test":
+        return 2 + 2 * lazy_max_pages(cpus) + loops
+    if test.name == "long_busy_list_alloc_test":
+        return 1 + LONG_BUSY_AREAS + 2 * loops
+    if test.name == "align_shift_alloc_test":
+        return 63
+    if test.bit not in MODELLED_BITS:
+        raise ValueError(f"{test.name} is not modelled")
+    return loops
 
 
 def worker_program(test: TestCase, params: ModuleParams, cpus: int, rng: np.random.Generator) -> np.ndarray:
