@@ -25,9 +25,9 @@
 # same footprint analysis and through the model (the order of `vmaplab reproduce`'s report).
 #
 # Where the model differs from the published figures is said where it shows: its page tables grow far
-# less with the thread count than the published ones; at the seed's scale faster than linearly over
-# 64 -> 256 threads only because its drain runs away at 256. `docs/calibration.md` records the
-# comparison at the seed's scale.
+# less with the thread count than the published ones (at the seed's scale 2.8-3.3x for 4x the threads
+# at 10,000 loops and 1.39x at the published 1,000,000; published 15.7x). `docs/calibration.md` records
+# the comparison at the seed's scale.
 #
 # The quick defaults simulate a **scaled-down** machine (4 CPUs at 4/8/16 threads, few loops; every
 # figure title says so) so that the notebook runs in about a minute. `FULL = True` runs the seed's
@@ -88,8 +88,9 @@ chain[["design", "run", "threads", "rerun", "pagetable_bytes", "va_held_max_byte
 # %% [markdown]
 # Right panel: the published page tables grew faster than the thread count (15.7x for 4x the threads).
 # In the quick runs the model's grow about as fast as the dotted linear line or slower; at the seed's
-# scale (`FULL`; `docs/calibration.md`, tenth pass) they grew 3.3x (5.4x in the ninth pass): the last
-# doubling is where the drain runs away, and how far swings with scheduler detail.
+# scale (`FULL`, 10,000 loops; `docs/calibration.md`, tenth pass) they grew 3.3x: the last doubling is
+# where the drain runs away, and how far swings with scheduler detail. At the published 1,000,000 loops
+# the drain keeps up and the chain grows 1.39x (thirteenth pass).
 
 # %%
 save(plots.pagetable_vs_published(chain, listings, published=report.CITE_PT, scale=SCALE.label),
@@ -204,9 +205,10 @@ spans
 # drain that ran long is preempted right after it, while its kworker still owns the drain work, so the
 # next request waits for that kworker, and the scheduler (EEVDF) lets it run again only when the other
 # tasks on its CPU have caught up — several times the overrun, more with more workers per CPU. The
-# model does this too: at the seed's scale, with 4 workers per CPU (256 threads), its drain runs away
-# (waits of 11 s, 41 M lazily freed and 32 M pooled pages at once) and its page tables reach 629 MiB —
-# faster than linear, but a tenth of what the published figure needs.
+# model does this too: at the seed's scale (10,000 loops), with 4 workers per CPU (256 threads), its
+# drain runs away (waits of up to 10.5 s, 18.7 M lazily freed pages at once) and its page tables reach
+# 411 MiB — 3.3x the 64-thread run's, below linear and a thirteenth of the published 5.36 GiB. At the
+# published 1,000,000 loops its drain waits under a second and the 256-thread run ends at 335 MiB.
 
 # %% [markdown]
 # ## A real recording through the same analysis
