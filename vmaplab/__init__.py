@@ -6,7 +6,7 @@ nodes). Public names are imported on first use, so ``import vmaplab`` stays quic
 numba until the simulator is used.
 
 >>> import vmaplab as vl
->>> ai = vl.read_allocinfo("data/seed/allocinfo-256threads.txt")      # doctest: +SKIP
+>>> ai = vl.read_allocinfo("data/seed/allocinfo-256threads.txt")
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ Sizes are plotted in bytes; the axes show them in the binary unit that fits (MiB
 the axis label. Published values are drawn in black and labelled ``published (<citation>)`` when a
 ``published=`` citation is given; other data is ``measured`` unless labelled otherwise.
 
+>>> import vmaplab as vl
 >>> fig = pagetable_growth({64: vl.read_allocinfo("data/seed/allocinfo-64threads.txt")},
-...                        published="Rezki, linux-mm, 22 Feb 2024")  # doctest: +SKIP
+...                        published="Rezki, linux-mm, 22 Feb 2024")
 >>> fig.savefig("pagetable_growth.svg")  # doctest: +SKIP
 """
 

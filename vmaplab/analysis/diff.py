@@ -104,9 +104,10 @@ def diff(
 
     Examples
     --------
-    >>> d = diff("data/seed/allocinfo-64threads.txt", "data/seed/allocinfo-256threads.txt")  # doctest: +SKIP
-    >>> d.iloc[0][["key", "delta_bytes", "status"]].tolist()  # doctest: +SKIP
-    ['include/linux/mm.h func:pagetable_alloc', 5388254577, 'grown']
+    >>> d = diff("data/seed/allocinfo-64threads.txt", "data/seed/allocinfo-256threads.txt")
+    >>> top = d.iloc[0]
+    >>> top.key, int(top.delta_bytes), top.status
+    ('include/linux/mm.h func:pagetable_alloc', 5388254577, 'grown')
     """
     if top is not None and top < 0:
         raise ValueError(f"top must be a positive number of rows, not {top}")

@@ -48,8 +48,9 @@ def area_lifetimes(trace: pd.DataFrame) -> pd.DataFrame:
 
     Examples
     --------
-    >>> t = vl.read_vmalloc_trace("data/real/vmalloc-trace-perf-thread-churn.txt.gz")  # doctest: +SKIP
-    >>> area_lifetimes(t)["state"].value_counts().to_dict()  # doctest: +SKIP
+    >>> import vmaplab as vl
+    >>> t = vl.read_vmalloc_trace("data/real/vmalloc-trace-perf-thread-churn.txt.gz")
+    >>> area_lifetimes(t)["state"].value_counts().to_dict()
     {'purged': 5999, 'lazily freed': 1436, 'allocated': 196}
     """
     clock = "event_time" if "event_time" in trace.columns else "time"

@@ -332,7 +332,7 @@ def collapse_stacks(
 
     ``attrs``: ``source``, ``event`` (the event kept: the first one seen), ``bad_lines``.
 
-    >>> folded = collapse_stacks("data/real/perf-script-churn.txt.gz")  # doctest: +SKIP
+    >>> folded = collapse_stacks("data/real/perf-script-churn.txt.gz")
     """
     opt = _Options(pid=pid, tid=tid, kernel=kernel or all, jit=jit or all, addrs=addrs)
     with open_text(src) as (stream, name):

@@ -139,8 +139,8 @@ def read_allocinfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.Dat
 
     Examples
     --------
-    >>> ai = read_allocinfo("data/seed/allocinfo-256threads.txt")  # doctest: +SKIP
-    >>> ai.loc[ai.func == "pagetable_alloc", ["size_bytes", "calls"]]  # doctest: +SKIP
+    >>> ai = read_allocinfo("data/seed/allocinfo-256threads.txt")
+    >>> ai.loc[ai.func == "pagetable_alloc", ["size_bytes", "calls"]]
        size_bytes    calls
     3  5755256177  1405072
     """

@@ -148,8 +148,8 @@ def read_free(
     ``"default (KiB)"``) and ``line`` (the command's line number, else None); ``unit`` and
     ``unit_source`` say the same for the whole file (``"mixed"`` when blocks differ).
 
-    >>> fr = read_free("data/seed/free-m-256threads.txt", unit="m")  # doctest: +SKIP
-    >>> fr.set_index("row").loc["Mem", "used"] // 2**20  # doctest: +SKIP
+    >>> fr = read_free("data/seed/free-m-256threads.txt", unit="m")
+    >>> int(fr.set_index("row").loc["Mem", "used"]) // 2**20
     6741
     """
     per_unit = _unit_argument(unit, si)

@@ -74,9 +74,9 @@ def read_meminfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.DataF
     raw_value  int64   the number as printed (KiB for ``kB`` fields)
     =========  ======  ==================================================================
 
-    >>> mi = read_meminfo("../shared/fixtures/published/procfs_meminfo.txt")  # doctest: +SKIP
-    >>> mi.set_index("field").loc["MemTotal", "value"]  # doctest: +SKIP
-    16042172416
+    >>> mi = read_meminfo("data/real/meminfo.txt")
+    >>> int(mi.set_index("field").loc["MemTotal", "value"])  # bytes: 24684084 kB x 1024
+    25276502016
     """
     paste = Paste.read(src)
     return _parse_meminfo(paste, on_bad_lines)

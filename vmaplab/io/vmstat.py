@@ -84,9 +84,10 @@ def read_vmstat(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.DataFr
     unit   string  ``"pages"``, ``"kB"``, ``"huge pages"`` or ``"count"`` (module docstring)
     =====  ======  ====================================================================
 
-    >>> vs = read_vmstat("data/real/vmstat.txt")  # doctest: +SKIP
-    >>> vs.set_index("field").loc["nr_kernel_stack", ["value", "unit"]].tolist()  # doctest: +SKIP
-    [1732, 'kB']
+    >>> vs = read_vmstat("data/real/vmstat.txt")
+    >>> row = vs.set_index("field").loc["nr_kernel_stack"]
+    >>> int(row.value), row.unit
+    (1732, 'kB')
     """
     paste = Paste.read(src)
     return _parse_vmstat(paste, on_bad_lines)

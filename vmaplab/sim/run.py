@@ -531,8 +531,8 @@ def simulate(
     Examples
     --------
     >>> run = simulate("nodes", threads=4, cpus=4, tests=["fix_size_alloc_test"], loops=1000)
-    >>> run.summaries.passed.sum(), run.stats["pairs"]
-    (np.int64(4), 4000)
+    >>> int(run.summaries.passed.sum()), run.stats["pairs"]
+    (4, 4000)
     """
     for name, value in (("threads", threads), ("loops", loops), ("repeat", repeat), ("sample_ns", sample_ns)):
         check_int(name, value, 1)
