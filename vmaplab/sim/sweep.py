@@ -265,8 +265,12 @@ def sweep(
 
     Examples
     --------
-    >>> df = sweep([4, 8], ["global", "nodes"], cpus=4, tests=7, loops=50, workers=1)  # doctest: +SKIP
-    >>> df.pivot(index="threads", columns="design", values="pagetable_bytes")  # doctest: +SKIP
+    >>> df = sweep([4, 8], ["global", "nodes"], cpus=4, tests=7, loops=50, workers=1)
+    >>> df.pivot(index="threads", columns="design", values="pagetable_bytes")
+    design    global    nodes
+    threads
+    4        3158016  3280896
+    8        5476352  5685248
     """
     threads, designs, seeds = list(threads), list(designs), list(seeds)
     if not threads or not designs or not seeds:
