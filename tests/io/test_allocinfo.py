@@ -303,6 +303,22 @@ def test_journal_prefixed_record_is_bad_not_prose():
         read_text("Feb 22 10:01:02 pc638 kernel:      278 MiB    18519 mm/slub.c:2202 func:alloc_slab_page\n")
 
 
+@pytest.mark.parametrize("damage", [("0", "O"), ("0", "x"), ("0", "0x1")])
+def test_garbled_size_field_is_bad_not_prose(damage):
+    # A capture from the 16-vCPU guest (data/real/SOURCES.md) with one line's size field garbled: before
+    # the fix that line counted as prose, split the listing in two and made diff() call half the tags new.
+    path = ROOT / "data/real/test_vmalloc-qemu-16cpu/loops10k-1/0000/allocinfo.gz"
+    lines = gzip.open(path, "rt").read().splitlines(True)
+    i = next(i for i, line in enumerate(lines) if line.split()[:2] == ["0", "0"] and i > 100)
+    old, new = damage
+    lines[i] = lines[i].replace(f" {old} ", f" {new} ", 1)
+    with pytest.raises(ParseError, match=rf"line {i + 1}: expected an allocinfo line"):
+        read_text("".join(lines))
+    df = read_allocinfo(io.StringIO("".join(lines)), on_bad_lines="skip")
+    assert df["block"].unique().tolist() == [0] and len(df) == len(read_allocinfo(path)) - 1
+    assert [b["lineno"] for b in df.attrs["bad_lines"]] == [i + 1]
+
+
 # --- sniff: allocinfo records only -----------------------------------------------------------------------
 
 

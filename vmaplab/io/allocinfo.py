@@ -66,6 +66,9 @@ _LOOKS_LIKE = "|".join(
         rf"^{_W}*-?[0-9][0-9.,]*[A-Za-z]*(?:{_W}[A-Za-z]+)?{_W}+[0-9]",  # a size and a number, then trouble
         rf"^{_W}*-?[0-9]+(?:\.[0-9]+)?{_W}?(?:[KMGTPEk]i?B?|B)?{_W}*$",  # a size alone: a record cut short
         rf"[0-9](?: ?[A-Za-z]{{1,5}})?{_W}+[0-9]+{_W}+{_N}+:[0-9]+{_W}+(?:{_MODTAG}{_W}+)?func:",  # behind a prefix
+        # a whole tag to the end of the line behind one or two garbled fields ("O 0 lib/x.c:1 func:f")
+        rf"^{_W}*(?:{_N}+{_W}+){{1,2}}{_N}+:[0-9]+{_W}+(?:{_MODTAG}{_W}+)?func:{_N}+"
+        rf"(?:{_W}+[A-Za-z_][A-Za-z0-9_]*:{_N}*)*{_W}*$",
     ]
 )
 _TAG_FIRST = rf"^{_W}*{_N}+:[0-9]+{_W}+(?:{_MODTAG}{_W}+)?func:"  # the tail of a wrapped line
