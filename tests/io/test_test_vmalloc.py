@@ -114,6 +114,15 @@ def test_prompt_starts_a_new_run_and_missing_total():
     assert pd.isna(df.loc[0, "worker"]) and list(df["worker"][1:]) == [0, 0, 0, 1, 1, 1]
 
 
+def test_worker_whose_total_is_missing_keeps_no_worker():
+    # worker 0's total line deleted, or cut inside "took": its Summary lines must not be credited to worker 1
+    lines = DMESG_6X.splitlines(True)
+    for total in ("", "[  845.503420] All test too\n"):
+        df = _read("".join(lines[:11] + [total] + lines[12:]), on_bad_lines="skip")
+        assert df["worker"].isna().tolist() == [True] * 3 + [False] * 3 and list(df["worker"][3:]) == [1] * 3
+        assert [b["lineno"] for b in df.attrs["bad_lines"]] == ([12] if total else [])
+
+
 def test_total_without_summary_lines_keeps_a_row():
     df = _read("All test took worker0=123 cycles\n")
     assert len(df) == 1 and pd.isna(df.loc[0, "test"]) and df.loc[0, "cycles"] == 123

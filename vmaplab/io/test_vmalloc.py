@@ -28,7 +28,7 @@ __all__ = ["read_test_vmalloc", "sniff"]
 # journalctl -k / syslog prefix "Feb 22 10:11:12 host kernel: " (dmesg's "[ 12.345678] " is gone already)
 _PREFIX = r"^\s*(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: )?"
 _SUMMARY_LEAD = _PREFIX + r"Summary:"
-_TOTAL_LEAD = _PREFIX + r"All test took"
+_TOTAL_LEAD = _PREFIX + r"All test"  # a line cut inside "took" is a bad total, not prose
 _SUMMARY = (
     _PREFIX + r"Summary: (?P<test>\S+) passed: (?P<passed>\d{1,9})(?: failed: (?P<failed>\d{1,9}))?"
     r"(?: xfailed: (?P<xfailed>\d{1,9}))?(?: repeat: (?P<repeat>\d{1,9}))?(?: loops: (?P<loops>\d{1,9}))?"
@@ -120,6 +120,7 @@ def _parse_test_vmalloc(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     owned = nxt < len(tl)
     if len(tl):
         owned &= block[sl].to_numpy() == block[tl[nxt_safe]].to_numpy()
+    owned &= _last_worker(summary["test"].to_numpy(), nxt)
     rows = summary.drop(columns="test").astype("Int64")
     rows.insert(0, "test", summary["test"].astype("string"))
     rows["worker"] = pd.array(np.where(owned, worker[nxt_safe] if len(tl) else 0, 0), dtype="Int64")
@@ -141,3 +142,20 @@ def _parse_test_vmalloc(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     labels = sorted(set(total["label"]))
     label = {0: None, 1: labels[0] if labels else None}.get(len(labels), "mixed")
     return finish(df, "test_vmalloc", paste, errors, skipped=skipped, worker_label=label)
+
+
+def _last_worker(tests: np.ndarray, next_total: np.ndarray) -> np.ndarray:
+    """Mask of the Summary lines that belong to the worker whose total line follows them.
+
+    A worker prints each test once, so a name seen again before the next total line starts another
+    worker: the lines before the repeat are a worker whose total line is missing (cut from the paste).
+    """
+    last = np.ones(len(tests), dtype=bool)
+    group, seen, cut = -1, set(), False
+    for k in range(len(tests) - 1, -1, -1):
+        if next_total[k] != group:
+            group, seen, cut = next_total[k], set(), False
+        cut = cut or tests[k] in seen
+        seen.add(tests[k])
+        last[k] = not cut
+    return last
