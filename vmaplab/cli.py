@@ -47,7 +47,7 @@ def diff(
 
     try:
         table = run(before, after, by=by, top=top)
-    except (ValueError, FileNotFoundError) as exc:  # vmaplab.ParseError is a ValueError
+    except (ValueError, OSError) as exc:  # vmaplab.ParseError is a ValueError
         typer.echo(f"vmaplab diff: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(format_diff(table))
@@ -84,7 +84,7 @@ def plot(
         if target.suffix.lower() not in (".png", ".svg"):
             raise ValueError(f"{target}: write a .png or .svg file")
         figure = draw(name, sources, PlotOptions(unit=unit, published=published, fields=tuple(fields or ())))
-    except (ValueError, FileNotFoundError) as exc:  # vmaplab.ParseError is a ValueError
+    except (ValueError, OSError) as exc:  # vmaplab.ParseError is a ValueError
         typer.echo(f"vmaplab plot: {exc}", err=True)
         raise typer.Exit(2) from None
     figure.savefig(target, dpi=150)
@@ -221,7 +221,7 @@ def reproduce(
 
     try:
         page = build_report(out, FULL if full else QUICK, data_dir=data, progress=True)
-    except (ValueError, FileNotFoundError) as exc:  # vmaplab.ParseError is a ValueError
+    except (ValueError, OSError) as exc:  # vmaplab.ParseError is a ValueError
         typer.echo(f"vmaplab reproduce: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{page}: {len(list(out.glob('*.png')))} figures, {len(list(out.glob('*.csv')))} tables")

@@ -3,6 +3,7 @@
 import gzip
 import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -59,6 +60,19 @@ def test_open_text_reads_gzip_paths_and_binary_streams(tmp_path):
         Paste.read(tmp_path / "nope.txt")
     with pytest.raises(TypeError):
         Paste.read(42)
+
+
+def test_broken_gzip_and_unreadable_paths_name_the_file(tmp_path):
+    # the first 5,000 bytes of a real capture (data/real/SOURCES.md): a .gz cut short, as by a failed copy
+    whole = (Path(__file__).parents[2] / "data/real/vmalloc-trace-perf-thread-churn.txt.gz").read_bytes()
+    cut, not_gzip = tmp_path / "trace.txt.gz", tmp_path / "plain.txt.gz"
+    cut.write_bytes(whole[:5000])
+    not_gzip.write_text("MemTotal:       15666184 kB\n")
+    for path, why in ((cut, "ended before the end-of-stream"), (not_gzip, "Not a gzipped file")):
+        with pytest.raises(ParseError, match=rf"{path.name}: expected a complete gzip stream \(.*{why}"):
+            Paste.read(path)
+    with pytest.raises(IsADirectoryError, match=tmp_path.name):  # not retyped as "not found"
+        Paste.read(tmp_path)
 
 
 def test_line_errors_modes():

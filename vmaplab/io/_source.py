@@ -17,6 +17,7 @@ import io
 import os
 import re
 import warnings
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Iterator, Literal
@@ -61,10 +62,13 @@ def open_text(src: Source) -> Iterator[tuple[IO[str], str]]:
         path = os.fspath(src)
         try:
             raw: IO[bytes] = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
-        except OSError as exc:
-            raise FileNotFoundError(f"{name}: {exc.strerror or exc}") from exc
+        except OSError as exc:  # keep the kind (not found, a directory, no permission); name the path
+            raise type(exc)(exc.errno, exc.strerror or str(exc), name) from exc
         with raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None) as text:
-            yield text, name
+            try:
+                yield text, name
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a .gz cut short, or not gzip at all
+                raise ParseError(name, None, f"a complete gzip stream ({exc})") from exc
     elif isinstance(src, io.TextIOBase) or hasattr(src, "encoding"):
         yield src, name  # type: ignore[misc]
     elif hasattr(src, "read"):
