@@ -123,6 +123,10 @@ def test_cli(tree, tmp_path):
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["extra"]["interval"] == 0.01
     bad = runner.invoke(app, ["collect", "--out", str(tmp_path / "c"), "--interval", "often"])
     assert bad.exit_code == 2 and not (tmp_path / "c").exists()
+    bad = runner.invoke(app, ["collect", "--out", str(tmp_path / "c"), "--procfs", str(tmp_path / "nowhere")])
+    assert bad.exit_code == 2 and "not a procfs root" in bad.output and "Traceback" not in bad.output
+    bad = runner.invoke(app, ["collect", "--out", str(tmp_path / "b")])  # a bundle already: one line, no traceback
+    assert bad.exit_code == 2 and "holds a bundle already" in bad.output
 
 
 def test_committed_bundle():

@@ -53,3 +53,14 @@ def test_public_names_resolve():
 
     missing = [n for n in vmaplab.__all__ if not hasattr(vmaplab, n)]
     assert not missing, f"public names that do not import: {missing}"
+
+
+def test_cli_version_and_short_help():
+    from typer.testing import CliRunner
+
+    import vmaplab
+    from vmaplab.cli import app
+
+    assert CliRunner().invoke(app, ["--version"]).output == f"vmaplab {vmaplab.__version__}\n"
+    short = CliRunner().invoke(app, ["diff", "-h"])
+    assert short.exit_code == 0 and "biggest change first" in short.output

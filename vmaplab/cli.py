@@ -10,7 +10,38 @@ app = typer.Typer(
     help="Study the Linux vmalloc/vmap allocator: read kernel text, diff snapshots, simulate both designs.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # help texts name files like [vmallocinfo]: print brackets as written
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"vmaplab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Study the Linux vmalloc/vmap allocator: read kernel text, diff snapshots, simulate both designs."""
+
+
+def _new_bundle(out: Path) -> None:
+    """Refuse, before any work, an ``--out`` that cannot become a new bundle folder."""
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} is a file, not a folder", param_hint="--out")
+    if (out / "manifest.json").exists():
+        raise typer.BadParameter(f"{out} holds a bundle already: name a new folder", param_hint="--out")
+
+
+def _new_file(out: Path) -> None:
+    """Refuse, before any work, an ``--out`` file whose folder does not exist."""
+    if not out.parent.is_dir():
+        raise typer.BadParameter(f"{out}: folder {out.parent} does not exist", param_hint="--out")
 
 
 @app.command()
@@ -30,7 +61,12 @@ def collect(
         seconds = None if trace is None else parse_duration(trace)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    manifest = run(out, interval=every, count=count, trace=seconds, procfs=procfs, sysfs=sysfs)
+    _new_bundle(out)
+    try:
+        manifest = run(out, interval=every, count=count, trace=seconds, procfs=procfs, sysfs=sysfs)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"vmaplab collect: {exc}", err=True)
+        raise typer.Exit(2) from None
     formats = sorted({fmt for snap in manifest.snapshots for fmt in snap.files})
     typer.echo(f"{out}: {len(manifest.snapshots)} snapshot(s) of {', '.join(formats)}")
 
@@ -80,6 +116,7 @@ def plot(
     from .figures import PlotOptions, draw
 
     target = out or Path(f"{name}.png")
+    _new_file(target)
     try:
         if target.suffix.lower() not in (".png", ".svg"):
             raise ValueError(f"{target}: write a .png or .svg file")
@@ -136,7 +173,9 @@ def simulate(
     design: str = typer.Option("nodes", help="global (Linux 6.7) or nodes (6.9, vmap nodes)."),
     threads: int = typer.Option(64, min=1, help="test_vmalloc nr_threads."),
     cpus: int = typer.Option(64, min=1, help="CPUs of the simulated machine."),
-    tests: str = typer.Option("7", help="run_test_mask (7, 127, 0x7f) or comma-separated test names."),
+    tests: str = typer.Option(
+        "7", help="run_test_mask of the modelled tests, bits 0-6 (7, 127, 0x7f), or comma-separated test names."
+    ),
     loops: int = typer.Option(10_000, min=1, help="test_vmalloc test_loop_count."),
     seed: int = typer.Option(0, help="Seed of the workers' random streams."),
     knob: list[str] | None = typer.Option(None, "--knob", help="Machine knob name=value (drain_priority=high); repeat."),
@@ -145,10 +184,13 @@ def simulate(
 ) -> None:
     """Run test_vmalloc on a simulated machine, print a summary and write what the machine would show as a bundle."""
     from .io.units import format_size
-    from .sim.emit import write_bundle
+    from .sim.emit import PAGETABLE_TAGS, write_bundle
     from .sim.params import PAGE_SIZE
     from .sim.run import simulate as run_simulation
 
+    _new_bundle(out)
+    if allocinfo_format not in PAGETABLE_TAGS:
+        raise typer.BadParameter(f"{allocinfo_format!r}: one of {', '.join(PAGETABLE_TAGS)}", param_hint="--allocinfo-format")
     try:
         run = run_simulation(design, threads=threads, cpus=cpus, tests=_tests(tests), loops=loops, seed=seed,
                              progress=progress, **_knobs(knob))  # fmt: skip
@@ -192,6 +234,7 @@ def sweep(
 
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise typer.BadParameter(f"{out}: write a .csv or .parquet file", param_hint="--out")
+    _new_file(out)
     try:
         df = run_sweep(_ints(threads, "--threads"), [d.strip() for d in designs.split(",") if d.strip()], cpus=cpus,
                        tests=_tests(tests), loops=loops, seeds=_ints(seeds, "--seeds"), sequential=not independent,

@@ -291,6 +291,12 @@ def test_cli_simulate_writes_the_bundle(tmp_path):
     assert data["allocinfo"].query("func == 'pagetable_alloc'").calls.tolist() == [run.pagetable_bytes // PAGE_SIZE]
     again = CliRunner().invoke(app, args)  # the bundle exists: a clear error, not an overwrite
     assert again.exit_code == 2 and "holds a bundle already" in again.output
+    assert "wall time" not in again.output  # refused before the simulation, not after it
+    (tmp_path / "f").write_text("")
+    for out, extra, says in ((tmp_path / "f", [], "is a file"), (tmp_path / "d", ["--allocinfo-format", "6.11"], "6.10")):
+        refused = CliRunner().invoke(app, [*args[:-2], *extra, "--out", str(out)])
+        assert refused.exit_code == 2 and says in refused.output and "wall time" not in refused.output
+    assert not (tmp_path / "d").exists()
     bad = CliRunner().invoke(app, [*args[:-2], "--knob", "drain_priority", "--out", str(tmp_path / "c")])
     assert bad.exit_code == 2 and "name=value" in bad.output
 

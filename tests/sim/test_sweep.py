@@ -137,6 +137,8 @@ def test_cli_sweep_writes_the_table(reference, tmp_path):
     assert len(list((tmp_path / "cache").glob("*.parquet"))) == 4
     bad = CliRunner().invoke(app, [*args[:-6], "--out", str(tmp_path / "r.txt")])
     assert bad.exit_code == 2 and ".csv or .parquet" in _unboxed(bad.output)
+    bad = CliRunner().invoke(app, [*args[:-6], "--out", str(tmp_path / "no" / "r.csv")])  # before any point runs
+    assert bad.exit_code == 2 and "does not exist" in _unboxed(bad.output)
     bad = CliRunner().invoke(app, ["sweep", "--threads", "4,x", "--out", str(out)])
     assert bad.exit_code == 2 and "comma-separated integers" in _unboxed(bad.output)
 
