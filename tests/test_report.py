@@ -230,6 +230,9 @@ def test_simulator_figures_from_the_report_tables(out):
     assert fig.axes[0].get_ylabel() == "page-table memory after the run (MiB)"
     assert len(fig.axes[0].texts) == len(chain)  # what each run added
     assert_texts_clear(fig)
+    fresh = chain.assign(run_index=0)  # the same rows as a sweep(..., sequential=False) would give them
+    with pytest.raises(ValueError, match=r"needs the runs of one machine.*runs \[0, 0, 0"):
+        plots.rerun_plateau(fresh)
 
     timeline = pd.read_csv(out / "timeline.csv")
     fig = plots.va_timeline(timeline, scale=label)

@@ -909,7 +909,9 @@ def rerun_plateau(chain: pd.DataFrame, *, published: str | None = None, scale: s
     ----------
     chain : DataFrame
         :func:`vmaplab.sweep` rows in run order per design (design, threads, pagetable_bytes), e.g.
-        ``sweep([4, 8, 16, 16], ...)``: a thread count seen before in the chain is a rerun.
+        ``sweep([4, 8, 16, 16], ...)``: a thread count seen before in the chain is a rerun. With a
+        ``run_index`` column, each design's rows must be the runs of one machine (0, 1, 2, ...): the
+        points of ``sweep(..., sequential=False)`` ran on fresh machines and raise ValueError.
     published : str, optional
         The published observation to quote under the axes (e.g. "a rerun with the same thread count
         does not increase it (Rezki, linux-mm, 22 Feb 2024)").
@@ -921,6 +923,12 @@ def rerun_plateau(chain: pd.DataFrame, *, published: str | None = None, scale: s
         Bars of page-table bytes per run and design, each labelled with what that run added.
     """
     _need(chain, ("design", "threads", "pagetable_bytes"), "rerun_plateau")
+    if "run_index" in chain:
+        for design, part in chain.groupby("design", sort=False):
+            order = part["run_index"].tolist()
+            if order != list(range(order[0], order[0] + len(order))):
+                raise ValueError(f"rerun_plateau needs the runs of one machine in order, but the {design} rows ran "
+                                 f"as runs {order} of their machines (a sweep with sequential=False, --independent?)")
     fig = Figure(figsize=(9, 4.8), layout="constrained")
     ax = fig.subplots()
     groups = list(_designs(chain))

@@ -42,6 +42,7 @@ __all__ = ["sweep", "point_row", "RESULT_COLUMNS"]
 
 #: Result columns of a sweep row (after the point's own columns), with their dtypes.
 RESULT_COLUMNS = {
+    "run_index": "int64",
     "wall_seconds": "float64",
     "pairs_per_second": "float64",
     "lock_spin_share": "float64",
@@ -75,12 +76,14 @@ def point_row(run: Run, point: dict) -> dict:
 
     ``lazy_pages_max`` and ``pooled_pages_max`` are the largest lazy backlog and pool occupancy (pages)
     of the run's timeline; ``spin_<lock>`` the spin share per lock kind (``busy.lock`` as
-    ``spin_busy_lock``); ``tests_failed`` the failed repetitions of the Summary lines.
+    ``spin_busy_lock``); ``tests_failed`` the failed repetitions of the Summary lines; ``run_index``
+    the runs its machine had made before it (0: a fresh machine).
     """
     tl = run.timeline
     stats = run.stats
     row = dict(point)
     row.update(
+        run_index=run.params["run_index"],
         wall_seconds=run.wall_seconds,
         pairs_per_second=run.pairs_per_second,
         lock_spin_share=run.lock_spin_share,
