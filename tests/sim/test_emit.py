@@ -15,6 +15,7 @@ import vmaplab as vl
 from vmaplab.io.units import parse_sizes
 from vmaplab.sim import emit
 from vmaplab.sim.params import PAGE_SIZE
+from vmaplab.sim.run import PROFILE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELLED = {"MemTotal", "MemFree", "MemAvailable", "KernelStack", "Percpu", "PageTables", "VmallocUsed",
@@ -173,6 +174,7 @@ def test_perf_report_children_round_trip(run):
     assert set(want.shared_object) == {"kernel", "test_vmalloc"}
     assert "  [kernel]  " in text and "  [test_vmalloc]  " in text
     assert rep.children_pct.is_monotonic_decreasing
+    assert tuple(prof.columns) == PROFILE_COLUMNS and set(PROFILE_COLUMNS) <= set(rep.columns)  # the reader's schema
     header = [line for line in text.splitlines() if line.startswith("# Children")]
     assert header and header[0].split()[:5] == ["#", "Children", "Self", "Shared", "Object"]
 

@@ -173,11 +173,6 @@ class LineErrors:
             raise ParseError(self.source, lineno, expected, line)
         self.items.append({"lineno": lineno, "line": line, "expected": expected})
 
-    def bad_many(self, linenos, lines, expected: str) -> None:
-        """Report several bad lines at once (first one raises in ``"error"`` mode)."""
-        for lineno, line in zip(linenos, lines):
-            self.bad(int(lineno), expected, line)
-
     def emit_warning(self) -> None:
         if self.items and self.mode == "warn":
             first = self.items[0]

@@ -1271,7 +1271,6 @@ def check_tree(C, T):
     stack[0] = C[ROOT]
     depth[0] = 0
     top = 1
-    leaves = 0
     blocks = 0
     prev_leaf = NIL
     prev_end = -1
@@ -1297,7 +1296,6 @@ def check_tree(C, T):
                     return 2
                 prev_end = T[x, B_KEY + j] + T[x, B_VAL + j]
             blocks += cnt
-            leaves += 1
             prev_leaf = x
             continue
         if top + cnt > hw:

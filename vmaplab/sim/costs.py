@@ -139,10 +139,6 @@ class CostModel:
             raise ValueError(f"unknown costs {unknown}; known: {', '.join(COST_NAMES)}")
         return CostModel(**{name: measured.get(name, factor * getattr(self, name)) for name in COST_NAMES})
 
-    def tree_ns(self, n: int) -> float:
-        """An rb-tree operation on ``n`` nodes: tree_base_ns + tree_level_ns x log2(n + 1)."""
-        return self.tree_base_ns + self.tree_level_ns * math.log2(n + 1)
-
     def as_array(self) -> np.ndarray:
         """The constants in :data:`COST_NAMES` order, float64 (the engine's view)."""
         values = [float(getattr(self, name)) for name in COST_NAMES]

@@ -34,7 +34,6 @@ from vmaplab.sim._kernels import (
     BUSY,
     BUSY_AREAS,
     BUSY_PAGES,
-    DECAYED,
     DRAIN_PENDING,
     DRAINS,
     FREES,
@@ -64,6 +63,7 @@ from vmaplab.sim._kernels import (
     TLB_FLUSHES,
 )
 from vmaplab.sim.params import POOL_CLASSES
+from vmaplab.sim.workloads import TESTS
 
 
 
@@ -320,7 +320,7 @@ TIMELINE_COLUMNS = (
 
 # test ids (run_test_mask bits) and their constants (lib/test_vmalloc.c, 6.7/6.9)
 FIX_SIZE, FULL_FIT, LONG_BUSY, RANDOM_SIZE, FIX_ALIGN, RANDOM_ALIGN, ALIGN_SHIFT = range(7)
-GFP_ZERO_TESTS = (FIX_ALIGN, RANDOM_ALIGN, ALIGN_SHIFT)
+GFP_ZERO_TESTS = tuple(t.bit for t in TESTS if t.gfp_zero)  # fix_align, random_size_align, align_shift
 LONG_BUSY_AREAS = 15000
 LONG_BUSY_ARRAY_PAGES = 30  # 15000 pointers of 8 bytes
 FIX_ALIGN_PAGES = 8  # THREAD_ALIGN << 1 = 32 KiB
@@ -1126,10 +1126,10 @@ def _next_op(TH, EP, ORD, RSZ, RSA, SUMM, w, t):
                     return _set_free(TH, w, 0)
         # the repetition is over
         if TH[w, T_FAILED] == 1:
-            SUMM[w, test, 1] += 1
+            SUMM[w, test, SU_FAILED] += 1
         else:
-            SUMM[w, test, 0] += 1
-        SUMM[w, test, 2] += t - TH[w, T_TSTART]
+            SUMM[w, test, SU_PASSED] += 1
+        SUMM[w, test, SU_NS] += t - TH[w, T_TSTART]
         TH[w, T_PHASE] = -1
         TH[w, T_REP] += 1
         if TH[w, T_REP] == EP[E_REPEAT]:

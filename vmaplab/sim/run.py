@@ -17,7 +17,7 @@ from vmaplab.errors import SimulationError
 from vmaplab.sim import _kernels as K
 from vmaplab.sim import engine as E
 from vmaplab.sim.costs import balance_interval_ns, slice_ns
-from vmaplab.sim.machine import ALLOCATOR_KNOBS, Machine
+from vmaplab.sim.machine import Machine
 from vmaplab.sim.numba_engine import _grown
 from vmaplab.sim.params import PAGE_SIZE, check_int, lazy_max_pages
 from vmaplab.sim.workloads import TESTS, ModuleParams, allocations_per_repetition, parse_test_mask

@@ -286,7 +286,6 @@ def sweep(
         raise TypeError(f"unknown knobs {unknown}; known: {', '.join(ALLOCATOR_KNOBS + MACHINE_KNOBS)}")
     chains = _chains(threads, designs, cpus, parse_test_mask(tests), loops, seeds, sequential, knobs)
     cache = None if cache_dir is None else str(Path(cache_dir))
-    n_points = sum(map(len, chains))
     skip = [_cached_prefix(c, cache) for c in chains]
     todo = [i for i, c in enumerate(chains) if skip[i] < len(c)]
     results = {i: _run_chain(c, cache) for i, c in enumerate(chains) if i not in todo}  # all cached
