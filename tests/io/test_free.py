@@ -181,6 +181,24 @@ def test_bad_rows():
         read_free(_stream("\n".join(de)))
 
 
+@pytest.mark.parametrize(
+    ("edit", "unit"),
+    [
+        (lambda mem: mem.replace("24105", "24105.7"), "m"),  # a fraction without a unit letter
+        (lambda mem: mem.replace("24105", "999999999"), "p"),  # 999999999 PiB does not fit in int64 bytes
+        (lambda mem: mem.replace("Mem:", "Mem "), "m"),  # the colon lost: a damaged row, not prose
+    ],
+    ids=["fraction", "overflow", "no-colon"],
+)
+def test_values_that_cannot_be_bytes_are_bad(edit, unit):
+    lines = (REAL / "free-m.txt").read_text().splitlines()
+    lines[1] = edit(lines[1])
+    with pytest.raises(ParseError, match=r"line 2: expected .*(?:fit in 64 bits|'Mem:')"):
+        read_free(_stream("\n".join(lines)), unit=unit)
+    df = read_free(_stream("\n".join(lines)), unit=unit, on_bad_lines="skip")
+    assert df["row"].tolist() == ["Swap"] and [b["lineno"] for b in df.attrs["bad_lines"]] == [2]
+
+
 def test_label_missing_from_the_table_is_kept_next_to_a_header():
     lines = (REAL / "free-de.txt").read_text().replace("Speicher:", "Memoria: ")
     with pytest.warns(FreeUnitWarning):

@@ -79,6 +79,12 @@ _VALUES = rf"(?:[ \t]+{_VALUE})+[ \t]*"
 _SNIFF_LABELS = "|".join(re.escape(k) for k in sorted(_LABELS, key=len, reverse=True) if " " not in k)
 _SNIFF = rf"(?i)^(?:{_SNIFF_LABELS})[ \t]*[:：](?:[ \t]+{_VALUE}){{2,}}[ \t]*$"
 _MAX_DIGITS = 18
+# "Mem" or "Swap" and numbers, its colon lost: a damaged row, not prose
+_NO_COLON = rf"^[ \t]*(?:Mem|Swap)(?:[ \t]+{_VALUE}){{2,}}[ \t]*$"
+_EXPECTED_VALUE = (
+    "values that fit in 64 bits as bytes, and bare numbers in whole units of the block "
+    "(free prints no fraction without a unit letter)"
+)
 
 # option -> power of the unit (1 = kilo/kibi); --si (or --kilo ...) switches to powers of 1000.
 # -t is --total and -l --lohi: tebi and pebi have long options only.
@@ -255,9 +261,10 @@ def _parse_free(paste: Paste, on_bad_lines: OnBadLines, per_unit: int | None, si
     fits = (two_rows & n.eq(2)) | (three_rows & n.eq(3)) | (mem_like & n.eq(3) & row.ne("Mem"))
     fits |= mem_like & n.isin([6, 7]) & (head_n.eq(0) | head_n.eq(n))
     too_long = rest.str.contains(rf"\d{{{_MAX_DIGITS + 1},}}")
-    bad = (known & ~is_rec) | (is_rec & (~fits | too_long))
+    bad = (known & ~is_rec) | (is_rec & (~fits | too_long)) | lines.str.match(_NO_COLON)
     for lineno in lines.index[bad]:
-        errors.bad(int(lineno), _expected(row[lineno], int(head_n[lineno])), paste.lines[lineno - 1])
+        name = row[lineno] if isinstance(row[lineno], str) and row[lineno] else lines[lineno].split()[0]
+        errors.bad(int(lineno), _expected(name, int(head_n[lineno])), paste.lines[lineno - 1])
     keep = is_rec & ~bad
     if not keep.any():
         lineno, line = paste.first_text_line()
@@ -272,7 +279,13 @@ def _parse_free(paste: Paste, on_bad_lines: OnBadLines, per_unit: int | None, si
     )
     frame["kind"] = _layouts(frame, old_head[keep])
     units = _units(paste, frame, rest[keep], per_unit, si)
-    values = _values(frame, rest[keep], units)
+    values, unfit = _values(frame, rest[keep], units)
+    for lineno in unfit:
+        errors.bad(int(lineno), _EXPECTED_VALUE, paste.lines[lineno - 1])
+    if len(unfit):
+        frame, values = frame.drop(index=unfit), values.drop(index=unfit)
+        if frame.empty:
+            raise ParseError(paste.source, int(unfit[0]), _EXPECTED_VALUE, paste.lines[unfit[0] - 1])
 
     df = pd.DataFrame({"block": frame["block"].to_numpy(dtype=np.int64)})
     df["row"] = pd.array(frame["row"].to_numpy(dtype=object), dtype="string")
@@ -361,8 +374,9 @@ def _units(
     return out
 
 
-def _values(frame: pd.DataFrame, rest: pd.Series, units: dict[int, dict]) -> pd.DataFrame:
-    """Bytes of every value, one column per name in ``VALUE_COLUMNS`` that occurs."""
+def _values(frame: pd.DataFrame, rest: pd.Series, units: dict[int, dict]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Bytes of every value, one column per name in ``VALUE_COLUMNS`` that occurs, and the line numbers
+    of the rows holding a value that does not fit in int64 bytes or a bare number with a fraction."""
     tokens = rest.str.split().explode().rename("token").to_frame()
     tokens["pos"] = tokens.groupby(level=0).cumcount()
     tokens = tokens.join(frame[["block", "kind"]])
@@ -374,12 +388,17 @@ def _values(frame: pd.DataFrame, rest: pd.Series, units: dict[int, dict]) -> pd.
     decimal = tokens["block"].map(lambda b: units[b]["si"]).to_numpy(dtype=bool)
     per = tokens["block"].map(lambda b: units[b]["bytes_per_unit"]).to_numpy(dtype=np.int64)
     nbytes = np.zeros(len(tokens), dtype=np.int64)
+    unfit = np.zeros(len(tokens), dtype=bool)
     if (~human).any():
-        nbytes[~human] = pd.to_numeric(text[~human]).to_numpy(dtype=np.int64) * per[~human]
+        number = pd.to_numeric(text[~human]).to_numpy(dtype=float)
+        unfit[~human] = (number != np.floor(number)) | (number >= np.iinfo(np.int64).max / per[~human])
+        nbytes[~human] = np.where(unfit[~human], 0, number).astype(np.int64) * per[~human]
     for dec in (False, True):
         sel = human & (decimal == dec)
         if sel.any():
-            nbytes[sel] = parse_sizes(text[sel], decimal=dec)["bytes"].to_numpy(dtype=np.int64)
+            sizes = parse_sizes(text[sel], decimal=dec)["bytes"]
+            unfit[sel] = (sizes.isna() | sizes.fillna(0).lt(0)).to_numpy(dtype=bool)
+            nbytes[sel] = sizes.fillna(0).to_numpy(dtype=np.int64)
     tokens["bytes"] = nbytes
     wide = tokens.reset_index().pivot(index="lineno", columns="column", values="bytes")
-    return wide.reindex(frame.index)
+    return wide.reindex(frame.index), np.unique(tokens.index[unfit])
