@@ -5,6 +5,7 @@ and the `vmaplab plot` command."""
 import io
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -447,3 +448,10 @@ def test_cli_plot_errors(tmp_path):
     unknown = runner.invoke(app, ["plot", "nope", "--from", str(TRACE)])
     assert unknown.exit_code == 2 and "pagetable_growth" in unknown.output
     assert not list(tmp_path.iterdir())
+    # a library warning comes out as one line naming the command-line option, not as Python's two
+    free = [f"--from={SEED / f'free-m-{n}.txt'}" for n in ("before", "64threads")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # as outside pytest, which turns warnings into errors
+        warned = runner.invoke(app, ["plot", "free_used", *free, "--out", str(tmp_path / "f.png")])
+    assert warned.exit_code == 0 and "vmaplab: FreeUnitWarning: " in warned.output and "--unit" in warned.output
+    assert "warnings.warn" not in warned.output and "figures.py" not in warned.output

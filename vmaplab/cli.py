@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
@@ -28,6 +29,12 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Study the Linux vmalloc/vmap allocator: read kernel text, diff snapshots, simulate both designs."""
+    warnings.showwarning = _warn_in_one_line
+
+
+def _warn_in_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library warning on the command line: its kind and text, not the source line that raised it."""
+    typer.echo(f"vmaplab: {category.__name__}: {message}", err=True)
 
 
 def _new_bundle(out: Path) -> None:
@@ -190,7 +197,9 @@ def simulate(
 
     _new_bundle(out)
     if allocinfo_format not in PAGETABLE_TAGS:
-        raise typer.BadParameter(f"{allocinfo_format!r}: one of {', '.join(PAGETABLE_TAGS)}", param_hint="--allocinfo-format")
+        raise typer.BadParameter(
+            f"{allocinfo_format!r}: one of {', '.join(PAGETABLE_TAGS)}", param_hint="--allocinfo-format"
+        )
     try:
         run = run_simulation(design, threads=threads, cpus=cpus, tests=_tests(tests), loops=loops, seed=seed,
                              progress=progress, **_knobs(knob))  # fmt: skip

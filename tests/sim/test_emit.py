@@ -295,7 +295,8 @@ def test_cli_simulate_writes_the_bundle(tmp_path):
     assert again.exit_code == 2 and "holds a bundle already" in again.output
     assert "wall time" not in again.output  # refused before the simulation, not after it
     (tmp_path / "f").write_text("")
-    for out, extra, says in ((tmp_path / "f", [], "is a file"), (tmp_path / "d", ["--allocinfo-format", "6.11"], "6.10")):
+    refusals = [(tmp_path / "f", [], "is a file"), (tmp_path / "d", ["--allocinfo-format", "6.11"], "6.10")]
+    for out, extra, says in refusals:
         refused = CliRunner().invoke(app, [*args[:-2], *extra, "--out", str(out)])
         assert refused.exit_code == 2 and says in refused.output and "wall time" not in refused.output
     assert not (tmp_path / "d").exists()
