@@ -178,6 +178,14 @@ def test_bad_entry_error_warn_skip():
     assert len(warned) == 546 and warned.attrs["bad_lines"][0]["lineno"] == 14
 
 
+def test_samples_past_int64_are_a_bad_entry():
+    lines = (REAL / "perf-report-self-n-dso-sym.txt").read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if "_raw_spin_unlock_irqrestore" in line)
+    lines[i] = lines[i].replace("   827", "9999999999999999999")  # 19 digits: past int64
+    with pytest.raises(ParseError, match=rf"line {i + 1}: expected a perf report entry"):
+        read_perf_report(io.StringIO("\n".join(lines) + "\n"))
+
+
 def test_nothing_recognised():
     with pytest.raises(ParseError, match=r"line 1: expected a perf report entry"):
         read_perf_report(REAL / "perf-lock-contention.txt")

@@ -1,6 +1,7 @@
 """read_perf_script and iter_samples on this host's captures, FlameGraph's published perf script inputs,
 pastes, damaged copies and random text."""
 
+import gzip
 import io
 import re
 from pathlib import Path
@@ -171,6 +172,13 @@ def test_cut_frame_error_warn_skip():
         df = read_perf_script(io.StringIO(text), on_bad_lines="warn")
     # the damaged sample is dropped whole, the others are kept
     assert len(df) == 168 and df.attrs["bad_lines"][0]["lineno"] == i + 1
+
+
+def test_period_past_int64_is_a_bad_header():
+    # 19 digits: perf prints a u64, the frame holds int64; the line is named, not a pandas cast error
+    text = gzip.open(CHURN, "rt").read().replace("     100000 cpu-clock:", "     9999999999999999999 cpu-clock:", 1)
+    with pytest.raises(ParseError, match=r"line 1: expected a perf script sample header"):
+        read_perf_script(io.StringIO(text))
 
 
 def test_frames_without_header_and_nothing_recognised():

@@ -36,7 +36,7 @@ _MARKER = r"^(?:[+-](?=\s))?\s*"  # the interactive screen's expand/collapse mar
 _MARK = r"\[(?P<symbol_kind>[^\]\s])\]\s+(?P<symbol>\S.*?)"
 # An entry line with the symbol mark, whatever the header (sniff, and tables without a header).
 _HEADERLESS = (
-    _MARKER + rf"(?P<p1>\d{{1,3}}(?:\.\d+)?)%\s+(?:(?P<p2>\d{{1,3}}(?:\.\d+)?)%\s+)?(?:(?P<samples>\d{{1,19}})\s+)?"
+    _MARKER + rf"(?P<p1>\d{{1,3}}(?:\.\d+)?)%\s+(?:(?P<p2>\d{{1,3}}(?:\.\d+)?)%\s+)?(?:(?P<samples>\d{{1,18}})\s+)?"
     rf"(?P<keys>(?:\S+\s+)*?){_MARK}\s*$"
 )
 _SNIFF = _MARKER + rf"{_PCT}\s+(?:{_PCT}\s+)?(?:\d+\s+)?.*?\[[k.gHu]\]\s+\S"
@@ -191,7 +191,7 @@ def _entry_regex(titles: list[str]) -> tuple[str, dict[str, str]]:
         if kind == "pct":
             parts.append(rf"{sep}(?P<{name}>\d{{1,3}}(?:\.\d+)?)%")
         elif kind == "int":
-            parts.append(rf"{sep}(?P<{name}>\d{{1,19}})")
+            parts.append(rf"{sep}(?P<{name}>\d{{1,18}})")
         else:
             value = r"\S.*?" if i in (keys[0], keys[-1]) else r"\S+"
             if name == "symbol":

@@ -34,7 +34,7 @@ __all__ = ["read_perf_script", "iter_samples", "sniff"]
 
 _HEADER = (
     r"^\s*(?P<comm>\S.*?)\s+(?:(?P<pid>-?\d{1,10})/)?(?P<tid>-?\d{1,10})\s+(?:\[(?P<cpu>\d{1,6})\]\s+)?"
-    r"(?:(?P<time>\d{1,12}\.\d{1,9}):\s+)?(?:(?P<period>\d{1,19})\s+)?"
+    r"(?:(?P<time>\d{1,12}\.\d{1,9}):\s+)?(?:(?P<period>\d{1,18})\s+)?"
     r"(?P<event>[^\s:\d][^\s]*?):(?:\s+(?P<rest>\S.*?))?\s*$"
 )
 _FRAME = (
