@@ -181,6 +181,21 @@ def test_period_past_int64_is_a_bad_header():
         read_perf_script(io.StringIO(text))
 
 
+def test_frame_without_symbol_is_unknown_and_junk_is_named_by_its_line_in_the_whole_text():
+    lines = gzip.open(CHURN, "rt").read().splitlines(True)
+    ld = "(/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2)"
+    i = next(i for i, line in enumerate(lines) if line.strip().endswith(ld))
+    lines[i] = f"\t{lines[i].split()[0]:>16} {ld}\n"  # as perf prints an unresolved frame
+    df = read_perf_script(io.StringIO("".join(lines)))
+    assert df.loc[0, "stack"].split(";")[-1] == "[unknown]"
+    assert df.loc[0, "dsos"].split(";")[-1] == "ld-linux-x86-64.so.2"
+    j = next(j for j in range(len(lines) - 1, 0, -1) if lines[j].startswith("\t"))  # far past the first piece
+    lines[j] = lines[j].replace(" ", "\x00", 1)
+    with pytest.raises(ParseError, match=rf"line {j + 1}: expected text \(this line holds binary"):
+        for _ in iter_samples(io.StringIO("".join(lines)), chunksize=100):
+            pass
+
+
 def test_frames_without_header_and_nothing_recognised():
     text = "\n".join(Paste.read(FLAMEGRAPH / "perf-funcab-cmd-01.txt").lines[19:25]) + "\n"
     with pytest.raises(ParseError, match=r"expected a sample header line before this call-chain frame"):

@@ -157,21 +157,27 @@ def _pieces(stream, name: str, samples: int) -> Iterator[tuple[int, Paste]]:
     """(number of its first line, cleaned piece) for pieces of the text, each cut after ``samples``
     blank lines (a sample ends at one), or, in text without blank lines (samples without call
     chains), before an unindented line once ``8 * samples`` lines are waiting."""
+    def piece(buffer: list[str], start: int) -> tuple[int, Paste]:
+        try:
+            return start, Paste.from_stream(io.StringIO("".join(buffer)), name)
+        except ParseError as exc:  # binary bytes: name the line of the whole text, not of the piece
+            raise ParseError(name, exc.lineno + start - 1, exc.expected, exc.line) from None
+
     buffer: list[str] = []
     start = 1
     blanks = 0
     for raw in stream:
         if len(buffer) >= 8 * samples and raw[:1] not in (" ", "\t", "\n", "\r"):
-            yield start, Paste.from_stream(io.StringIO("".join(buffer)), name)
+            yield piece(buffer, start)
             start, buffer, blanks = start + len(buffer), [], 0
         buffer.append(raw)
         if not raw.strip():
             blanks += 1
             if blanks >= samples:
-                yield start, Paste.from_stream(io.StringIO("".join(buffer)), name)
+                yield piece(buffer, start)
                 start, buffer, blanks = start + len(buffer), [], 0
     if buffer:
-        yield start, Paste.from_stream(io.StringIO("".join(buffer)), name)
+        yield piece(buffer, start)
 
 
 class _Blocks:
@@ -303,15 +309,17 @@ def _first_text(paste: Paste, start: int) -> tuple[int, str] | None:
 
 
 def _frames(found: pa.Array, sample: np.ndarray, lineno: np.ndarray) -> pa.Table:
-    """Frame matches as a table: sample, lineno, sym (offset removed, ';' -> ':'), dso (basename,
-    no brackets), ip."""
+    """Frame matches as a table: sample, lineno, sym (offset removed, ';' -> ':', ``[unknown]`` where
+    perf printed no symbol), dso (basename, no brackets), ip."""
+    sym = pc.fill_null(found.field("sym"), "")
+    sym = pc.if_else(pc.equal(sym, ""), "[unknown]", pc.replace_substring(sym, ";", ":"))
     dso = pc.replace_substring_regex(found.field("dso"), r"^.*/", "")
     dso = pc.replace_substring_regex(dso, r"^\[(.*)\]$", r"\1")
     return pa.table(
         {
             "sample": pa.array(sample, type=pa.int64()),
             "lineno": pa.array(lineno, type=pa.int64()),
-            "sym": pc.replace_substring(found.field("sym"), ";", ":"),
+            "sym": sym,
             "dso": pc.replace_substring(dso, ";", ":"),
             "ip": found.field("ip"),
         }
