@@ -90,6 +90,11 @@ def test_by_module_file_func():
     assert f["key"].tolist() == ["include/linux/mm.h", "mm/slub.c"]
     g = diff(seed("64threads"), seed("256threads"), by="func", top=1)
     assert g["key"].tolist() == ["pagetable_alloc"]
+    # the "before" excerpt lists module memory's folio_prealloc but not its pagetable_alloc, the 256-thread
+    # one the other way round: neither total of "memory" is known, so no growth of it is claimed
+    m = diff(seed("before"), seed("256threads"), by="module").set_index("key")
+    assert m.loc["memory", ["before_bytes", "after_bytes", "delta_bytes"]].isna().all()
+    assert m.at["memory", "status"] == "unlisted" and m.at["slub", "status"] == "grown"
 
 
 def test_whole_listings_new_vanished_and_exact():

@@ -212,6 +212,12 @@ def _diff_allocinfo(b: pd.DataFrame, a: pd.DataFrame, by: str) -> tuple[pd.DataF
         sides.append(grouped)
     complete = [bool((df["size_bytes"] == 0).any()) for df in (b, a)]
     out = sides[0].merge(sides[1], how="outer", left_index=True, right_index=True, suffixes=("_b", "_a"))
+    if by != "tag":  # a group of an excerpt that lacks some of its tags has an unknown total
+        tags = [_allocinfo_keys(df, "tag") for df in (b, a)]
+        for i, side in enumerate("ba"):
+            if not complete[i]:
+                partial = keys[1 - i][~tags[1 - i].isin(set(tags[i]))]
+                out.loc[out.index.isin(set(partial)), [f"bytes_{side}", f"calls_{side}"]] = np.nan
     in_b, in_a = out["bytes_b"].notna(), out["bytes_a"].notna()
     for side, present, whole in (("b", in_b, complete[0]), ("a", in_a, complete[1])):
         if whole:  # a tag absent from a whole listing has nothing allocated
