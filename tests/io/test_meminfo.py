@@ -109,16 +109,20 @@ def test_truncated_file_names_the_line(tmp_path):
 def test_bad_lines_error_warn_skip():
     lines = REAL.read_text().splitlines()
     lines[1] = "MemFree:        2361x564 kB"
-    lines[5] = "Active:"  # not a bad line: could be prose ("Active:" is also an English word)
+    lines[5] = "Active:"  # an English word, but between two fields: a field cut short, not prose
     lines[7] = "Active(anon):"
+    lines[9] = "Inact ive(anon):      4 kB"  # garbled between two fields
     with pytest.raises(ParseError, match=r"line 2: expected a /proc/meminfo line"):
         read_meminfo(_stream(lines))
-    with pytest.warns(BadLineWarning, match="skipped 2 bad line"):
+    with pytest.warns(BadLineWarning, match="skipped 4 bad line"):
         df = read_meminfo(_stream(lines), on_bad_lines="warn")
-    assert len(df) == 51 and "MemFree" not in set(df["field"])
-    assert [b["lineno"] for b in df.attrs["bad_lines"]] == [2, 8]
-    assert df.attrs["skipped_lines"] == 1
+    assert len(df) == 50 and "MemFree" not in set(df["field"]) and df["block"].eq(0).all()
+    assert [b["lineno"] for b in df.attrs["bad_lines"]] == [2, 6, 8, 10]
+    assert df.attrs["skipped_lines"] == 0
     assert read_meminfo(_stream(lines), on_bad_lines="skip").attrs["bad_lines"] == df.attrs["bad_lines"]
+    # the same word as prose above the listing is skipped, not bad
+    prose = read_meminfo(_stream(["Active:", *REAL.read_text().splitlines()]))
+    assert len(prose) == 54 and prose.attrs["skipped_lines"] == 1 and prose.attrs["bad_lines"] == []
 
 
 def test_no_meminfo_at_all():

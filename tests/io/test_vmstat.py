@@ -64,10 +64,12 @@ def test_bad_lines():
     lines = REAL.read_text().splitlines()
     lines[3] = "nr_zone_active_anon 39x3"
     lines[-1] = "direct_map_level3_coll"  # the last line cut inside the name
+    lines[99] = "pgfa"  # a counter garbled between two others: bad, though a lone word elsewhere is prose
     with pytest.raises(ParseError, match=r"line 4: expected a /proc/vmstat line"):
         read_vmstat(_stream("\n".join(lines)))
     df = read_vmstat(_stream("\n".join(lines)), on_bad_lines="skip")
-    assert [b["lineno"] for b in df.attrs["bad_lines"]] == [4, 192] and len(df) == 190
+    assert [b["lineno"] for b in df.attrs["bad_lines"]] == [4, 100, 192] and len(df) == 189
+    assert df["block"].eq(0).all()
     huge = REAL.read_text() + "pgfault 99999999999999999999\n"
     with pytest.raises(ParseError, match=r"line 193: expected a counter value below 2\*\*63"):
         read_vmstat(_stream(huge))

@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..errors import BadLineWarning, ParseError
 
-__all__ = ["Source", "OnBadLines", "open_text", "Paste", "LineErrors", "assign_blocks", "finish"]
+__all__ = ["Source", "OnBadLines", "open_text", "Paste", "LineErrors", "between_records", "assign_blocks", "finish"]
 
 Source = str | os.PathLike | IO[str] | IO[bytes]
 OnBadLines = Literal["error", "warn", "skip"]
@@ -183,6 +183,13 @@ class LineErrors:
                 ),
                 stacklevel=4,
             )
+
+
+def between_records(paste: Paste, lines: pd.Series, is_rec: pd.Series) -> pd.Series:
+    """Non-blank lines, not records and not shell prompts, with a record right above and right below:
+    a record damaged inside a listing (a garbled name, a lost colon), never prose."""
+    above, below = is_rec.shift(1, fill_value=False), is_rec.shift(-1, fill_value=False)
+    return ~is_rec & above & below & lines.str.strip().ne("") & ~lines.index.isin(list(paste.prompts))
 
 
 def assign_blocks(record_linenos: np.ndarray, separator_linenos) -> np.ndarray:

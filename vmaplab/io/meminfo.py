@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..errors import ParseError
 from ._repeats import split_repeats
-from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finish
+from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, between_records, finish
 
 __all__ = ["read_meminfo", "sniff"]
 
@@ -31,6 +31,8 @@ _SNIFF = rf"^(?:{_NAME}:[ \t]*\d+[ \t]+kB|HugePages_\w+:[ \t]*\d+)[ \t]*$"
 # Starts like a record: a name, a colon and a digit. Also a bare name that cannot be an English
 # word ("Active(anon):", "Committed_AS:", "MemTotal:") with its value cut off.
 _LEAD = rf"^(?:{_NAME}:[ \t]*\d|[A-Za-z]*[a-z][A-Z0-9_(][A-Za-z0-9_()]*:[ \t]*$)"
+# A name and a colon (a space before it allowed): with a field right above, a field cut short.
+_NAMED = rf"^{_NAME}[ \t]*:"
 # Rows of other tools (``free``: "Mem:  64172  936 ...", "Swap: 0B 0B 0B") are prose here, not bad fields.
 _OTHER_ROW = rf"^{_NAME}:(?:[ \t]+\d[\w.,]*){{2,}}[ \t]*$"
 _TABLE_HEAD = r"^[ \t]*total:[ \t]+used:[ \t]+free:(?:[ \t]+[a-z]+:)*[ \t]*$"
@@ -109,7 +111,9 @@ def _parse_meminfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         bad_why[int(lineno)] = _EXPECTED_ROW.format(row=table.at[lineno, "row"], n=table.at[lineno, "n"])
     bad |= table["bad"]
     lead = lines.str.match(_LEAD) & ~lines.str.match(_OTHER_ROW)
-    mark(lead & ~is_rec & ~table["ok"], _EXPECTED)
+    # a damaged field inside a listing, or a "Name:" cut before its value at its end
+    cut = lines.str.match(_NAMED) & is_rec.shift(1, fill_value=False) & ~lines.str.match(_OTHER_ROW)
+    mark((lead | between_records(paste, lines, is_rec) | cut) & ~is_rec & ~table["ok"] & ~table["head"], _EXPECTED)
 
     for lineno in sorted(bad_why):
         errors.bad(lineno, bad_why[lineno], paste.lines[lineno - 1])

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..errors import ParseError
 from ._repeats import split_repeats
-from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finish
+from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, between_records, finish
 
 __all__ = ["read_vmstat", "sniff", "unit_of"]
 
@@ -101,7 +101,7 @@ def _parse_vmstat(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     digits = rec["num"].fillna("").str.lstrip("0")
     big = is_rec & (digits.str.len().gt(19) | (digits.str.len().eq(19) & digits.gt(str(_INT64_MAX))))
     lead = lines.str.match(_LEAD)
-    bad = (lead & ~is_rec) | big
+    bad = ((lead | between_records(paste, lines, is_rec)) & ~is_rec) | big
     for lineno in lines.index[bad]:
         errors.bad(int(lineno), _EXPECTED_BIG if big[lineno] else _EXPECTED, paste.lines[lineno - 1])
 
