@@ -84,6 +84,10 @@ def test_truncated_and_bad_lines(tmp_path):
     df = read_slabinfo(_stream("\n".join(lines)), on_bad_lines="skip")
     assert len(df) == 235 and [b["lineno"] for b in df.attrs["bad_lines"]] == [2]
     assert "header naming every column" in df.attrs["bad_lines"][0]["expected"]
+    lines = REAL.read_text().splitlines()
+    lines[100] = lines[100].split()[0]  # a cache line cut after its name, between two others
+    df = read_slabinfo(_stream("\n".join(lines)), on_bad_lines="skip")
+    assert len(df) == 234 and [b["lineno"] for b in df.attrs["bad_lines"]] == [101] and df["block"].eq(0).all()
 
 
 def test_prose_is_not_a_bad_line():

@@ -135,6 +135,15 @@ def test_truncated_line_raises_with_line_number():
         read_vmallocinfo(io.StringIO(text), on_bad_lines="warn")
 
 
+def test_record_cut_before_its_range_is_bad_between_two_others():
+    lines = list(LINES)
+    lines[5] = lines[5][2:]  # "ffffc9...-0x..." without its leading 0x: not a record, not prose either
+    with pytest.raises(ParseError, match=r"line 6: expected a vmallocinfo line"):
+        read_vmallocinfo(io.StringIO("\n".join(lines)))
+    df = read_vmallocinfo(io.StringIO("\n".join(lines)), on_bad_lines="skip")
+    assert len(df) == len(LINES) - 1 and df["block"].eq(0).all()
+
+
 def test_out_of_range_numbers_are_bad_lines():
     line = LINES[3]  # ... pages=4 vmalloc N0=4
     for bad in (line.replace("N0=4", "N0=99999999999999999999"), line.replace("20480", "99999999999999999999")):

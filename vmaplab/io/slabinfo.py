@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ParseError
-from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finish
+from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, between_records, finish
 
 __all__ = ["read_slabinfo", "sniff", "COLUMNS"]
 
@@ -143,7 +143,8 @@ def _parse_slabinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         frame.insert(0, "name", words[0])
         rows.append(frame)
         is_rec[group.index[ok]] = True
-    bad = (lines.str.contains(_LEAD) & ~is_rec & ~looks_head) | (looks_head & ~head)
+    damaged = between_records(paste, lines, is_rec)  # a cache line garbled between two others
+    bad = ((lines.str.contains(_LEAD) | damaged) & ~is_rec & ~looks_head) | (looks_head & ~head)
     for lineno in lines.index[bad]:
         if looks_head[lineno]:
             expected = f"a slabinfo header naming every column: '{_DEFAULT_HEAD}'"

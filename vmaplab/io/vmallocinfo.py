@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..errors import ParseError
 from ._ints import hex_uint64
-from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finish
+from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, between_records, finish
 
 __all__ = ["read_vmallocinfo", "sniff", "FLAGS"]
 
@@ -133,10 +133,12 @@ def _parse_vmallocinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
             fields.loc[lineno] = parsed.iloc[0].to_numpy()
             consumed.append(lineno + 1)
     bad = fields.index[fields["start"].isna()]
-    for lineno in bad:
+    parsed = pd.Series(lines.index.isin(fields.index.difference(bad)), index=lines.index)
+    damaged = lines.index[between_records(paste, lines, parsed) & ~lead].difference(pd.Index(consumed))
+    for lineno in bad.union(damaged):  # a record cut before its "0x...-0x", between two others
         errors.bad(int(lineno), _EXPECTED, paste.lines[lineno - 1])
     fields = fields.drop(index=bad)
-    other = lines[~lead & lines.str.strip().ne("")].index.difference(pd.Index(consumed))
+    other = lines[~lead & lines.str.strip().ne("")].index.difference(pd.Index(consumed)).difference(damaged)
     if fields.empty and not len(bad):
         lineno, line = paste.first_text_line()
         raise ParseError(paste.source, lineno, _EXPECTED, line)
