@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 __all__ = [
     "VmaplabError",
     "ParseError",
@@ -9,6 +12,7 @@ __all__ = [
     "SimulationError",
     "VmaplabWarning",
     "BadLineWarning",
+    "caller_stacklevel",
 ]
 
 
@@ -67,3 +71,13 @@ class BadLineWarning(VmaplabWarning):
 def _shorten(text: str, limit: int = 80) -> str:
     text = text.rstrip("\n")
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` for :func:`warnings.warn` that names the first caller outside vmaplab, so that a
+    warning points at the user's line whatever the depth of the reader that raised it."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1  # level 1: the function that calls warnings.warn
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

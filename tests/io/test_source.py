@@ -100,3 +100,14 @@ def test_assign_blocks_splits_at_separators_between_records():
     # a separator before the first record or after the last does not open a block
     assert assign_blocks(np.array([3, 4]), [1, 9]).tolist() == [0, 0]
     assert assign_blocks(np.array([], dtype=np.int64), [1]).tolist() == []
+
+
+def test_bad_line_warning_points_at_the_callers_line():
+    import vmaplab as vl
+
+    meminfo = "MemTotal:       24684084 kB\nBuffers:          12\n"  # a kB field cut after its digits
+    allocinfo = "    4096        1 mm/slub.c:2202 func:alloc_slab_page\n   8192\n"  # a record cut after its size
+    for read, text in ((vl.read_meminfo, meminfo), (vl.read_allocinfo, allocinfo)):
+        with pytest.warns(BadLineWarning) as record:
+            read(io.StringIO(text), on_bad_lines="warn")
+        assert record[0].filename == __file__  # not a line inside vmaplab, whatever the reader's depth

@@ -25,7 +25,7 @@ from typing import IO, Iterator, Literal
 import numpy as np
 import pandas as pd
 
-from ..errors import BadLineWarning, ParseError
+from ..errors import BadLineWarning, ParseError, caller_stacklevel
 
 __all__ = ["Source", "OnBadLines", "open_text", "Paste", "LineErrors", "between_records", "assign_blocks", "finish"]
 
@@ -181,7 +181,7 @@ class LineErrors:
                     f"{self.source}: skipped {len(self.items)} bad line(s); first at line "
                     f"{first['lineno']}: expected {first['expected']}"
                 ),
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
 
 

@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..errors import ParseError, VmaplabWarning
+from ..errors import ParseError, VmaplabWarning, caller_stacklevel
 from ._repeats import split_repeats
 from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finish
 from .units import parse_sizes
@@ -370,7 +370,7 @@ def _units(
                 f"block(s) {unstated}; bare numbers are read as KiB and size letters without 'i' as "
                 "powers of 1024"
             ),
-            stacklevel=4,
+            stacklevel=caller_stacklevel(),
         )
     return out
 
