@@ -132,6 +132,7 @@ def test_numpy_integers_are_accepted(engine_name):
         ({"seed": 1.5}, TypeError, "seed must be an int"),
         ({"pool_cap": "big"}, ValueError, "pool_cap"),
         ({"no_such_knob": 1}, TypeError, "no_such_knob"),
+        ({"design": "global", "nr_nodes": 3}, ValueError, "no vmap nodes"),  # was taken silently as 1
     ],
 )
 def test_bad_construction(kwargs, error, message):

@@ -163,6 +163,8 @@ class AllocatorConfig:
             raise ValueError(f"the vmalloc window {start:#x} + {size:#x} runs past the top of the address space")
         nodes = min(max(cpus, 1), MAX_NODES) if nr_nodes is None else nr_nodes
         if design == "global":
+            if nr_nodes not in (None, 1):
+                raise ValueError(f"nr_nodes={nr_nodes!r}: the global design (6.7) has no vmap nodes; use design='nodes'")
             nodes = 1
         if not isinstance(nodes, int) or nodes < 1:
             raise ValueError(f"nr_nodes must be a positive int, not {nr_nodes!r}")
