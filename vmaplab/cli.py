@@ -184,7 +184,7 @@ def simulate(
         "7", help="run_test_mask of the modelled tests, bits 0-6 (7, 127, 0x7f), or comma-separated test names."
     ),
     loops: int = typer.Option(10_000, min=1, help="test_vmalloc test_loop_count."),
-    seed: int = typer.Option(0, help="Seed of the workers' random streams."),
+    seed: int = typer.Option(0, min=0, help="Seed of the workers' random streams."),
     knob: list[str] | None = typer.Option(None, "--knob", help="Machine knob name=value (drain_priority=high); repeat."),
     allocinfo_format: str = typer.Option("pre-merge", help="allocinfo of the bundle: pre-merge (the seed's) or 6.10."),
     progress: bool = typer.Option(True, help="Show a progress bar of the workers' allocations."),
@@ -257,7 +257,7 @@ def sweep(
         df.to_parquet(out, index=False)
     cols = ["design", "threads", "seed", "wall_seconds", "lock_spin_share", "pagetable_bytes"]
     typer.echo(df[cols].to_string(index=False))
-    typer.echo(f"{out}: {len(df)} points")
+    typer.echo(f"{out}: {len(df)} point{'s' if len(df) != 1 else ''}")
 
 
 @app.command()

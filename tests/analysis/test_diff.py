@@ -174,8 +174,11 @@ def test_mismatched_or_wrong_input_raises():
         diff(seed("64threads"), seed("256threads"), block=2)
     with pytest.raises(ValueError, match="top must be"):
         diff(seed("64threads"), seed("256threads"), top=-1)
-    with pytest.raises(ValueError, match="neither an allocinfo frame nor a meminfo/vmstat frame"):
+    with pytest.raises(ValueError, match="before: a frame with columns x: diff compares allocinfo, meminfo or vmstat"):
         diff(pd.DataFrame({"x": [1]}), seed("64threads"))
+    slab = ROOT / "data/real/slabinfo.txt"
+    with pytest.raises(ValueError, match=r"after: .*slabinfo.txt \(slabinfo\): diff compares allocinfo, meminfo"):
+        diff(seed("64threads"), slab)
     frames = vl.read_bundle(BUNDLE, formats=["meminfo"])["meminfo"]
     with pytest.raises(ValueError, match="3 bundle snapshots; select one"):
         diff(frames, frames)

@@ -117,6 +117,10 @@ def test_bad_arguments():
         sweep([4], ["hybrid"], **SMALL)
     with pytest.raises(TypeError, match="unknown knobs"):
         sweep([4], ["nodes"], lazy_pages=3, **SMALL)
+    with pytest.raises(ValueError, match=r"threads must be integers >= 1, not \[-4\]"):
+        sweep([4, -4], ["nodes"], **SMALL)
+    with pytest.raises(ValueError, match=r"seeds must be integers >= 0, not \[-1\]"):
+        sweep([4], ["nodes"], seeds=[-1], **SMALL)
 
 
 def test_cli_sweep_writes_the_table(reference, tmp_path):

@@ -160,9 +160,9 @@ def _kind(df: pd.DataFrame, side: str) -> str:
         return "allocinfo"
     if _FIELD_COLUMNS <= set(df.columns):
         return str(df.attrs.get("format", "meminfo/vmstat"))
-    raise ValueError(
-        f"{side} is neither an allocinfo frame nor a meminfo/vmstat frame (columns: {', '.join(map(str, df.columns))})"
-    )
+    source, fmt = df.attrs.get("source"), df.attrs.get("format")
+    what = f"{source} ({fmt})" if source and fmt else f"a frame with columns {', '.join(map(str, df.columns))}"
+    raise ValueError(f"{side}: {what}: diff compares allocinfo, meminfo or vmstat snapshots")
 
 
 def _pick_block(df: pd.DataFrame, want: int | None, default: int, side: str) -> tuple[pd.DataFrame, int]:

@@ -164,7 +164,7 @@ class AllocatorConfig:
         nodes = min(max(cpus, 1), MAX_NODES) if nr_nodes is None else nr_nodes
         if design == "global":
             if nr_nodes not in (None, 1):
-                raise ValueError(f"nr_nodes={nr_nodes!r}: the global design (6.7) has no vmap nodes; use design='nodes'")
+                raise ValueError(f"nr_nodes={nr_nodes!r}: the global design (6.7) has no vmap nodes; use 'nodes'")
             nodes = 1
         if not isinstance(nodes, int) or nodes < 1:
             raise ValueError(f"nr_nodes must be a positive int, not {nr_nodes!r}")

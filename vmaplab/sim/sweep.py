@@ -281,6 +281,10 @@ def sweep(
     bad = sorted(set(designs) - {"global", "nodes"})
     if bad:
         raise ValueError(f"designs must be 'global' or 'nodes', not {bad}")
+    for name, values, low in (("threads", threads, 1), ("seeds", seeds, 0), ("cpus", [cpus], 1), ("loops", [loops], 1)):
+        wrong = [v for v in values if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low]
+        if wrong:  # before any point starts, not in a worker
+            raise ValueError(f"{name} must be integers >= {low}, not {wrong}")
     unknown = sorted(set(knobs) - set(ALLOCATOR_KNOBS + MACHINE_KNOBS))
     if unknown:
         raise TypeError(f"unknown knobs {unknown}; known: {', '.join(ALLOCATOR_KNOBS + MACHINE_KNOBS)}")
