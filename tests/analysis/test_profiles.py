@@ -79,6 +79,15 @@ def test_blocks_of_one_paste():
         compare_profiles(42, NEW)
 
 
+def test_report_without_the_key_column_is_refused():
+    # perf report --sort dso has no symbol column: compared by symbol it was one "nan" row at 100 %
+    by_dso = REAL / "perf-report-sort-dso.txt"
+    with pytest.raises(ValueError, match=r"profile b .*perf-report-sort-dso.txt has no symbol column"):
+        compare_profiles(REAL / "perf-report-self-n-dso-sym.txt", by_dso)
+    d = compare_profiles(REAL / "perf-report-children-dso-sym.txt", by_dso, on="shared_object").set_index("shared_object")
+    assert d.at["kernel.kallsyms", "self_pct_b"] == 78.13
+
+
 def test_commands_are_summed_and_shared_object_key():
     # this host's no-children report has some symbols under two commands (sh and churn)
     report = read_perf_report(REAL / "perf-report-self.txt")

@@ -73,7 +73,7 @@ def compare_profiles(a, b, *, on: str | list[str] = "symbol") -> pd.DataFrame:
     -76.56
     """
     keys = [on] if isinstance(on, str) else list(on)
-    prof_a, prof_b = _profile(a, "a"), _profile(b, "b")
+    prof_a, prof_b = _profile(a, "a", keys), _profile(b, "b", keys)
     left = _summary(prof_a, keys)
     right = _summary(prof_b, keys)
     both = left.merge(right, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
@@ -109,7 +109,7 @@ def _is_excerpt(profile: pd.DataFrame) -> bool:
     return profile.attrs.get("format") == "perf_report" and "samples" not in profile.attrs
 
 
-def _profile(src, which: str) -> pd.DataFrame:
+def _profile(src, which: str, keys: list[str]) -> pd.DataFrame:
     if isinstance(src, (str, os.PathLike)):
         from ..io.perf_report import read_perf_report
 
@@ -119,8 +119,12 @@ def _profile(src, which: str) -> pd.DataFrame:
     missing = {"self_pct", "children_pct", "symbol"} - set(src.columns)
     if missing:
         raise ValueError(f"profile {which} lacks the perf report columns {sorted(missing)}")
+    name = src.attrs.get("source", "")
     if "block" in src and src["block"].nunique() > 1:
-        raise ValueError(f"profile {which} holds {src['block'].nunique()} tables (block column); select one")
+        raise ValueError(f"profile {which} {name} holds {src['block'].nunique()} tables (block column); select one")
+    empty = [k for k in keys if k in src and src[k].isna().all()]
+    if empty:  # e.g. perf report --sort dso: no symbol column to compare on
+        raise ValueError(f"profile {which} {name} has no {', '.join(empty)} column (a report sorted by other keys?)")
     return src
 
 
