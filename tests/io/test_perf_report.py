@@ -178,6 +178,14 @@ def test_bad_entry_error_warn_skip():
     assert len(warned) == 546 and warned.attrs["bad_lines"][0]["lineno"] == 14
 
 
+def test_folded_chains_with_bare_hex_frames_stay_in_one_table():
+    # -g folded lines whose first frame is hex without 0x ("0.57% 2d00672d00752d00;0x7;f") were taken as
+    # prose and split the report into five tables
+    df = read_perf_report(REAL / "perf-report-children-folded.txt.gz")
+    assert len(df) == 1249 and df["block"].eq(0).all() and df.attrs["bad_lines"] == []
+    assert df.loc[0, ["children_pct", "self_pct", "symbol"]].tolist() == [19.85, 19.85, "__strcmp_avx2"]
+
+
 def test_samples_past_int64_are_a_bad_entry():
     lines = (REAL / "perf-report-self-n-dso-sym.txt").read_text().splitlines()
     i = next(i for i, line in enumerate(lines) if "_raw_spin_unlock_irqrestore" in line)

@@ -49,7 +49,7 @@ _GRAPH = (
     r"|^\s*--"  # ---sym  and  --12.34%--sym
     r"|^\s+[+-]\s+\S"  # interactive screen: + 12.34% sym, - sym
     rf"|^\s+(?!{_PCT})\S"  # indented caller/callee names and addresses
-    rf"|^{_PCT} (?!{_PCT})(?:[A-Za-z_.\[]|0x)\S*$"  # -g folded: 12.34% a;b;c
+    rf"|^{_PCT} (?!{_PCT})\S+$"  # -g folded: 12.34% a;b;c (frames may be bare hex: 2d00672d;0x7;f)
 )
 _TITLE_SAMPLES = r"Samples:\s+(?P<samples>\d+)(?P<unit>[KMG]?)\s+of event '(?P<event>[^']*)'"
 _TITLE_COUNT = r"Event count \(approx\.\):\s*(?P<event_count>\d+)"
