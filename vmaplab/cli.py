@@ -111,7 +111,7 @@ def plot(
     ),
     out: Path | None = typer.Option(None, "--out", help="Image to write, .png or .svg (default: NAME.png)."),
     unit: str | None = typer.Option(
-        None, "--unit", help="Unit of bare free numbers (b, k, m, g) when no free command line states it."
+        None, "--unit", help="Unit of bare free numbers (b, k, m, g, t, p) when no free command line states it."
     ),
     published: str | None = typer.Option(
         None, "--published", help="Citation of published input, e.g. 'Rezki, linux-mm, 22 Feb 2024'."

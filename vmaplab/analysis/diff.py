@@ -110,7 +110,7 @@ def diff(
     ('include/linux/mm.h func:pagetable_alloc', 5388254577, 'grown')
     """
     if top is not None and top < 0:
-        raise ValueError(f"top must be a positive number of rows, not {top}")
+        raise ValueError(f"top must be a number of rows >= 0, not {top}")
     frames = [_load(before), _load(after)]
     kinds = [_kind(df, side) for df, side in zip(frames, ("before", "after"))]
     if kinds[0] != kinds[1]:

@@ -115,7 +115,8 @@ class Run:
     stats : dict
         The allocator's counters for this run (deltas) and the engine's: events, context_switches,
         migrations, preemptions, drain_lag_max_s, drain_lag_mean_s, drains_started, helpers_run,
-        ipis, mutex_sleeps, merge_units, pairs.
+        ipis, mutex_sleeps, merge_units, pairs, busy_cpu_seconds and spin_cpu_seconds (the CPU time
+        of all CPUs busy, and spinning on a lock, seconds).
     trace : numpy.ndarray or None
         The operations issued, when ``simulate(..., trace=True)`` (see there).
     pool_by_test : pandas.DataFrame
