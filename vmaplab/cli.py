@@ -127,7 +127,7 @@ def plot(
     try:
         if target.suffix.lower() not in (".png", ".svg"):
             raise ValueError(f"{target}: write a .png or .svg file")
-        figure = draw(name, sources, PlotOptions(unit=unit, published=published, fields=tuple(fields or ())))
+        figure = draw(name, sources, PlotOptions(unit=unit, published=published, fields=tuple(fields or ()), progress=True))
     except (ValueError, OSError) as exc:  # vmaplab.ParseError is a ValueError
         typer.echo(f"vmaplab plot: {exc}", err=True)
         raise typer.Exit(2) from None

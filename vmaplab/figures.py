@@ -31,16 +31,20 @@ class PlotOptions:
     Attributes
     ----------
     unit : str, optional
-        Unit of bare ``free`` numbers (``b``, ``k``, ``m``, ``g``) when no ``free`` command line states it.
+        Unit of bare ``free`` numbers (``b``, ``k``, ``m``, ``g``, ``t``, ``p``) when no ``free`` command line
+        states it.
     published : str, optional
         Citation of published input data (drawn in black, labelled ``published (...)``).
     fields : tuple of str
         meminfo/vmstat fields of a time series (empty: the figure's default).
+    progress : bool
+        Show progress bars where a loader simulates (measured_vs_model without a model table).
     """
 
     unit: str | None = None
     published: str | None = None
     fields: tuple[str, ...] = field(default_factory=tuple)
+    progress: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,7 @@ def _load_measured(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
         raise ValueError("give one or more bundles of test_vmalloc runs (folders) and, optionally, the model's "
                          "chains as a .csv table (report.model_chain_like; simulated when not given)")  # fmt: skip
     measured = stack_chains(folders)
-    model = pd.read_csv(tables[0]) if tables else model_chain_like(measured)
+    model = pd.read_csv(tables[0]) if tables else model_chain_like(measured, progress=opts.progress)
     manifest = Manifest.load(folders[0])
     first = measured.iloc[0]
     return {"measured": measured, "model": model,
