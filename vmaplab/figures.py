@@ -378,7 +378,8 @@ def draw(name: str, sources: list[str], options: PlotOptions | None = None):
     if name not in FIGURES:
         raise ValueError(f"no figure {name!r}; known: {', '.join(FIGURES)}")
     spec = FIGURES[name]
-    unused = [k for k, v in vars(options).items() if v not in (None, ()) and k not in spec.uses]
+    given = {k: v for k, v in vars(options).items() if k != "progress"}  # progress: how, not what, to load
+    unused = [k for k, v in given.items() if v not in (None, ()) and k not in spec.uses]
     if unused:
         raise ValueError(f"{name} takes no {' or '.join(unused)} option")
     module, function = spec.plot.split(":")
