@@ -127,7 +127,8 @@ def plot(
     try:
         if target.suffix.lower() not in (".png", ".svg"):
             raise ValueError(f"{target}: write a .png or .svg file")
-        figure = draw(name, sources, PlotOptions(unit=unit, published=published, fields=tuple(fields or ()), progress=True))
+        options = PlotOptions(unit=unit, published=published, fields=tuple(fields or ()), progress=True)
+        figure = draw(name, sources, options)
     except (ValueError, OSError) as exc:  # vmaplab.ParseError is a ValueError
         typer.echo(f"vmaplab plot: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -84,8 +84,8 @@ def test_report_without_the_key_column_is_refused():
     by_dso = REAL / "perf-report-sort-dso.txt"
     with pytest.raises(ValueError, match=r"profile b .*perf-report-sort-dso.txt has no symbol column"):
         compare_profiles(REAL / "perf-report-self-n-dso-sym.txt", by_dso)
-    d = compare_profiles(REAL / "perf-report-children-dso-sym.txt", by_dso, on="shared_object").set_index("shared_object")
-    assert d.at["kernel.kallsyms", "self_pct_b"] == 78.13
+    d = compare_profiles(REAL / "perf-report-children-dso-sym.txt", by_dso, on="shared_object")
+    assert d.set_index("shared_object").at["kernel.kallsyms", "self_pct_b"] == 78.13
 
 
 def test_commands_are_summed_and_shared_object_key():

@@ -40,7 +40,7 @@ def configs(draw) -> AllocatorConfig:
     design = draw(st.sampled_from(["global", "nodes", "nodes"]))
     cpus = draw(st.sampled_from([1, 2, 3, 4, 8, 64, 200]))
     knobs = {
-        "nr_nodes": draw(st.one_of(st.none(), st.integers(1, 4))),
+        "nr_nodes": draw(st.one_of(st.none(), st.integers(1, 4))) if design == "nodes" else None,  # global: none
         "lazy_max_pages": draw(st.one_of(st.none(), st.integers(0, 4), st.integers(0, 700))),
         "decay": draw(st.sampled_from([0.25, 0.25, 0.5, 0.3, 0.0, 1.0])),
         "small_pool_decay": draw(st.sampled_from(["drain", "keep"])),
