@@ -150,3 +150,13 @@ def test_cli_sweep_writes_the_table(reference, tmp_path):
 def _unboxed(text: str) -> str:
     """A CLI error as one line: rich draws it in a box and wraps it wherever the (temp) path ends."""
     return " ".join(re.sub("[\u2500-\u257f]", " ", text).split())
+
+
+def test_cache_key_changes_with_the_result_columns(monkeypatch):
+    # a cache written before run_index existed must not be read back as rows without it
+    from vmaplab.sim import sweep as module
+
+    point = {"design": "nodes", "threads": 4, "cpus": 4, "tests": 7, "loops": 30, "seed": 0}
+    before = module._key(point, [])
+    monkeypatch.delitem(module.RESULT_COLUMNS, "run_index")
+    assert module._key(point, []) != before

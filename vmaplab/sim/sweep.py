@@ -10,11 +10,11 @@ dask.distributed cluster given a client or a scheduler address (one task per cha
 ``stumped`` submits chunks; setting up the cluster is the caller's business).
 
 With ``cache_dir``, every finished point is written there at once as ``<key>.parquet`` (one row),
-its key a hash of the point's parameters and of its chain prefix, and the chain's machine after its
-latest finished point as ``<key>.machine.pkl.gz``. A sweep run again with the same cache skips the
-finished points and continues each chain from its saved machine, so an interrupted sweep resumes
-without recomputing anything. The key does not cover the simulator's code: clear the cache after
-changing it. On a cluster the cache must be a folder every worker can write.
+its key a hash of the point's parameters, of its chain prefix and of the result columns, and the
+chain's machine after its latest finished point as ``<key>.machine.pkl.gz``. A sweep run again with
+the same cache skips the finished points and continues each chain from its saved machine, so an
+interrupted sweep resumes without recomputing anything. The key does not cover the simulator's code:
+clear the cache after changing it. On a cluster the cache must be a folder every worker can write.
 """
 
 from __future__ import annotations
@@ -120,7 +120,9 @@ def _plain(value):
 
 
 def _key(point: dict, prefix: list[dict]) -> str:
-    blob = json.dumps({"vmaplab": __version__, "point": point, "prefix": prefix}, sort_keys=True, default=str)
+    # the result columns are part of the key: a cache written before a column was added is not read back
+    blob = json.dumps({"vmaplab": __version__, "columns": list(RESULT_COLUMNS), "point": point, "prefix": prefix},
+                      sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
