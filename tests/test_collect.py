@@ -105,6 +105,15 @@ def test_refuses_existing_bundle_and_bad_roots(tree, tmp_path):
         collect(tmp_path / "d", count=0, procfs=proc, progress=False)
 
 
+def test_hashed_vmallocinfo_is_announced(tree, tmp_path, capsys):
+    proc, sys_ = tree
+    collect(tmp_path / "a", interval=0, count=1, procfs=proc, sysfs=sys_, progress=False)
+    assert "kptr_restrict" not in capsys.readouterr().err  # 1: real addresses for root
+    (proc / "sys/kernel/kptr_restrict").write_text("0\n")
+    collect(tmp_path / "b", interval=0, count=1, procfs=proc, sysfs=sys_, progress=False)
+    assert "kptr_restrict is 0: vmallocinfo addresses will be hashed" in capsys.readouterr().err
+
+
 def test_missing_perf_says_so(tree, tmp_path, capsys):
     proc, sys_ = tree
     manifest = collect(tmp_path / "b", interval=0, count=1, trace=0.1, procfs=proc, sysfs=sys_,

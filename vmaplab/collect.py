@@ -174,6 +174,9 @@ def collect(
             missing.append(fmt)
             _say(f"{procfs / name} does not exist on this kernel: not collected")
     manifest = Manifest(origin="collect", **_host_facts(procfs, sysfs))
+    if "vmallocinfo" in wanted and manifest.kptr_restrict in (0, 2):  # %pK: hashed with 0, zeros with 2
+        _say(f"kptr_restrict is {manifest.kptr_restrict}: vmallocinfo addresses will be hashed or zero; the "
+             "address maps need kptr_restrict=1 and a root reader (echo 1 > /proc/sys/kernel/kptr_restrict)")
     unreadable: list[str] = []
     with tempfile.TemporaryDirectory() as work:
         recorder = _Trace(trace, perf, Path(work)) if trace else None
