@@ -41,7 +41,9 @@ def _new_bundle(out: Path) -> None:
     """Refuse, before any work, an ``--out`` that cannot become a new bundle folder."""
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{out} is a file, not a folder", param_hint="--out")
-    if (out / "manifest.json").exists():
+    from .bundle import MANIFEST
+
+    if (out / MANIFEST).exists():
         raise typer.BadParameter(f"{out} holds a bundle already: name a new folder", param_hint="--out")
 
 

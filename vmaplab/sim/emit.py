@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vmaplab.bundle import Manifest, Snapshot
+from vmaplab.bundle import MANIFEST, Manifest, Snapshot
 from vmaplab.io.allocinfo import read_allocinfo
 from vmaplab.io.meminfo import read_meminfo
 from vmaplab.io.units import format_size
@@ -420,7 +420,7 @@ def write_bundle(
     if allocinfo_format not in PAGETABLE_TAGS:
         raise ValueError(f"allocinfo_format must be one of {', '.join(PAGETABLE_TAGS)}, not {allocinfo_format!r}")
     folder = Path(folder)
-    if (folder / "manifest.json").exists():
+    if (folder / MANIFEST).exists():
         raise FileExistsError(f"{folder} holds a bundle already")
     memory_kib = default_memory_kib(first.params["cpus"]) if memory_kib is None else int(memory_kib)
     manifest = Manifest(
