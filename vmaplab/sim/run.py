@@ -1,6 +1,6 @@
 """``simulate()``: test_vmalloc's workers on a simulated machine, and the :class:`Run` it returns.
 
-The model is docs/contention-model.md; the engine is :mod:`vmaplab.sim.engine`. A run builds the
+The model is docs/contention-model.md; the engine is :mod:`vmaplab.sim.contention_engine`. A run builds the
 engine's arrays around the machine's allocator state, drives the jitted engine (growing an array
 whenever it asks), and turns the counters into plain attributes and documented DataFrames.
 """
@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from vmaplab.errors import SimulationError
 from vmaplab.sim import _kernels as K
-from vmaplab.sim import engine as E
+from vmaplab.sim import contention_engine as E
 from vmaplab.sim.costs import balance_interval_ns, slice_ns
 from vmaplab.sim.machine import Machine
 from vmaplab.sim.numba_engine import _grown

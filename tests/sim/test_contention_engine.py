@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import vmaplab
 from vmaplab.sim import _kernels as K
-from vmaplab.sim import engine as E
+from vmaplab.sim import contention_engine as E
 from vmaplab.sim.costs import CostModel, slice_ns
 from vmaplab.sim.machine import Machine
 from vmaplab.sim.run import random_draws, simulate, worker_test_order

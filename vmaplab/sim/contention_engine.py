@@ -66,7 +66,6 @@ from vmaplab.sim.params import POOL_CLASSES
 from vmaplab.sim.workloads import TESTS
 
 
-
 def _drop_stale_cache() -> None:
     """Remove this module's numba cache when vmaplab/sim/_kernels.py is newer than it.
 
@@ -75,7 +74,7 @@ def _drop_stale_cache() -> None:
     arrays laid out by the new code.
     """
     kernels = Path(K.__file__).stat().st_mtime
-    for f in (Path(__file__).parent / "__pycache__").glob("engine.*.nb[ic]"):
+    for f in (Path(__file__).parent / "__pycache__").glob("contention_engine.*.nb[ic]"):
         try:
             if f.stat().st_mtime < kernels:
                 f.unlink()
@@ -274,18 +273,17 @@ G_ERR = 23
 G_MUTEX_HOLDER = 24
 G_MUTEX_HEAD = 25
 G_MUTEX_TAIL = 26
-G_NOW = 27
-G_PREEMPTIONS = 28
-G_HELPERS_RUN = 29
-G_IPIS = 30
-G_RUNS = 31  # merge units of the global purge (6.7 merges neighbouring lazy VAs)
-G_MUTEX_SLEEPS = 32
-G_SLICE = 33  # the scheduler's base slice, ns
-G_NEXT_BALANCE = 34  # time of the next periodic load balance, ns
-G_BAL_FAILED = 35  # balance attempts in a row that found an imbalance and moved nothing
-G_BAL_ROUND = 36  # balance attempts so far
-G_PAUSE_AT = 37  # event count at which the next PAUSE is returned
-N_G = 38
+G_PREEMPTIONS = 27
+G_HELPERS_RUN = 28
+G_IPIS = 29
+G_RUNS = 30  # merge units of the global purge (6.7 merges neighbouring lazy VAs)
+G_MUTEX_SLEEPS = 31
+G_SLICE = 32  # the scheduler's base slice, ns
+G_NEXT_BALANCE = 33  # time of the next periodic load balance, ns
+G_BAL_FAILED = 34  # balance attempts in a row that found an imbalance and moved nothing
+G_BAL_ROUND = 35  # balance attempts so far
+G_PAUSE_AT = 36  # event count at which the next PAUSE is returned
+N_G = 37
 
 # per worker and test counters (SUMM's last axis)
 SU_PASSED = 0
