@@ -82,7 +82,9 @@ def collect(
 
 @app.command()
 def diff(
-    before: Path = typer.Argument(..., help="Earlier snapshot: allocinfo (any format, or a paste), meminfo or vmstat."),
+    before: Path = typer.Argument(
+        ..., help="Earlier snapshot: allocinfo (any format, or a paste), meminfo, vmstat or slabinfo."
+    ),
     after: Path = typer.Argument(..., help="Later snapshot, of the same format."),
     top: int | None = typer.Option(None, "--top", min=0, help="Show only the N biggest changes."),
     by: str = typer.Option("tag", "--by", help="allocinfo key: tag, module, file or func."),

@@ -1,4 +1,4 @@
-"""diff and the `vmaplab diff` command on the seed's listings and real meminfo/vmstat snapshots."""
+"""diff and the `vmaplab diff` command on the seed's listings and real meminfo/vmstat/slabinfo snapshots."""
 
 import io
 import re
@@ -159,6 +159,33 @@ def test_vmstat_of_a_real_bundle_and_missing_fields():
     assert fewer.at["pgfault", "status"] == "vanished" and pd.isna(fewer.at["pgfault", "after_value"])
 
 
+def test_slabinfo_of_a_real_bundle():
+    # the bundle's thread churn (data/real/SOURCES.md): 0000 and 0002 are 2 s apart
+    before, after = (vl.read_slabinfo(BUNDLE / snap / "slabinfo") for snap in ("0000", "0002"))
+    d = diff(before, after)
+    assert d.attrs["of"] == "slabinfo" and d.attrs["by"] == "cache"
+    assert list(d.columns) == [
+        "key", "before_bytes", "after_bytes", "delta_bytes", "before_objs", "after_objs", "delta_objs", "status"
+    ]
+    top = d.iloc[0]  # the slab lines: vm_area_struct 1097 -> 1852 objects in use of 192 bytes
+    assert (top.key, top.before_objs, top.after_objs, top.delta_bytes) == ("vm_area_struct", 1097, 1852, 755 * 192)
+    rows = d.set_index("key")
+    assert rows.at["pid", "status"] == "shrunk" and rows.at["pid", "delta_objs"] == -189
+    # no vmalloc area was made or freed between these two snapshots: vmap_area stands at 7967 objects
+    assert rows.at["vmap_area", "status"] == "same" and rows.at["vmap_area", "after_objs"] == 7967
+    assert len(d) == len(before) == 235 and set(d["status"]) <= {"grown", "shrunk", "same"}
+    fewer = diff(before, after[after["name"] != "pid"]).set_index("key")
+    assert fewer.at["pid", "status"] == "vanished" and pd.isna(fewer.at["pid", "after_bytes"])
+    table = format_diff(d.head(2)).splitlines()
+    head = ["cache", "before", "after", "delta", "objs before", "objs after", "objs delta", "status"]
+    assert re.split(r"  +", table[2]) == head
+    assert table[3].split() == ["vm_area_struct", "206KiB", "347KiB", "+142KiB", "1097", "1852", "+755", "grown"]
+    with pytest.raises(ValueError, match="slabinfo frames are diffed by cache"):
+        diff(before, after, by="func")
+    with pytest.raises(ValueError, match="after lists cache 'pid' twice"):
+        diff(before, pd.concat([after, after[after["name"] == "pid"]]))
+
+
 def test_mismatched_or_wrong_input_raises():
     meminfo = vl.read_meminfo(BUNDLE / "0000" / "meminfo")
     vmstat = vl.read_vmstat(BUNDLE / "0000" / "vmstat")
@@ -174,11 +201,14 @@ def test_mismatched_or_wrong_input_raises():
         diff(seed("64threads"), seed("256threads"), block=2)
     with pytest.raises(ValueError, match="top must be"):
         diff(seed("64threads"), seed("256threads"), top=-1)
-    with pytest.raises(ValueError, match="before: a frame with columns x: diff compares allocinfo, meminfo or vmstat"):
+    with pytest.raises(ValueError, match="before: a frame with columns x: diff compares allocinfo, meminfo, vmstat or"):
         diff(pd.DataFrame({"x": [1]}), seed("64threads"))
     slab = ROOT / "data/real/slabinfo.txt"
-    with pytest.raises(ValueError, match=r"after: .*slabinfo.txt \(slabinfo\): diff compares allocinfo, meminfo"):
+    with pytest.raises(ValueError, match="cannot diff allocinfo against slabinfo"):
         diff(seed("64threads"), slab)
+    vmallocinfo = ROOT / "data/real/vmallocinfo-kptr1.txt"
+    with pytest.raises(ValueError, match=r"after: .*vmallocinfo-kptr1.txt \(vmallocinfo\): diff compares allocinfo"):
+        diff(vl.read_meminfo(BUNDLE / "0000" / "meminfo"), vmallocinfo)
     frames = vl.read_bundle(BUNDLE, formats=["meminfo"])["meminfo"]
     with pytest.raises(ValueError, match="3 bundle snapshots; select one"):
         diff(frames, frames)
@@ -222,5 +252,7 @@ def test_cli_top_by_and_errors():
     assert len(result.output.splitlines()) == 5  # two source lines, header, one row, the rounding note
     bad = runner.invoke(app, ["diff", str(SEED / "allocinfo-64threads.txt"), str(BUNDLE / "0000" / "meminfo")])
     assert bad.exit_code == 2 and "cannot diff allocinfo against meminfo" in bad.output
+    slabs = runner.invoke(app, ["diff", *(str(BUNDLE / snap / "slabinfo") for snap in ("0000", "0002")), "--top", "1"])
+    assert slabs.exit_code == 0 and slabs.output.splitlines()[3].split()[:2] == ["vm_area_struct", "206KiB"]
     missing = runner.invoke(app, ["diff", str(SEED / "nothing.txt"), str(SEED / "allocinfo-64threads.txt")])
     assert missing.exit_code == 2 and "nothing.txt" in missing.output

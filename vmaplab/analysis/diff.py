@@ -1,4 +1,4 @@
-"""Snapshot diffs: what grew between two allocinfo listings, or two meminfo or vmstat snapshots.
+"""Snapshot diffs: what grew between two allocinfo listings, or two meminfo, vmstat or slabinfo snapshots.
 
 Allocation tags are matched by a *normalised key* so that listings of different kernels line up:
 
@@ -24,6 +24,10 @@ listing with no zero line is taken as such an excerpt (a whole /proc/allocinfo l
 of them at zero): a tag missing from it is not "new" or "vanished" but ``unlisted``, its value there
 unknown (below the excerpt's smallest size) and left <NA>. A tag missing from a whole listing counts
 as zero bytes and calls there.
+
+Slab caches (``/proc/slabinfo``) are matched by name; a cache's bytes are its objects in use times
+their size (``active_objs * objsize``: what its users hold, without free objects and slab overhead),
+beside the count of those objects (``vmap_area`` counts every vmap area the allocator tracks).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ PAGE_TABLES = "(page tables)"
 _BY = ("tag", "module", "file", "func")
 _ALLOCINFO_COLUMNS = {"size_bytes", "calls", "tag", "file", "func", "module", "size_exact"}
 _FIELD_COLUMNS = {"field", "value", "unit"}
+_SLAB_COLUMNS = {"name", "active_objs", "objsize"}
 _PAGETABLE_OLD = ("include/linux/mm.h", "pagetable_alloc")
 _PAGETABLE_SITES = ("mm/memory.c", ("__pte_alloc", "__pte_alloc_kernel", "__pmd_alloc", "__pud_alloc", "__p4d_alloc"))
 _MISSING = "unlisted"
@@ -54,16 +59,18 @@ def diff(
     top: int | None = None,
     block: int | tuple[int | None, int | None] | None = None,
 ) -> pd.DataFrame:
-    """Growth per allocation tag (or per meminfo/vmstat field) from ``before`` to ``after``.
+    """Growth per allocation tag (or per meminfo/vmstat field, or slab cache) from ``before`` to ``after``.
 
     Parameters
     ----------
     before, after : DataFrame or path
-        Frames from :func:`vmaplab.read_allocinfo`, or both from :func:`vmaplab.read_meminfo`, or
-        both from :func:`vmaplab.read_vmstat`; or files, read with :func:`vmaplab.read`.
+        Frames from :func:`vmaplab.read_allocinfo`, or both from :func:`vmaplab.read_meminfo`,
+        :func:`vmaplab.read_vmstat` or :func:`vmaplab.read_slabinfo`; or files, read with
+        :func:`vmaplab.read`.
     by : {"tag", "module", "file", "func"}
         Key of an allocinfo diff (see the module docstring for the normalisation). meminfo and
-        vmstat frames are always diffed by ``field``; leave ``by`` at its default for them.
+        vmstat frames are always diffed by ``field``, slabinfo frames by ``cache``; leave ``by`` at
+        its default for them.
     top : int, optional
         Keep only the first ``top`` rows.
     block : int or (int, int), optional
@@ -92,9 +99,12 @@ def diff(
 
         For meminfo/vmstat: ``key`` (the field), ``unit`` (the reader's unit: ``bytes``, ``pages``,
         ...), ``before_value``, ``after_value``, ``delta_value`` (Int64, in that unit; <NA> where
-        the field is missing) and ``status``. ``attrs``: ``format`` ("diff"), ``of`` (the input
-        format), ``by``, ``before_source``, ``after_source``, ``before_block``, ``after_block``,
-        ``before_complete`` and ``after_complete`` (False for excerpts), ``folded_pagetables``.
+        the field is missing) and ``status``. For slabinfo: ``key`` (the cache), ``before_bytes``,
+        ``after_bytes``, ``delta_bytes`` (objects in use times their size), ``before_objs``,
+        ``after_objs``, ``delta_objs`` (objects in use) and ``status``.
+        ``attrs``: ``format`` ("diff"), ``of`` (the input format), ``by``, ``before_source``,
+        ``after_source``, ``before_block``, ``after_block``, ``before_complete`` and
+        ``after_complete`` (False for excerpts), ``folded_pagetables``.
 
     Raises
     ------
@@ -121,11 +131,14 @@ def diff(
         for df, want, default, side in zip(frames, wanted, (0, -1), ("before", "after"))
     ]
     (b, b_block), (a, a_block) = picked
+    key = {"allocinfo": by, "slabinfo": "cache"}.get(kinds[0], "field")
+    if kinds[0] != "allocinfo" and by not in ("tag", key):
+        raise ValueError(f"{kinds[0]} frames are diffed by {key}; by={by!r} applies to allocinfo only")
     if kinds[0] == "allocinfo":
         out, attrs = _diff_allocinfo(b, a, by)
+    elif kinds[0] == "slabinfo":
+        out, attrs = _diff_slabs(b, a)
     else:
-        if by not in ("tag", "field"):
-            raise ValueError(f"{kinds[0]} frames are diffed by field; by={by!r} applies to allocinfo only")
         out, attrs = _diff_fields(b, a)
     out = _sorted(out, out.columns[out.columns.str.startswith("delta_")][0])
     if top is not None:
@@ -133,7 +146,7 @@ def diff(
     out.attrs = {
         "format": "diff",
         "of": kinds[0],
-        "by": "field" if kinds[0] != "allocinfo" else by,
+        "by": key,
         "before_source": frames[0].attrs.get("source"),
         "after_source": frames[1].attrs.get("source"),
         "before_block": b_block,
@@ -160,9 +173,11 @@ def _kind(df: pd.DataFrame, side: str) -> str:
         return "allocinfo"
     if _FIELD_COLUMNS <= set(df.columns):
         return str(df.attrs.get("format", "meminfo/vmstat"))
+    if _SLAB_COLUMNS <= set(df.columns):
+        return "slabinfo"
     source, fmt = df.attrs.get("source"), df.attrs.get("format")
     what = f"{source} ({fmt})" if source and fmt else f"a frame with columns {', '.join(map(str, df.columns))}"
-    raise ValueError(f"{side}: {what}: diff compares allocinfo, meminfo or vmstat snapshots")
+    raise ValueError(f"{side}: {what}: diff compares allocinfo, meminfo, vmstat or slabinfo snapshots")
 
 
 def _pick_block(df: pd.DataFrame, want: int | None, default: int, side: str) -> tuple[pd.DataFrame, int]:
@@ -240,13 +255,32 @@ def _diff_allocinfo(b: pd.DataFrame, a: pd.DataFrame, by: str) -> tuple[pd.DataF
     return table, {"before_complete": complete[0], "after_complete": complete[1], "folded_pagetables": fold}
 
 
-def _diff_fields(b: pd.DataFrame, a: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+def _by_key(df: pd.DataFrame, key: str, side: str, what: str) -> pd.DataFrame:
+    """``df`` indexed by its ``key`` column, which must name each row once."""
+    dup = df[key][df[key].duplicated()]
+    if len(dup):
+        raise ValueError(f"{side} lists {what} {dup.iloc[0]!r} twice; diff needs one row per {what}")
+    return df.set_index(key)
+
+
+def _diff_slabs(b: pd.DataFrame, a: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     sides = []
     for df, side in ((b, "before"), (a, "after")):
-        dup = df["field"][df["field"].duplicated()]
-        if len(dup):
-            raise ValueError(f"{side} lists field {dup.iloc[0]!r} twice; diff needs one value per field")
-        sides.append(df.set_index("field")[["value", "unit"]])
+        df = _by_key(df, "name", side, "cache")
+        sides.append(pd.DataFrame({"bytes": df["active_objs"] * df["objsize"], "objs": df["active_objs"]}))
+    out = sides[0].merge(sides[1], how="outer", left_index=True, right_index=True, suffixes=("_b", "_a"))
+    table = pd.DataFrame({"key": pd.array(out.index.astype(str), dtype="string")})
+    for unit in ("bytes", "objs"):
+        table[f"before_{unit}"] = pd.array(out[f"{unit}_b"], dtype="Int64")
+        table[f"after_{unit}"] = pd.array(out[f"{unit}_a"], dtype="Int64")
+        table[f"delta_{unit}"] = table[f"after_{unit}"] - table[f"before_{unit}"]
+    in_b, in_a = out["bytes_b"].notna().to_numpy(), out["bytes_a"].notna().to_numpy()
+    table["status"] = _status(table["delta_bytes"], in_b, in_a, [True, True])
+    return table, {"before_complete": True, "after_complete": True, "folded_pagetables": False}
+
+
+def _diff_fields(b: pd.DataFrame, a: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    sides = [_by_key(df, "field", side, "field")[["value", "unit"]] for df, side in ((b, "before"), (a, "after"))]
     out = sides[0].merge(sides[1], how="outer", left_index=True, right_index=True, suffixes=("_b", "_a"))
     both = out["unit_b"].notna() & out["unit_a"].notna()
     clash = out.index[both & (out["unit_b"] != out["unit_a"])]
@@ -307,17 +341,19 @@ def format_diff(table: pd.DataFrame) -> str:
         f"before: {attrs.get('before_source')} (block {attrs.get('before_block')})",
         f"after:  {attrs.get('after_source')} (block {attrs.get('after_block')})",
     ]
-    if attrs.get("of") == "allocinfo":
-        head = ["key", "before", "after", "delta", "calls before", "calls after", "calls delta", "status"]
+    counted = {"allocinfo": ("key", "calls"), "slabinfo": ("cache", "objs")}.get(attrs.get("of"))
+    if counted:
+        name, count = counted
+        head = [name, "before", "after", "delta", f"{count} before", f"{count} after", f"{count} delta", "status"]
         cells = [
             [
                 row.key,
                 _size(row.before_bytes),
                 _size(row.after_bytes),
                 _size(row.delta_bytes, signed=True),
-                _count(row.before_calls),
-                _count(row.after_calls),
-                _count(row.delta_calls, signed=True),
+                _count(getattr(row, f"before_{count}")),
+                _count(getattr(row, f"after_{count}")),
+                _count(getattr(row, f"delta_{count}"), signed=True),
                 row.status,
             ]
             for row in table.itertuples(index=False)
@@ -330,7 +366,7 @@ def format_diff(table: pd.DataFrame) -> str:
             values = [fmt(row.before_value), fmt(row.after_value), fmt(row.delta_value, signed=True)]
             cells.append([row.key, *values, row.unit, row.status])
     widths = [max(len(str(c)) for c in col) for col in zip(head, *cells)]
-    left = {0, len(head) - 1} | ({4} if attrs.get("of") != "allocinfo" else set())
+    left = {0, len(head) - 1} | (set() if counted else {4})
     for row in [head, *cells]:
         aligned = (str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
         lines.append("  ".join(aligned).rstrip())
