@@ -1,11 +1,15 @@
-"""The README's Python tour runs as written: every ``>>>`` example in its ```python blocks gives the output
-the README shows (doctest, whitespace-normalised), from the project folder, on the data it names."""
+"""The README's tour runs as written: every ``>>>`` example in its ```python blocks gives the output the
+README shows (doctest, whitespace-normalised), and so does every ``$ vmaplab diff`` example, from the
+project folder, on the data it names."""
 
 import doctest
 import re
 from pathlib import Path
 
 import pandas as pd
+from typer.testing import CliRunner
+
+from vmaplab.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,3 +25,13 @@ def test_readme_python_examples(monkeypatch):
         runner.run(test, out=reports.append)
     assert runner.failures == 0, "".join(reports)
     assert runner.tries >= 20
+
+
+def test_readme_diff_examples(monkeypatch):
+    examples = re.findall(r"```\n\$ vmaplab (diff .*?)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(examples) >= 2, "the README's tour lost its vmaplab diff examples"
+    monkeypatch.chdir(ROOT)
+    for command, shown in examples:
+        result = CliRunner().invoke(app, command.split())
+        assert result.exit_code == 0, result.output
+        assert result.output == shown, command

@@ -83,7 +83,7 @@ def collect(
 @app.command()
 def diff(
     before: Path = typer.Argument(
-        ..., help="Earlier snapshot: allocinfo (any format, or a paste), meminfo, vmstat or slabinfo."
+        ..., help="Earlier snapshot: allocinfo (any format, or a paste), meminfo, vmstat, slabinfo or vmallocinfo."
     ),
     after: Path = typer.Argument(..., help="Later snapshot, of the same format."),
     top: int | None = typer.Option(None, "--top", min=0, help="Show only the N biggest changes."),

@@ -1,4 +1,5 @@
-"""diff and the `vmaplab diff` command on the seed's listings and real meminfo/vmstat/slabinfo snapshots."""
+"""diff and the `vmaplab diff` command on the seed's listings and real meminfo/vmstat/slabinfo/vmallocinfo
+snapshots."""
 
 import io
 import re
@@ -186,6 +187,29 @@ def test_slabinfo_of_a_real_bundle():
         diff(before, pd.concat([after, after[after["name"] == "pid"]]))
 
 
+def test_vmallocinfo_of_a_real_bundle():
+    # the thread churn of the bundle: ten more threads, each with a vmalloc'ed 16 KiB stack (20 KiB
+    # listed with its guard page), and stacks of exited threads freed lazily, not purged yet
+    before, after = (vl.read_vmallocinfo(BUNDLE / snap / "vmallocinfo") for snap in ("0000", "0002"))
+    d = diff(before, after)
+    assert d.attrs["of"] == "vmallocinfo" and d.attrs["by"] == "caller"
+    assert list(d.columns) == [
+        "key", "before_bytes", "after_bytes", "delta_bytes", "before_areas", "after_areas", "delta_areas", "status"
+    ]
+    lazy, clone = d.iloc[0], d.iloc[1]
+    assert (lazy.key, lazy.before_areas, lazy.after_areas) == ("(unpurged vm_area)", 2130, 2623)
+    assert lazy.delta_bytes == after["size"][after["unpurged"]].sum() - before["size"][before["unpurged"]].sum()
+    assert (clone.key, clone.delta_areas, clone.delta_bytes) == ("kernel_clone", 10, 10 * 20480)
+    assert d["before_areas"].sum() == len(before) and d["after_areas"].sum() == len(after)
+    out = format_diff(d.head(1)).splitlines()
+    assert re.split(r"  +", out[2]) == ["caller", "before", "after", "delta", "areas before", "areas after",
+                                        "areas delta", "status"]
+    row = ["(unpurged", "vm_area)", "41.6MiB", "51.2MiB", "+9.63MiB", "2130", "2623", "+493", "grown"]
+    assert out[3].split() == row
+    with pytest.raises(ValueError, match="vmallocinfo frames are diffed by caller"):
+        diff(before, after, by="module")
+
+
 def test_mismatched_or_wrong_input_raises():
     meminfo = vl.read_meminfo(BUNDLE / "0000" / "meminfo")
     vmstat = vl.read_vmstat(BUNDLE / "0000" / "vmstat")
@@ -201,14 +225,15 @@ def test_mismatched_or_wrong_input_raises():
         diff(seed("64threads"), seed("256threads"), block=2)
     with pytest.raises(ValueError, match="top must be"):
         diff(seed("64threads"), seed("256threads"), top=-1)
-    with pytest.raises(ValueError, match="before: a frame with columns x: diff compares allocinfo, meminfo, vmstat or"):
+    wanted = "diff compares allocinfo, meminfo, vmstat, slabinfo or vmallocinfo snapshots"
+    with pytest.raises(ValueError, match=f"before: a frame with columns x: {wanted}"):
         diff(pd.DataFrame({"x": [1]}), seed("64threads"))
     slab = ROOT / "data/real/slabinfo.txt"
     with pytest.raises(ValueError, match="cannot diff allocinfo against slabinfo"):
         diff(seed("64threads"), slab)
-    vmallocinfo = ROOT / "data/real/vmallocinfo-kptr1.txt"
-    with pytest.raises(ValueError, match=r"after: .*vmallocinfo-kptr1.txt \(vmallocinfo\): diff compares allocinfo"):
-        diff(vl.read_meminfo(BUNDLE / "0000" / "meminfo"), vmallocinfo)
+    profile = ROOT / "data/real/perf-report-self.txt"
+    with pytest.raises(ValueError, match=r"after: .*perf-report-self.txt \(perf_report\): diff compares allocinfo"):
+        diff(vl.read_meminfo(BUNDLE / "0000" / "meminfo"), profile)
     frames = vl.read_bundle(BUNDLE, formats=["meminfo"])["meminfo"]
     with pytest.raises(ValueError, match="3 bundle snapshots; select one"):
         diff(frames, frames)

@@ -1,4 +1,4 @@
-"""Snapshot diffs: what grew between two allocinfo listings, or two meminfo, vmstat or slabinfo snapshots.
+"""Snapshot diffs: what grew between two snapshots of allocinfo, meminfo, vmstat, slabinfo or vmallocinfo.
 
 Allocation tags are matched by a *normalised key* so that listings of different kernels line up:
 
@@ -28,6 +28,10 @@ as zero bytes and calls there.
 Slab caches (``/proc/slabinfo``) are matched by name; a cache's bytes are its objects in use times
 their size (``active_objs * objsize``: what its users hold, without free objects and slab overhead),
 beside the count of those objects (``vmap_area`` counts every vmap area the allocator tracks).
+
+vmap areas (``/proc/vmallocinfo``) are grouped by caller (the function, offset dropped); areas
+without one by kind: ``(unpurged vm_area)`` for lazily freed areas not yet purged (the lazy backlog),
+``(vm_map_ram)``, ``(no caller)``. A group's bytes are its areas' listed sizes (guard pages included).
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ _BY = ("tag", "module", "file", "func")
 _ALLOCINFO_COLUMNS = {"size_bytes", "calls", "tag", "file", "func", "module", "size_exact"}
 _FIELD_COLUMNS = {"field", "value", "unit"}
 _SLAB_COLUMNS = {"name", "active_objs", "objsize"}
+_VMALLOCINFO_COLUMNS = {"size", "caller", "unpurged", "vm_map_ram"}
+# per format with a count beside the bytes: (name of the key, name of the count)
+_COUNTED = {"allocinfo": ("key", "calls"), "slabinfo": ("cache", "objs"), "vmallocinfo": ("caller", "areas")}
 _PAGETABLE_OLD = ("include/linux/mm.h", "pagetable_alloc")
 _PAGETABLE_SITES = ("mm/memory.c", ("__pte_alloc", "__pte_alloc_kernel", "__pmd_alloc", "__pud_alloc", "__p4d_alloc"))
 _MISSING = "unlisted"
@@ -59,18 +66,18 @@ def diff(
     top: int | None = None,
     block: int | tuple[int | None, int | None] | None = None,
 ) -> pd.DataFrame:
-    """Growth per allocation tag (or per meminfo/vmstat field, or slab cache) from ``before`` to ``after``.
+    """Growth per allocation tag (or meminfo/vmstat field, slab cache or vmap area caller) from ``before`` to ``after``.
 
     Parameters
     ----------
     before, after : DataFrame or path
         Frames from :func:`vmaplab.read_allocinfo`, or both from :func:`vmaplab.read_meminfo`,
-        :func:`vmaplab.read_vmstat` or :func:`vmaplab.read_slabinfo`; or files, read with
-        :func:`vmaplab.read`.
+        :func:`vmaplab.read_vmstat`, :func:`vmaplab.read_slabinfo` or
+        :func:`vmaplab.read_vmallocinfo`; or files, read with :func:`vmaplab.read`.
     by : {"tag", "module", "file", "func"}
         Key of an allocinfo diff (see the module docstring for the normalisation). meminfo and
-        vmstat frames are always diffed by ``field``, slabinfo frames by ``cache``; leave ``by`` at
-        its default for them.
+        vmstat frames are always diffed by ``field``, slabinfo frames by ``cache`` and vmallocinfo
+        frames by ``caller``; leave ``by`` at its default for them.
     top : int, optional
         Keep only the first ``top`` rows.
     block : int or (int, int), optional
@@ -101,7 +108,8 @@ def diff(
         ...), ``before_value``, ``after_value``, ``delta_value`` (Int64, in that unit; <NA> where
         the field is missing) and ``status``. For slabinfo: ``key`` (the cache), ``before_bytes``,
         ``after_bytes``, ``delta_bytes`` (objects in use times their size), ``before_objs``,
-        ``after_objs``, ``delta_objs`` (objects in use) and ``status``.
+        ``after_objs``, ``delta_objs`` (objects in use) and ``status``. For vmallocinfo the same with
+        ``key`` the caller (or kind) and ``*_areas`` (vmap areas) for ``*_objs``.
         ``attrs``: ``format`` ("diff"), ``of`` (the input format), ``by``, ``before_source``,
         ``after_source``, ``before_block``, ``after_block``, ``before_complete`` and
         ``after_complete`` (False for excerpts), ``folded_pagetables``.
@@ -131,13 +139,13 @@ def diff(
         for df, want, default, side in zip(frames, wanted, (0, -1), ("before", "after"))
     ]
     (b, b_block), (a, a_block) = picked
-    key = {"allocinfo": by, "slabinfo": "cache"}.get(kinds[0], "field")
+    key = by if kinds[0] == "allocinfo" else _COUNTED.get(kinds[0], ("field",))[0]
     if kinds[0] != "allocinfo" and by not in ("tag", key):
         raise ValueError(f"{kinds[0]} frames are diffed by {key}; by={by!r} applies to allocinfo only")
     if kinds[0] == "allocinfo":
         out, attrs = _diff_allocinfo(b, a, by)
-    elif kinds[0] == "slabinfo":
-        out, attrs = _diff_slabs(b, a)
+    elif kinds[0] in _COUNTED:
+        out, attrs = _diff_counted(*(_GROUPS[kinds[0]](df, side) for df, side in ((b, "before"), (a, "after"))))
     else:
         out, attrs = _diff_fields(b, a)
     out = _sorted(out, out.columns[out.columns.str.startswith("delta_")][0])
@@ -175,9 +183,11 @@ def _kind(df: pd.DataFrame, side: str) -> str:
         return str(df.attrs.get("format", "meminfo/vmstat"))
     if _SLAB_COLUMNS <= set(df.columns):
         return "slabinfo"
+    if _VMALLOCINFO_COLUMNS <= set(df.columns):
+        return "vmallocinfo"
     source, fmt = df.attrs.get("source"), df.attrs.get("format")
     what = f"{source} ({fmt})" if source and fmt else f"a frame with columns {', '.join(map(str, df.columns))}"
-    raise ValueError(f"{side}: {what}: diff compares allocinfo, meminfo, vmstat or slabinfo snapshots")
+    raise ValueError(f"{side}: {what}: diff compares allocinfo, meminfo, vmstat, slabinfo or vmallocinfo snapshots")
 
 
 def _pick_block(df: pd.DataFrame, want: int | None, default: int, side: str) -> tuple[pd.DataFrame, int]:
@@ -263,14 +273,28 @@ def _by_key(df: pd.DataFrame, key: str, side: str, what: str) -> pd.DataFrame:
     return df.set_index(key)
 
 
-def _diff_slabs(b: pd.DataFrame, a: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    sides = []
-    for df, side in ((b, "before"), (a, "after")):
-        df = _by_key(df, "name", side, "cache")
-        sides.append(pd.DataFrame({"bytes": df["active_objs"] * df["objsize"], "objs": df["active_objs"]}))
-    out = sides[0].merge(sides[1], how="outer", left_index=True, right_index=True, suffixes=("_b", "_a"))
+def _slab_groups(df: pd.DataFrame, side: str) -> pd.DataFrame:
+    """Bytes and objects in use per slab cache."""
+    df = _by_key(df, "name", side, "cache")
+    return pd.DataFrame({"bytes": df["active_objs"] * df["objsize"], "objs": df["active_objs"]})
+
+
+def _vmallocinfo_groups(df: pd.DataFrame, side: str) -> pd.DataFrame:
+    """Bytes and vmap areas per caller (per kind for areas without one)."""
+    key = df["caller"].astype(object).where(df["caller"].notna(), "(no caller)")
+    key = key.mask(df["unpurged"], "(unpurged vm_area)").mask(df["vm_map_ram"], "(vm_map_ram)")
+    return df.groupby(key.rename("key"), sort=False).agg(bytes=("size", "sum"), areas=("size", "size"))
+
+
+_GROUPS = {"slabinfo": _slab_groups, "vmallocinfo": _vmallocinfo_groups}
+
+
+def _diff_counted(b: pd.DataFrame, a: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Diff of two frames indexed by key with a ``bytes`` and a count column (whole listings)."""
+    count = b.columns[1]
+    out = b.merge(a, how="outer", left_index=True, right_index=True, suffixes=("_b", "_a"))
     table = pd.DataFrame({"key": pd.array(out.index.astype(str), dtype="string")})
-    for unit in ("bytes", "objs"):
+    for unit in ("bytes", count):
         table[f"before_{unit}"] = pd.array(out[f"{unit}_b"], dtype="Int64")
         table[f"after_{unit}"] = pd.array(out[f"{unit}_a"], dtype="Int64")
         table[f"delta_{unit}"] = table[f"after_{unit}"] - table[f"before_{unit}"]
@@ -341,7 +365,7 @@ def format_diff(table: pd.DataFrame) -> str:
         f"before: {attrs.get('before_source')} (block {attrs.get('before_block')})",
         f"after:  {attrs.get('after_source')} (block {attrs.get('after_block')})",
     ]
-    counted = {"allocinfo": ("key", "calls"), "slabinfo": ("cache", "objs")}.get(attrs.get("of"))
+    counted = _COUNTED.get(attrs.get("of"))
     if counted:
         name, count = counted
         head = [name, "before", "after", "delta", f"{count} before", f"{count} after", f"{count} delta", "status"]
