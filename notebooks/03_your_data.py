@@ -98,6 +98,16 @@ vmallocinfo = bundle["vmallocinfo"]
 save(plots.vmallocinfo_map(vmallocinfo[vmallocinfo["snapshot"] == vmallocinfo["snapshot"].max()]), "vmallocinfo_map")
 
 # %% [markdown]
+# Whose vmap areas grew from the first snapshot to the last, caller by caller; the areas freed lazily
+# and not purged yet are one line, `(unpurged vm_area)`: the lazy backlog that a drain clears.
+
+# %%
+first, last = (vmallocinfo[vmallocinfo["snapshot"] == i] for i in (0, vmallocinfo["snapshot"].max()))
+vmallocinfo_diff = vl.diff(first, last)
+vmallocinfo_diff.to_csv(OUT_DIR / "vmallocinfo_diff.csv", index=False)
+vmallocinfo_diff.head(TOP_N)
+
+# %% [markdown]
 # ## An allocinfo paste
 #
 # A paste may hold several listings (a mail, a terminal log): each becomes a `block`. Page tables are

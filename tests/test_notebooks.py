@@ -64,7 +64,8 @@ def check_03_your_data(tmp_path: Path) -> None:
     written = {p.name for p in tmp_path.iterdir()}
     figures = {"snapshot_series", "vmallocinfo_map", "pagetable_growth", "free_used", "profile_comparison",
                "trace_footprint", "vmalloc_map", "call_durations"}  # fmt: skip
-    tables = {"meminfo_diff", "allocinfo_diff", "profile_comparison", "stacks", "footprint", "probe_calls"}
+    tables = {"meminfo_diff", "vmallocinfo_diff", "allocinfo_diff", "profile_comparison", "stacks", "footprint",
+              "probe_calls"}
     assert written == {f"{f}.png" for f in figures} | {f"{t}.csv" for t in tables}  # FAST: no SVG
     for name in figures:
         data = (tmp_path / f"{name}.png").read_bytes()
@@ -76,6 +77,10 @@ def check_03_your_data(tmp_path: Path) -> None:
     got = pd.read_csv(tmp_path / "meminfo_diff.csv", keep_default_na=False, na_values=[""])
     assert got["key"].tolist() == expected["key"].tolist()
     assert got["delta_value"].tolist() == expected["delta_value"].tolist()
+
+    # the lazy backlog of the bundle's vmallocinfo grew by 493 areas (README, the vmallocinfo diff)
+    lazy = pd.read_csv(tmp_path / "vmallocinfo_diff.csv").set_index("key").loc["(unpurged vm_area)"]
+    assert (lazy["before_areas"], lazy["after_areas"]) == (2130, 2623)
 
     # the paste's 64- and 256-thread listings: pagetable_alloc grew by the published 5.36GiB - 350MiB
     growth = pd.read_csv(tmp_path / "allocinfo_diff.csv").iloc[0]
