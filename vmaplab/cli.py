@@ -100,6 +100,45 @@ def diff(
     typer.echo(format_diff(table))
 
 
+@app.command()
+def collapse(
+    script: str = typer.Argument(..., help="perf script output with call chains (plain or .gz); - reads stdin."),
+    pid: bool = typer.Option(False, "--pid", help="Name processes comm-pid."),
+    tid: bool = typer.Option(False, "--tid", help="Name processes comm-pid/tid."),
+    kernel: bool = typer.Option(False, "--kernel", help="Append _[k] to kernel frames."),
+    jit: bool = typer.Option(False, "--jit", help="Append _[j] to JIT frames (/tmp/perf-PID.map)."),
+    all_: bool = typer.Option(False, "--all", help="Both --kernel and --jit."),
+    addrs: bool = typer.Option(False, "--addrs", help="Keep the address of unresolved frames: [module pc]."),
+    lenient: bool = typer.Option(False, "--lenient", help="Warn about unrecognised lines and go on, as the Perl does."),
+    out: Path | None = typer.Option(None, "--out", help="File to write (default: standard output)."),
+) -> None:
+    """Fold perf script call chains into 'stack count' lines, as FlameGraph's stackcollapse-perf.pl does.
+
+    The output is the Perl script's, line for line, so it feeds flamegraph.pl:
+
+    \b
+        perf script | vmaplab collapse - | flamegraph.pl > flame.svg
+    """
+    import sys
+
+    from .analysis.stacks import collapse_stacks
+
+    if out is not None:
+        _new_file(out)
+    src = sys.stdin.buffer if script == "-" else script
+    options = dict(pid=pid, tid=tid, kernel=kernel, jit=jit, all=all_, addrs=addrs)
+    try:
+        folded = collapse_stacks(src, on_bad_lines="warn" if lenient else "error", **options)
+    except (ValueError, OSError) as exc:  # vmaplab.ParseError is a ValueError
+        typer.echo(f"vmaplab collapse: {exc}", err=True)
+        raise typer.Exit(2) from None
+    text = "".join(f"{stack} {count}\n" for stack, count in zip(folded["stack"], folded["count"].tolist()))
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+
+
 def _plot_help() -> str:
     from .figures import FIGURES
 

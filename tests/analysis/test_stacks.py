@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 import vmaplab
 from vmaplab.analysis import stacks
 from vmaplab.analysis.stacks import collapse_stacks, profile_from_samples
+from vmaplab.cli import app
 from vmaplab.errors import BadLineWarning, ParseError
 from vmaplab.io.perf_report import read_perf_report
 from vmaplab.io.perf_script import read_perf_script
@@ -135,6 +137,42 @@ def test_unrecognised_line_error_warn_skip():
     assert sum(got.values()) == sum(whole.values())
     assert _as_dict(skipped) == got
     assert got.get("func_ab;__libc_start_main;func_b") == 1 and "func_ab;__libc_start_main;func_b" not in whole
+
+
+@pytest.mark.parametrize("option", [None, *OPTIONS])
+def test_cli_collapse_prints_the_perl_output(option, tmp_path):
+    # vmaplab collapse FILE [--option] writes stackcollapse-perf.pl's output byte for byte
+    suffix = f"-{option}" if option else ""
+    args = ["collapse", str(REAL / "perf-script-churn-pidtid.txt.gz")] + ([f"--{option}"] if option else [])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with gzip.open(REAL / f"perf-script-churn-pidtid-collapsed{suffix}.txt.gz", "rt") as f:
+        assert result.stdout == f.read()
+
+
+def test_cli_collapse_stdin_out_and_bad_lines(tmp_path):
+    with gzip.open(REAL / "perf-script-churn.txt.gz", "rb") as f:
+        script = f.read()
+    with gzip.open(REAL / "perf-script-churn-collapsed.txt.gz", "rt") as f:
+        expected = f.read()
+    runner = CliRunner()
+    piped = runner.invoke(app, ["collapse", "-", "--out", str(tmp_path / "folded.txt")], input=script)
+    assert piped.exit_code == 0 and piped.stdout == "" and (tmp_path / "folded.txt").read_text() == expected
+    lines = (FLAMEGRAPH / "perf-funcab-cmd-01.txt").read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if line.strip().startswith("4005b1 main"))
+    cut = tmp_path / "cut.txt"  # a frame line cut mid-line
+    cut.write_text("\n".join(lines[:i] + ["\t          4005b1 mai"] + lines[i + 1 :]) + "\n")
+    bad = runner.invoke(app, ["collapse", str(cut)])
+    assert bad.exit_code == 2 and bad.stdout == ""
+    assert f"vmaplab collapse: {cut}, line {i + 1}: expected a perf script sample header" in bad.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # as outside pytest, which turns vmaplab's warnings into errors
+        lenient = runner.invoke(app, ["collapse", str(cut), "--lenient"])
+    assert lenient.exit_code == 0 and "vmaplab: BadLineWarning: " in lenient.stderr
+    assert "skipped 1 bad line" in lenient.stderr
+    assert lenient.stdout.count("\n") == len(collapse_stacks(cut, on_bad_lines="skip"))
+    nowhere = runner.invoke(app, ["collapse", str(cut), "--out", str(tmp_path / "no" / "f.txt")])
+    assert nowhere.exit_code == 2 and "does not exist" in nowhere.stderr
 
 
 @settings(max_examples=60, deadline=None)
