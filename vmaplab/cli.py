@@ -80,6 +80,50 @@ def collect(
     typer.echo(f"{out}: {len(manifest.snapshots)} snapshot(s) of {', '.join(formats)}")
 
 
+@app.command(name="read")
+def read_text(
+    src: str = typer.Argument(..., help="Kernel or perf text (plain or .gz), its format detected; - reads stdin."),
+    fmt: str | None = typer.Option(None, "--format", help="Read as this format, not the detected one."),
+    out: Path | None = typer.Option(None, "--out", help="Table to write, .csv or .parquet (default: CSV on stdout)."),
+    lenient: bool = typer.Option(False, "--lenient", help="Warn about bad lines and go on without them."),
+    unit: str | None = typer.Option(
+        None, "--unit", help="Unit of bare free numbers (b, k, m, g, t, p); implies --format free."
+    ),
+) -> None:
+    """Read any text vmaplab knows (allocinfo, meminfo, free, vmstat, slabinfo, vmallocinfo, test_vmalloc's
+    dmesg, perf report/script/lock, the vmalloc, sched and kprobe traces) into one tidy table."""
+    import sys
+
+    from .io.detect import FORMATS, read, reader
+
+    if fmt is not None and fmt not in FORMATS:
+        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
+    if unit is not None and fmt not in (None, "free"):
+        raise typer.BadParameter(f"--unit applies to free output, not {fmt}", param_hint="--unit")
+    options = {"on_bad_lines": "warn" if lenient else "error"}
+    if unit is not None:
+        fmt, options["unit"] = "free", unit
+    if out is not None:
+        _new_file(out)
+        if out.suffix not in (".csv", ".parquet"):
+            raise typer.BadParameter(f"{out}: name a .csv or .parquet file", param_hint="--out")
+    source = sys.stdin.buffer if src == "-" else src
+    try:
+        table = (read if fmt is None else reader(fmt))(source, **options)
+    except (ValueError, OSError) as exc:  # vmaplab.ParseError is a ValueError
+        typer.echo(f"vmaplab read: {exc}", err=True)
+        raise typer.Exit(2) from None
+    bad = len(table.attrs.get("bad_lines") or [])
+    skipped = f", {bad} bad line(s) skipped" if bad else ""
+    typer.echo(f"{table.attrs.get('source')}: {table.attrs.get('format', fmt)}, {len(table)} rows{skipped}", err=True)
+    if out is None:
+        table.to_csv(sys.stdout, index=False)
+    elif out.suffix == ".csv":
+        table.to_csv(out, index=False)
+    else:
+        table.to_parquet(out, index=False)
+
+
 @app.command()
 def diff(
     before: Path = typer.Argument(

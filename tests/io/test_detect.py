@@ -1,6 +1,7 @@
 """vmaplab.read detects the format of every real capture; read_bundle stacks a real bundle."""
 
 import io
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -105,3 +106,66 @@ def _named(text: str, name: str) -> io.StringIO:
     buf = io.StringIO(text)
     buf.name = name
     return buf
+
+
+# --- vmaplab read ---------------------------------------------------------------------------------
+
+
+def _cli(*args, **kwargs):
+    from typer.testing import CliRunner
+
+    from vmaplab.cli import app
+
+    return CliRunner().invoke(app, ["read", *map(str, args)], **kwargs)
+
+
+@pytest.mark.parametrize(
+    "path, fmt",
+    [
+        (ROOT / "data/seed/allocinfo-256threads.txt", "allocinfo"),
+        (ROOT / "data/real/vmallocinfo-kptr1.txt", "vmallocinfo"),
+        (SHARED / "fixtures/flamegraph/perf-vertx-stacks-01.txt", "perf_script"),
+    ],
+    ids=lambda v: getattr(v, "name", v),
+)
+def test_cli_read_writes_the_readers_table(path, fmt, tmp_path):
+    # allocinfo (the seed), real vmallocinfo, a published perf script: CSV on stdout, CSV and parquet files
+    direct = getattr(vl, f"read_{fmt}")(path)
+    printed = _cli(path)
+    assert printed.exit_code == 0, printed.output
+    assert printed.stderr == f"{path}: {fmt}, {len(direct)} rows\n"
+    assert printed.stdout == direct.to_csv(index=False)
+    written = _cli(path, "--out", tmp_path / "t.parquet")
+    assert written.exit_code == 0 and written.stdout == ""
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "t.parquet"), direct, check_like=False)
+    assert _cli(path, "--out", tmp_path / "t.csv").exit_code == 0
+    assert (tmp_path / "t.csv").read_text() == printed.stdout
+
+
+def test_cli_read_stdin_format_unit_and_errors(tmp_path):
+    meminfo = ROOT / "data/real/meminfo.txt"
+    piped = _cli("-", input=meminfo.read_bytes())
+    assert piped.exit_code == 0 and piped.stdout == vl.read_meminfo(meminfo).to_csv(index=False)
+    assert piped.stderr.endswith(": meminfo, 54 rows\n")  # <stdin> in a shell; the test runner's has no name
+    # data/real/free-m.txt is `free -m` without its command line: --unit m says so
+    free = ROOT / "data/real/free-m.txt"
+    by_unit = _cli(free, "--unit", "m")
+    assert by_unit.exit_code == 0 and by_unit.stdout == vl.read_free(free, unit="m").to_csv(index=False)
+    # --format overrides detection: the seed's thread mail read as its free listings, not its allocinfo
+    thread = ROOT / "data/seed/pagetable-thread.txt"
+    as_free = _cli(thread, "--format", "free")
+    assert as_free.exit_code == 0 and as_free.stdout == vl.read_free(thread).to_csv(index=False)
+    assert _cli(thread, "--format", "nope").exit_code == 2
+    assert "--unit applies to free output" in _cli(meminfo, "--format", "meminfo", "--unit", "m").stderr
+    assert "name a .csv or .parquet file" in _cli(meminfo, "--out", tmp_path / "t.xlsx").stderr
+    cut = tmp_path / "cut.txt"  # one meminfo line cut after its name: a bad line, named with its number
+    lines = meminfo.read_text().splitlines(keepends=True)
+    cut.write_text("".join(lines[:3] + ["Cached:\n"] + lines[4:]))
+    bad = _cli(cut)
+    assert bad.exit_code == 2 and bad.stdout == "" and f"vmaplab read: {cut}, line 4" in bad.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # as outside pytest, which turns vmaplab's warnings into errors
+        lenient = _cli(cut, "--lenient")
+    assert lenient.exit_code == 0 and "53 rows, 1 bad line(s) skipped" in lenient.stderr
+    missing = _cli(tmp_path / "nothing.txt")
+    assert missing.exit_code == 2 and "nothing.txt" in missing.stderr

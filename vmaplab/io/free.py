@@ -365,7 +365,7 @@ def _units(
     if unstated:
         warnings.warn(
             FreeUnitWarning(
-                f"{paste.source}: no 'free' command line and no unit=/si= argument (vmaplab plot --unit) "
+                f"{paste.source}: no 'free' command line and no unit=/si= argument (vmaplab read/plot --unit) "
                 "states the unit of "
                 f"block(s) {unstated}; bare numbers are read as KiB and size letters without 'i' as "
                 "powers of 1024"
