@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -35,6 +38,21 @@ def main(
 def _warn_in_one_line(message, category, filename, lineno, file=None, line=None) -> None:
     """A library warning on the command line: its kind and text, not the source line that raised it."""
     typer.echo(f"vmaplab: {category.__name__}: {message}", err=True)
+
+
+@contextmanager
+def _one_line_errors(command: str) -> Iterator[None]:
+    """The library's refusals (vmaplab.ParseError is a ValueError) and OS errors as one line, exit status 2."""
+    try:
+        yield
+    except (ValueError, OSError) as exc:
+        typer.echo(f"vmaplab {command}: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _input(path: str):
+    """A path argument, or standard input (bytes) for ``-``."""
+    return sys.stdin.buffer if path == "-" else path
 
 
 def _new_bundle(out: Path) -> None:
@@ -71,11 +89,8 @@ def collect(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     _new_bundle(out)
-    try:
+    with _one_line_errors("collect"):
         manifest = run(out, interval=every, count=count, trace=seconds, procfs=procfs, sysfs=sysfs)
-    except (ValueError, OSError) as exc:
-        typer.echo(f"vmaplab collect: {exc}", err=True)
-        raise typer.Exit(2) from None
     formats = sorted({fmt for snap in manifest.snapshots for fmt in snap.files})
     typer.echo(f"{out}: {len(manifest.snapshots)} snapshot(s) of {', '.join(formats)}")
 
@@ -92,8 +107,6 @@ def read_text(
 ) -> None:
     """Read any text vmaplab knows (allocinfo, meminfo, free, vmstat, slabinfo, vmallocinfo, test_vmalloc's
     dmesg, perf report/script/lock, the vmalloc, sched and kprobe traces) into one tidy table."""
-    import sys
-
     from .io.detect import FORMATS, read, reader
 
     if fmt is not None and fmt not in FORMATS:
@@ -107,12 +120,8 @@ def read_text(
         _new_file(out)
         if out.suffix not in (".csv", ".parquet"):
             raise typer.BadParameter(f"{out}: name a .csv or .parquet file", param_hint="--out")
-    source = sys.stdin.buffer if src == "-" else src
-    try:
-        table = (read if fmt is None else reader(fmt))(source, **options)
-    except (ValueError, OSError) as exc:  # vmaplab.ParseError is a ValueError
-        typer.echo(f"vmaplab read: {exc}", err=True)
-        raise typer.Exit(2) from None
+    with _one_line_errors("read"):
+        table = (read if fmt is None else reader(fmt))(_input(src), **options)
     bad = len(table.attrs.get("bad_lines") or [])
     skipped = f", {bad} bad line(s) skipped" if bad else ""
     typer.echo(f"{table.attrs.get('source')}: {table.attrs.get('format', fmt)}, {len(table)} rows{skipped}", err=True)
@@ -136,11 +145,8 @@ def diff(
     """Show what grew between two snapshots, biggest change first (a paste of several listings: first vs last)."""
     from .analysis.diff import diff as run, format_diff
 
-    try:
+    with _one_line_errors("diff"):
         table = run(before, after, by=by, top=top)
-    except (ValueError, OSError) as exc:  # vmaplab.ParseError is a ValueError
-        typer.echo(f"vmaplab diff: {exc}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(format_diff(table))
 
 
@@ -163,19 +169,13 @@ def collapse(
     \b
         perf script | vmaplab collapse - | flamegraph.pl > flame.svg
     """
-    import sys
-
     from .analysis.stacks import collapse_stacks
 
     if out is not None:
         _new_file(out)
-    src = sys.stdin.buffer if script == "-" else script
     options = dict(pid=pid, tid=tid, kernel=kernel, jit=jit, all=all_, addrs=addrs)
-    try:
-        folded = collapse_stacks(src, on_bad_lines="warn" if lenient else "error", **options)
-    except (ValueError, OSError) as exc:  # vmaplab.ParseError is a ValueError
-        typer.echo(f"vmaplab collapse: {exc}", err=True)
-        raise typer.Exit(2) from None
+    with _one_line_errors("collapse"):
+        folded = collapse_stacks(_input(script), on_bad_lines="warn" if lenient else "error", **options)
     text = "".join(f"{stack} {count}\n" for stack, count in zip(folded["stack"], folded["count"].tolist()))
     if out is None:
         typer.echo(text, nl=False)
@@ -211,14 +211,11 @@ def plot(
 
     target = out or Path(f"{name}.png")
     _new_file(target)
-    try:
+    with _one_line_errors("plot"):
         if target.suffix.lower() not in (".png", ".svg"):
             raise ValueError(f"{target}: write a .png or .svg file")
         options = PlotOptions(unit=unit, published=published, fields=tuple(fields or ()), progress=True)
         figure = draw(name, sources, options)
-    except (ValueError, OSError) as exc:  # vmaplab.ParseError is a ValueError
-        typer.echo(f"vmaplab plot: {exc}", err=True)
-        raise typer.Exit(2) from None
     figure.savefig(target, dpi=150)
     typer.echo(f"{target}: {name}")
 
@@ -359,9 +356,6 @@ def reproduce(
     """Reproduce the vmap-node investigation (page tables, lock contention) as an HTML report with its figures."""
     from .report import FULL, QUICK, build_report
 
-    try:
+    with _one_line_errors("reproduce"):
         page = build_report(out, FULL if full else QUICK, data_dir=data, progress=True)
-    except (ValueError, OSError) as exc:  # vmaplab.ParseError is a ValueError
-        typer.echo(f"vmaplab reproduce: {exc}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"{page}: {len(list(out.glob('*.png')))} figures, {len(list(out.glob('*.csv')))} tables")
