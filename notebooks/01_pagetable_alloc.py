@@ -30,7 +30,7 @@
 # the comparison at the seed's scale.
 #
 # The quick defaults simulate a **scaled-down** machine (4 CPUs at 4/8/16 threads, few loops; every
-# figure title says so) so that the notebook runs in about a minute. `FULL = True` runs the seed's
+# figure title says so) so that the notebook runs in about 2.5 minutes. `FULL = True` runs the seed's
 # 64-CPU machine at 64/128/256 threads, which takes hours.
 
 # %% tags=["parameters"]
@@ -303,8 +303,8 @@ growth
 # 4. **What would stop it:** freeing the page tables of the vmalloc area (as `free_pgtables` does for user
 #    mappings), or returning freed VA to reuse sooner. Rezki's draft fix does the second (cap the pools,
 #    purge on the high-priority workqueue). Its high-priority half removes the stalls in the model: a
-#    nice −20 kworker is never held back by lag (in a small guest-speed run 620-755 PTE pages against
-#    952-1,391 with the normal drain); at the sizes of the quick runs above, where the drain seldom
+#    nice −20 kworker is never held back by lag (at the 2-vCPU guest's costs, 8 threads on 2 CPUs,
+#    loops=10,000, seeds 0-2: 637-718 PTE pages against 950-1,116 with the normal drain; sixteenth pass); at the sizes of the quick runs above, where the drain seldom
 #    stalls, the knobs change the page tables by a few per cent. On a real 6.12 kernel built with that
 #    half (8 vCPUs on 2 host cores, 32 threads) the drain ran 4x as often and the page tables were a
 #    third lower than the stock kernel's (two boots); the model at that guest's costs gives 20 %

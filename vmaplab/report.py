@@ -11,7 +11,8 @@ with the PNGs embedded (base64) and the tables as HTML, into one folder. The dat
 are what the notebooks call too.
 
 Scales: :data:`QUICK` is a scaled-down machine (4 CPUs, 4/8/16 threads, few loops) that runs in about
-a minute on two cores; :data:`FULL` is the seed's 64-CPU machine at 64/128/256 threads (hours).
+2.5 minutes on two cores (once numba has cached its compiled code); :data:`FULL` is the seed's 64-CPU
+machine at 64/128/256 threads (hours).
 
 >>> build_report("report", QUICK)  # doctest: +SKIP
 PosixPath('report/report.html')
