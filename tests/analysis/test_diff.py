@@ -175,8 +175,10 @@ def test_slabinfo_of_a_real_bundle():
     # no vmalloc area was made or freed between these two snapshots: vmap_area stands at 7967 objects
     assert rows.at["vmap_area", "status"] == "same" and rows.at["vmap_area", "after_objs"] == 7967
     assert len(d) == len(before) == 235 and set(d["status"]) <= {"grown", "shrunk", "same"}
-    fewer = diff(before, after[after["name"] != "pid"]).set_index("key")
-    assert fewer.at["pid", "status"] == "vanished" and pd.isna(fewer.at["pid", "after_bytes"])
+    # a cache missing from a whole listing has no objects there: a destroyed cache sorts by what it held
+    fewer = diff(before, after[after["name"] != "pid"])
+    gone = fewer.iloc[1]
+    assert (gone.key, gone.status, gone.after_objs, gone.delta_objs) == ("pid", "vanished", 0, -567)
     table = format_diff(d.head(2)).splitlines()
     head = ["cache", "before", "after", "delta", "objs before", "objs after", "objs delta", "status"]
     assert re.split(r"  +", table[2]) == head
@@ -208,6 +210,15 @@ def test_vmallocinfo_of_a_real_bundle():
     assert out[3].split() == row
     with pytest.raises(ValueError, match="vmallocinfo frames are diffed by caller"):
         diff(before, after, by="module")
+    # two snapshots pasted into one file are refused, not summed
+    pasted = "".join((BUNDLE / snap / "vmallocinfo").read_text() for snap in ("0000", "0002"))
+    both = vl.read_vmallocinfo(io.StringIO(pasted))
+    with pytest.raises(ValueError, match="before lists the area at 0xffffc90000000000 twice: several vmallocinfo"):
+        diff(both, after)
+    # a module's caller keeps its module (kernel-facts §4.3's line); absent from a whole listing: 0 areas
+    module = "0xffffc90000000000-0xffffc90000005000   20480 xt_alloc_table_info+0xfe/0x130 [x_tables] pages=4 vmalloc\n"
+    gone = diff(vl.read_vmallocinfo(io.StringIO(module)), before).set_index("key").loc["xt_alloc_table_info [x_tables]"]
+    assert (gone.before_areas, gone.after_areas, gone.delta_bytes, gone.status) == (1, 0, -20480, "vanished")
 
 
 def test_mismatched_or_wrong_input_raises():

@@ -29,9 +29,11 @@ Slab caches (``/proc/slabinfo``) are matched by name; a cache's bytes are its ob
 their size (``active_objs * objsize``: what its users hold, without free objects and slab overhead),
 beside the count of those objects (``vmap_area`` counts every vmap area the allocator tracks).
 
-vmap areas (``/proc/vmallocinfo``) are grouped by caller (the function, offset dropped); areas
-without one by kind: ``(unpurged vm_area)`` for lazily freed areas not yet purged (the lazy backlog),
-``(vm_map_ram)``, ``(no caller)``. A group's bytes are its areas' listed sizes (guard pages included).
+vmap areas (``/proc/vmallocinfo``) are grouped by caller (the function, offset dropped, with its
+``[module]``); areas without one by kind: ``(unpurged vm_area)`` for lazily freed areas not yet
+purged (the lazy backlog), ``(vm_map_ram)``, ``(no caller)``. A group's bytes are its areas' listed
+sizes (guard pages included). Slab and vmallocinfo listings are whole: a cache or caller missing
+from one side has nothing there (0, status ``new`` or ``vanished``).
 """
 
 from __future__ import annotations
@@ -281,7 +283,15 @@ def _slab_groups(df: pd.DataFrame, side: str) -> pd.DataFrame:
 
 def _vmallocinfo_groups(df: pd.DataFrame, side: str) -> pd.DataFrame:
     """Bytes and vmap areas per caller (per kind for areas without one)."""
-    key = df["caller"].astype(object).where(df["caller"].notna(), "(no caller)")
+    if df.attrs.get("address_kind") == "real" and df["start"].duplicated().any():
+        twice = int(df["start"][df["start"].duplicated()].iloc[0])
+        raise ValueError(
+            f"{side} lists the area at {twice:#x} twice: several vmallocinfo snapshots pasted into one? "
+            "diff needs one listing per side"
+        )
+    caller = df["caller"].astype(object)
+    key = caller.where(df["module"].isna(), caller + " [" + df["module"].astype(object) + "]")
+    key = key.where(df["caller"].notna(), "(no caller)")
     key = key.mask(df["unpurged"], "(unpurged vm_area)").mask(df["vm_map_ram"], "(vm_map_ram)")
     return df.groupby(key.rename("key"), sort=False).agg(bytes=("size", "sum"), areas=("size", "size"))
 
@@ -290,15 +300,17 @@ _GROUPS = {"slabinfo": _slab_groups, "vmallocinfo": _vmallocinfo_groups}
 
 
 def _diff_counted(b: pd.DataFrame, a: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Diff of two frames indexed by key with a ``bytes`` and a count column (whole listings)."""
+    """Diff of two frames indexed by key with a ``bytes`` and a count column (whole listings: a key
+    missing from one side has nothing there, 0)."""
     count = b.columns[1]
     out = b.merge(a, how="outer", left_index=True, right_index=True, suffixes=("_b", "_a"))
+    in_b, in_a = out["bytes_b"].notna().to_numpy(), out["bytes_a"].notna().to_numpy()
+    out = out.fillna(0)
     table = pd.DataFrame({"key": pd.array(out.index.astype(str), dtype="string")})
     for unit in ("bytes", count):
         table[f"before_{unit}"] = pd.array(out[f"{unit}_b"], dtype="Int64")
         table[f"after_{unit}"] = pd.array(out[f"{unit}_a"], dtype="Int64")
         table[f"delta_{unit}"] = table[f"after_{unit}"] - table[f"before_{unit}"]
-    in_b, in_a = out["bytes_b"].notna().to_numpy(), out["bytes_a"].notna().to_numpy()
     table["status"] = _status(table["delta_bytes"], in_b, in_a, [True, True])
     return table, {"before_complete": True, "after_complete": True, "folded_pagetables": False}
 
