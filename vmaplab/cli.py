@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import sys
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+
+from .io import FORMATS
 
 app = typer.Typer(
     help="Study the Linux vmalloc/vmap allocator: read kernel text, diff snapshots, simulate both designs.",
@@ -48,11 +53,19 @@ def _one_line_errors(command: str) -> Iterator[None]:
     except (ValueError, OSError) as exc:
         typer.echo(f"vmaplab {command}: {exc}", err=True)
         raise typer.Exit(2) from None
+    except (EOFError, zlib.error) as exc:  # gzip'ed standard input cut short or damaged
+        typer.echo(f"vmaplab {command}: <stdin>: expected a complete gzip stream ({exc})", err=True)
+        raise typer.Exit(2) from None
 
 
 def _input(path: str):
-    """A path argument, or standard input (bytes) for ``-``."""
-    return sys.stdin.buffer if path == "-" else path
+    """A path argument, or standard input (bytes, gunzipped when it starts like gzip) for ``-``."""
+    if path != "-":
+        return path
+    stdin = sys.stdin.buffer
+    if not hasattr(stdin, "peek"):
+        stdin = io.BufferedReader(stdin)
+    return gzip.GzipFile(fileobj=stdin, mode="rb") if stdin.peek(2)[:2] == b"\x1f\x8b" else stdin
 
 
 def _new_bundle(out: Path) -> None:
@@ -98,7 +111,9 @@ def collect(
 @app.command(name="read")
 def read_text(
     src: str = typer.Argument(..., help="Kernel or perf text (plain or .gz), its format detected; - reads stdin."),
-    fmt: str | None = typer.Option(None, "--format", help="Read as this format, not the detected one."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="Read as this format, not the detected one: " + ", ".join(FORMATS) + "."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Table to write, .csv or .parquet (default: CSV on stdout)."),
     lenient: bool = typer.Option(False, "--lenient", help="Warn about bad lines and go on without them."),
     unit: str | None = typer.Option(
@@ -107,7 +122,7 @@ def read_text(
 ) -> None:
     """Read any text vmaplab knows (allocinfo, meminfo, free, vmstat, slabinfo, vmallocinfo, test_vmalloc's
     dmesg, perf report/script/lock, the vmalloc, sched and kprobe traces) into one tidy table."""
-    from .io.detect import FORMATS, read, reader
+    from .io.detect import read, reader
 
     if fmt is not None and fmt not in FORMATS:
         raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
@@ -122,9 +137,7 @@ def read_text(
             raise typer.BadParameter(f"{out}: name a .csv or .parquet file", param_hint="--out")
     with _one_line_errors("read"):
         table = (read if fmt is None else reader(fmt))(_input(src), **options)
-    bad = len(table.attrs.get("bad_lines") or [])
-    skipped = f", {bad} bad line(s) skipped" if bad else ""
-    typer.echo(f"{table.attrs.get('source')}: {table.attrs.get('format', fmt)}, {len(table)} rows{skipped}", err=True)
+    typer.echo(_read_summary(table), err=True)
     if out is None:
         table.to_csv(sys.stdout, index=False)
     elif out.suffix == ".csv":
@@ -133,20 +146,38 @@ def read_text(
         table.to_parquet(out, index=False)
 
 
+def _read_summary(table) -> str:
+    """One line on what a reader made of its input: format, rows, listings, lines passed over or bad."""
+    parts = [f"{table.attrs.get('source')}: {table.attrs.get('format')}, {len(table)} rows"]
+    if "block" in table.columns and table["block"].nunique() > 1:
+        parts.append(f"in {table['block'].nunique()} listings")
+    passed = table.attrs.get("skipped_lines") or 0
+    if passed:
+        parts.append(f"{passed} other line(s) passed over (prose, prompts, text of other formats)")
+    bad = len(table.attrs.get("bad_lines") or [])
+    if bad:
+        parts.append(f"{bad} bad line(s) skipped")
+    return ", ".join(parts)
+
+
 @app.command()
 def diff(
-    before: Path = typer.Argument(
+    before: str = typer.Argument(
         ..., help="Earlier snapshot: allocinfo (any format, or a paste), meminfo, vmstat, slabinfo or vmallocinfo."
     ),
-    after: Path = typer.Argument(..., help="Later snapshot, of the same format."),
+    after: str = typer.Argument(..., help="Later snapshot, of the same format (one of the two may be - for stdin)."),
     top: int | None = typer.Option(None, "--top", min=0, help="Show only the N biggest changes."),
     by: str = typer.Option("tag", "--by", help="allocinfo key: tag, module, file or func."),
 ) -> None:
     """Show what grew between two snapshots, biggest change first (a paste of several listings: first vs last)."""
     from .analysis.diff import diff as run, format_diff
 
+    from .io.detect import read
+
+    if before == after == "-":
+        raise typer.BadParameter("standard input can be one of the two snapshots, not both")
     with _one_line_errors("diff"):
-        table = run(before, after, by=by, top=top)
+        table = run(*(read(_input(path)) if path == "-" else path for path in (before, after)), by=by, top=top)
     typer.echo(format_diff(table))
 
 
@@ -158,13 +189,15 @@ def collapse(
     kernel: bool = typer.Option(False, "--kernel", help="Append _[k] to kernel frames."),
     jit: bool = typer.Option(False, "--jit", help="Append _[j] to JIT frames (/tmp/perf-PID.map)."),
     all_: bool = typer.Option(False, "--all", help="Both --kernel and --jit."),
-    addrs: bool = typer.Option(False, "--addrs", help="Keep the address of unresolved frames: [module pc]."),
+    addrs: bool = typer.Option(False, "--addrs", help="Keep the address of unresolved frames: [module <pc>]."),
     lenient: bool = typer.Option(False, "--lenient", help="Warn about unrecognised lines and go on, as the Perl does."),
     out: Path | None = typer.Option(None, "--out", help="File to write (default: standard output)."),
 ) -> None:
     """Fold perf script call chains into 'stack count' lines, as FlameGraph's stackcollapse-perf.pl does.
 
-    The output is the Perl script's, line for line, so it feeds flamegraph.pl:
+    A count is the sum of the samples' periods (perf script prints them when recorded with -c or -F;
+    1 per sample otherwise); only the first event seen is kept. The output is the Perl script's, line
+    for line, so it feeds flamegraph.pl:
 
     \b
         perf script | vmaplab collapse - | flamegraph.pl > flame.svg
@@ -176,6 +209,10 @@ def collapse(
     options = dict(pid=pid, tid=tid, kernel=kernel, jit=jit, all=all_, addrs=addrs)
     with _one_line_errors("collapse"):
         folded = collapse_stacks(_input(script), on_bad_lines="warn" if lenient else "error", **options)
+    others = folded.attrs["other_event_samples"]
+    if others:
+        kept = folded.attrs["event"]
+        typer.echo(f"vmaplab collapse: kept event {kept}; {others} sample(s) of other events left out", err=True)
     text = "".join(f"{stack} {count}\n" for stack, count in zip(folded["stack"], folded["count"].tolist()))
     if out is None:
         typer.echo(text, nl=False)

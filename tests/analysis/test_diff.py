@@ -290,5 +290,11 @@ def test_cli_top_by_and_errors():
     assert bad.exit_code == 2 and "cannot diff allocinfo against meminfo" in bad.output
     slabs = runner.invoke(app, ["diff", *(str(BUNDLE / snap / "slabinfo") for snap in ("0000", "0002")), "--top", "1"])
     assert slabs.exit_code == 0 and slabs.output.splitlines()[3].split()[:2] == ["vm_area_struct", "206KiB"]
+    # one side from stdin: `cat /proc/slabinfo | vmaplab diff before.txt -`
+    piped = runner.invoke(app, ["diff", str(BUNDLE / "0000" / "slabinfo"), "-", "--top", "1"],
+                          input=(BUNDLE / "0002" / "slabinfo").read_bytes())  # fmt: skip
+    assert piped.exit_code == 0 and piped.output.splitlines()[3:] == slabs.output.splitlines()[3:]
+    both = runner.invoke(app, ["diff", "-", "-"], input=b"")
+    assert both.exit_code == 2 and "not both" in both.output
     missing = runner.invoke(app, ["diff", str(SEED / "nothing.txt"), str(SEED / "allocinfo-64threads.txt")])
     assert missing.exit_code == 2 and "nothing.txt" in missing.output

@@ -3,6 +3,7 @@ this host's captures; profile_from_samples against perf report of the same recor
 
 import gzip
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -117,6 +118,8 @@ def test_only_the_first_event_is_kept():
     df = collapse_stacks(io.StringIO(rust + funcab))
     assert _as_dict(df) == _as_dict(collapse_stacks(io.StringIO(rust)))
     assert df.attrs["event"] == "cycles:u"
+    # every sample header of the second capture ends in its event, cpu-clock: those were left out
+    assert df.attrs["other_event_samples"] == len(re.findall(r" cpu-clock: *$", funcab, re.M)) == 169
     assert _as_dict(collapse_stacks(io.StringIO(funcab + rust))) == _as_dict(collapse_stacks(io.StringIO(funcab)))
 
 
@@ -173,6 +176,15 @@ def test_cli_collapse_stdin_out_and_bad_lines(tmp_path):
     assert lenient.stdout.count("\n") == len(collapse_stacks(cut, on_bad_lines="skip"))
     nowhere = runner.invoke(app, ["collapse", str(cut), "--out", str(tmp_path / "no" / "f.txt")])
     assert nowhere.exit_code == 2 and "does not exist" in nowhere.stderr
+    # gzip on stdin (`cat x.gz | vmaplab collapse -`) is unpacked
+    gz = runner.invoke(app, ["collapse", "-"], input=(REAL / "perf-script-churn.txt.gz").read_bytes())
+    assert gz.exit_code == 0 and gz.stdout == expected
+    # samples of a second event are left out, as the Perl script does, and said so on stderr
+    names = ("perf-rust-Yamakaky-dcpu.txt", "perf-funcab-cmd-01.txt")
+    rust, funcab = ((FLAMEGRAPH / name).read_text() for name in names)
+    two = runner.invoke(app, ["collapse", "-"], input=rust + funcab)
+    assert two.exit_code == 0 and two.stdout == runner.invoke(app, ["collapse", "-"], input=rust).stdout
+    assert two.stderr == "vmaplab collapse: kept event cycles:u; 169 sample(s) of other events left out\n"
 
 
 @settings(max_examples=60, deadline=None)

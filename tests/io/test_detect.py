@@ -133,13 +133,29 @@ def test_cli_read_writes_the_readers_table(path, fmt, tmp_path):
     direct = getattr(vl, f"read_{fmt}")(path)
     printed = _cli(path)
     assert printed.exit_code == 0, printed.output
-    assert printed.stderr == f"{path}: {fmt}, {len(direct)} rows\n"
+    assert printed.stderr.startswith(f"{path}: {fmt}, {len(direct)} rows")
     assert printed.stdout == direct.to_csv(index=False)
     written = _cli(path, "--out", tmp_path / "t.parquet")
     assert written.exit_code == 0 and written.stdout == ""
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "t.parquet"), direct, check_like=False)
     assert _cli(path, "--out", tmp_path / "t.csv").exit_code == 0
     assert (tmp_path / "t.csv").read_text() == printed.stdout
+
+
+def test_cli_read_summary_says_what_was_passed_over():
+    # the seed's thread mail: four allocinfo excerpts between prose, prompts and free listings
+    result = _cli(ROOT / "data/seed/pagetable-thread.txt")
+    assert result.exit_code == 0
+    assert result.stderr.endswith(": allocinfo, 17 rows, in 4 listings, 57 other line(s) passed over (prose, "
+                                  "prompts, text of other formats)\n")  # fmt: skip
+
+
+def test_cli_read_of_gzip_on_stdin():
+    capture = ROOT / "data/real/perf-script-churn.txt.gz"  # gzip bytes piped in, as `cat x.gz | vmaplab read -`
+    piped = _cli("-", input=capture.read_bytes())
+    assert piped.exit_code == 0 and piped.stdout == vl.read_perf_script(capture).to_csv(index=False)
+    cut = _cli("-", input=capture.read_bytes()[:5000])
+    assert cut.exit_code == 2 and "<stdin>: expected a complete gzip stream" in cut.stderr
 
 
 def test_cli_read_stdin_format_unit_and_errors(tmp_path):

@@ -133,6 +133,7 @@ class _Collapser:
     opt: _Options
     errors: LineErrors
     event_filter: str = ""
+    other_event_samples: int = 0  # samples of events other than the first, left out
     counts: dict = field(default_factory=dict)
     # caches of already folded call chains and frame lines (one set for java processes)
     bodies: dict = field(default_factory=dict)
@@ -160,6 +161,7 @@ class _Collapser:
             if self.event_filter == "":
                 self.event_filter = event
             elif event != self.event_filter:
+                self.other_event_samples += 1
                 return None, 1
         if self.opt.tid:
             name = f"{comm}-{pid}/{tid}"
@@ -330,7 +332,8 @@ def collapse_stacks(
     count  int64   sum of the sample periods (1 per sample when perf printed no period)
     =====  ======  ==================================================================
 
-    ``attrs``: ``source``, ``event`` (the event kept: the first one seen), ``bad_lines``.
+    ``attrs``: ``source``, ``event`` (the event kept: the first one seen), ``other_event_samples``
+    (samples of other events, left out), ``bad_lines``.
 
     >>> folded = collapse_stacks("data/real/perf-script-churn.txt.gz")
     """
@@ -340,7 +343,12 @@ def collapse_stacks(
         machine = _Collapser(opt, errors)
         _run(machine, _chunks(stream))
     df = machine.frame()
-    df.attrs.update(source=name, event=machine.event_filter or None, bad_lines=list(errors.items))
+    df.attrs.update(
+        source=name,
+        event=machine.event_filter or None,
+        other_event_samples=machine.other_event_samples,
+        bad_lines=list(errors.items),
+    )
     errors.emit_warning()
     return df
 

@@ -11,26 +11,10 @@ import pandas as pd
 
 from ..bundle import Manifest
 from ..errors import ParseError, UnsupportedFormatError
+from . import FORMATS
 from ._source import Paste, Source, open_text
 
 __all__ = ["FORMATS", "detect_format", "read", "read_bundle"]
-
-# format name -> module defining read_<format> (the reader) and sniff (its record counter)
-FORMATS: dict[str, str] = {
-    "allocinfo": "vmaplab.io.allocinfo",
-    "meminfo": "vmaplab.io.meminfo",
-    "free": "vmaplab.io.free",
-    "vmstat": "vmaplab.io.vmstat",
-    "slabinfo": "vmaplab.io.slabinfo",
-    "vmallocinfo": "vmaplab.io.vmallocinfo",
-    "test_vmalloc": "vmaplab.io.test_vmalloc",
-    "perf_report": "vmaplab.io.perf_report",
-    "perf_script": "vmaplab.io.perf_script",
-    "perf_lock": "vmaplab.io.perf_lock",
-    "vmalloc_trace": "vmaplab.io.vmalloc_trace",
-    "sched_trace": "vmaplab.io.sched_trace",
-    "kprobe_trace": "vmaplab.io.kprobe_trace",
-}
 
 # Detection looks at this many lines at most: enough for any paste, bounded for multi-GB perf scripts.
 SNIFF_LINES = 20_000
