@@ -74,10 +74,18 @@ def test_unknown_text_names_its_first_line():
 
 
 def test_a_tie_is_a_parse_error():
-    # one meminfo line and one vmstat line: neither format wins
-    text = "MemTotal:       65712080 kB\nnr_free_pages 15000000\n"
-    with pytest.raises(ParseError, match="meminfo and vmstat each recognise 1 records"):
+    # the first two lines of data/real/meminfo.txt and of data/real/vmstat.txt: neither format wins
+    heads = [(ROOT / "data/real" / f).read_text().splitlines(keepends=True)[:2] for f in ("meminfo.txt", "vmstat.txt")]
+    text = "".join(heads[0] + heads[1])
+    with pytest.raises(ParseError, match="meminfo and vmstat each recognise 2 records"):
         vl.read(_named(text, "mixed.txt"))
+
+
+def test_lone_word_number_lines_are_not_vmstat():
+    # perf script -F comm,tid,ip,sym prints 'swapper     0 ' sample headers between call chains: not
+    # a run of vmstat counters, and a layout no reader takes (data/real/SOURCES.md)
+    with pytest.raises(UnsupportedFormatError, match=r"perf-script-F-comm-tid-ip-sym.txt, line 1: .*got 'swapper"):
+        vl.read(ROOT / "data/real/perf-script-F-comm-tid-ip-sym.txt")
 
 
 def test_read_bundle_stacks_snapshots_in_time_order():

@@ -47,8 +47,17 @@ _EXPECTED_BIG = "a counter value below 2**63"
 
 
 def sniff(paste: Paste) -> int:
-    """Number of lines of ``paste`` that look like /proc/vmstat counters."""
-    return int(paste.series().str.match(_RECORD).sum())
+    """Number of lines of ``paste`` that look like /proc/vmstat counters next to another one.
+
+    A lone ``<word> <number>`` line is not counted: other text has them (the ``swapper 0`` sample
+    headers of ``perf script -F comm,tid,ip,sym``, each between call-chain frames), where a vmstat
+    listing or excerpt is a run of counters. A one-line excerpt is read with ``--format vmstat``.
+    """
+    record = paste.series().str.match(_RECORD).to_numpy()
+    neighbour = np.zeros_like(record)
+    neighbour[1:] |= record[:-1]
+    neighbour[:-1] |= record[1:]
+    return int((record & neighbour).sum())
 
 
 def unit_of(fields: pd.Series) -> pd.Series:
