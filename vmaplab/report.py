@@ -11,7 +11,7 @@ with the PNGs embedded (base64) and the tables as HTML, into one folder. The dat
 are what the notebooks call too.
 
 Scales: :data:`QUICK` is a scaled-down machine (4 CPUs, 4/8/16 threads, few loops) that runs in about
-2.5 minutes on two cores (once numba has cached its compiled code); :data:`FULL` is the seed's 64-CPU
+6 minutes on two cores (once numba has cached its compiled code); :data:`FULL` is the seed's 64-CPU
 machine at 64/128/256 threads (hours).
 
 >>> build_report("report", QUICK)  # doctest: +SKIP
@@ -1173,7 +1173,7 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
         Folder to write (created): report.html, every figure as <name>.png and <name>.svg, every
         table as <name>.csv.
     scale : Scale
-        :data:`QUICK` (about 2.5 minutes on two cores) or :data:`FULL` (the seed's 64 CPUs; hours).
+        :data:`QUICK` (about 6 minutes on two cores) or :data:`FULL` (the seed's 64 CPUs; hours).
     data_dir : path, optional
         The folder holding ``seed/`` and ``real/`` (default: the repository's ``data``).
     progress : bool
