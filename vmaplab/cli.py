@@ -171,7 +171,6 @@ def diff(
 ) -> None:
     """Show what grew between two snapshots, biggest change first (a paste of several listings: first vs last)."""
     from .analysis.diff import diff as run, format_diff
-
     from .io.detect import read
 
     if before == after == "-":

@@ -51,7 +51,8 @@ def sniff(paste: Paste) -> int:
 
     A lone ``<word> <number>`` line is not counted: other text has them (the ``swapper 0`` sample
     headers of ``perf script -F comm,tid,ip,sym``, each between call-chain frames), where a vmstat
-    listing or excerpt is a run of counters. A one-line excerpt is read with ``--format vmstat``.
+    listing or excerpt is a run of counters. A one-line excerpt is read by :func:`read_vmstat` (or
+``vmaplab read --format vmstat``).
     """
     record = paste.series().str.match(_RECORD).to_numpy()
     neighbour = np.zeros_like(record)
