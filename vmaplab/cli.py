@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
-import io
 import sys
 import warnings
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,19 +50,11 @@ def _one_line_errors(command: str) -> Iterator[None]:
     except (ValueError, OSError) as exc:
         typer.echo(f"vmaplab {command}: {exc}", err=True)
         raise typer.Exit(2) from None
-    except (EOFError, zlib.error) as exc:  # gzip'ed standard input cut short or damaged
-        typer.echo(f"vmaplab {command}: <stdin>: expected a complete gzip stream ({exc})", err=True)
-        raise typer.Exit(2) from None
 
 
 def _input(path: str):
-    """A path argument, or standard input (bytes, gunzipped when it starts like gzip) for ``-``."""
-    if path != "-":
-        return path
-    stdin = sys.stdin.buffer
-    if not hasattr(stdin, "peek"):
-        stdin = io.BufferedReader(stdin)
-    return gzip.GzipFile(fileobj=stdin, mode="rb") if stdin.peek(2)[:2] == b"\x1f\x8b" else stdin
+    """A path argument, or standard input (bytes: the readers unpack gzip) for ``-``."""
+    return sys.stdin.buffer if path == "-" else path
 
 
 def _new_bundle(out: Path) -> None:

@@ -163,7 +163,8 @@ def test_cli_read_of_gzip_on_stdin():
     piped = _cli("-", input=capture.read_bytes())
     assert piped.exit_code == 0 and piped.stdout == vl.read_perf_script(capture).to_csv(index=False)
     cut = _cli("-", input=capture.read_bytes()[:5000])
-    assert cut.exit_code == 2 and "<stdin>: expected a complete gzip stream" in cut.stderr
+    # named as the stream names itself: <stdin> in a shell, <stream> for the test runner's input
+    assert cut.exit_code == 2 and "vmaplab read: <stream>: expected a complete gzip stream" in cut.stderr
 
 
 def test_cli_read_stdin_format_unit_and_errors(tmp_path):

@@ -75,6 +75,20 @@ def test_broken_gzip_and_unreadable_paths_name_the_file(tmp_path):
         Paste.read(tmp_path)
 
 
+def test_gzip_bytes_in_an_open_stream_are_unpacked(tmp_path):
+    # `cat capture.gz | ...`: an open binary stream that starts with gzip's magic bytes, peekable (a pipe's
+    # buffered reader) or only seekable (BytesIO), is unpacked; cut short, it names the stream
+    capture = Path(__file__).parents[2] / "data/real/vmalloc-trace-perf-thread-churn.txt.gz"
+    whole = gzip.decompress(capture.read_bytes()).decode().splitlines()
+    for stream in (io.BytesIO(capture.read_bytes()), io.BufferedReader(io.BytesIO(capture.read_bytes()))):
+        lines = Paste.read(stream).lines
+        assert lines[:3] == whole[:3] and len(lines) == len(whole)
+    cut = io.BytesIO(capture.read_bytes()[:5000])
+    with pytest.raises(ParseError, match=r"<stream>: expected a complete gzip stream \(.*ended before the end-of"):
+        Paste.read(cut)
+    assert not cut.closed
+
+
 def test_line_errors_modes():
     with pytest.raises(ParseError, match=r"f, line 3: expected a number, got 'x'"):
         LineErrors("f", "error").bad(3, "a number", "x")

@@ -49,12 +49,25 @@ def _name(src: Source) -> str:
     return str(getattr(src, "name", "<stream>"))
 
 
+def _starts_like_gzip(stream) -> bool:
+    """Whether a binary stream's next bytes are gzip's magic, looked at without consuming them."""
+    if hasattr(stream, "peek"):
+        return stream.peek(2)[:2] == b"\x1f\x8b"
+    if getattr(stream, "seekable", lambda: False)():
+        here = stream.tell()
+        head = stream.read(2)
+        stream.seek(here)
+        return head == b"\x1f\x8b"
+    return False
+
+
 @contextmanager
 def open_text(src: Source) -> Iterator[tuple[IO[str], str]]:
     """Open ``src`` as UTF-8 text and yield ``(stream, name)``.
 
     ``src`` is a path (``.gz`` is decompressed), or an already open text or binary file, which is
-    read from its current position and not closed. Undecodable bytes become U+FFFD so that
+    read from its current position and not closed (a binary one that starts with gzip's magic bytes,
+    such as ``cat x.gz |`` on standard input, is decompressed). Undecodable bytes become U+FFFD so that
     :meth:`Paste.from_stream` can report binary junk with its line number.
     """
     name = _name(src)
@@ -72,9 +85,12 @@ def open_text(src: Source) -> Iterator[tuple[IO[str], str]]:
     elif isinstance(src, io.TextIOBase) or hasattr(src, "encoding"):
         yield src, name  # type: ignore[misc]
     elif hasattr(src, "read"):
-        wrapper = io.TextIOWrapper(src, encoding="utf-8", errors="replace", newline=None)  # type: ignore[arg-type]
+        raw = gzip.GzipFile(fileobj=src, mode="rb") if _starts_like_gzip(src) else src  # never closes src
+        wrapper = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None)  # type: ignore[arg-type]
         try:
             yield wrapper, name
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise ParseError(name, None, f"a complete gzip stream ({exc})") from exc
         finally:
             wrapper.detach()
     else:
