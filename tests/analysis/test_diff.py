@@ -166,12 +166,21 @@ def test_slabinfo_of_a_real_bundle():
     d = diff(before, after)
     assert d.attrs["of"] == "slabinfo" and d.attrs["by"] == "cache"
     assert list(d.columns) == [
-        "key", "before_bytes", "after_bytes", "delta_bytes", "before_objs", "after_objs", "delta_objs", "status"
-    ]
+        "key", "before_bytes", "after_bytes", "delta_bytes", "before_objs", "after_objs", "delta_objs",
+        "before_pages", "after_pages", "delta_pages", "status",
+    ]  # fmt: skip
     top = d.iloc[0]  # the slab lines: vm_area_struct 1097 -> 1852 objects in use of 192 bytes
     assert (top.key, top.before_objs, top.after_objs, top.delta_bytes) == ("vm_area_struct", 1097, 1852, 755 * 192)
     rows = d.set_index("key")
     assert rows.at["pid", "status"] == "shrunk" and rows.at["pid", "delta_objs"] == -189
+    # fewer pids in use, yet the cache grew from 27 to 31 one-page slabs: the slab pages are their own column
+    assert (rows.at["pid", "before_pages"], rows.at["pid", "delta_pages"]) == (27, 4)
+    # task_struct: 28 -> 36 slabs (<num_slabs>) of 8 pages (<pagesperslab>) each
+    assert rows.at["task_struct", "delta_pages"] == 64
+    # every cache's slab pages add up to nearly what the same snapshot's meminfo calls Slab (153,776 kB):
+    # 36,800 pages of 4 KiB is 95.7 % of it
+    slab_kb = vl.read_meminfo(BUNDLE / "0002" / "meminfo").set_index("field").at["Slab", "value"] // 1024
+    assert slab_kb == 153776 and 0.95 < d["after_pages"].sum() * 4 / slab_kb <= 1
     # no vmalloc area was made or freed between these two snapshots: vmap_area stands at 7967 objects
     assert rows.at["vmap_area", "status"] == "same" and rows.at["vmap_area", "after_objs"] == 7967
     assert len(d) == len(before) == 235 and set(d["status"]) <= {"grown", "shrunk", "same"}
@@ -180,9 +189,11 @@ def test_slabinfo_of_a_real_bundle():
     gone = fewer.iloc[1]
     assert (gone.key, gone.status, gone.after_objs, gone.delta_objs) == ("pid", "vanished", 0, -567)
     table = format_diff(d.head(2)).splitlines()
-    head = ["cache", "before", "after", "delta", "objs before", "objs after", "objs delta", "status"]
+    head = ["cache", "before", "after", "delta", "objs before", "objs after", "objs delta"]
+    head += ["pages before", "pages after", "pages delta", "status"]
     assert re.split(r"  +", table[2]) == head
-    assert table[3].split() == ["vm_area_struct", "206KiB", "347KiB", "+142KiB", "1097", "1852", "+755", "grown"]
+    row = ["vm_area_struct", "206KiB", "347KiB", "+142KiB", "1097", "1852", "+755", "134", "134", "+0", "grown"]
+    assert table[3].split() == row
     with pytest.raises(ValueError, match="slabinfo frames are diffed by cache"):
         diff(before, after, by="func")
     with pytest.raises(ValueError, match="after lists cache 'pid' twice"):

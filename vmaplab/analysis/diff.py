@@ -27,7 +27,9 @@ as zero bytes and calls there.
 
 Slab caches (``/proc/slabinfo``) are matched by name; a cache's bytes are its objects in use times
 their size (``active_objs * objsize``: what its users hold, without free objects and slab overhead),
-beside the count of those objects (``vmap_area`` counts every vmap area the allocator tracks).
+beside the count of those objects (``vmap_area`` counts every vmap area the allocator tracks) and the
+pages its slabs take from the page allocator (``num_slabs * pagesperslab``, what meminfo's ``Slab:``
+adds up and slabtop's CACHE SIZE shows; a count of pages, as slabinfo does not give the page size).
 
 vmap areas (``/proc/vmallocinfo``) are grouped by caller (the function, offset dropped, with its
 ``[module]``); areas without one by kind: ``(unpurged vm_area)`` for lazily freed areas not yet
@@ -51,10 +53,14 @@ PAGE_TABLES = "(page tables)"
 _BY = ("tag", "module", "file", "func")
 _ALLOCINFO_COLUMNS = {"size_bytes", "calls", "tag", "file", "func", "module", "size_exact"}
 _FIELD_COLUMNS = {"field", "value", "unit"}
-_SLAB_COLUMNS = {"name", "active_objs", "objsize"}
+_SLAB_COLUMNS = {"name", "active_objs", "objsize", "num_slabs", "pagesperslab"}
 _VMALLOCINFO_COLUMNS = {"size", "caller", "unpurged", "vm_map_ram"}
-# per format with a count beside the bytes: (name of the key, name of the count)
-_COUNTED = {"allocinfo": ("key", "calls"), "slabinfo": ("cache", "objs"), "vmallocinfo": ("caller", "areas")}
+# per format with counts beside the bytes: (name of the key, names of the counts)
+_COUNTED = {
+    "allocinfo": ("key", ("calls",)),
+    "slabinfo": ("cache", ("objs", "pages")),
+    "vmallocinfo": ("caller", ("areas",)),
+}
 _PAGETABLE_OLD = ("include/linux/mm.h", "pagetable_alloc")
 _PAGETABLE_SITES = ("mm/memory.c", ("__pte_alloc", "__pte_alloc_kernel", "__pmd_alloc", "__pud_alloc", "__p4d_alloc"))
 _MISSING = "unlisted"
@@ -110,8 +116,9 @@ def diff(
         ...), ``before_value``, ``after_value``, ``delta_value`` (Int64, in that unit; <NA> where
         the field is missing) and ``status``. For slabinfo: ``key`` (the cache), ``before_bytes``,
         ``after_bytes``, ``delta_bytes`` (objects in use times their size), ``before_objs``,
-        ``after_objs``, ``delta_objs`` (objects in use) and ``status``. For vmallocinfo the same with
-        ``key`` the caller (or kind) and ``*_areas`` (vmap areas) for ``*_objs``.
+        ``after_objs``, ``delta_objs`` (objects in use), ``before_pages``, ``after_pages``,
+        ``delta_pages`` (pages of the cache's slabs) and ``status``. For vmallocinfo: ``key`` the
+        caller (or kind), the ``*_bytes`` of its areas, ``*_areas`` (vmap areas) and ``status``.
         ``attrs``: ``format`` ("diff"), ``of`` (the input format), ``by``, ``before_source``,
         ``after_source``, ``before_block``, ``after_block``, ``before_complete`` and
         ``after_complete`` (False for excerpts), ``folded_pagetables``.
@@ -141,7 +148,7 @@ def diff(
         for df, want, default, side in zip(frames, wanted, (0, -1), ("before", "after"))
     ]
     (b, b_block), (a, a_block) = picked
-    key = by if kinds[0] == "allocinfo" else _COUNTED.get(kinds[0], ("field",))[0]
+    key = by if kinds[0] == "allocinfo" else _COUNTED.get(kinds[0], ("field", ()))[0]
     if kinds[0] != "allocinfo" and by not in ("tag", key):
         raise ValueError(f"{kinds[0]} frames are diffed by {key}; by={by!r} applies to allocinfo only")
     if kinds[0] == "allocinfo":
@@ -276,9 +283,10 @@ def _by_key(df: pd.DataFrame, key: str, side: str, what: str) -> pd.DataFrame:
 
 
 def _slab_groups(df: pd.DataFrame, side: str) -> pd.DataFrame:
-    """Bytes and objects in use per slab cache."""
+    """Bytes and objects in use, and pages of slabs, per slab cache."""
     df = _by_key(df, "name", side, "cache")
-    return pd.DataFrame({"bytes": df["active_objs"] * df["objsize"], "objs": df["active_objs"]})
+    bytes_in_use, pages = df["active_objs"] * df["objsize"], df["num_slabs"] * df["pagesperslab"]
+    return pd.DataFrame({"bytes": bytes_in_use, "objs": df["active_objs"], "pages": pages})
 
 
 def _vmallocinfo_groups(df: pd.DataFrame, side: str) -> pd.DataFrame:
@@ -300,14 +308,13 @@ _GROUPS = {"slabinfo": _slab_groups, "vmallocinfo": _vmallocinfo_groups}
 
 
 def _diff_counted(b: pd.DataFrame, a: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Diff of two frames indexed by key with a ``bytes`` and a count column (whole listings: a key
-    missing from one side has nothing there, 0)."""
-    count = b.columns[1]
+    """Diff of two frames indexed by key with a ``bytes`` column and count columns (whole listings: a
+    key missing from one side has nothing there, 0)."""
     out = b.merge(a, how="outer", left_index=True, right_index=True, suffixes=("_b", "_a"))
     in_b, in_a = out["bytes_b"].notna().to_numpy(), out["bytes_a"].notna().to_numpy()
     out = out.fillna(0)
     table = pd.DataFrame({"key": pd.array(out.index.astype(str), dtype="string")})
-    for unit in ("bytes", count):
+    for unit in b.columns:
         table[f"before_{unit}"] = pd.array(out[f"{unit}_b"], dtype="Int64")
         table[f"after_{unit}"] = pd.array(out[f"{unit}_a"], dtype="Int64")
         table[f"delta_{unit}"] = table[f"after_{unit}"] - table[f"before_{unit}"]
@@ -379,17 +386,24 @@ def format_diff(table: pd.DataFrame) -> str:
     ]
     counted = _COUNTED.get(attrs.get("of"))
     if counted:
-        name, count = counted
-        head = [name, "before", "after", "delta", f"{count} before", f"{count} after", f"{count} delta", "status"]
+        name, counts = counted
+        head = [name, "before", "after", "delta"]
+        head += [f"{count} {when}" for count in counts for when in ("before", "after", "delta")] + ["status"]
         cells = [
             [
                 row.key,
                 _size(row.before_bytes),
                 _size(row.after_bytes),
                 _size(row.delta_bytes, signed=True),
-                _count(getattr(row, f"before_{count}")),
-                _count(getattr(row, f"after_{count}")),
-                _count(getattr(row, f"delta_{count}"), signed=True),
+                *(
+                    text
+                    for count in counts
+                    for text in (
+                        _count(getattr(row, f"before_{count}")),
+                        _count(getattr(row, f"after_{count}")),
+                        _count(getattr(row, f"delta_{count}"), signed=True),
+                    )
+                ),
                 row.status,
             ]
             for row in table.itertuples(index=False)
