@@ -342,6 +342,15 @@ def test_sniff_counts_records():
     assert sniff(Paste.from_text("")) == 0
 
 
+def test_sniff_counts_a_show_mem_listing_once():
+    # a guest's kernel log (data/real/SOURCES.md): two vmalloc failures, each with show_mem()'s ten largest
+    # tags; the reader reads all 20 lines, detection counts two listings, so the log's 16 test_vmalloc
+    # summary lines make it a test_vmalloc capture
+    log = ROOT / "data/real/test_vmalloc-qemu-2cpu/loops100k-1/0001/test_vmalloc"
+    assert len(read_allocinfo(log)) == 20 and read_allocinfo(log)["block"].nunique() == 2
+    assert sniff(Paste.read(log)) == 2
+
+
 # --- properties: random text and mutated real listings ---------------------------------------------------
 
 # The record grammar, written again here to check the reader against: size (bytes, or up to 4 digits,

@@ -13,7 +13,8 @@ from vmaplab.errors import ParseError, UnsupportedFormatError
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 
-# Every capture and transcription the project ships, with the format it is in.
+# Every kind of capture and transcription the project ships (every file of each kind but the drain traces,
+# where the first run of each guest stands for its kind), with the format it is in.
 CASES = [
     *[(p, "allocinfo") for p in sorted((ROOT / "data/seed").glob("allocinfo-*.txt"))],
     *[(p, "free") for p in sorted((ROOT / "data/seed").glob("free-m-*.txt"))],
@@ -24,6 +25,13 @@ CASES = [
     *[(p, "perf_report") for p in sorted((ROOT / "data/real").glob("perf-report-*.txt*"))],
     *[(p, "perf_lock") for p in sorted((ROOT / "data/real").glob("perf-lock-contention*.txt"))],
     (ROOT / "data/real/perf-script-churn.txt.gz", "perf_script"),
+    (ROOT / "data/real/perf-script-churn-pidtid.txt.gz", "perf_script"),
+    (ROOT / "data/real/sched-trace-perf-idle.txt.gz", "sched_trace"),
+    # vmalloc and workqueue/sched lines, one reader for each (data/real/SOURCES.md): more vmalloc lines
+    (ROOT / "data/real/drain-stall-trace-qemu-2cpu.txt.gz", "vmalloc_trace"),
+    *[(p, "kprobe_trace") for p in sorted((ROOT / "data/real").glob("drain-trace-qemu-*/run1-*.txt.gz"))],
+    # guests' kernel logs: the summaries win over the show_mem() report a vmalloc failure prints in them
+    *[(p, "test_vmalloc") for p in sorted((ROOT / "data/real").glob("test_vmalloc-qemu-*/*/*/test_vmalloc"))],
     (ROOT / "data/real/perf-script-vmalloc-tp-g.txt.gz", "vmalloc_trace"),
     (ROOT / "data/real/vmalloc-trace-perf-thread-churn.txt.gz", "vmalloc_trace"),
     (ROOT / "data/real/vmalloc-trace-ftrace-thread-churn.txt.gz", "vmalloc_trace"),

@@ -153,10 +153,20 @@ def read_allocinfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.Dat
 
 
 def sniff(paste: Paste) -> int:
-    """Number of lines of ``paste`` that are allocinfo records."""
+    """Number of lines of ``paste`` that are allocinfo records, where a ``show_mem()`` listing counts as one:
+    in a kernel log it is an excerpt of a report (an OOM kill, a vmalloc failure), and the log's own
+    format (test_vmalloc's summaries around such a report) should win detection over it."""
     if not paste.lines:
         return 0
-    return int(_match(pa.array(paste.lines, type=pa.string()), _RECORD).sum())
+    arr = pa.array(paste.lines, type=pa.string())
+    rec = _match(arr, _RECORD)
+    header = _match(arr, _SHOW_MEM)
+    if not header.any():
+        return int(rec.sum())
+    # each record's nearest line above that is not a record: its listing's header, if any
+    above = np.maximum.accumulate(np.where(~rec, np.arange(len(rec)), -1))
+    in_show_mem = rec & (above >= 0) & header[np.maximum(above, 0)]
+    return int(rec.sum() - in_show_mem.sum() + np.unique(above[in_show_mem]).size)
 
 
 def _match(arr: pa.Array, pattern: str) -> np.ndarray:
