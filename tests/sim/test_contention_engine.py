@@ -301,6 +301,16 @@ def test_invariants_hold_after_every_test(design):
         assert s["busy_pages"] + s["lazy_pages"] + s["pooled_pages"] + s["free_pages"] == s["space_pages"]
 
 
+def test_an_area_of_many_gib_maps_its_own_page_tables():
+    # fix_size_alloc_test with test_vmalloc's nr_pages at 2^23 (32 GiB, 32 PMD rows): the engine made room
+    # for 512 pages an event and overran its page-table arrays here (a heap corruption, sometimes an abort)
+    run = simulate("global", threads=1, cpus=1, tests=["fix_size_alloc_test"], loops=1, nr_pages=2**23)
+    # mapped from the window's 1 GiB-aligned start: a PTE page per 2 MiB and a PMD page per 1 GiB
+    assert run.pagetable_bytes_by_level == {"pte": 2**23 // 512 * 4096, "pmd": 32 * 4096}
+    assert run.va_high_water == (2**23 + 1) * 4096  # and its guard page
+    run.machine.check_invariants()
+
+
 def test_machine_continues_and_refuses_conflicts():
     first = simulate("nodes", threads=4, cpus=4, tests=5, loops=500)
     pt = first.pagetable_bytes

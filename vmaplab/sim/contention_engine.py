@@ -1172,8 +1172,11 @@ def run_engine(
     lazy_max = P[P_LAZY_MAX]
     W = EP[E_WORKERS]
     now = G[G_LAST_END]  # the last event's time (a drain may outlast the last worker)
+    # the largest VA one event can allocate: random_size_alloc_test's 100 pages, full_fit_alloc_test's
+    # arrays of junk_length pointers, or fix_size_alloc_test's nr_pages
+    largest = max(100, (EP[E_JUNK] * 8 + 4095) // 4096, LONG_BUSY_ARRAY_PAGES, EP[E_NR_PAGES])
     while G[G_HN] > 0:
-        st = K._capacity(C, S, H, MID, LOW, 512)
+        st = K._capacity(C, S, H, MID, LOW, largest)
         if st != K.OK:
             return st
         if PQ.shape[0] < 4 * (C[LAZY_AREAS] + 1) + PQ_SCRATCH:
