@@ -324,6 +324,8 @@ def test_random_reserves_allocs_and_returns_keep_the_tree_sound(seed, grow):
         (lambda e: e._S.__setitem__((1, K.S_ALIGN), 1 << 20), "aligned as requested"),
         (lambda e: e._S.__setitem__((1, K.S_START), 0), "disjoint"),
         (lambda e: e._C.__setitem__(K.PTE_PAGES, 0), "counters == recounts"),
+        (lambda e: e._C.__setitem__(K.FREES, e._C[K.FREES] + 1), r"allocs - frees != busy_areas"),
+        (lambda e: e._C.__setitem__(K.HIGH_WATER, 1), "above va_high_water"),
     ],
 )
 def test_check_invariants_names_what_broke(corrupt, invariant):

@@ -352,6 +352,11 @@ class NumbaEngine:
         starts, ends = starts[order], ends[order]
         if len(starts) and (starts[0] < 0 or ends[-1] > cfg.space_pages):
             raise broken("disjoint", f"a range lies outside the window [0, {cfg.space_pages})")
+        live_ends = S[live, K.S_START] + S[live, K.S_SIZE]
+        if live_ends.size and live_ends.max() > cfg.space_pages - 1:
+            raise broken("last page never allocated", f"a VA ends at {live_ends.max()} of {cfg.space_pages} pages")
+        if live_ends.size and live_ends.max() > C[K.HIGH_WATER]:
+            raise broken("counters == recounts", f"a VA ends at {live_ends.max()}, above va_high_water")
         overlap = np.flatnonzero(starts[1:] < ends[:-1])
         if overlap.size:
             k = overlap[0]
@@ -394,6 +399,8 @@ class NumbaEngine:
         busy = live[state == K.BUSY]
         if C[K.BUSY_PAGES] != S[busy, K.S_SIZE].sum() or C[K.BUSY_AREAS] != len(busy):
             raise broken("counters == recounts", "busy_pages/busy_areas differ from a recount")
+        if C[K.ALLOCS] - C[K.FREES] != len(busy):
+            raise broken("counters == recounts", f"allocs - frees != busy_areas ({len(busy)})")
         if C[K.HASH_VALID]:
             if not np.array_equal(K.hash_lookup(self._H, np.ascontiguousarray(S[busy, K.S_START])), busy):
                 raise broken("busy lookup", "a busy VA is not found by its start")
