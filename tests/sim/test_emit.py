@@ -91,6 +91,16 @@ def test_allocinfo_growth_through_diff(chain):
     assert table.key.iloc[0] == "mm/memory.c func:__pte_alloc_kernel"  # the only tag that grows most
 
 
+def test_vmalloc_used_counts_the_pages_left_mapped_without_guard_pages():
+    m = vl.sim.Machine("nodes", cpus=2)
+    m.allocator.alloc(3, PAGE_SIZE, 0)  # 3 pages and a guard page on CPU 0, held across the run
+    run = vl.simulate("nodes", threads=2, tests=1, loops=20, machine=m)
+    assert run.stats["vmalloc_pages"] == 3 and run.timeline.busy_pages.iloc[-1] == 4
+    mi = vl.read_meminfo(_paste(emit.meminfo_text(run))).set_index("field")
+    base = vl.read_meminfo(ROOT / "data/real/meminfo.txt").set_index("field")
+    assert mi.loc["VmallocUsed", "value"] == base.loc["VmallocUsed", "value"] + 3 * PAGE_SIZE
+
+
 def test_meminfo_counts_pmd_pages_only(run):
     mi = vl.read_meminfo(_paste(emit.meminfo_text(run))).set_index("field")
     base = vl.read_meminfo(ROOT / "data/real/meminfo.txt").set_index("field")

@@ -174,7 +174,7 @@ def meminfo_values(run: Run, memory_kib: int | None = None) -> dict[str, int]:
     total = default_memory_kib(cpus) if memory_kib is None else int(memory_kib)
     pages = _pagetable_pages(run)
     kib_per_page = PAGE_SIZE // 1024
-    vm_pages = int(run.timeline["busy_pages"].iloc[-1]) if len(run.timeline) else 0
+    vm_pages = int(run.stats["vmalloc_pages"])  # VmallocUsed: vmalloc's pages, without the guard pages
     out = {k: v for k, v in base.items() if k != "Balloon"}
     out["KernelStack"] = base["KernelStack"] * cpus // _BASE_CPUS
     out["Percpu"] = base["Percpu"] * cpus // _BASE_CPUS

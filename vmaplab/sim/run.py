@@ -116,7 +116,8 @@ class Run:
         The allocator's counters for this run (deltas) and the engine's: events, context_switches,
         migrations, preemptions, drain_lag_max_s, drain_lag_mean_s, drains_started, helpers_run,
         ipis, mutex_sleeps, merge_units, pairs, busy_cpu_seconds and spin_cpu_seconds (the CPU time
-        of all CPUs busy, and spinning on a lock, seconds).
+        of all CPUs busy, and spinning on a lock, seconds), and vmalloc_pages (the pages the areas
+        still allocated at the run's end map, guard pages excluded).
     trace : numpy.ndarray or None
         The operations issued, when ``simulate(..., trace=True)`` (see there).
     pool_by_test : pandas.DataFrame
@@ -576,6 +577,7 @@ def simulate(
         drain_lag_mean_s=(int(G[E.G_LAG_SUM]) / lag_n / 1e9) if lag_n else 0.0, helpers_run=int(G[E.G_HELPERS_RUN]),
         ipis=int(G[E.G_IPIS]), mutex_sleeps=int(G[E.G_MUTEX_SLEEPS]), merge_units=int(G[E.G_RUNS]),
         busy_cpu_seconds=busy_ns / 1e9, spin_cpu_seconds=float(spin_ns.sum()) / 1e9,
+        vmalloc_pages=after["busy_pages"] - after["busy_areas"],
     )  # fmt: skip
     pt = {"pte": after["pte_pages"] * PAGE_SIZE, "pmd": after["pmd_pages"] * PAGE_SIZE}
     return Run(

@@ -178,7 +178,9 @@ def worker_program(test: TestCase, params: ModuleParams, cpus: int, rng: np.rand
             free(alloc(int(r % 10) + 1, 1 << int(r % 23)))
     elif test.name == "align_shift_alloc_test":
         # The kernel tries 1 << 0 ... 1 << 63; an int64 row holds alignments up to 1 << 62, and every
-        # shift from 46 on fails in a 32 TiB or 12,800 TiB window anyway.
+        # shift from 45 (32 TiB window, 4-level paging) or 54 (12,800 TiB, 5-level) on fails anyway: an
+        # aligned request looks for a free block of size + alignment - 1 bytes (mm/vmalloc.c
+        # __alloc_vmap_area, 6.7-6.12), longer than the window.
         for shift in range(63):
             free(alloc(1, 1 << shift))
     else:
