@@ -85,7 +85,10 @@ def parse_test_mask(tests: int | list[str] | tuple[str, ...]) -> int:
 
 @dataclass(frozen=True)
 class ModuleParams:
-    """test_vmalloc's module parameters (lib/test_vmalloc.c, 6.7/6.9 defaults)."""
+    """test_vmalloc's module parameters (lib/test_vmalloc.c, 6.7/6.9) with the values its defaults
+    take effect as: nr_threads and nr_pages default to 0, which the module makes 1. run_test_mask is
+    the exception: the kernel's default, INT_MAX, selects every test, also those the model lacks
+    (vm_map_ram_test and later bits); 127 selects the seven it has."""
 
     nr_threads: int = 1
     test_loop_count: int = 1_000_000
