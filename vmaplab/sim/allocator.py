@@ -37,9 +37,6 @@ class Allocator:
     engine : {"numba", "reference"}
         ``"numba"`` is fast; ``"reference"`` is the pure-Python executable spec. Both give
         identical results.
-    seed : int
-        Accepted for API stability with the contention engine. The allocator itself is
-        deterministic: no operation draws a random number.
     **knobs
         What-if knobs of :meth:`AllocatorConfig.resolve`: ``pool_cap``, ``decay``,
         ``small_pool_decay``, ``lazy_max_pages``, ``nr_nodes``, ``zone_pages``, ``paging_levels``,
@@ -62,15 +59,12 @@ class Allocator:
     """
 
     def __init__(
-        self, design: str = "global", cpus: int = 64, engine: str = "numba", seed: int = 0, **knobs
+        self, design: str = "global", cpus: int = 64, engine: str = "numba", **knobs
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be 'numba' or 'reference', not {engine!r}")
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int, not {type(seed).__name__}")
         self.config = AllocatorConfig.resolve(design, cpus, **knobs)
         self.engine = engine
-        self.seed = int(seed)
         if engine == "numba":
             from vmaplab.sim.numba_engine import NumbaEngine  # numba loads only when asked for
 

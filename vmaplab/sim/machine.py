@@ -133,12 +133,6 @@ class Machine:
         """The allocator's statistics (docs/allocator-model.md), cumulative over every run."""
         return self.allocator.stats()
 
-    @property
-    def pagetable_pages(self) -> dict[str, int]:
-        """Page-table pages of the vmalloc area populated so far: {"pte": n, "pmd": n} (PUDs excluded)."""
-        s = self.allocator.stats()
-        return {"pte": s["pte_pages"], "pmd": s["pmd_pages"]}
-
     def space_map(self, bin_bytes: int = 1 << 30) -> pd.DataFrame:
         """The vmalloc window now, in fixed address bins: page tables populated against pages in use.
 
