@@ -12,6 +12,7 @@ __all__ = [
     "SimulationError",
     "VmaplabWarning",
     "BadLineWarning",
+    "CutLineWarning",
     "caller_stacklevel",
 ]
 
@@ -66,6 +67,10 @@ class VmaplabWarning(UserWarning):
 
 class BadLineWarning(VmaplabWarning):
     """A line skipped by a reader called with ``on_bad_lines="warn"``."""
+
+
+class CutLineWarning(VmaplabWarning):
+    """A file that ends in the middle of a line: a capture cut short, whose last line may be incomplete."""
 
 
 def _shorten(text: str, limit: int = 80) -> str:

@@ -125,3 +125,62 @@ def test_bad_line_warning_points_at_the_callers_line():
         with pytest.warns(BadLineWarning) as record:
             read(io.StringIO(text), on_bad_lines="warn")
         assert record[0].filename == __file__  # not a line inside vmaplab, whatever the reader's depth
+
+
+# --- captures cut short: the text ends in the middle of its last line ------------------------------------
+
+REAL = Path(__file__).resolve().parents[2] / "data" / "real"
+
+
+def _cut(path: Path, keep: int) -> str:
+    """The text of a real capture cut ``keep`` characters into its last line (no newline after it)."""
+    text = (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)).read().rstrip("\n")
+    head, _, last = text.rpartition("\n")
+    return head + "\n" + last[:keep]
+
+
+@pytest.mark.parametrize(
+    "name, keep, reader",
+    [
+        ("meminfo.txt", 9, "read_meminfo"),  # 'DirectMap' of 'DirectMap1G:    25165824 kB' looked like prose
+        ("vmstat.txt", 2, "read_vmstat"),  # 'nr' of 'nr_unstable 0'
+        ("slabinfo.txt", 28, "read_slabinfo"),  # 'kmem_cache  256  256  256  16  1 ' before ': tunables'
+        ("vmallocinfo-kptr0.txt", 20, "read_vmallocinfo"),  # '0x00000000eb5a16a4-0' before its '0x'
+        ("vmallocinfo-kptr0.txt", 43, "read_vmallocinfo"),  # size 20480 cut to 204
+    ],
+)
+def test_a_last_record_cut_short_is_a_parse_error(name, keep, reader):
+    import vmaplab as vl
+
+    text = _cut(REAL / name, keep)
+    lineno = text.count("\n") + 1
+    with pytest.raises(ParseError, match=f"line {lineno}: expected"):
+        getattr(vl, reader)(io.StringIO(text))
+    # the same text with its newline is a listing followed by a line of prose, or still a bad record
+    if keep < 43:
+        assert len(getattr(vl, reader)(io.StringIO(text + "\n"))) == len(getattr(vl, reader)(REAL / name)) - 1
+
+
+def test_a_file_ending_mid_line_warns_that_its_last_line_may_be_cut(tmp_path):
+    import vmaplab as vl
+    from vmaplab.errors import CutLineWarning
+
+    # allocinfo's last line cut inside its function name still parses: only the missing newline tells
+    text = _cut(REAL.parent / "seed" / "allocinfo-64threads.txt", 69)
+    assert text.endswith("func:pagetabl")
+    cut = tmp_path / "allocinfo.txt"
+    cut.write_text(text)
+    with pytest.warns(CutLineWarning, match=r"allocinfo.txt ends in the middle of line 5 \(no newline after it\)"):
+        df = vl.read(cut)
+    assert df["func"].iloc[-1] == "pagetabl"
+    # a paste in a string has no newline to lose: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vl.read_allocinfo(io.StringIO(text))
+    # perf script, read in pieces: the last frame cut to its tab reads as the blank line that ends a
+    # sample; the warning names the line of the whole file
+    script = _cut(REAL / "perf-script-vmalloc-tp-g.txt.gz", 1)
+    cut = tmp_path / "script.txt"
+    cut.write_text(script)
+    with pytest.warns(CutLineWarning, match=f"line {script.count(chr(10)) + 1} "):
+        vl.read_perf_script(cut)

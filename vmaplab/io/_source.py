@@ -25,7 +25,7 @@ from typing import IO, Iterator, Literal
 import numpy as np
 import pandas as pd
 
-from ..errors import BadLineWarning, ParseError, caller_stacklevel
+from ..errors import BadLineWarning, CutLineWarning, ParseError, caller_stacklevel
 
 __all__ = ["Source", "OnBadLines", "open_text", "Paste", "LineErrors", "between_records", "assign_blocks", "finish"]
 
@@ -121,11 +121,18 @@ class Paste:
         Cleaned text of every physical line; ``lines[i]`` is line ``i + 1`` of the source.
     prompts : dict of int to str
         Line number -> command typed at a shell prompt on that line (``free -m``).
+    unterminated : int or None
+        Number of the last line when the text ends without a newline (cut short, or a paste), else None.
+    from_file : bool
+        True when read from a path: a file that a tool wrote ends with a newline, so an unterminated
+        last line there is most likely cut.
     """
 
     source: str
     lines: list[str]
     prompts: dict[int, str] = field(default_factory=dict)
+    unterminated: int | None = None
+    from_file: bool = False
 
     @classmethod
     def from_stream(cls, stream: IO[str], source: str) -> "Paste":
@@ -136,6 +143,7 @@ class Paste:
             lineno = text.count("\n", 0, junk.start()) + 1
             line = text[text.rfind("\n", 0, junk.start()) + 1 :].split("\n", 1)[0]
             raise ParseError(source, lineno, "text (this line holds binary or undecodable bytes)", line)
+        ended = not text or text.endswith("\n")
         if text.endswith("\n"):
             text = text[:-1]
         lines = text.split("\n") if text else []
@@ -147,12 +155,14 @@ class Paste:
                 m = _PROMPT.match(line)
                 if m:
                     prompts[lineno] = m.group("cmd").strip()
-        return cls(source, lines, prompts)
+        return cls(source, lines, prompts, None if ended else len(lines))
 
     @classmethod
     def read(cls, src: Source) -> "Paste":
         with open_text(src) as (stream, name):
-            return cls.from_stream(stream, name)
+            paste = cls.from_stream(stream, name)
+        paste.from_file = isinstance(src, (str, os.PathLike))
+        return paste
 
     @classmethod
     def from_text(cls, text: str, source: str = "<string>") -> "Paste":
@@ -203,8 +213,10 @@ class LineErrors:
 
 def between_records(paste: Paste, lines: pd.Series, is_rec: pd.Series) -> pd.Series:
     """Non-blank lines, not records and not shell prompts, with a record right above and right below:
-    a record damaged inside a listing (a garbled name, a lost colon), never prose."""
-    above, below = is_rec.shift(1, fill_value=False), is_rec.shift(-1, fill_value=False)
+    a record damaged inside a listing (a garbled name, a lost colon), never prose. A last line without
+    its newline counts as having a record below: a listing cut short in its last record."""
+    above = is_rec.shift(1, fill_value=False)
+    below = is_rec.shift(-1, fill_value=paste.unterminated is not None)
     return ~is_rec & above & below & lines.str.strip().ne("") & ~lines.index.isin(list(paste.prompts))
 
 
@@ -234,6 +246,7 @@ def finish(
 
     ``attrs``: ``format``, ``source``, ``skipped_lines`` (prose, prompts and other non-record lines
     passed over), ``bad_lines`` (list of ``{lineno, line, expected}``), plus the reader's own.
+    A :class:`~vmaplab.errors.CutLineWarning` says when a file ends in the middle of a line.
     """
     df.attrs.update(
         format=fmt,
@@ -243,4 +256,12 @@ def finish(
         **attrs,
     )
     errors.emit_warning()
+    if paste.unterminated is not None and paste.from_file:
+        warnings.warn(
+            CutLineWarning(
+                f"{paste.source} ends in the middle of line {paste.unterminated} (no newline after it): "
+                "if the capture was cut there, that line is incomplete"
+            ),
+            stacklevel=caller_stacklevel(),
+        )
     return df

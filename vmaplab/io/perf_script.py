@@ -20,6 +20,7 @@ held in memory; :func:`read_perf_script` is all of them in one frame.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -117,15 +118,17 @@ def read_perf_script(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
     with open_text(src) as (stream, name):
         errors = LineErrors(name, on_bad_lines)
         blocks = _Blocks()
-        frames, skipped = [], 0
+        frames, skipped, unterminated = [], 0, None
         for start, paste in _pieces(stream, name, _PIECE_SAMPLES):
             df, n_skipped = _parse_perf_script(paste, errors, start)
             frames.append(blocks.renumber(df))
             skipped += n_skipped
+            unterminated = None if paste.unterminated is None else start + paste.unterminated - 1
     if blocks.first_text is None or (not blocks.samples and not errors.items):
         _nothing(name, blocks)
     df = pd.concat(frames, ignore_index=True)
-    return finish(df.astype(_COLUMNS), "perf_script", Paste(name, []), errors, skipped=skipped)
+    whole = Paste(name, [], unterminated=unterminated, from_file=isinstance(src, (str, os.PathLike)))
+    return finish(df.astype(_COLUMNS), "perf_script", whole, errors, skipped=skipped)
 
 
 def iter_samples(src: Source, *, chunksize: int = 100_000, on_bad_lines: OnBadLines = "error") -> Iterator[pd.DataFrame]:

@@ -53,6 +53,7 @@ _TAIL = (
     r"^\s*(?:/0x[0-9a-fA-F]+|\[[^\]\s]+\]|pages=\d+|phys=\S+|" + "|".join(FLAGS) + r"|N\d+=\d+)"
     r"(?:\s+(?:\[[^\]\s]+\]|pages=\d+|phys=\S+|" + "|".join(FLAGS) + r"|N\d+=\d+))*\s*$"
 )
+_EXPECTED_SIZE = "a vmallocinfo size in bytes that is a whole number of 4 KiB pages (guard page included)"
 _NODE = r"N(?P<node>\d+)=(?P<count>\d+)"
 _EXPECTED = (
     "a vmallocinfo line '0x<start>-0x<end> <size> [<caller>+0x<off>/0x<len> [<module>]] [pages=<n>] "
@@ -135,9 +136,12 @@ def _parse_vmallocinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     bad = fields.index[fields["start"].isna()]
     parsed = pd.Series(lines.index.isin(fields.index.difference(bad)), index=lines.index)
     damaged = lines.index[between_records(paste, lines, parsed) & ~lead].difference(pd.Index(consumed))
-    for lineno in bad.union(damaged):  # a record cut before its "0x...-0x", between two others
-        errors.bad(int(lineno), _EXPECTED, paste.lines[lineno - 1])
-    fields = fields.drop(index=bad)
+    # every area is whole pages (4 KiB or a multiple of it): another size is a number cut short
+    odd = fields.index[fields["size"].notna() & (pd.to_numeric(fields["size"], errors="coerce") % 4096 != 0)]
+    for lineno in bad.union(damaged).union(odd):  # a record cut before its "0x...-0x", between two others
+        expected = _EXPECTED_SIZE if lineno in odd else _EXPECTED
+        errors.bad(int(lineno), expected, paste.lines[lineno - 1])
+    fields = fields.drop(index=bad.union(odd))
     other = lines[~lead & lines.str.strip().ne("")].index.difference(pd.Index(consumed)).difference(damaged)
     if fields.empty and not len(bad):
         lineno, line = paste.first_text_line()
