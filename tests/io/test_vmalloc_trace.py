@@ -88,7 +88,7 @@ def test_ftrace_capture():
 
 def test_perf_pid_tid_and_other_events():
     # `perf script -F comm,pid,tid,cpu,time,event,trace` of the same capture, and a capture that also
-    # recorded sched:sched_process_fork (both from this project's capture host, see data/real/SOURCES.md)
+    # recorded sched:sched_process_fork (excerpts of recordings not kept, data/real/SOURCES.md says which)
     df = _read(
         """\
                    churn 19052/19052 [001]   488.716813:        vmalloc:alloc_vmap_area: va_start: 18446683600773922816 size=20480 align=16384 vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0
