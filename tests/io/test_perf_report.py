@@ -3,7 +3,6 @@ seed's pasted tables, damaged copies and random text."""
 
 import io
 import re
-import textwrap
 from collections import Counter
 from pathlib import Path
 
@@ -152,19 +151,18 @@ def test_paste_with_prompt_and_header_pasted_with_single_spaces():
     assert (df["command"] == "churn").all()
 
 
-def test_command_with_spaces():
-    # perf report of a process named "V8 WorkerThread" (comm names may hold spaces); the fixed-width
-    # columns let the command take both words
-    text = textwrap.dedent(
-        """\
-        # Overhead  Command          Shared Object      Symbol
-        # ........  ...............  .................  ......................
-        #
-            12.50%  V8 WorkerThread  libv8.so           [.] v8::internal::Heap::Scavenge
-        """
-    )
-    df = read_perf_report(io.StringIO(text))
-    assert df.loc[0, ["command", "shared_object", "symbol"]].tolist() == ["V8 WorkerThread", "libv8.so", "v8::internal::Heap::Scavenge"]
+def test_command_and_shared_object_with_spaces():
+    # a real profile of a copy of `yes` named "yes worker": the command and the program's own shared object
+    # both hold a space; the dots under the --stdio header say where each column starts. The oracle is
+    # perf's own split of the same entries, with `-t '|'` (data/real/SOURCES.md)
+    df = read_perf_report(REAL / "perf-report-comm-with-space.txt")
+    lines = (REAL / "perf-report-comm-with-space-sep.txt").read_text().splitlines()
+    rows = [[cell.strip() for cell in line.split("|")] for line in lines if line and not line.startswith("#")]
+    assert len(df) == len(rows) == 59
+    want = [(float(pct[:-1]), comm, dso.strip("[]"), sym[4:], sym[1]) for pct, comm, dso, sym in rows]
+    got = list(df[["self_pct", "command", "shared_object", "symbol", "symbol_kind"]].itertuples(index=False, name=None))
+    assert got == want
+    assert (df["command"] == "yes worker").sum() == 52 and (df["shared_object"] == "yes worker").sum() == 30
 
 
 def test_bad_entry_error_warn_skip():

@@ -78,6 +78,7 @@ _MULTIWORD = [
     "TLB access", "Local Weight", "Trace output", "guest sys", "guest usr",
 ]
 _HEADER = r"^#?\s*(?:Children|Overhead|Self|Samples|Period)(?:\s+\S.*)?$"
+_DOTS = r"#?(?:\s*\.+)+\s*"  # the line under a --stdio header: a run of dots under each column title
 
 _COLUMNS = {
     "block": "int64",
@@ -177,16 +178,21 @@ def _is_header(line: str) -> bool:
     return titled and any(_column(t)[1] == "pct" for t in titles)
 
 
+def _groups(titles: list[str]) -> dict[str, str]:
+    """Group name -> kind (pct, int, key) of each column title, in order; a title seen twice (or
+    named like the symbol's mark) gets its position appended."""
+    kinds: dict[str, str] = {}
+    for i, (name, kind) in enumerate(_column(t) for t in titles):
+        kinds[f"{name}_{i}" if name in kinds or name == "symbol_kind" else name] = kind
+    return kinds
+
+
 def _entry_regex(titles: list[str]) -> tuple[str, dict[str, str]]:
     """The regex of an entry line under a header with these column titles, and its group -> kind."""
-    cols = [_column(t) for t in titles]
-    keys = [i for i, (_, kind) in enumerate(cols) if kind == "key"]
+    kinds = _groups(titles)
+    keys = [i for i, kind in enumerate(kinds.values()) if kind == "key"]
     parts = [_MARKER]
-    kinds: dict[str, str] = {}
-    for i, (name, kind) in enumerate(cols):
-        if name in kinds or name == "symbol_kind":  # a title seen twice (or named like the mark)
-            name = f"{name}_{i}"
-        kinds[name] = kind
+    for i, (name, kind) in enumerate(kinds.items()):
         sep = r"\s+" if i else ""
         if kind == "pct":
             parts.append(rf"{sep}(?P<{name}>\d{{1,3}}(?:\.\d+)?)%")
@@ -222,7 +228,8 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         rows = (which == h) & ~header & ~blank & ~comment & ~prompt
         if not rows.any():
             continue
-        part, part_kinds = _entries(lines[rows], None if h < 0 else lines.iloc[h].lstrip("#"))
+        dots = lines.iloc[h + 1] if 0 <= h < n - 1 else ""
+        part, part_kinds = _entries(lines[rows], None if h < 0 else lines.iloc[h].lstrip("#"), dots)
         kinds.update(part_kinds)
         ok = part.notna().any(axis=1)
         part = part[ok]
@@ -262,12 +269,21 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     return finish(df, "perf_report", paste, errors, skipped=int(other.sum()), **_title_attrs(lines, titles))
 
 
-def _entries(lines: pd.Series, header: str | None) -> tuple[pd.DataFrame, dict[str, str]]:
+def _entries(lines: pd.Series, header: str | None, dots: str = "") -> tuple[pd.DataFrame, dict[str, str]]:
     """Fields of entry lines under ``header`` (None: a table without header), rows that are not
-    entries all-NA; and the kind (pct, int, key) of each field the header names."""
+    entries all-NA; and the kind (pct, int, key) of each field the header names. ``dots`` is the
+    line under the header: ``--stdio``'s ``# ........  .......`` marks where each column starts,
+    which splits keys that hold spaces (a command or a program named ``yes worker``)."""
     if header is not None:
-        regex, kinds = _entry_regex(_split_header(header))
-        return lines.str.extract(regex), kinds
+        titles = _split_header(header)
+        regex, kinds = _entry_regex(titles)
+        out = lines.str.extract(regex)
+        starts = [m.start() for m in re.finditer(r"\.+", dots)] if re.fullmatch(_DOTS, dots) else []
+        if len(starts) == len(titles) > 1:
+            fixed = _fixed_width(lines, starts, kinds)
+            ok = fixed.notna().all(axis=1)
+            out.loc[ok, fixed.columns] = fixed[ok]
+        return out, kinds
     m = lines.str.extract(_HEADERLESS)
     keys = m["keys"].str.split()
     two = m["p2"].notna()
@@ -280,6 +296,33 @@ def _entries(lines: pd.Series, header: str | None) -> tuple[pd.DataFrame, dict[s
     out["symbol"] = m["symbol"]
     out["symbol_kind"] = m["symbol_kind"]
     return out, {}
+
+
+def _fixed_width(lines: pd.Series, starts: list[int], kinds: dict[str, str]) -> pd.DataFrame:
+    """Entry lines cut at the columns' start positions; a row is all-NA unless every cell holds a
+    value of its kind and every column ends in a space (no value ran into the next column)."""
+    widths = [b - a for a, b in zip([0, *starts[1:]], starts[1:])]
+    cells = lines.str.extract("^" + "".join(f"(.{{{w - 1}}}) " for w in widths) + r"(.*)$").apply(
+        lambda col: col.str.strip()
+    )
+    out = pd.DataFrame(index=lines.index)
+    good = pd.Series(True, index=lines.index)
+    for j, (name, kind) in enumerate(kinds.items()):
+        cell = cells[j]
+        if kind == "pct":
+            good &= cell.str.fullmatch(_PCT).fillna(False)
+            out[name] = cell.str[:-1]
+        elif kind == "int":
+            good &= cell.str.fullmatch(r"\d{1,18}").fillna(False)
+            out[name] = cell
+        elif name == "symbol":
+            mark = cell.str.extract("^" + _MARK + "$")
+            good &= mark["symbol"].notna()
+            out["symbol_kind"], out["symbol"] = mark["symbol_kind"], mark["symbol"]
+        else:
+            good &= cell.str.len().gt(0).fillna(False)
+            out[name] = cell
+    return out.where(good)
 
 
 def _title_attrs(lines: pd.Series, titles: pd.DataFrame) -> dict:
