@@ -304,7 +304,7 @@ growth
 #    mappings), or returning freed VA to reuse sooner. Rezki's draft fix does the second (cap the pools,
 #    purge on the high-priority workqueue). Its high-priority half removes the stalls in the model: a
 #    nice −20 kworker is never held back by lag (at the 2-vCPU guest's costs, 8 threads on 2 CPUs,
-#    loops=10,000, seeds 0-2: 637-718 PTE pages against 950-1,116 with the normal drain; sixteenth pass); at the sizes of the quick runs above, where the drain seldom
+#    loops=10,000, seeds 0-2: 658-705 PTE pages against 929-1,084 with the normal drain; seventeenth pass); at the sizes of the quick runs above, where the drain seldom
 #    stalls, the knobs change the page tables by a few per cent. On a real 6.12 kernel built with that
 #    half (8 vCPUs on 2 host cores, 32 threads) the drain ran 4x as often and the page tables were a
 #    third lower than the stock kernel's (two boots); the model at that guest's costs gives 20 %

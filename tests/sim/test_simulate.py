@@ -39,8 +39,8 @@ def test_scaled_contention_global_vs_nodes():
 
 def test_scaled_pagetables_grow_with_threads_and_not_on_rerun():
     """8 -> 16 -> 32 -> 32 threads on one 8-CPU machine, four seeds: the page tables grow at every step
-    and a rerun adds < 5 % in three chains of four; none adds more than 15 % (seeds 0-3: +12.5, +0.5,
-    +3.9, +3.4 %: seed 0's rerun drain falls further behind, docs/calibration.md, tenth pass)."""
+    and a rerun adds < 5 % in three chains of four; none adds more than 15 % (seeds 0-3: +9.3, +0.0,
+    +1.7, +0.7 %: seed 0's rerun drain falls further behind, docs/calibration.md, seventeenth pass)."""
     added = []
     for seed in range(4):
         m = Machine("nodes", cpus=8)

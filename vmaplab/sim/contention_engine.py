@@ -62,8 +62,8 @@ from vmaplab.sim._kernels import (
     S_STATE,
     TLB_FLUSHES,
 )
-from vmaplab.sim.params import POOL_CLASSES
-from vmaplab.sim.workloads import TESTS
+from vmaplab.sim.params import PAGE_SIZE, POOL_CLASSES
+from vmaplab.sim.workloads import LONG_BUSY_AREAS, TESTS, THREAD_ALIGN
 
 
 def _drop_stale_cache() -> None:
@@ -319,9 +319,9 @@ TIMELINE_COLUMNS = (
 # test ids (run_test_mask bits) and their constants (lib/test_vmalloc.c, 6.7/6.9)
 FIX_SIZE, FULL_FIT, LONG_BUSY, RANDOM_SIZE, FIX_ALIGN, RANDOM_ALIGN, ALIGN_SHIFT = range(7)
 GFP_ZERO_TESTS = tuple(t.bit for t in TESTS if t.gfp_zero)  # fix_align, random_size_align, align_shift
-LONG_BUSY_AREAS = 15000
-LONG_BUSY_ARRAY_PAGES = 30  # 15000 pointers of 8 bytes
-FIX_ALIGN_PAGES = 8  # THREAD_ALIGN << 1 = 32 KiB
+ZEROES = np.array([t.gfp_zero for t in TESTS], dtype=np.bool_)  # by test id: asks for __GFP_ZERO
+LONG_BUSY_ARRAY_PAGES = -(-LONG_BUSY_AREAS * 8 // PAGE_SIZE)  # its array of pointers: 30 pages
+FIX_ALIGN_PAGES = (THREAD_ALIGN << 1) // PAGE_SIZE  # 32 KiB: 8 pages
 
 # --- program counters -------------------------------------------------------------------------
 PC_NEXT = 0
@@ -388,7 +388,9 @@ PC_H_START = 95
 PC_H_DONE = 96
 PC_H_YIELD = 97  # the same cond_resched() after a helper's purge, before flush_work() sees it done
 
-MERGE_BATCH = 64  # merge units per event while the free lock is held without yielding
+# merge units per event while the free lock is held without yielding: a step size of the simulation (the
+# kernel merges the whole list then), not a kernel figure; the lazy threshold is looked at between steps
+MERGE_BATCH = 64
 OP_ALLOC = 0
 OP_FREE = 1
 OP_END = 2
@@ -600,6 +602,11 @@ def _run_on(TH, CPU, HP, POS, G, ACC, COST, th, cpu, t):
         G[G_MIGR] += 1
     TH[th, T_CPU] = cpu
     TH[th, T_STATE] = ST_RUN
+    # EEVDF: a thread that gets a CPU starts even (it was eligible, or placed on an empty queue, where
+    # place_entity applies no lag); what it runs past its slice from here becomes its lag
+    TH[th, T_LAG] = 0
+    if TH[th, T_HIGH] == 1:
+        CPU[cpu, CPU_PREEMPT] = 0  # the waiting high-priority work item is running now
     c = np.int64(COST[C_CTX])
     ACC[TH[th, T_CTX], S_SCHED] += c
     G[G_CTXSW] += 1
@@ -946,7 +953,7 @@ def _flush_tlb(TH, CPU, HP, POS, G, ACC, COST, EP, C, th, t):
         else:
             start = CPU[c, CPU_IRQ] if CPU[c, CPU_IRQ] > t else t
             CPU[c, CPU_IRQ] = start + irq  # a spinner gets a handed-over lock only after it
-    d = np.int64(COST[C_FLUSH] + COST[C_IPI] * CPU.shape[0])
+    d = np.int64(COST[C_FLUSH] + COST[C_IPI] * (CPU.shape[0] - 1))
     if EP[E_STALL_EVERY] > 0 and C[TLB_FLUSHES] % EP[E_STALL_EVERY] == 0:
         d += EP[E_STALL_NS]
     ACC[TH[th, T_CTX], S_FLUSH] += d
@@ -1112,7 +1119,7 @@ def _next_op(TH, EP, ORD, RSZ, RSA, SUMM, w, t):
                     TH[w, T_J] = 0
                     TH[w, T_I] = i + 1
                     return _set_free(TH, w, 0)
-            else:  # ALIGN_SHIFT: 1 << 0 ... 1 << 62 (every shift from 46 on fails anyway)
+            else:  # ALIGN_SHIFT: 1 << 0 ... 1 << 62 (from 45 on fails in a 4-level window: workloads.py)
                 if i == 63:
                     end = True
                 elif j == 0:
@@ -1388,7 +1395,7 @@ def run_engine(
                 K._map_pages(C, P, TOP, MID, LOW, S[s, S_START], pages)
                 new_pt = C[K.PTE_PAGES] + C[K.PMD_PAGES] - before
                 a = np.int64(COST[C_PALLOC] * pages)
-                z = np.int64(COST[C_PZERO] * pages) if (EP[E_INIT_ON_ALLOC] == 1 or TH[th, T_TEST] >= FIX_ALIGN) else 0
+                z = np.int64(COST[C_PZERO] * pages) if (EP[E_INIT_ON_ALLOC] == 1 or ZEROES[TH[th, T_TEST]]) else 0
                 m = np.int64(COST[C_PTESET] * pages)
                 p = np.int64(COST[C_PTPAGE] * new_pt)
                 v = np.int64(COST[C_VMALLOC])
@@ -1410,7 +1417,7 @@ def run_engine(
                     G[G_ERR] = th
                     break
                 TH[th, T_FAILED] = 1
-                d = np.int64(2 * COST[C_SLAB])
+                d = np.int64(2 * COST[C_SLAB])  # the failed request frees its vmap_area and vm_struct
                 ACC[ctx, S_FAIL] += d
                 TH[th, T_PC] = PC_OPEND
                 _push(HP, POS, G, th, t + d)
@@ -1618,13 +1625,7 @@ def run_engine(
                     ln = PL[node * POOL_CLASSES + k, PL_LEN]
                     if ln > 0:
                         nonempty += 1
-                        if TH[th, T_FULL] == 1:
-                            todo += ln
-                        else:
-                            n = np.int64(ln * decay)
-                            if n == 0 and P[K.P_KEEP_SMALL] == 0:
-                                n = ln
-                            todo += n
+                        todo += K._decay_count(P, decay, ln, TH[th, T_FULL] == 1)
                 if nonempty == 0:
                     TH[th, T_PC] = PC_N_LAZY_CHECK
                     continue

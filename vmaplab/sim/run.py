@@ -20,7 +20,7 @@ from vmaplab.sim.costs import balance_interval_ns, slice_ns
 from vmaplab.sim.machine import Machine
 from vmaplab.sim.numba_engine import _grown
 from vmaplab.sim.params import PAGE_SIZE, check_int, lazy_max_pages
-from vmaplab.sim.workloads import TESTS, ModuleParams, allocations_per_repetition, parse_test_mask
+from vmaplab.sim.workloads import LONG_BUSY_AREAS, TESTS, ModuleParams, allocations_per_repetition, parse_test_mask
 
 __all__ = ["simulate", "Run", "worker_test_order", "random_draws", "PROFILE_COLUMNS", "SUMMARY_COLUMNS"]
 
@@ -206,7 +206,7 @@ class _Arrays:
         if mask >> E.FULL_FIT & 1:
             cap = max(cap, 2 * junk + 3)
         if mask >> E.LONG_BUSY & 1:
-            cap = max(cap, E.LONG_BUSY_AREAS + 3)
+            cap = max(cap, LONG_BUSY_AREAS + 3)
         draws = mp.test_repeat_count * mp.test_loop_count
         EP = np.zeros(E.N_EP, np.int64)
         EP[E.E_WORKERS] = W
