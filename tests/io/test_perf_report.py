@@ -156,7 +156,7 @@ def test_command_and_shared_object_with_spaces():
     # both hold a space; the dots under the --stdio header say where each column starts. The oracle is
     # perf's own split of the same entries, with `-t '|'` (data/real/SOURCES.md)
     df = read_perf_report(REAL / "perf-report-comm-with-space.txt")
-    lines = (REAL / "perf-report-comm-with-space-sep.txt").read_text().splitlines()
+    lines = (REAL / "perf-report-comm-with-space.psv").read_text().splitlines()
     rows = [[cell.strip() for cell in line.split("|")] for line in lines if line and not line.startswith("#")]
     assert len(df) == len(rows) == 59
     want = [(float(pct[:-1]), comm, dso.strip("[]"), sym[4:], sym[1]) for pct, comm, dso, sym in rows]
