@@ -1020,7 +1020,7 @@ def _next_op(TH, EP, ORD, RSZ, RSA, SUMM, w, t):
                     return _set_free(TH, w, 0)
             elif test == FULL_FIT:
                 scratch = 2 + 2 * junk
-                arr = (junk * 8 + 4095) // 4096
+                arr = -(-junk * 8 // PAGE_SIZE)  # full_fit_alloc_test's two arrays of junk_length pointers
                 if ph == 0:
                     TH[w, T_PHASE] = 1
                     return _set_alloc(TH, w, arr, 1, 0)
@@ -1181,7 +1181,7 @@ def run_engine(
     now = G[G_LAST_END]  # the last event's time (a drain may outlast the last worker)
     # the largest VA one event can allocate: random_size_alloc_test's 100 pages, full_fit_alloc_test's
     # arrays of junk_length pointers, or fix_size_alloc_test's nr_pages
-    largest = max(100, (EP[E_JUNK] * 8 + 4095) // 4096, LONG_BUSY_ARRAY_PAGES, EP[E_NR_PAGES])
+    largest = max(100, -(-EP[E_JUNK] * 8 // PAGE_SIZE), LONG_BUSY_ARRAY_PAGES, EP[E_NR_PAGES])
     while G[G_HN] > 0:
         st = K._capacity(C, S, H, MID, LOW, largest)
         if st != K.OK:
