@@ -347,7 +347,8 @@ def test_sniff_counts_a_show_mem_listing_once():
     # tags; the reader reads all 20 lines, detection counts two listings, so the log's 16 test_vmalloc
     # summary lines make it a test_vmalloc capture
     log = ROOT / "data/real/test_vmalloc-qemu-2cpu/loops100k-1/0001/test_vmalloc"
-    assert len(read_allocinfo(log)) == 20 and read_allocinfo(log)["block"].nunique() == 2
+    listings = read_allocinfo(log)
+    assert len(listings) == 20 and listings["block"].nunique() == 2
     assert sniff(Paste.read(log)) == 2
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vmaplab.errors import BadLineWarning, ParseError
+import vmaplab as vl
+from vmaplab.errors import BadLineWarning, CutLineWarning, ParseError
 from vmaplab.io._source import LineErrors, Paste, assign_blocks, clean_line, finish, open_text
 
 # Lines as they appear in the seed (the v3 cover letter quoted in a reply, and the follow-up's prompts).
@@ -117,8 +118,6 @@ def test_assign_blocks_splits_at_separators_between_records():
 
 
 def test_bad_line_warning_points_at_the_callers_line():
-    import vmaplab as vl
-
     meminfo = "MemTotal:       24684084 kB\nBuffers:          12\n"  # a kB field cut after its digits
     allocinfo = "    4096        1 mm/slub.c:2202 func:alloc_slab_page\n   8192\n"  # a record cut after its size
     for read, text in ((vl.read_meminfo, meminfo), (vl.read_allocinfo, allocinfo)):
@@ -150,8 +149,6 @@ def _cut(path: Path, keep: int) -> str:
     ],
 )
 def test_a_last_record_cut_short_is_a_parse_error(name, keep, reader):
-    import vmaplab as vl
-
     text = _cut(REAL / name, keep)
     lineno = text.count("\n") + 1
     with pytest.raises(ParseError, match=f"line {lineno}: expected"):
@@ -163,8 +160,6 @@ def test_a_last_record_cut_short_is_a_parse_error(name, keep, reader):
 
 def test_a_file_ending_mid_line_warns_that_its_last_line_may_be_cut(tmp_path):
     import vmaplab as vl
-    from vmaplab.errors import CutLineWarning
-
     # allocinfo's last line cut inside its function name still parses: only the missing newline tells
     text = _cut(REAL.parent / "seed" / "allocinfo-64threads.txt", 69)
     assert text.endswith("func:pagetabl")
