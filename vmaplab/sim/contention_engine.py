@@ -63,6 +63,7 @@ from vmaplab.sim._kernels import (
     TLB_FLUSHES,
 )
 from vmaplab.sim.params import PAGE_SIZE, POOL_CLASSES
+from vmaplab.sim.reference import OP_ALLOC, OP_FREE
 from vmaplab.sim.workloads import LONG_BUSY_AREAS, TESTS, THREAD_ALIGN
 
 
@@ -391,9 +392,8 @@ PC_H_YIELD = 97  # the same cond_resched() after a helper's purge, before flush_
 # merge units per event while the free lock is held without yielding: a step size of the simulation (the
 # kernel merges the whole list then), not a kernel figure; the lazy threshold is looked at between steps
 MERGE_BATCH = 64
-OP_ALLOC = 0
-OP_FREE = 1
-OP_END = 2
+# what _next_op returns when a worker's program is over, beside the operation codes OP_ALLOC / OP_FREE
+OP_END = -1
 
 
 def empty_threads(n: int) -> np.ndarray:

@@ -45,7 +45,8 @@ from vmaplab.sim.params import (
 
 __all__ = ["ReferenceEngine", "OP_ALLOC", "OP_FREE", "OP_DRAIN", "OP_SHRINK", "STAT_KEYS"]
 
-# Operation codes of the rows given to ``run`` (column 0).
+# Operation codes of the rows given to ``run`` (column 0), the one definition: vmaplab.sim.Allocator.run,
+# workloads.worker_program and the contention engine use the same codes.
 OP_ALLOC, OP_FREE, OP_DRAIN, OP_SHRINK = 0, 1, 2, 3
 
 # The keys of ``stats()``, in the spec's order.

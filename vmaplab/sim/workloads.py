@@ -13,14 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .params import PAGE_SIZE, lazy_max_pages
+from .reference import OP_ALLOC, OP_FREE
 
 __all__ = [
     "TestCase", "TESTS", "ModuleParams", "parse_test_mask", "worker_program", "allocations_per_repetition",
     "OP_ALLOC", "OP_FREE",
 ]  # fmt: skip
-
-# Row opcodes of an operation stream (vmaplab.sim.Allocator.run).
-OP_ALLOC, OP_FREE = 0, 1
 
 # x86_64 THREAD_SIZE without KASAN (arch/x86/include/asm/page_64_types.h, 6.7/6.9: 16 KiB), THREAD_ALIGN equals
 # it; fix_align_alloc_test asks for THREAD_ALIGN << 1.
