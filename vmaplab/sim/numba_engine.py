@@ -55,18 +55,25 @@ _TREE_ERRORS = {
 }
 
 
-def _rows(n: int, cols: int, fill: int) -> np.ndarray:
-    """An (n, cols) int64 array filled with ``fill`` whose rows start on 64-byte boundaries."""
+def _aligned(n: int, cols: int) -> np.ndarray:
+    """An uninitialised (n, cols) int64 array whose rows start on 64-byte boundaries."""
     buf = np.empty(n * cols + 8, np.int64)
     skip = (-buf.ctypes.data % 64) // 8
-    out = buf[skip : skip + n * cols].reshape(n, cols)
+    return buf[skip : skip + n * cols].reshape(n, cols)
+
+
+def _rows(n: int, cols: int, fill: int) -> np.ndarray:
+    """An (n, cols) int64 array filled with ``fill`` whose rows start on 64-byte boundaries."""
+    out = _aligned(n, cols)
     out.fill(fill)
     return out
 
 
 def _grown(old: np.ndarray, n: int, fill: int) -> np.ndarray:
-    new = _rows(n, old.shape[1], fill) if old.dtype == np.int64 else np.full((n, old.shape[1]), fill, old.dtype)
+    """``old`` with rows up to ``n``, the new rows filled with ``fill`` (the old rows are not filled first)."""
+    new = _aligned(n, old.shape[1]) if old.dtype == np.int64 else np.empty((n, old.shape[1]), old.dtype)
     new[: old.shape[0]] = old
+    new[old.shape[0] :] = fill
     return new
 
 
