@@ -165,6 +165,51 @@ def test_command_and_shared_object_with_spaces():
     assert (df["command"] == "yes worker").sum() == 52 and (df["shared_object"] == "yes worker").sum() == 30
 
 
+def _as_set(df: pd.DataFrame) -> pd.DataFrame:
+    """Entries sorted by every column: two perf report runs on one perf.data order ties differently."""
+    return df.sort_values(list(df.columns)).reset_index(drop=True)
+
+
+@pytest.mark.parametrize(
+    "name, sep, entries",
+    [("perf-report-sep-children.txt.gz", "|", 294), ("perf-report-sep-self-n.txt", ",", 271)],
+)
+def test_field_separator_reads_as_the_same_reports_stdio(name, sep, entries):
+    # perf report -t SEP: one profile read with '|' (children, call graphs below each entry) and with ','
+    # (--no-children -n --sort dso,sym); the oracle is perf's own --stdio table of the same perf.data
+    # (data/real/SOURCES.md)
+    df = read_perf_report(REAL / name)
+    stdio = read_perf_report(REAL / name.replace(".txt", "-stdio.txt").replace(".gz", ""))
+    assert len(df) == len(stdio) == entries and df.attrs["bad_lines"] == []
+    pd.testing.assert_frame_equal(_as_set(df), _as_set(stdio))
+    header = f"# {'Children' if sep == '|' else 'Overhead'}{sep}"
+    assert any(line.startswith(header) for line in Paste.read(REAL / name).lines)
+    assert df.attrs["samples"] == 40000 and df.attrs["event_count"] == 10043750000
+
+
+def test_field_separator_oracle_of_spaces_in_names():
+    # the `-t '|'` file that is the oracle of test_command_and_shared_object_with_spaces is itself a report
+    psv = read_perf_report(REAL / "perf-report-comm-with-space.psv")
+    assert len(psv) == 59 and (psv["command"] == "yes worker").sum() == 52
+    pd.testing.assert_frame_equal(_as_set(psv), _as_set(read_perf_report(REAL / "perf-report-comm-with-space.txt")))
+
+
+def test_field_separator_entry_damaged_or_holding_the_separator():
+    lines = (REAL / "perf-report-sep-self-n.txt").read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith(" 11.32% ,"))
+    assert lines[i] == " 11.32% , 4548       ,[kernel.kallsyms],[k] exc_page_fault"
+    for cut in (lines[i][:20], lines[i].replace("4548 ", "45x8 "), lines[i].replace("11.32%", "11.32 ")):
+        damaged = lines[:i] + [cut] + lines[i + 1 :]
+        with pytest.raises(ParseError, match=rf"line {i + 1}: expected a perf report entry"):
+            read_perf_report(io.StringIO("\n".join(damaged) + "\n"))
+    # the last field keeps a separator of its own (a C++ symbol with a comma in its template arguments)
+    lines[i] = lines[i].replace("exc_page_fault", "std::pair<int, long>::swap")
+    df = read_perf_report(io.StringIO("\n".join(lines) + "\n"))
+    assert df.loc[0, ["self_pct", "samples", "shared_object", "symbol"]].tolist() == [
+        11.32, 4548, "kernel.kallsyms", "std::pair<int, long>::swap"
+    ]
+
+
 def test_bad_entry_error_warn_skip():
     lines = (REAL / "perf-report-self.txt").read_text().splitlines()
     lines[13] = lines[13][:40]  # an entry cut before its symbol

@@ -11,7 +11,9 @@ The columns are read from the header line (``# Overhead  Command ...`` in ``--st
 ``--children`` (the default when call graphs were recorded); ``Overhead`` is the only percentage of
 ``--no-children`` and means self time. ``-n`` adds ``Samples``, ``--show-total-period`` ``Period``.
 The symbol column starts with a mark: ``[k]`` kernel, ``[.]`` user space (``[g]``/``[u]`` guest
-kernel/user, ``[H]`` hypervisor). A table pasted without its header (as in the vmap-node cover letter)
+kernel/user, ``[H]`` hypervisor). With ``-t SEP`` (``--field-separator``) the header and the entries
+have their fields split by SEP (``# Overhead,Samples,Shared Object,Symbol``); an entry line must then
+hold every field. A table pasted without its header (as in the vmap-node cover letter)
 is read as ``<children>% [<self>%] [<command>] <shared object> [k] <symbol>``: with one key before the
 mark it is the shared object, with more the last is the shared object and the others the command.
 
@@ -77,7 +79,9 @@ _MULTIWORD = [
     "Parent symbol", "Data Symbol", "Data Object", "Source Symbol", "Target Symbol", "Memory access",
     "TLB access", "Local Weight", "Trace output", "guest sys", "guest usr",
 ]
-_HEADER = r"^#?\s*(?:Children|Overhead|Self|Samples|Period)(?:\s+\S.*)?$"
+_HEADER = r"^#?\s*(?:Children|Overhead|Self|Samples|Period)(?:\s*[^\w\s.%]\s*\S.*|\s+\S.*)?$"
+# ``-t SEP`` (--field-separator): the character after the first title of such a header
+_FIELD_SEP = r"^#?\s*(?:Children|Overhead|Self|Samples|Period)\s*([^\w\s.%])"
 _DOTS = r"#?(?:\s*\.+)+\s*"  # the line under a --stdio header: a run of dots under each column title
 
 _COLUMNS = {
@@ -102,7 +106,7 @@ def sniff(paste: Paste) -> int:
 
 def read_perf_report(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.DataFrame:
     """Read ``perf report`` output: ``--stdio`` (with or without ``--children``, call graphs, ``-n``,
-    any ``--sort``), the interactive screen copied from a terminal, or a table pasted in a mail.
+    any ``--sort``, ``-t SEP``), the interactive screen copied from a terminal, or a table pasted in a mail.
 
     Parameters
     ----------
@@ -148,6 +152,9 @@ def read_perf_report(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
 def _split_header(text: str) -> list[str]:
     """Column titles of a header line (without its ``#``)."""
     text = text.strip()
+    sep = _field_sep(text)
+    if sep:
+        return [title.strip() for title in text.split(sep)]
     if re.search(r"\s{2,}", text):
         return re.split(r"\s{2,}", text)
     names, rest = [], text
@@ -162,6 +169,12 @@ def _split_header(text: str) -> list[str]:
             names.append(word)
             rest = rest.lstrip()
     return names
+
+
+def _field_sep(header: str) -> str | None:
+    """The ``-t`` field separator of a header line, None for perf's columns of spaces."""
+    m = re.match(_FIELD_SEP, header)
+    return m.group(1) if m else None
 
 
 def _column(title: str) -> tuple[str, str]:
@@ -222,6 +235,7 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     which = pd.Series(np.where(header, np.arange(n), np.nan)).ffill().fillna(-1).astype(int).to_numpy()
     found = pd.DataFrame(index=idx)
     is_entry = np.zeros(n, dtype=bool)
+    fielded = np.zeros(n, dtype=bool)  # holds the fields of its -t header, so must be an entry
     extra: list[str] = []
     kinds: dict[str, str] = {}
     for h in np.unique(which):
@@ -229,7 +243,8 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         if not rows.any():
             continue
         dots = lines.iloc[h + 1] if 0 <= h < n - 1 else ""
-        part, part_kinds = _entries(lines[rows], None if h < 0 else lines.iloc[h].lstrip("#"), dots)
+        part, part_kinds, part_fielded = _entries(lines[rows], None if h < 0 else lines.iloc[h].lstrip("#"), dots)
+        fielded[np.flatnonzero(rows)] = part_fielded
         kinds.update(part_kinds)
         ok = part.notna().any(axis=1)
         part = part[ok]
@@ -241,8 +256,8 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
             found.loc[part.index, col] = part[col].to_numpy(dtype=object)
         is_entry[np.flatnonzero(rows)[ok.to_numpy()]] = True
 
-    graph = lines.str.match(_GRAPH).to_numpy() & ~is_entry & ~header & ~comment
-    lead = lines.str.match(_LEAD).to_numpy() & ~is_entry & ~graph & ~header & ~prompt
+    graph = lines.str.match(_GRAPH).to_numpy() & ~is_entry & ~header & ~comment & ~fielded
+    lead = (lines.str.match(_LEAD).to_numpy() | fielded) & ~is_entry & ~graph & ~header & ~prompt
     for lineno in idx[lead]:
         errors.bad(int(lineno), _EXPECTED, paste.lines[lineno - 1])
     if not is_entry.any() and not lead.any():
@@ -269,13 +284,23 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     return finish(df, "perf_report", paste, errors, skipped=int(other.sum()), **_title_attrs(lines, titles))
 
 
-def _entries(lines: pd.Series, header: str | None, dots: str = "") -> tuple[pd.DataFrame, dict[str, str]]:
+def _entries(lines: pd.Series, header: str | None, dots: str = "") -> tuple[pd.DataFrame, dict[str, str], np.ndarray]:
     """Fields of entry lines under ``header`` (None: a table without header), rows that are not
-    entries all-NA; and the kind (pct, int, key) of each field the header names. ``dots`` is the
+    entries all-NA; the kind (pct, int, key) of each field the header names; and which lines hold as
+    many fields as a ``-t`` header names (entries, or bad lines if they do not parse). ``dots`` is the
     line under the header: ``--stdio``'s ``# ........  .......`` marks where each column starts,
-    which splits keys that hold spaces (a command or a program named ``yes worker``)."""
+    which splits keys that hold spaces (a command or a program named ``yes worker``). Under a ``-t SEP``
+    header the fields are split at SEP (the last field keeps any SEP it holds)."""
     if header is not None:
         titles = _split_header(header)
+        sep = _field_sep(header)
+        if sep:
+            kinds = _groups(titles)
+            cells = lines.str.split(sep, n=len(titles) - 1, expand=True, regex=False)
+            cells = cells.reindex(columns=range(len(titles))).apply(lambda col: col.str.strip())
+            # a call-graph line (`|   |   |`) has the fields but starts blank; an entry starts with a number
+            fielded = cells[len(titles) - 1].notna() & cells[0].str.match(r"\d").fillna(False)
+            return _typed(cells, kinds), kinds, fielded.to_numpy(dtype=bool)
         regex, kinds = _entry_regex(titles)
         out = lines.str.extract(regex)
         starts = [m.start() for m in re.finditer(r"\.+", dots)] if re.fullmatch(_DOTS, dots) else []
@@ -283,7 +308,7 @@ def _entries(lines: pd.Series, header: str | None, dots: str = "") -> tuple[pd.D
             fixed = _fixed_width(lines, starts, kinds)
             ok = fixed.notna().all(axis=1)
             out.loc[ok, fixed.columns] = fixed[ok]
-        return out, kinds
+        return out, kinds, np.zeros(len(lines), dtype=bool)
     m = lines.str.extract(_HEADERLESS)
     keys = m["keys"].str.split()
     two = m["p2"].notna()
@@ -295,18 +320,24 @@ def _entries(lines: pd.Series, header: str | None, dots: str = "") -> tuple[pd.D
     out["shared_object"] = keys.map(lambda k: k[-1] if isinstance(k, list) and k else None)
     out["symbol"] = m["symbol"]
     out["symbol_kind"] = m["symbol_kind"]
-    return out, {}
+    return out, {}, np.zeros(len(lines), dtype=bool)
 
 
 def _fixed_width(lines: pd.Series, starts: list[int], kinds: dict[str, str]) -> pd.DataFrame:
-    """Entry lines cut at the columns' start positions; a row is all-NA unless every cell holds a
-    value of its kind and every column ends in a space (no value ran into the next column)."""
+    """Entry lines cut at the columns' start positions; a row is all-NA unless every column ends in a
+    space (no value ran into the next column) and every cell holds a value of its kind."""
     widths = [b - a for a, b in zip([0, *starts[1:]], starts[1:])]
     cells = lines.str.extract("^" + "".join(f"(.{{{w - 1}}}) " for w in widths) + r"(.*)$").apply(
         lambda col: col.str.strip()
     )
-    out = pd.DataFrame(index=lines.index)
-    good = pd.Series(True, index=lines.index)
+    return _typed(cells, kinds)
+
+
+def _typed(cells: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """Fields from the cells of entry lines (column j holds the j-th field of ``kinds``); a row is all-NA
+    unless every cell holds a value of its kind."""
+    out = pd.DataFrame(index=cells.index)
+    good = pd.Series(True, index=cells.index)
     for j, (name, kind) in enumerate(kinds.items()):
         cell = cells[j]
         if kind == "pct":
@@ -331,7 +362,8 @@ def _title_attrs(lines: pd.Series, titles: pd.DataFrame) -> dict:
     first = titles.dropna(subset=["event"])
     if len(first):
         row = first.iloc[0]
-        attrs.update(event=row["event"], samples=int(row["samples"]) * _UNITS[row["unit"]], samples_exact=row["unit"] == "")
+        samples = int(row["samples"]) * _UNITS[row["unit"]]
+        attrs.update(event=row["event"], samples=samples, samples_exact=row["unit"] == "")
     count = lines.str.extract(_TITLE_COUNT)["event_count"].dropna()
     if len(count):
         attrs["event_count"] = int(count.iloc[0])
