@@ -29,3 +29,10 @@ def mutated(draw, text: str, max_ops: int = 5) -> str:
             j = pos % (len(line) + 1)
             lines[i] = line[:j] + char + line[j + 1 :]
     return "\n".join(lines) + "\n"
+
+
+def records(df) -> list[tuple]:
+    """The rows of a reader's frame as tuples without the ``block`` column (a damaged line may split a
+    table in two), missing values as None: to find an unchanged line's record in a mutated input's frame."""
+    rows = df.drop(columns="block").astype(object)
+    return list(rows.where(rows.notna(), None).itertuples(index=False, name=None))

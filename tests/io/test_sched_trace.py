@@ -5,7 +5,7 @@ import io
 
 import pandas as pd
 import pytest
-from _line_mutations import mutated
+from _line_mutations import mutated, records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,16 +89,29 @@ def test_bad_lines_name_the_line_and_what_was_expected():
 
 
 EXCERPT = "\n".join(PERF_LINES[:80]) + "\n"
+# every line of the perf script capture is an event (test_perf_script_capture)
+EXCERPT_RECORDS = dict(zip(PERF_LINES[:80], records(read_sched_trace(io.StringIO(EXCERPT)))))
 
 
-@settings(max_examples=100, deadline=None)
+def test_excerpt_records():
+    records_in_order = records(read_sched_trace(io.StringIO(EXCERPT)))
+    assert len(EXCERPT_RECORDS) == len(records_in_order) == 80
+    assert records_in_order[0][:5] == (records(read_sched_trace(PERF))[0][:5])
+
+
+@settings(max_examples=150, deadline=None)
 @given(mutated(EXCERPT))
 def test_mutated_real_input(text):
     try:
         df = read_sched_trace(io.StringIO(text), on_bad_lines="skip")
     except ParseError:
+        assert not any(line in EXCERPT_RECORDS for line in text.splitlines())
         return
     assert len(df) + len(df.attrs["bad_lines"]) <= len(text.splitlines())
+    found = set(records(df))
+    for line in text.splitlines():
+        if line in EXCERPT_RECORDS:  # an unchanged event is read as it was: never dropped, never altered
+            assert EXCERPT_RECORDS[line] in found
 
 
 @settings(max_examples=100, deadline=None)
