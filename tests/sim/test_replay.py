@@ -113,9 +113,12 @@ def test_perf_trace_with_inferred_pools_matches_until_the_first_purge(perf_trace
     r = replay(perf_trace, vmallocinfo=INFO, cpus=2, seed_pools=True, engine=ENGINE)
     a, purge = r.allocs, r.purges.loc[r.purges["side"] == "kernel", "time"].iloc[0]
     before = a[a["time"] < purge]
+    # the model's figure on this recording (module docstring): a change of the allocator moves it
     assert len(before) == 2860 and before["exact"].mean() == pytest.approx(0.528, abs=0.001)
     assert not a.loc[a["time"] > purge, "exact"].any()
-    assert r.metrics["exact_share"] == pytest.approx(0.198, abs=0.001)
+    # so every exact address of the run is one from before the purge
+    assert len(a) == r.metrics["allocs"] == 7629
+    assert r.metrics["exact_share"] == before["exact"].sum() / len(a)
 
 
 def test_auto_drain_purges_on_the_models_own_threshold(perf_trace):
