@@ -7,6 +7,10 @@ A hard-coded ``cache=``, ``fastmath=``, ``boundscheck=``... on one function, or 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import vmaplab.config as config
@@ -91,3 +95,32 @@ def test_kernels_are_compiled_with_the_config_options():
         options = {k: v for k, v in disp.targetoptions.items() if k != "nopython"}  # njit adds nopython
         assert options in sets, (disp.py_func.__name__, options)
         assert disp._cache.__class__.__name__ == "FunctionCache", disp.py_func.__name__
+
+
+def test_a_cache_older_than_an_imported_constant_is_dropped(tmp_path):
+    # numba's cache of a function that returns a constant imported from another module: after the constant
+    # changes, numba alone runs the cached old value; drop_stale_cache at import makes it compile again
+    (tmp_path / "dep.py").write_text("VALUE = 1\n")
+    module = (
+        "from numba import njit\n"
+        "import dep\n"
+        "from dep import VALUE\n"
+        "from vmaplab.config import NJIT_OPTIONS, drop_stale_cache\n"
+        "{drop}"
+        "@njit(**NJIT_OPTIONS)\n"
+        "def value():\n"
+        "    return VALUE\n"
+    )
+    run = [sys.executable, "-c", "import jitted; print(jitted.value())"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+
+    def value() -> str:
+        return subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+    for drop, want in [("", "1"), ("drop_stale_cache(__file__, dep.__file__)\n", "2")]:
+        (tmp_path / "dep.py").write_text("VALUE = 1\n")
+        (tmp_path / "jitted.py").write_text(module.format(drop=drop))
+        assert value() == "1" and list((tmp_path / "__pycache__").glob("jitted.*.nbc"))
+        time.sleep(0.05)  # a later modification time than the cache's
+        (tmp_path / "dep.py").write_text("VALUE = 2\n")
+        assert value() == want

@@ -18,7 +18,11 @@ base; the other sets add one thing each and say why.
 
 from __future__ import annotations
 
-__all__ = ["NJIT_OPTIONS", "NJIT_NO_NRT_OPTIONS", "NJIT_INLINE_OPTIONS", "NJIT_IR_INLINE_OPTIONS"]
+from pathlib import Path
+
+__all__ = [
+    "NJIT_OPTIONS", "NJIT_NO_NRT_OPTIONS", "NJIT_INLINE_OPTIONS", "NJIT_IR_INLINE_OPTIONS", "drop_stale_cache",
+]  # fmt: skip
 
 NJIT_OPTIONS: dict[str, object] = {
     "cache": True,
@@ -46,3 +50,21 @@ NJIT_INLINE_OPTIONS: dict[str, object] = {**NJIT_NO_NRT_OPTIONS, "forceinline": 
 # rewrites) grow faster than linearly with its size. For a helper with one or two call sites whose
 # own compile would be the waste (the allocator's _alloc and _free); not for many small ones.
 NJIT_IR_INLINE_OPTIONS: dict[str, object] = {**NJIT_OPTIONS, "inline": "always"}
+
+
+def drop_stale_cache(module: str, *sources: str) -> None:
+    """Remove the numba cache of the jitted ``module`` (its file path) that is older than any of ``sources``.
+
+    numba keys a cached function on its own source file only, but a jitted module compiles in the
+    constants and jitted functions of the modules it imports: after a change of one of those, the
+    cache would run old code (an old constant, or arrays laid out the old way). Call it at import,
+    before any of the module's functions runs, with the files of the modules it takes values from.
+    """
+    newest = max(Path(f).stat().st_mtime for f in (*sources, __file__))
+    path = Path(module)
+    for f in (path.parent / "__pycache__").glob(f"{path.stem}.*.nb[ic]"):
+        try:
+            if f.stat().st_mtime < newest:
+                f.unlink()
+        except FileNotFoundError:  # another process removed it first
+            pass

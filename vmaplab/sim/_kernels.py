@@ -45,8 +45,17 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from vmaplab.config import NJIT_INLINE_OPTIONS, NJIT_IR_INLINE_OPTIONS, NJIT_NO_NRT_OPTIONS, NJIT_OPTIONS
+from vmaplab.config import (
+    NJIT_INLINE_OPTIONS,
+    NJIT_IR_INLINE_OPTIONS,
+    NJIT_NO_NRT_OPTIONS,
+    NJIT_OPTIONS,
+    drop_stale_cache,
+)
+from vmaplab.sim import params
 from vmaplab.sim.params import POOL_CLASSES
+
+drop_stale_cache(__file__, params.__file__)  # the kernels compile in its POOL_CLASSES
 
 NIL = -1
 

@@ -16,8 +16,6 @@ stops for a progress report (status ``PAUSE``) resumes the same way. Times are i
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from numba import njit
 
@@ -27,9 +25,10 @@ from numba import njit
 # slower to compile (bench/compile_profile.py). Nothing here allocates, so the other functions run
 # without numba's reference counting (NJIT_NO_NRT_OPTIONS), which otherwise costs two atomic
 # operations per array argument of every call.
-from vmaplab.config import NJIT_INLINE_OPTIONS, NJIT_NO_NRT_OPTIONS
+from vmaplab.config import NJIT_INLINE_OPTIONS, NJIT_NO_NRT_OPTIONS, drop_stale_cache
 
 from vmaplab.sim import _kernels as K
+from vmaplab.sim import params, reference, workloads
 from vmaplab.sim._kernels import (
     BUSY,
     BUSY_AREAS,
@@ -67,23 +66,8 @@ from vmaplab.sim.reference import OP_ALLOC, OP_FREE
 from vmaplab.sim.workloads import LONG_BUSY_AREAS, TESTS, THREAD_ALIGN
 
 
-def _drop_stale_cache() -> None:
-    """Remove this module's numba cache when vmaplab/sim/_kernels.py is newer than it.
-
-    numba keys a cached function on its own source file only, but the engine compiles the kernels'
-    allocator code into itself: after a change of _kernels.py the cache would run old code on
-    arrays laid out by the new code.
-    """
-    kernels = Path(K.__file__).stat().st_mtime
-    for f in (Path(__file__).parent / "__pycache__").glob("contention_engine.*.nb[ic]"):
-        try:
-            if f.stat().st_mtime < kernels:
-                f.unlink()
-        except FileNotFoundError:  # another process removed it first
-            pass
-
-
-_drop_stale_cache()
+# the engine compiles in the allocator's kernels and the constants of these modules
+drop_stale_cache(__file__, K.__file__, params.__file__, reference.__file__, workloads.__file__)
 
 # --- statuses returned by run_engine --------------------------------------------------------
 DONE = 0
