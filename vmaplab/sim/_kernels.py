@@ -815,7 +815,11 @@ def _decay_node(C, P, decay, S, T, PL, node, full):
         pi = node * POOL_CLASSES + k
         n = _decay_count(P, decay, PL[pi, PL_LEN], full)
         for _ in range(n):
-            _slot_to_free_space(C, T, S, _pool_pop_head(C, S, PL, pi))
+            s = _pool_pop_head(C, S, PL, pi)
+            h = PL[pi, PL_HEAD]
+            if h != NIL:  # the next VA's row, fetched while this one goes back to free space
+                _prefetch(S, h)
+            _slot_to_free_space(C, T, S, s)
         released += n
     C[DECAYED] += released
     return released

@@ -910,6 +910,35 @@ def _detach_sorted(S, LZ, PQ, G, node):
     return first, n
 
 
+# how many list entries ahead a walk over detached lazy VAs asks for their rows of S
+PREFETCH_AHEAD = 8
+
+
+@njit(**NJIT_INLINE_OPTIONS)
+def _prefetch_listed(S, PQ, i, end):
+    """Ask the CPU for the row of S of the slot at PQ[i] (nothing if i >= end or the entry is NIL).
+
+    A hint only (no effect on results): the walks over a purge's detached VAs read each VA's row,
+    a cache miss per VA when the list is long."""
+    if i < end:
+        x = PQ[i]
+        if x >= 0:
+            K._prefetch(S, x)
+
+
+@njit(**NJIT_INLINE_OPTIONS)
+def _prefetch_held(S, WH, w, h):
+    """Ask the CPU for the row of S of worker ``w``'s area ``h`` (nothing if out of range).
+
+    A hint only (no effect on results): full_fit_alloc_test and long_busy_list_alloc_test free
+    their areas in index order (h + 2, h + 1), long after they were allocated, so each vfree's first
+    read of the slot was a cache miss; asked for one free ahead, the row is there when it comes."""
+    if h < WH.shape[1]:
+        x = WH[w, h]
+        if 0 <= x < S.shape[0]:
+            K._prefetch(S, x)
+
+
 @njit(**NJIT_INLINE_OPTIONS)
 def _purge_to_free(C, T, S, s):
     """A purged lazy VA goes back to free space (``lazy_pages`` drops by its size)."""
@@ -1166,6 +1195,10 @@ def run_engine(
     # the largest VA one event can allocate: random_size_alloc_test's 100 pages, full_fit_alloc_test's
     # arrays of junk_length pointers, or fix_size_alloc_test's nr_pages
     largest = max(100, -(-EP[E_JUNK] * 8 // PAGE_SIZE), LONG_BUSY_ARRAY_PAGES, EP[E_NR_PAGES])
+    # the engine finds busy VAs by slot (WH), never by address: it leaves the busy-VA table stale, as
+    # the allocator's run_ops does, and free_one rebuilds it when it is next needed (every insert
+    # and delete was a cache miss in a table of millions of rows)
+    C[K.HASH_VALID] = 0
     while G[G_HN] > 0:
         st = K._capacity(C, S, H, MID, LOW, largest)
         if st != K.OK:
@@ -1340,7 +1373,6 @@ def run_engine(
                 S[s, S_ALIGN] = TH[th, T_ALIGN]
                 if EP[E_TRACE] == 1:
                     TR[TH[th, T_TRI], 6] = S[s, S_NODE]
-                K._h_insert(H, S[s, S_START], s)
                 C[BUSY_PAGES] += S[s, S_SIZE]
                 C[BUSY_AREAS] += 1
                 C[K.ALLOCS] += 1
@@ -1409,6 +1441,8 @@ def run_engine(
             # ---------------------------------------------------------------- vfree
             if pc == PC_F_START:
                 s = WH[th, TH[th, T_HIDX]]
+                _prefetch_held(S, WH, th, TH[th, T_HIDX] + 2)
+                _prefetch_held(S, WH, th, TH[th, T_HIDX] + 1)
                 TH[th, T_SLOT] = s
                 TH[th, T_PC] = PC_F_HELD
                 tt = _lock(TH, LK, G, ACC, COST, th, _busy_lock(EP, P, S[s, S_START]), t, S_FIND)
@@ -1421,7 +1455,6 @@ def run_engine(
                 bn = _addr_node(P, S[s, S_START]) if nodes else 0
                 d = _tree_ns(COST, BN[bn])
                 BN[bn] -= 1
-                K._h_delete_at(H, K._h_find(H, S[s, S_START]))
                 C[BUSY_PAGES] -= S[s, S_SIZE]
                 C[BUSY_AREAS] -= 1
                 ACC[ctx, S_FIND + 2] += d
@@ -1558,11 +1591,13 @@ def run_engine(
                 end = TH[th, T_END]
                 while cur < end and units < limit:
                     s = PQ[cur]
+                    _prefetch_listed(S, PQ, cur + PREFETCH_AHEAD, end)
                     stop = S[s, S_START] + S[s, S_SIZE]
                     _purge_to_free(C, T, S, s)
                     cur += 1
                     while cur < end and S[PQ[cur], S_START] == stop:
                         s = PQ[cur]
+                        _prefetch_listed(S, PQ, cur + PREFETCH_AHEAD, end)
                         stop = S[s, S_START] + S[s, S_SIZE]
                         _purge_to_free(C, T, S, s)
                         cur += 1
@@ -1730,6 +1765,7 @@ def run_engine(
                 # VAs that cannot go to a pool wait for the reclaim; walk on to the next one that can
                 while cur < end:
                     s = PQ[cur]
+                    _prefetch_listed(S, PQ, cur + PREFETCH_AHEAD, end)
                     if TH[th, T_FULL] == 0 and S[s, S_NODE] != NIL and S[s, S_SIZE] <= POOL_CLASSES:
                         break
                     TH[th, T_AUX] += 1
@@ -1788,6 +1824,7 @@ def run_engine(
                 n = 0
                 for cur in range(NQ[node, 0], NQ[node, 1]):
                     s = PQ[cur]
+                    _prefetch_listed(S, PQ, cur + PREFETCH_AHEAD, NQ[node, 1])
                     if s != NIL:
                         _purge_to_free(C, T, S, s)
                         PQ[cur] = NIL
