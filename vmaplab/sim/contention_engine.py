@@ -931,8 +931,8 @@ def _prefetch_held(S, WH, w, h):
     """Ask the CPU for the row of S of worker ``w``'s area ``h`` (nothing if out of range).
 
     A hint only (no effect on results): full_fit_alloc_test and long_busy_list_alloc_test free
-    their areas in index order (h + 2, h + 1), long after they were allocated, so each vfree's first
-    read of the slot was a cache miss; asked for one free ahead, the row is there when it comes."""
+    their areas in index order, long after they were allocated, so each vfree's first read of its
+    slot was a cache miss; asked for one and two frees ahead, the row is there when it comes."""
     if h < WH.shape[1]:
         x = WH[w, h]
         if 0 <= x < S.shape[0]:
