@@ -79,9 +79,10 @@ _MULTIWORD = [
     "Parent symbol", "Data Symbol", "Data Object", "Source Symbol", "Target Symbol", "Memory access",
     "TLB access", "Local Weight", "Trace output", "guest sys", "guest usr",
 ]
-_HEADER = r"^#?\s*(?:Children|Overhead|Self|Samples|Period)(?:\s*[^\w\s.%]\s*\S.*|\s+\S.*)?$"
+_FIRST_TITLE = r"^#?\s*(?:Children|Overhead|Self|Samples|Period)"  # perf's first column is one of these
+_HEADER = _FIRST_TITLE + r"(?:\s*[^\w\s.%]\s*\S.*|\s+\S.*)?$"
 # ``-t SEP`` (--field-separator): the character after the first title of such a header
-_FIELD_SEP = r"^#?\s*(?:Children|Overhead|Self|Samples|Period)\s*([^\w\s.%])"
+_FIELD_SEP = _FIRST_TITLE + r"\s*([^\w\s.%])"
 _DOTS = r"#?(?:\s*\.+)+\s*"  # the line under a --stdio header: a run of dots under each column title
 
 _COLUMNS = {
