@@ -25,9 +25,9 @@
 # same footprint analysis and through the model (the order of `vmaplab reproduce`'s report).
 #
 # Where the model differs from the published figures is said where it shows: its page tables grow far
-# less with the thread count than the published ones (at the seed's scale 2.8-3.3x for 4x the threads
-# at 10,000 loops and 1.39x at the published 1,000,000; published 15.7x). `docs/calibration.md` records
-# the comparison at the seed's scale.
+# less with the thread count than the published ones (at the seed's scale 3.1-3.7x for 4x the threads
+# at 10,000 loops over three seed sets, and 1.39x at the published 1,000,000; published 15.7x).
+# `docs/calibration.md` records the comparison at the seed's scale.
 #
 # The quick defaults simulate a **scaled-down** machine (4 CPUs at 4/8/16 threads, few loops; every
 # figure title says so) so that the notebook runs in about 2.5 minutes. `FULL = True` runs the seed's
@@ -88,9 +88,10 @@ chain[["design", "run", "threads", "rerun", "pagetable_bytes", "va_held_max_byte
 # %% [markdown]
 # Right panel: the published page tables grew faster than the thread count (15.7x for 4x the threads).
 # In the quick runs the model's grow about as fast as the dotted linear line or slower; at the seed's
-# scale (`FULL`, 10,000 loops; `docs/calibration.md`, tenth pass) they grew 3.3x: the last doubling is
-# where the drain runs away, and how far swings with scheduler detail. At the published 1,000,000 loops
-# the drain keeps up and the chain grows 1.39x (thirteenth pass).
+# scale (64 CPUs, 10,000 loops; `docs/calibration.md`, seventeenth pass) they grew 3.1-3.7x over three
+# seed sets (`FULL` draws another: seed 0 for every run): the last doubling is where the drain runs away,
+# and how far swings with scheduler detail. At the published 1,000,000 loops the drain keeps up and the
+# chain grows 1.39x (thirteenth pass).
 
 # %%
 save(plots.pagetable_vs_published(chain, listings, published=report.CITE_PT, scale=SCALE.label),
@@ -102,8 +103,9 @@ save(plots.pagetable_vs_published(chain, listings, published=report.CITE_PT, sca
 # vunmap clears PTEs but never frees page-table pages, so the page tables are the high-water mark of
 # the 2 MiB and 1 GiB regions ever mapped. A rerun at the same concurrency reaches about the same
 # frontier, whose page tables exist already. Not always: where the drain runs away (the seed's scale,
-# 4 workers per CPU) a rerun is another draw of that runaway, and at 256 threads four of nine reruns
-# the model made added 17-53 % (`docs/calibration.md`, eleventh pass).
+# 4 workers per CPU) a rerun is another draw of that runaway: at 256 threads four of nine reruns of the
+# earlier engines added 17-53 % (`docs/calibration.md`, eleventh pass), the three of the seventeenth
+# pass 0.0-5.2 %.
 
 # %%
 save(plots.rerun_plateau(chain, scale=SCALE.label,
@@ -206,9 +208,10 @@ spans
 # next request waits for that kworker, and the scheduler (EEVDF) lets it run again only when the other
 # tasks on its CPU have caught up — several times the overrun, more with more workers per CPU. The
 # model does this too: at the seed's scale (10,000 loops), with 4 workers per CPU (256 threads), its
-# drain runs away (waits of up to 10.5 s, 18.7 M lazily freed pages at once) and its page tables reach
-# 411 MiB — 3.3x the 64-thread run's, below linear and a thirteenth of the published 5.36 GiB. At the
-# published 1,000,000 loops its drain waits under a second and the 256-thread run ends at 335 MiB.
+# drain runs away (tenth pass: waits of up to 10.5 s, 18.7 M lazily freed pages at once) and its page
+# tables reach 363-414 MiB over three seed sets (seventeenth pass) — 3.1-3.7x the 64-thread run's, below
+# linear and a thirteenth of the published 5.36 GiB. At the published 1,000,000 loops its drain waits
+# under a second and the 256-thread run ends at 335 MiB.
 
 # %% [markdown]
 # ## A real recording through the same analysis
@@ -294,8 +297,9 @@ growth
 #    for about (n − 1) times the overrun, n the runnable tasks on that CPU: the more workers per CPU, the
 #    longer the stall, the larger the backlog, the longer the next drain. In the small real guest a boot
 #    with such stalls ended with twice the page tables of one without. The model, which now has this rule,
-#    grew 3.3x from 64 to 256 threads at the seed's scale (published 15.7x; 5.4x before its scheduler
-#    balanced load between busy CPUs: how far the drain runs away at 256 threads swings with such detail).
+#    grew 3.1-3.7x from 64 to 256 threads at the seed's scale over three seed sets (seventeenth pass;
+#    published 15.7x; 5.4x in the ninth pass, before its scheduler balanced load between busy CPUs: how
+#    far the drain runs away at 256 threads swings with such detail).
 #    At the small guest's own costs it follows the real chain of the table run by run. Late
 #    TLB-flush IPIs alone do not make the growth faster than linear: a real guest with 8 vCPUs on 2 host
 #    cores, where every flush waited ~16 ms for descheduled vCPUs, grew 3.1-3.7x for 4x the threads
@@ -304,8 +308,9 @@ growth
 #    mappings), or returning freed VA to reuse sooner. Rezki's draft fix does the second (cap the pools,
 #    purge on the high-priority workqueue). Its high-priority half removes the stalls in the model: a
 #    nice −20 kworker is never held back by lag (at the 2-vCPU guest's costs, 8 threads on 2 CPUs,
-#    loops=10,000, seeds 0-2: 658-705 PTE pages against 929-1,084 with the normal drain; seventeenth pass); at the sizes of the quick runs above, where the drain seldom
-#    stalls, the knobs change the page tables by a few per cent. On a real 6.12 kernel built with that
+#    loops=10,000, seeds 0-2: 658-705 PTE pages against 929-1,084 with the normal drain; seventeenth
+#    pass); at the sizes of the quick runs above, where the drain seldom stalls, the knobs change the page
+#    tables by a few per cent. On a real 6.12 kernel built with that
 #    half (8 vCPUs on 2 host cores, 32 threads) the drain ran 4x as often and the page tables were a
 #    third lower than the stock kernel's (two boots); the model at that guest's costs gives 20 %
 #    (`docs/calibration.md`, seventh to tenth passes).

@@ -350,12 +350,12 @@ class Guest:
 
 
 #: The 2-vCPU guest of MEASURED_CHAINS, alone on the 2-core host: run times 3.5x the model's (its first
-#: boot, 22.0 / 46.2 / 93.7 s; the model 21.5 / 46.1 / 93.7 s); 0.22 us per purged area and 6 flushes of
-#: 4,822 late by 12-99 ms (61 ms on average), in four traced boots of 8 threads (docs/calibration.md,
-#: sixth to ninth passes).
+#: boot, 22.0 / 46.2 / 93.7 s; the model 21.5 / 46.1 / 93.7 s, tenth pass); 0.22 us per purged area and 6
+#: flushes of 4,822 late by 12-99 ms (61 ms on average), in four traced boots of 8 threads
+#: (docs/calibration.md, sixth to ninth passes).
 GUEST_2CPU = Guest(cost_factor=3.5, purge_va_ns=220, flush_stall_every=800, flush_stall_ns=61_000_000)
 #: The 8-vCPU guest of data/real/test_vmalloc-qemu-8cpu, on the same 2 cores: run times 17x the model's
-#: (runs 1-3 on the means of three boots: 152 s, the model 145 s); 0.61 us per purged area at 8 threads;
+#: (runs 1-3 on the means of three boots: 152 s, the model 145 s, tenth pass); 0.61 us per purged area at 8 threads;
 #: every TLB flush waits for descheduled vCPUs, 16 ms (median).
 GUEST_8CPU = Guest(cost_factor=17, purge_va_ns=605, flush_stall_every=1, flush_stall_ns=16_000_000)
 
@@ -1202,7 +1202,7 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
                  "Real values (published, or measured on a real kernel) are black; simulated ones are coloured "
                  "(6.7 global locks red, 6.9 vmap nodes blue). The model differs from the published figures in two "
                  "places, each said where it shows: its page tables grow far less than the published ones with the "
-                 "thread count (at the seed's scale 2.8-3.3x for 4x the threads at 10,000 loops, 1.39x at the "
+                 "thread count (at the seed's scale 3.1-3.7x for 4x the threads at 10,000 loops, 1.39x at the "
                  "published 1,000,000; published 15.7x), and its 6.9 spin share is above the published one. The "
                  f"calibration against the seed's figures is in {html.escape(CALIBRATION)}.</p>"]  # fmt: skip
         for sec in sections:
