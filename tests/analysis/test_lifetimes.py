@@ -96,17 +96,34 @@ def test_real_perf_trace():
     pd.testing.assert_frame_equal(_by_address(lt), _reference(trace))
 
 
+def _lazy_before(trace: pd.DataFrame) -> int:
+    """Areas lazily freed before the recording began: the first free's nr_lazy counts the pages of every
+    lazy area, its own included; every area of these traces is a 16 KiB kernel stack and its guard page."""
+    assert trace.loc[trace["event"] == "alloc_vmap_area", "size"].unique().tolist() == [5 * 4096]
+    first = trace.loc[trace["event"] == "free_vmap_area_noflush", "nr_lazy"].iloc[0]
+    return (int(first) - 5) // 5
+
+
 def test_real_purges_cover_what_they_report():
-    # the first purge found 3350 areas; 2686 of them were freed inside the trace, the rest before it
-    # (the first free event reports nr_lazy=3325 pages, i.e. 665 stacks of 5 pages already lazy)
-    lt = area_lifetimes(read_vmalloc_trace(PERF))
-    per_purge = lt.groupby("purge_time").size().tolist()
-    assert per_purge == [2686, 3313]
+    # a purge takes every lazy area: the first one also those freed before the recording, the second
+    # none of them; what each took of the trace's areas is what the kernel reports less those
+    trace = read_vmalloc_trace(PERF)
+    reported = trace.loc[trace["event"] == "purge_vmap_area_lazy", "num_purged"].tolist()  # 3350, 3313
+    lt = area_lifetimes(trace)
+    assert lt.groupby("purge_time").size().tolist() == [reported[0] - _lazy_before(trace), reported[1]]
 
 
 def test_real_ftrace_and_bundle_traces():
-    lt = area_lifetimes(read_vmalloc_trace(FTRACE))
-    assert lt["state"].value_counts().to_dict() == {"lazily freed": 2188, "purged": 1641, "allocated": 5}
+    trace = read_vmalloc_trace(FTRACE)
+    lt = area_lifetimes(trace)
+    pd.testing.assert_frame_equal(_by_address(lt), _reference(trace))
+    events = trace["event"].value_counts()
+    (reported,) = trace.loc[trace["event"] == "purge_vmap_area_lazy", "num_purged"].tolist()  # one purge
+    purged = reported - _lazy_before(trace)
+    freed_inside = events["free_vmap_area_noflush"] - lt.attrs["freed_before_trace"]
+    assert lt["state"].value_counts().to_dict() == {
+        "lazily freed": events["free_vmap_area_noflush"] - purged, "purged": purged,
+        "allocated": events["alloc_vmap_area"] - freed_inside}  # 2188, 1641, 5
     bundle = read_bundle(BUNDLE, formats=["vmalloc_trace"])["vmalloc_trace"]
     lt = area_lifetimes(bundle)  # the bundle keeps the event clock in event_time
     assert lt["alloc_time"].min() == pytest.approx(871.880394)

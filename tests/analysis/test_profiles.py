@@ -93,10 +93,17 @@ def test_commands_are_summed_and_shared_object_key():
     report = read_perf_report(REAL / "perf-report-self.txt")
     twice = report.groupby("symbol").filter(lambda g: g["command"].nunique() > 1)
     assert len(twice)
-    name = twice["symbol"].iloc[0]
-    d = compare_profiles(report, report).set_index("symbol")
-    assert d.loc[name, "self_pct_a"] == pytest.approx(twice.loc[twice["symbol"] == name, "self_pct"].sum())
-    assert (d["self_change"] == 0).all() and (d["status"] == "both").all()
+    other = read_perf_report(REAL / "perf-report-small-self-n.txt")  # another recording of this host
+    d = compare_profiles(report, other).set_index("symbol")
+    for name, entries in twice.groupby("symbol"):
+        assert d.loc[name, "self_pct_a"] == pytest.approx(entries["self_pct"].sum())
+    # every symbol of either report once (clone suffixes folded), its share the sum over its entries
+    folded = {side: prof.groupby(prof["symbol"].map(fold_symbol))["self_pct"].sum() for side, prof in
+              (("a", report), ("b", other))}  # fmt: skip
+    for side, shares in folded.items():
+        assert d[f"self_pct_{side}"].dropna().to_dict() == pytest.approx(shares.to_dict())
+    assert set(d["status"]) == {"both", "new", "vanished"}
+    assert (d["status"] == "both").sum() == len(set(folded["a"].index) & set(folded["b"].index))
     keyed = compare_profiles(report, report, on=["shared_object", "symbol"])
     assert list(keyed.columns[:2]) == ["shared_object", "symbol"]
 

@@ -121,12 +121,11 @@ def test_lock_model_matches_a_fifo_event_loop(workers, loops):
         assert by_lock["vmap_area_lock"] > 0  # the scenario does contend
 
 
-def test_spin_is_charged_to_the_slowpath_and_shares_add_up():
+def test_spin_is_charged_to_the_slowpath():
     run = simulate("global", threads=6, cpus=8, tests=["fix_size_alloc_test"], loops=40, costs=FLAT,
                    lazy_max_pages=NO_DRAIN)  # fmt: skip
     prof = run.profile.set_index("symbol")
     assert prof.loc["native_queued_spin_lock_slowpath", "self_pct"] / 100 == pytest.approx(run.lock_spin_share)
-    assert sum(run.lock_spin_by_lock.values()) == pytest.approx(run.lock_spin_share)
     assert prof.loc["ret_from_fork_asm", "children_pct"] == pytest.approx(100.0)
     assert prof.self_pct.sum() == pytest.approx(100.0)
 
