@@ -2,7 +2,6 @@
 each draws (line data, bars, segments, labels with units), saved as PNG and SVG; the figure registry
 and the `vmaplab plot` command."""
 
-import io
 import json
 import shutil
 import warnings
@@ -110,19 +109,13 @@ def test_pagetable_growth_simulated_overlay_and_measured_label():
 
 
 def test_pagetable_growth_counts_the_6_10_call_sites():
-    # a whole 1.0 listing (it has a zero line): page tables at their mm/memory.c call sites are
-    # summed; a whole listing without them has none (sizes made up, lines in the documented format)
-    header = "allocinfo - version: 1.0\n#     <size>  <calls> <tag info>\n"
-    after = vl.read_allocinfo(io.StringIO(
-        header + "   199229440    48640 mm/memory.c:461 func:__pte_alloc_kernel\n"
-        "      393216       96 mm/memory.c:6359 func:__pmd_alloc\n"
-        "   127664128    31168 mm/page_ext.c:270 func:alloc_page_ext\n"
-        "           0        0 mm/percpu.c:1 func:pcpu_mem_zalloc\n"))  # fmt: skip
-    before = vl.read_allocinfo(io.StringIO(
-        header + "   127664128    31168 mm/page_ext.c:270 func:alloc_page_ext\n"
-        "           0        0 mm/percpu.c:1 func:pcpu_mem_zalloc\n"))  # fmt: skip
-    fig = plots.pagetable_growth({0: before, 8: after})
-    assert line(fig.axes[0], "measured").get_ydata().tolist() == [0, 199229440 + 393216]
+    # whole 1.0 listings of a real 6.12 guest before and after a test_vmalloc run (data/real/SOURCES.md):
+    # page tables at their mm/memory.c call sites are summed, PTE + PMD + PUD pages as their lines say
+    chain = REAL / "test_vmalloc-qemu-2cpu" / "loops100k-1"
+    before, after = (vl.read_allocinfo(chain / snap / "allocinfo.gz") for snap in ("0000", "0001"))
+    fig = plots.pagetable_growth({0: before, 2: after})
+    # 0000: __pte_alloc_kernel 8192, __pmd_alloc 32768, __pud_alloc 20480; 0001: 1650688, 98304, 20480
+    assert line(fig.axes[0], "measured").get_ydata().tolist() == [8192 + 32768 + 20480, 1650688 + 98304 + 20480]
     assert fig.axes[0].get_ylabel() == "page-table memory (MiB)"
 
 
