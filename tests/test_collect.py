@@ -145,6 +145,52 @@ def test_committed_bundle():
     assert [s.time for s in manifest.snapshots] == sorted(s.time for s in manifest.snapshots)
 
 
+FAKE_PERF = """#!{python}
+# A stand-in for perf: logs its arguments; record writes the -o file, script prints a real capture.
+import json, sys
+args = sys.argv[1:]
+with open({log!r}, "a") as log:
+    log.write(json.dumps(args) + "\\n")
+if args[0] == "record":
+    if {fail_record}:
+        sys.exit("perf_event_open: Permission denied")
+    open(args[args.index("-o") + 1], "w").write("PERFILE2")
+elif args[0] == "script":
+    sys.stdout.write(open({capture!r}).read())
+"""
+
+
+@pytest.mark.parametrize("case", ["recorded", "record fails", "no events"])
+def test_trace_through_perf(tree, tmp_path, capsys, case):
+    # the trace path of collect without root: a fake perf that prints the committed bundle's real trace
+    capture = BUNDLE / "0000" / "vmalloc_trace"
+    if case == "no events":  # perf script prints nothing when no event was recorded
+        capture = tmp_path / "empty.txt"
+        capture.write_text("")
+    perf, log = tmp_path / "perf", tmp_path / "perf.log"
+    perf.write_text(FAKE_PERF.format(python=shutil.which("python3") or "/usr/bin/env python3", log=str(log),
+                                     fail_record=case == "record fails", capture=str(capture)))  # fmt: skip
+    perf.chmod(0o755)
+    proc, sys_ = tree
+    manifest = collect(tmp_path / "b", count=1, trace=0.5, procfs=proc, sysfs=sys_, perf=str(perf), progress=False)
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    record = calls[0]
+    assert record[:3] == ["record", "-q", "-a"] and record[-3:] == ["--", "sleep", "0.5"]
+    assert [record[i + 1] for i, arg in enumerate(record) if arg == "-e"] == [
+        "vmalloc:alloc_vmap_area", "vmalloc:free_vmap_area_noflush", "vmalloc:purge_vmap_area_lazy"]
+    stored = tmp_path / "b" / "0000" / "vmalloc_trace"
+    err = capsys.readouterr().err
+    if case == "recorded":
+        assert calls[1][:2] == ["script", "-i"] and calls[1][2] == record[record.index("-o") + 1]
+        assert manifest.snapshots[0].files["vmalloc_trace"] == "0000/vmalloc_trace"
+        assert stored.read_bytes() == capture.read_bytes()
+    else:
+        assert "vmalloc_trace" not in manifest.snapshots[0].files and not stored.exists()
+        said = "perf record failed (perf_event_open: Permission denied)" if case == "record fails" else (
+            "no vmalloc event happened: no vmalloc trace stored")
+        assert said in err and len(calls) == (1 if case == "record fails" else 2)
+
+
 @pytest.mark.skipif(shutil.which("perf") is None or os.geteuid() != 0, reason="needs perf and root")
 def test_live_trace(tmp_path):
     from vmaplab.io.vmalloc_trace import read_vmalloc_trace
