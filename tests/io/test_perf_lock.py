@@ -108,6 +108,34 @@ def test_time_units_and_errors():
         read_perf_lock(REAL / "perf-report-self.txt")
 
 
+@pytest.mark.parametrize(
+    "name, damage, waits",
+    [
+        # perf-lock-contention-minwait.txt, line 3 without its max wait: four times under a five-time header
+        # were read as the default layout, the min wait (3.09 us) taken for the max wait
+        ("perf-lock-contention-minwait.txt", lambda line: line.replace("      3.13 ms", "", 1), "total max min avg"),
+        # perf-lock-contention.txt, line 3 with a fifth time: read as the -F min wait layout
+        ("perf-lock-contention.txt", lambda line: line.replace("1.64 ms", "1.64 ms      1.94 us", 1), "total max avg"),
+    ],
+)
+def test_line_that_does_not_fit_its_header_is_bad(name, damage, waits):
+    lines = (REAL / name).read_text().splitlines()
+    whole = read_perf_lock(REAL / name)
+    lines[2] = damage(lines[2])
+    text = "\n".join(lines) + "\n"
+    columns = " ".join(["<contended>", *(f"<{w} wait>" for w in waits.split()), "<type>", "<caller>"])
+    with pytest.raises(ParseError, match=re.escape(f"line 3: expected a perf lock contention entry '{columns}' (the")):
+        read_perf_lock(io.StringIO(text))
+    skipped = read_perf_lock(io.StringIO(text), on_bad_lines="skip")
+    assert [bad["lineno"] for bad in skipped.attrs["bad_lines"]] == [3]
+    pd.testing.assert_frame_equal(skipped, whole.iloc[1:].reset_index(drop=True))
+    # a header cut short names no layout: its table is read with perf's default ones
+    lines = (REAL / name).read_text().splitlines()
+    lines[0] = lines[0][:23]
+    assert lines[0] == " contended   total wait"
+    assert read_perf_lock(io.StringIO("\n".join(lines) + "\n")).equals(whole)
+
+
 def test_sniff_and_detection():
     assert sniff(Paste.read(REAL / "perf-lock-contention-t.txt")) == 61
     for other in ("perf-report-self.txt", "perf-script-churn.txt.gz", "meminfo.txt", "slabinfo.txt", "vmstat.txt"):

@@ -221,6 +221,47 @@ def test_bad_entry_error_warn_skip():
     assert len(warned) == 546 and warned.attrs["bad_lines"][0]["lineno"] == 14
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [lambda e: " " * 11 + e[11:], lambda e: e.replace("%", "", 1), lambda e: e.replace(".", ",", 1),
+     lambda e: e.replace(" 3", "-3", 1)],
+    ids=["blanked", "no-percent-sign", "decimal-comma", "negative"],
+)
+def test_entry_with_a_lost_or_damaged_percentage_is_bad_not_a_call_graph_line(damage):
+    # data/real/perf-report-self.txt, line 14 with its percentage blanked, without its '%', with a decimal
+    # comma or a minus sign: the indented rest was taken for a call-graph name and the entry was dropped
+    lines = (REAL / "perf-report-self.txt").read_text().splitlines()
+    assert lines[13] == "     3.24%  churn    [kernel.kallsyms]     [k] finish_task_switch.isra.0"
+    lines[13] = damage(lines[13])
+    text = "\n".join(lines) + "\n"
+    with pytest.raises(ParseError, match=r"line 14: expected a perf report entry"):
+        read_perf_report(io.StringIO(text))
+    skipped = read_perf_report(io.StringIO(text), on_bad_lines="skip")
+    assert len(skipped) == 546 and [bad["lineno"] for bad in skipped.attrs["bad_lines"]] == [14]
+
+
+@pytest.mark.parametrize(
+    "name, entry",
+    [
+        ("perf-report-self-graph.txt", "     4.44%  churn    [kernel.kallsyms]     [k] unmap_page_range"),
+        ("perf-report-self-folded.txt", "     3.04%  churn    [kernel.kallsyms]     [k] clear_page_erms"),
+        ("perf-report-sep-self-n.txt", " 5.16%  , 2073       ,libc.so.6        ,[.] __memset_avx2_unaligned_erms"),
+    ],
+)
+def test_entry_with_its_percentage_blanked_among_call_graphs_is_bad(name, entry):
+    # an entry right after a call graph (-g graph, -g folded, -t ',' with graphs) of these data/real captures,
+    # with its percentage blanked: the call-graph lines around it are still skipped, the entry is a bad line
+    lines = (REAL / name).read_text().splitlines()
+    i = lines.index(entry)
+    pct = re.search(r"\d+\.\d+%", entry)[0]
+    lines[i] = entry.replace(pct, " " * len(pct), 1)
+    with pytest.raises(ParseError, match=rf"line {i + 1}: expected a perf report entry"):
+        read_perf_report(io.StringIO("\n".join(lines) + "\n"))
+    whole = read_perf_report(REAL / name)
+    skipped = read_perf_report(io.StringIO("\n".join(lines) + "\n"), on_bad_lines="skip")
+    assert len(skipped) == len(whole) - 1 and [bad["lineno"] for bad in skipped.attrs["bad_lines"]] == [i + 1]
+
+
 def test_folded_chains_with_bare_hex_frames_stay_in_one_table():
     # -g folded lines whose first frame is hex without 0x ("0.57% 2d00672d00752d00;0x7;f") were taken as
     # prose and split the report into five tables

@@ -84,6 +84,56 @@ def test_pid_tid_fields_give_the_same_samples():
     assert b.loc[b["comm"] == "churn", "pid"].nunique() == 2
 
 
+def test_headers_without_tid_give_the_same_samples():
+    # one recording printed with -F comm,cpu,time,period,event,ip,sym,dso (no tid) and with tid added
+    # (data/real/SOURCES.md): the comm was read as "sh [000] 86472.312065:" and the period as the tid
+    a = read_perf_script(REAL / "perf-script-notid.txt.gz")
+    b = read_perf_script(REAL / "perf-script-notid-tid.txt.gz")
+    assert len(a) == 230 and a["comm"].value_counts().to_dict() == {"sh": 115, "ls": 115}
+    assert a["tid"].isna().all() and b["tid"].notna().all() and a.attrs["bad_lines"] == []
+    pd.testing.assert_frame_equal(a.drop(columns="tid"), b.drop(columns="tid"))
+    assert a.loc[0, ["comm", "cpu", "time", "period", "event"]].tolist() == ["sh", 0, 86472.312065, 250000, "cpu-clock"]
+    assert sniff(Paste.read(REAL / "perf-script-notid.txt.gz")) == 230
+    assert vmaplab.read(REAL / "perf-script-notid.txt.gz").attrs["format"] == "perf_script"
+
+
+def test_headers_without_tid_or_call_chains():
+    # without call chains perf script prints the comm right-aligned in 16 columns and the frame on the header line
+    # (data/real/perf-script-notid-nog.txt)
+    path = REAL / "perf-script-notid-nog.txt"
+    df = read_perf_script(path)
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("              sh [000] 86476.619259:     250000 cpu-clock:  ffffffff816a8594 ")
+    assert len(df) == len(lines) == 24 and (df["comm"] == "sh").all() and df["tid"].isna().all()
+    assert (df["cpu"] == 0).all() and (df["period"] == 250_000).all() and df["trace"].isna().all()
+    assert df.loc[0, ["time", "stack", "dsos"]].tolist() == [86476.619259, "__lruvec_stat_mod_folio", "kernel.kallsyms"]
+    assert df["time"].is_monotonic_increasing and df.attrs["bad_lines"] == []
+
+
+def test_tid_cut_from_the_headers_of_a_capture():
+    # data/real/perf-script-churn.txt.gz with the tid cut from every header ("sh 20181 [001] ..." ->
+    # "sh [001] ..."): the same samples without tid
+    text = gzip.open(CHURN, "rt").read()
+    cut = re.sub(r"(?m)^(\S+) \d+ (\[\d{3}\])", r"\1 \2", text)
+    assert cut.startswith("sh [001]   991.392550:     100000 cpu-clock: \n")
+    whole, without = read_perf_script(CHURN), read_perf_script(io.StringIO(cut))
+    assert without["tid"].isna().all() and without.attrs["bad_lines"] == []
+    pd.testing.assert_frame_equal(without.drop(columns="tid"), whole.drop(columns="tid"))
+
+
+def test_cpu_or_time_is_never_taken_into_the_comm():
+    # data/real/perf-script-notid.txt.gz with the '.' of one header's time flipped to 'x': read with a tid,
+    # the comm would be "sh [000] 86472x312315:" and the period the tid; it is a bad header instead
+    lines = gzip.open(REAL / "perf-script-notid.txt.gz", "rt").read().splitlines()
+    assert lines[4] == "sh [000] 86472.312315:     250000 cpu-clock: "
+    lines[4] = lines[4].replace("86472.", "86472x")
+    text = "\n".join(lines) + "\n"
+    with pytest.raises(ParseError, match=r"line 5: expected a perf script sample header"):
+        read_perf_script(io.StringIO(text))
+    df = read_perf_script(io.StringIO(text), on_bad_lines="skip")
+    assert len(df) == 229 and df.attrs["bad_lines"][0]["lineno"] == 5 and (df["comm"].isin(["sh", "ls"])).all()
+
+
 @pytest.mark.parametrize(
     "name, n",
     [("perf-funcab-cmd-01", 169), ("perf-funcab-pid-01", 228), ("perf-java-stacks-01", 46), ("perf-java-stacks-02", 2),
@@ -252,5 +302,7 @@ def test_mutated_capture_keeps_every_well_formed_sample(data):
     except ParseError:
         assert not want
         return
-    got = set(zip(df["tid"].astype(int), df["time"], df["stack"].astype(object).where(df["stack"].notna(), None)))
+    # a header whose tid a flip joined to the comm ("sh020181 [001] ...") is one without tid: <NA>
+    tids = df["tid"].astype(object).where(df["tid"].notna(), None)
+    got = set(zip(tids, df["time"], df["stack"].astype(object).where(df["stack"].notna(), None)))
     assert set(want) <= got

@@ -10,8 +10,9 @@ Times are a number and a unit (``ns``, ``us``, ``ms``, ``s``). ``-t`` replaces `
 ``pid comm``; ``-F`` chooses the time columns (``min wait`` too).
 With ``-v`` each entry is followed by its call stack (``0x<addr>  <symbol>+0x<off>``, innermost
 first), and perf's own diagnostics surround the table; they are skipped. A table pasted without its
-header (or a line that does not fit its header) is read with the default layouts (``contended``,
-four or five times, ``type``/``pid`` and ``caller``/``comm``).
+header, or under a header cut short or with a title this reader does not know, is read with the default
+layouts (``contended``, four or five times, ``type``/``pid`` and ``caller``/``comm``). Under a header it
+knows, a line that starts like an entry but does not fit the header's columns is a bad line.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ _SNIFF = rf"^\s*\d+(?:\s+{_TIME}){{3,}}\s+\S+(?:\s+\S+)?\s*$"
 _STACK = r"^\s+0x(?P<ip>[0-9a-fA-F]{1,16})(?:\s+(?P<sym>\S.*?))?\s*$"
 _DEFAULT = ["contended", "total wait", "max wait", "avg wait", "type", "caller"]
 _DEFAULT_MIN = ["contended", "total wait", "max wait", "min wait", "avg wait", "type", "caller"]
+_LAYOUTS = [_DEFAULT, _DEFAULT_MIN, _DEFAULT[:4] + ["pid", "comm"], _DEFAULT_MIN[:5] + ["pid", "comm"]]
 
 _COLUMNS = {
     "block": "int64",
@@ -111,8 +113,9 @@ def read_perf_lock(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.Dat
 
 
 def _regex(titles: list[str]) -> str | None:
-    """Regex of an entry under these column titles; None when a title is unknown or repeated."""
-    if len(set(titles)) != len(titles):
+    """Regex of an entry under these column titles; None when a title is unknown or repeated, or when the
+    titles do not end with ``caller`` or ``comm`` as perf's do (a header cut short)."""
+    if len(set(titles)) != len(titles) or titles[-1:] not in (["caller"], ["comm"]):
         return None
     parts = []
     for i, title in enumerate(titles):
@@ -145,20 +148,20 @@ def _parse_perf_lock(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     which = pd.Series(np.where(header, np.arange(n), np.nan)).ffill().fillna(-1).astype(int).to_numpy()
     found = pd.DataFrame(index=idx, columns=[name for name, _ in _TITLES.values()], dtype=object)
     is_entry = np.zeros(n, dtype=bool)
+    expected = np.full(n, _EXPECTED, dtype=object)
     for h in np.unique(which):
         rows = (which == h) & ~header & ~blank & ~prompt & ~is_stack
         if not rows.any():
             continue
-        # the header's columns first; lines that do not fit them (a header cut short, a paste
-        # without header) are tried with perf's default layouts
-        layouts = [_DEFAULT, _DEFAULT_MIN, _DEFAULT[:4] + ["pid", "comm"], _DEFAULT_MIN[:5] + ["pid", "comm"]]
-        if h >= 0:
-            layouts.insert(0, re.split(r"\s{2,}", lines.iloc[h].strip()))
+        # the columns of the header above; without a header, or with one cut short or holding a title this
+        # reader does not know, perf's default layouts
+        titles = re.split(r"\s{2,}", lines.iloc[h].strip()) if h >= 0 else []
+        own = _regex(titles)
+        if own is not None:
+            columns = " ".join(f"<{title}>" for title in titles)
+            expected[rows] = f"a perf lock contention entry '{columns}' (the columns of its header, line {h + 1})"
         todo = rows.copy()
-        for titles in layouts:
-            regex = _regex(titles)
-            if regex is None:  # a title this reader does not know: only the default layouts apply
-                continue
+        for regex in [own] if own is not None else map(_regex, _LAYOUTS):
             part = lines[todo].str.extract(regex)
             ok = part.notna().any(axis=1)
             found.loc[part.index[ok], part.columns] = part[ok].to_numpy(dtype=object)
@@ -171,7 +174,7 @@ def _parse_perf_lock(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         unit = found[col].str.extract(r"\s([A-Za-z]+)$")[0]
         units_bad |= (unit.notna() & ~unit.isin(list(_NS))).to_numpy()
     lead = lines.str.match(_ENTRY_LEAD).to_numpy() & ~is_entry
-    why = {int(i): _EXPECTED for i in idx[lead]}
+    why = {int(i): expected[i - 1] for i in idx[lead]}
     why.update((int(i), _EXPECTED_UNIT) for i in idx[units_bad])
     for lineno in sorted(why):
         errors.bad(lineno, why[lineno], paste.lines[lineno - 1])

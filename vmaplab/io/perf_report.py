@@ -19,6 +19,9 @@ mark it is the shared object, with more the last is the shared object and the ot
 
 Call-graph lines (``|``, ``---sym``, ``--12.34%--sym``, indented callers, ``-g folded`` lines
 ``12.34% a;b;c``, and the interactive screen's ``+ 12.34% sym``) are skipped, never taken for entries.
+An indented line that no call-graph line above it opened, and that has an entry's shape (a ``[k]``/``[.]``
+symbol after another column, or as many columns as the header), is an entry whose percentage was lost
+or damaged: a bad line.
 """
 
 from __future__ import annotations
@@ -46,13 +49,17 @@ _SNIFF = _MARKER + rf"{_PCT}\s+(?:{_PCT}\s+)?(?:\d+\s+)?.*?\[[k.gHu]\]\s+\S"
 # two percentages or a percentage with a symbol mark further on. Prose such as "16.51% percent from
 # 93.07%." is not an entry.
 _LEAD = rf"^(?:[+-](?=\s))?\s+{_PCT}(?:\s|$)|^{_PCT}\s+{_PCT}|^{_PCT}\s.*\[[k.gHu]\]"
-_GRAPH = (
+# A call graph opens right under its entry with one of these lines; indented names continue it.
+_GRAPH_OPEN = (
     r"^\s*\|"  # |  and  |--12.34%--sym
     r"|^\s*--"  # ---sym  and  --12.34%--sym
     r"|^\s+[+-]\s+\S"  # interactive screen: + 12.34% sym, - sym
-    rf"|^\s+(?!{_PCT})\S"  # indented caller/callee names and addresses
-    rf"|^{_PCT} (?!{_PCT})\S+$"  # -g folded: 12.34% a;b;c (frames may be bare hex: 2d00672d;0x7;f)
 )
+_GRAPH_NAME = rf"^\s+(?!{_PCT})\S"  # indented caller/callee names and addresses
+# -g folded: 12.34% a;b;c (frames may be bare hex: 2d00672d;0x7;f)
+_GRAPH = rf"{_GRAPH_OPEN}|{_GRAPH_NAME}|^{_PCT} (?!{_PCT})\S+$"
+# A symbol with its mark after another column (space or -t separated): perf prints no marks in call graphs
+_SHAPE_MARK = r"\S(?:\s+|\s*[^\w\s]\s*)\[[k.gHu]\]\s+\S"
 _TITLE_SAMPLES = r"Samples:\s+(?P<samples>\d+)(?P<unit>[KMG]?)\s+of event '(?P<event>[^']*)'"
 _TITLE_COUNT = r"Event count \(approx\.\):\s*(?P<event_count>\d+)"
 _TITLE_LOST = r"Total Lost Samples:\s*(?P<lost>\d+)"
@@ -114,7 +121,7 @@ def read_perf_report(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
     src : path (plain or ``.gz``) or open text/binary file
     on_bad_lines : {"error", "warn", "skip"}
         What to do with a line that starts with a percentage like an entry but does not fit the
-        columns of its header (nor a call-graph line).
+        columns of its header (nor a call-graph line), or that has an entry's shape outside a call graph.
 
     Returns
     -------
@@ -237,6 +244,7 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     found = pd.DataFrame(index=idx)
     is_entry = np.zeros(n, dtype=bool)
     fielded = np.zeros(n, dtype=bool)  # holds the fields of its -t header, so must be an entry
+    shaped = np.zeros(n, dtype=bool)  # has the shape of an entry under its header
     extra: list[str] = []
     kinds: dict[str, str] = {}
     for h in np.unique(which):
@@ -244,8 +252,10 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         if not rows.any():
             continue
         dots = lines.iloc[h + 1] if 0 <= h < n - 1 else ""
-        part, part_kinds, part_fielded = _entries(lines[rows], None if h < 0 else lines.iloc[h].lstrip("#"), dots)
+        head = None if h < 0 else lines.iloc[h].lstrip("#")
+        part, part_kinds, part_fielded = _entries(lines[rows], head, dots)
         fielded[np.flatnonzero(rows)] = part_fielded
+        shaped[np.flatnonzero(rows)] = _shaped(lines[rows], head)
         kinds.update(part_kinds)
         ok = part.notna().any(axis=1)
         part = part[ok]
@@ -258,7 +268,13 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         is_entry[np.flatnonzero(rows)[ok.to_numpy()]] = True
 
     graph = lines.str.match(_GRAPH).to_numpy() & ~is_entry & ~header & ~comment & ~fielded
-    lead = (lines.str.match(_LEAD).to_numpy() | fielded) & ~is_entry & ~graph & ~header & ~prompt
+    # an indented line with an entry's shape that no call graph line above it opened: a damaged entry
+    opens = lines.str.match(_GRAPH_OPEN).to_numpy()
+    chain = graph & (opens | lines.str.match(_GRAPH_NAME).to_numpy())
+    opened = pd.Series(opens & chain).groupby(np.cumsum(~chain)).cummax().to_numpy()
+    damaged = chain & ~opened & shaped
+    graph &= ~damaged
+    lead = (lines.str.match(_LEAD).to_numpy() | fielded | damaged) & ~is_entry & ~graph & ~header & ~prompt
     for lineno in idx[lead]:
         errors.bad(int(lineno), _EXPECTED, paste.lines[lineno - 1])
     if not is_entry.any() and not lead.any():
@@ -322,6 +338,20 @@ def _entries(lines: pd.Series, header: str | None, dots: str = "") -> tuple[pd.D
     out["symbol"] = m["symbol"]
     out["symbol_kind"] = m["symbol_kind"]
     return out, {}, np.zeros(len(lines), dtype=bool)
+
+
+def _shaped(lines: pd.Series, header: str | None) -> np.ndarray:
+    """Which lines have the shape of an entry: a marked symbol after another column, or as many columns as
+    the header (split at its ``-t`` separator, which the last field may hold too, or at runs of spaces)."""
+    shaped = lines.str.contains(_SHAPE_MARK)
+    if header is not None:
+        titles = _split_header(header)
+        sep = _field_sep(header)
+        if sep:
+            shaped |= lines.str.count(re.escape(sep)).ge(len(titles) - 1)
+        else:
+            shaped |= lines.str.strip().str.count(r"\s{2,}").eq(len(titles) - 1)
+    return shaped.to_numpy(dtype=bool)
 
 
 def _fixed_width(lines: pd.Series, starts: list[int], kinds: dict[str, str]) -> pd.DataFrame:

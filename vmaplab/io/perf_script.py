@@ -7,7 +7,9 @@ A sample is a header line, then its call chain (leaf first, one frame per line),
     	          1098d9 clone3+0x19 (/usr/lib/x86_64-linux-gnu/libc.so.6)
 
 The header is ``<comm> [<pid>/]<tid> [[<cpu>]] [<seconds>:] [<period>] <event>:``, which fields appear
-depending on ``perf record`` and ``perf script -F`` options; ``<comm>`` may hold spaces. Without call
+depending on ``perf record`` and ``perf script -F`` options; ``<comm>`` may hold spaces, never a ``[<cpu>]``
+or ``<seconds>:`` field. A ``-F`` list without ``tid`` leaves it out: a cpu or a time then follows the
+comm (``sh [001]   991.392650:     100000 cpu-clock:``). Without call
 chains (``perf record`` without ``-g``) the one frame follows the event on the header line. A frame is
 ``<ip> <symbol>[+0x<offset>] (<dso>)``. Header lines that carry a tracepoint's fields after the event
 (``vmalloc:alloc_vmap_area: va_start: ...``) are trace records, read by ``read_vmalloc_trace``; they are
@@ -33,22 +35,31 @@ from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finis
 
 __all__ = ["read_perf_script", "iter_samples", "sniff"]
 
-_HEADER = (
-    r"^\s*(?P<comm>\S.*?)\s+(?:(?P<pid>-?\d{1,10})/)?(?P<tid>-?\d{1,10})\s+(?:\[(?P<cpu>\d{1,6})\]\s+)?"
-    r"(?:(?P<time>\d{1,12}\.\d{1,9}):\s+)?(?:(?P<period>\d{1,18})\s+)?"
+_COMM = r"^\s*(?P<comm>\S.*?)\s+"
+_AFTER_TID = (
+    r"(?:\[(?P<cpu>\d{1,6})\]\s+)?(?:(?P<time>\d{1,12}\.\d{1,9}):\s+)?(?:(?P<period>\d{1,18})\s+)?"
     r"(?P<event>[^\s:\d][^\s]*?):(?:\s+(?P<rest>\S.*?))?\s*$"
 )
+_TID = r"(?:(?P<pid>-?\d{1,10})/)?(?P<tid>-?\d{1,10})\s+"
+_HEADER = _COMM + _TID + _AFTER_TID
+# -F without tid: the same fields, pid and tid always empty (read only when a cpu or a time follows the comm)
+_HEADER_NO_TID = _COMM + r"(?P<pid>)(?P<tid>)" + _AFTER_TID
+_HEADER_ANY = _COMM + f"(?:{_TID})?" + _AFTER_TID  # finds the lines of either layout in one pass
+# a cpu or a time field, which a comm never holds: a header whose comm would is one without tid
+_CPU_OR_TIME = r"(?:^|\s)(?:\[\d{1,6}\]|\d{1,12}\.\d{1,9}:)(?:\s|$)"
 _FRAME = (
     r"^\s*(?P<ip>[0-9a-fA-F]{1,16})(?:\s+(?P<sym>\S.*?))??(?:\+0x(?P<off>[0-9a-fA-F]+))?"
     r"\s+\((?P<dso>[^()]*(?:\s\(deleted\))?)\)\s*$"
 )
-# Starts like a header (comm, tid, maybe a cpu, digits of a time) but did not parse.
-_HEADER_LEAD = r"^\s*\S.*?\s-?\d+(?:/-?\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d"
+# Starts like a header (comm, tid and maybe a cpu, or a cpu alone, then digits of a time) but did not parse.
+_HEADER_LEAD = r"^\s*\S.*?\s(?:-?\d+(?:/-?\d+)?\s+(?:\[\d+\]\s+)?|\[\d+\]\s+)\d+\.\d"
 _FRAME_LEAD = r"^\s+\S|^[0-9a-fA-F]+\s+\S.*\("
-_SNIFF_HEADER = r"^\s*\S.*?\s-?\d+(?:/-?\d+)?\s+(?:\[\d+\]\s+)?(?:\d+\.\d+:\s+)?(?:\d+\s+)?[^\s:\d]\S*?:\s*$"
+_SNIFF_HEADER = (
+    r"^\s*\S.*?\s(?:-?\d+(?:/-?\d+)?\s+(?:\[\d+\]\s+)?|\[\d+\]\s+)(?:\d+\.\d+:\s+)?(?:\d+\s+)?[^\s:\d]\S*?:\s*$"
+)
 _SNIFF_FRAME = r"^\s*[0-9a-fA-F]{1,16}\s+\S.*\)\s*$"
 
-_EXPECTED = "a perf script sample header '<comm> <tid> [<cpu>] <time>: <period> <event>:'"
+_EXPECTED = "a perf script sample header '<comm> <tid> [<cpu>] <time>: <period> <event>:' (the tid may be left out)"
 _EXPECTED_FRAME = "a call-chain frame '<ip> <symbol> (<dso>)' or a blank line after the sample"
 _EXPECTED_HEADER_FIRST = "a sample header line before this call-chain frame"
 _PIECE_SAMPLES = 50_000  # samples per piece parsed at once by read_perf_script
@@ -97,7 +108,7 @@ def read_perf_script(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
                      a new one
     comm    string   task name as printed
     pid     Int64    process id (<NA> unless printed as ``pid/tid``)
-    tid     Int64    thread id (the number perf prints alone)
+    tid     Int64    thread id (the number perf prints alone; <NA> when not printed)
     cpu     Int64    CPU (<NA> when not printed)
     time    Float64  timestamp, seconds (<NA> when not printed)
     period  Int64    sample period (event count; ns for cpu-clock) (<NA> when not printed)
@@ -218,7 +229,7 @@ def _parse_perf_script(paste: Paste, errors: LineErrors, start: int) -> tuple[pd
     blank = _match(arr, r"^\s*$")
     comment = _match(arr, r"^\s*#")
     prompt = np.isin(lineno, list(paste.prompts))
-    is_head = _match(arr, _HEADER) & ~comment & ~prompt
+    is_head, heads, no_tid_bad = _headers(arr, ~comment & ~prompt)
     is_frame = _match(arr, _FRAME) & ~is_head & ~comment & ~prompt
 
     other = ~is_head & ~is_frame & ~blank & ~comment & ~prompt
@@ -231,7 +242,7 @@ def _parse_perf_script(paste: Paste, errors: LineErrors, start: int) -> tuple[pd
 
     bad_frame = frame_like & in_sample  # a line of a call chain that is not a frame
     orphan = is_frame & ~in_sample
-    bad_head = other & ~bad_frame & _match(arr, _HEADER_LEAD)
+    bad_head = other & ~bad_frame & (_match(arr, _HEADER_LEAD) | no_tid_bad)
     why = {}
     for mask, expected in ((bad_frame, _EXPECTED_FRAME), (orphan, _EXPECTED_HEADER_FIRST), (bad_head, _EXPECTED)):
         why.update((int(i), expected) for i in lineno[mask])
@@ -241,7 +252,7 @@ def _parse_perf_script(paste: Paste, errors: LineErrors, start: int) -> tuple[pd
     prose = other & ~bad_frame & ~bad_head
     separators = lineno[prose | comment | prompt]
 
-    heads = pc.extract_regex(arr.filter(pa.array(keep_head)), _HEADER)
+    heads = heads.filter(pa.array(keep_head[is_head]))
     ids = sample[keep_head]
     rest = heads.field("rest")
     inline = pc.extract_regex(rest, _FRAME)
@@ -285,6 +296,30 @@ def _parse_perf_script(paste: Paste, errors: LineErrors, start: int) -> tuple[pd
         "first_text": _first_text(paste, start),
     }
     return df, int((prose | comment | prompt).sum())
+
+
+def _headers(arr: pa.Array, allowed: np.ndarray) -> tuple[np.ndarray, pa.StructArray, np.ndarray]:
+    """Sample headers among the ``allowed`` lines: which lines they are; their fields, one row per header in
+    line order; and the lines that parse only with a cpu or a time inside the comm and not without a tid
+    either (bad headers). A header is read with a tid unless its comm would then hold a cpu or a time; it is
+    read without one when a cpu or a time follows the comm."""
+    at = np.flatnonzero(_match(arr, _HEADER_ANY) & allowed)
+    found = arr.take(pa.array(at, type=pa.int64()))
+    with_tid = _match(found, _HEADER)
+    tid_fields = pc.extract_regex(found.filter(pa.array(with_tid)), _HEADER)
+    split = np.zeros(len(found), dtype=bool)
+    split[with_tid] = _match(tid_fields.field("comm"), _CPU_OR_TIME)
+    maybe = ~with_tid | split
+    fields = pc.extract_regex(found.filter(pa.array(maybe)), _HEADER_NO_TID)
+    placed = _match(fields.field("cpu"), ".") | _match(fields.field("time"), ".")
+    no_tid = np.zeros(len(found), dtype=bool)
+    no_tid[maybe] = _valid(fields) & placed & ~_match(fields.field("comm"), _CPU_OR_TIME)
+    order = np.argsort(np.concatenate([np.flatnonzero(with_tid & ~split), np.flatnonzero(no_tid)]), kind="stable")
+    both = pa.concat_arrays([tid_fields.filter(pa.array(~split[with_tid])), fields.filter(pa.array(no_tid[maybe]))])
+    is_head, bad = np.zeros(len(arr), dtype=bool), np.zeros(len(arr), dtype=bool)
+    is_head[at[(with_tid & ~split) | no_tid]] = True
+    bad[at[split & ~no_tid]] = True
+    return is_head, both.take(pa.array(order, type=pa.int64())), bad
 
 
 def _match(arr: pa.Array, pattern: str) -> np.ndarray:
