@@ -248,8 +248,9 @@ def test_negative_size_of_version_1():
 
 
 def test_wrapped_line_is_rejoined():
-    # The seed's pagetable_alloc line as a mail client wraps it at 44 columns.
-    text = "  350MiB    89656 include/linux/mm.h:2848\nmodule:memory func:pagetable_alloc\n" + BAOQUAN
+    # The seed's pagetable_alloc line as a mail client wraps it at 44 columns, then two more of its lines.
+    seed = (SEED / "allocinfo-64threads.txt").read_text().splitlines(keepends=True)
+    text = "  350MiB    89656 include/linux/mm.h:2848\nmodule:memory func:pagetable_alloc\n" + "".join(seed[:2])
     df = read_text(text)
     assert df["tag"].tolist()[0] == "include/linux/mm.h:2848 module:memory func:pagetable_alloc"
     assert df["source_line"].tolist() == [1, 3, 4]
@@ -296,6 +297,29 @@ def test_no_record_raises_at_first_text_line():
     with pytest.raises(ParseError) as err:
         read_text("")
     assert err.value.lineno is None
+
+
+def test_a_line_of_the_other_tag_style_is_bad():
+    # pre-merge tags carry module: on every line, built-in code too: a line without it among them is no
+    # built-in tag (module <NA>) but a line of another listing
+    seed = (SEED / "allocinfo-64threads.txt").read_text().splitlines(keepends=True)
+    other = " 79.1MiB    20245 mm/readahead.c:247 func:page_cache_ra_unbounded\n"
+    text = "".join(seed[:2]) + other + "".join(seed[2:])
+    expected = "a pre-merge allocinfo tag '<file>:<line> module:<name> func:<function>' like the rest of its listing"
+    with pytest.raises(ParseError, match=re.escape(f"<stream>, line 3: expected {expected}, got {other.rstrip()!r}")):
+        read_allocinfo(io.StringIO(text))
+    df = read_allocinfo(io.StringIO(text), on_bad_lines="skip")
+    assert df["source_line"].tolist() == [1, 2, 4, 5, 6] and df["module"].notna().all()
+    assert df.attrs["bad_lines"] == [{"lineno": 3, "line": other.rstrip("\n"), "expected": expected}]
+    assert df.attrs["versions"] == ["pre-merge"]
+    # two lines, one of each: the first decides
+    with pytest.raises(ParseError, match=r"line 2: expected a pre-merge allocinfo tag"):
+        read_allocinfo(io.StringIO(seed[0] + other))
+    # and the other way round: a module: tag among the 6.12 lines of the 16-vCPU guest (data/real/SOURCES.md)
+    lines = gzip.open(ROOT / "data/real/test_vmalloc-qemu-16cpu/loops10k-1/0000/allocinfo.gz", "rt").readlines()
+    lines[5] = lines[5].replace(" func:", " module:main func:", 1)
+    with pytest.raises(ParseError, match=r"line 6: expected a 6\.10\+ allocinfo tag '<file>:<line> \[<module>\] func:"):
+        read_allocinfo(io.StringIO("".join(lines)))
 
 
 def test_journal_prefixed_record_is_bad_not_prose():
@@ -395,7 +419,13 @@ def test_mutated_listing_raises_only_parse_error(text):
         df = read_allocinfo(io.StringIO(text))
     except ParseError:
         return
-    assert (df["calls"] >= 0).all()
+    # each row's source_line holds its record: those lines read again, each alone (a listing of its own
+    # between lines of prose), give the same fields
+    lines = Paste.from_text(text).lines
+    assert df["source_line"].between(1, len(lines)).all()
+    again = read_allocinfo(io.StringIO("\n--\n".join(lines[n - 1] for n in df["source_line"]) + "\n"))
+    fields = df.columns.drop(["block", "source_line"])
+    pd.testing.assert_frame_equal(again[fields], df[fields])
 
 
 @SETTINGS

@@ -50,23 +50,24 @@ def test_free_b_is_meminfo_in_bytes():
 
 
 @pytest.mark.parametrize(
-    "name, kwargs, total, unit, exact",
+    "name, kwargs, total, unit, exact, step",
     [
-        ("free-k.txt", {"unit": "k"}, MEM_TOTAL_KB * KiB, "KiB", True),
-        ("free-m.txt", {"unit": "m"}, 24105 * MiB, "MiB", False),
-        ("free-g.txt", {"unit": "g"}, 23 * GiB, "GiB", False),
-        ("free-si.txt", {"unit": "k", "si": True}, 25276502 * 1000, "kB", False),
-        ("free-h.txt", {}, 23 * GiB, "human", False),
-        ("free-h-si.txt", {"si": True}, 25 * 10**9, "human", False),
-        ("free-busybox-h.txt", {"si": False}, round(23.5 * GiB), "human", False),
+        ("free-k.txt", {"unit": "k"}, MEM_TOTAL_KB * KiB, "KiB", True, KiB),
+        ("free-m.txt", {"unit": "m"}, 24105 * MiB, "MiB", False, MiB),
+        ("free-g.txt", {"unit": "g"}, 23 * GiB, "GiB", False, GiB),
+        ("free-si.txt", {"unit": "k", "si": True}, 25276502 * 1000, "kB", False, 1000),
+        ("free-h.txt", {}, 23 * GiB, "human", False, GiB),  # 23Gi
+        ("free-h-si.txt", {"si": True}, 25 * 10**9, "human", False, 10**9),  # 25G
+        ("free-busybox-h.txt", {"si": False}, round(23.5 * GiB), "human", False, GiB / 10),  # 23.5G
     ],
 )
-def test_every_unit_option(name, kwargs, total, unit, exact):
+def test_every_unit_option(name, kwargs, total, unit, exact, step):
     df = read_free(REAL / name, **kwargs)
     assert _row(df, "Mem")["total"] == total
     assert df.attrs["unit"] == unit and (df["exact"] == exact).all()
-    # free rounds each number on its own: the conversions agree with the exact KiB to a unit
-    assert abs(_row(df, "Mem")["total"] - MEM_TOTAL_KB * KiB) < 2 * GiB
+    # free rounds each number on its own: the conversions agree with the exact KiB to the last printed digit
+    # (`step`, one unit or 0.1 of it; a -m read as powers of 1000 is 1.1 GiB off)
+    assert abs(_row(df, "Mem")["total"] - MEM_TOTAL_KB * KiB) < step
 
 
 def test_human_sizes():
@@ -179,6 +180,20 @@ def test_bad_rows():
     de[1] = de[1].replace("10Mi", "")  # six sizes under the seven-word German -w header
     with pytest.raises(ParseError, match=r"line 2: expected a free row 'Mem:' with 7"):
         read_free(_stream("\n".join(de)))
+
+
+def test_a_last_row_cut_in_its_label_is_bad():
+    # a capture cut inside its last label, ending there or saved with the newline an editor adds: no prose
+    text = (REAL / "free-m.txt").read_text()
+    for cut in ("Sw", "Sw\n", "Swap\n"):
+        pasted = text[: text.rindex("Swap:")] + cut
+        with pytest.raises(ParseError, match=rf"<stream>, line 3: expected a free row .*, got '{cut.strip()}'"):
+            read_free(_stream(pasted), unit="m")
+        df = read_free(_stream(pasted), unit="m", on_bad_lines="skip")
+        assert df["row"].tolist() == ["Mem"] and [b["lineno"] for b in df.attrs["bad_lines"]] == [3]
+    # prose after a whole listing is still prose
+    df = read_free(_stream(text + "Thanks,\n-- \nroot@vm:~# \n"), unit="m")
+    assert df.attrs["bad_lines"] == [] and df.attrs["skipped_lines"] == 4
 
 
 @pytest.mark.parametrize(

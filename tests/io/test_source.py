@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import typer
+from click.testing import CliRunner
 
 import vmaplab as vl
+from vmaplab.cli import app
 from vmaplab.errors import BadLineWarning, CutLineWarning, ParseError
 from vmaplab.io._source import LineErrors, Paste, assign_blocks, clean_line, finish, open_text
 
@@ -143,7 +146,7 @@ def _cut(path: Path, keep: int) -> str:
     [
         ("meminfo.txt", 9, "read_meminfo"),  # 'DirectMap' of 'DirectMap1G:    25165824 kB' looked like prose
         ("vmstat.txt", 2, "read_vmstat"),  # 'nr' of 'nr_unstable 0'
-        ("slabinfo.txt", 28, "read_slabinfo"),  # 'kmem_cache  256  256  256  16  1 ' before ': tunables'
+        ("slabinfo.txt", 28, "read_slabinfo"),  # 'kmem_cache           256    ': one number of eleven
         ("vmallocinfo-kptr0.txt", 20, "read_vmallocinfo"),  # '0x00000000eb5a16a4-0' before its '0x'
         ("vmallocinfo-kptr0.txt", 43, "read_vmallocinfo"),  # size 20480 cut to 204
     ],
@@ -153,9 +156,15 @@ def test_a_last_record_cut_short_is_a_parse_error(name, keep, reader):
     lineno = text.count("\n") + 1
     with pytest.raises(ParseError, match=f"line {lineno}: expected"):
         getattr(vl, reader)(io.StringIO(text))
-    # the same text with its newline is a listing followed by a line of prose, or still a bad record
-    if keep < 43:
-        assert len(getattr(vl, reader)(io.StringIO(text + "\n"))) == len(getattr(vl, reader)(REAL / name)) - 1
+    # the same text saved with the newline an editor adds: still a record cut short, not prose
+    with pytest.raises(ParseError, match=f"line {lineno}: expected"):
+        getattr(vl, reader)(io.StringIO(text + "\n"))
+    full = getattr(vl, reader)(REAL / name)
+    skipped = getattr(vl, reader)(io.StringIO(text + "\n\n"), on_bad_lines="skip")  # blank lines after it too
+    assert [b["lineno"] for b in skipped.attrs["bad_lines"]] == [lineno] and len(skipped) == len(full) - 1
+    # prose after a whole listing is still prose: a bare prompt, a mail signature
+    whole = getattr(vl, reader)(io.StringIO(_cut(REAL / name, 200) + "\nroot@vm:~# \n-- \n"))
+    assert whole.attrs["bad_lines"] == [] and whole.attrs["skipped_lines"] == full.attrs["skipped_lines"] + 2
 
 
 def test_a_file_ending_mid_line_warns_that_its_last_line_may_be_cut(tmp_path):
@@ -172,6 +181,18 @@ def test_a_file_ending_mid_line_warns_that_its_last_line_may_be_cut(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         vl.read_allocinfo(io.StringIO(text))
+    # an open file, text or binary, read by its reader or through format detection, warns as its path does
+    for mode, read in (("r", vl.read_allocinfo), ("rb", vl.read_allocinfo), ("r", vl.read), ("rb", vl.read)):
+        with open(cut, mode) as stream, pytest.warns(CutLineWarning, match=r"allocinfo.txt ends in the middle of line"):
+            assert read(stream)["func"].iloc[-1] == "pagetabl"
+    # and so does standard input, `vmaplab read - < allocinfo.txt`: a shell names it <stdin>, click's runner
+    # given the open file by its path (typer's takes bytes only, an unnamed stream that format detection
+    # cannot tell from a str paste)
+    with open(cut, "rb") as stdin, warnings.catch_warnings():
+        warnings.simplefilter("always")  # the command line prints it, as outside pytest
+        piped = CliRunner().invoke(typer.main.get_command(app), ["read", "-"], input=stdin)
+    assert piped.exit_code == 0 and piped.stdout.rstrip().endswith(",pagetabl,,True,False,False,0,5")
+    assert f"vmaplab: CutLineWarning: {cut} ends in the middle of line 5 (no newline after it)" in piped.stderr
     # perf script, read in pieces: the last frame cut to its tab reads as the blank line that ends a
     # sample; the warning names the line of the whole file
     script = _cut(REAL / "perf-script-vmalloc-tp-g.txt.gz", 1)
@@ -179,3 +200,5 @@ def test_a_file_ending_mid_line_warns_that_its_last_line_may_be_cut(tmp_path):
     cut.write_text(script)
     with pytest.warns(CutLineWarning, match=f"line {script.count(chr(10)) + 1} "):
         vl.read_perf_script(cut)
+    with open(cut) as stream, pytest.warns(CutLineWarning, match=f"line {script.count(chr(10)) + 1} "):
+        vl.read_perf_script(stream)  # an open file warns as its path does

@@ -27,7 +27,17 @@ import pandas as pd
 
 from ..errors import BadLineWarning, CutLineWarning, ParseError, caller_stacklevel
 
-__all__ = ["Source", "OnBadLines", "open_text", "Paste", "LineErrors", "between_records", "assign_blocks", "finish"]
+__all__ = [
+    "Source",
+    "OnBadLines",
+    "open_text",
+    "str_paste",
+    "Paste",
+    "LineErrors",
+    "between_records",
+    "assign_blocks",
+    "finish",
+]
 
 Source = str | os.PathLike | IO[str] | IO[bytes]
 OnBadLines = Literal["error", "warn", "skip"]
@@ -47,6 +57,13 @@ def _name(src: Source) -> str:
     if isinstance(src, (str, os.PathLike)):
         return os.fspath(src)
     return str(getattr(src, "name", "<stream>"))
+
+
+def str_paste(src: Source) -> bool:
+    """Whether ``src`` is a str paste, an unnamed ``io.StringIO``: text that a program built (lines joined,
+    a string literal), where a missing final newline is no sign of a cut. A named one is not: ``read``
+    hands an open file or standard input on to the reader as an ``io.StringIO`` carrying its name."""
+    return isinstance(src, io.StringIO) and _name(src) == "<stream>"
 
 
 def _starts_like_gzip(stream) -> bool:
@@ -124,8 +141,9 @@ class Paste:
     unterminated : int or None
         Number of the last line when the text ends without a newline (cut short, or a paste), else None.
     from_file : bool
-        True when read from a path: a file that a tool wrote ends with a newline, so an unterminated
-        last line there is most likely cut.
+        True when read from a path or a stream (an open file, standard input): text that a tool wrote
+        ends with a newline, so an unterminated last line there is most likely cut. False for a str
+        paste (see :func:`str_paste`).
     """
 
     source: str
@@ -161,7 +179,7 @@ class Paste:
     def read(cls, src: Source) -> "Paste":
         with open_text(src) as (stream, name):
             paste = cls.from_stream(stream, name)
-        paste.from_file = isinstance(src, (str, os.PathLike))
+        paste.from_file = not str_paste(src)
         return paste
 
     @classmethod
@@ -211,13 +229,16 @@ class LineErrors:
             )
 
 
-def between_records(paste: Paste, lines: pd.Series, is_rec: pd.Series) -> pd.Series:
-    """Non-blank lines, not records and not shell prompts, with a record right above and right below:
-    a record damaged inside a listing (a garbled name, a lost colon), never prose. A last line without
-    its newline counts as having a record below: a listing cut short in its last record."""
+def between_records(paste: Paste, lines: pd.Series, is_rec: pd.Series, start: str) -> pd.Series:
+    """Damaged records among the non-blank lines that are neither records nor shell prompts: a line with a
+    record right above and right below (a record garbled inside a listing, never prose), and a line right
+    below a record that ``start`` matches whole, the start of a record (a listing cut short in its last
+    record, saved with the newline an editor adds). A last line without its newline counts as having a
+    record below: a listing cut short in its last record."""
     above = is_rec.shift(1, fill_value=False)
     below = is_rec.shift(-1, fill_value=paste.unterminated is not None)
-    return ~is_rec & above & below & lines.str.strip().ne("") & ~lines.index.isin(list(paste.prompts))
+    cut = above & lines.str.fullmatch(start)
+    return ~is_rec & above & (below | cut) & lines.str.strip().ne("") & ~lines.index.isin(list(paste.prompts))
 
 
 def assign_blocks(record_linenos: np.ndarray, separator_linenos) -> np.ndarray:
@@ -246,7 +267,8 @@ def finish(
 
     ``attrs``: ``format``, ``source``, ``skipped_lines`` (prose, prompts and other non-record lines
     passed over), ``bad_lines`` (list of ``{lineno, line, expected}``), plus the reader's own.
-    A :class:`~vmaplab.errors.CutLineWarning` says when a file ends in the middle of a line.
+    A :class:`~vmaplab.errors.CutLineWarning` says when a file or a stream ends in the middle of a line
+    (``paste.from_file``; a str paste is not warned about).
     """
     df.attrs.update(
         format=fmt,

@@ -10,7 +10,9 @@ Accepted text (kernel-facts §4.1; Linux kernel's lib/alloc_tag.c and lib/codeta
   ``accurate:no`` (counters may be too low);
 * the pre-merge format of the profiling series v3 (Feb 2024, the seed): no header, the size in
   binary units with three significant digits (``27.2MiB``, ``1.20GiB``) and the tag
-  ``<file>:<line> module:<name> func:<function>``;
+  ``<file>:<line> module:<name> func:<function>``, ``module:`` on every line (built-in code too). A
+  listing keeps one tag style: a line of the other style (no ``module:`` among pre-merge lines, or
+  ``module:`` among 6.10+ ones) is a bad line;
 * pasted excerpts: ``sort -h``, ``tail -n +3 /proc/allocinfo | sort -rn``,
   ``sort -g /proc/allocinfo | numfmt --to=iec`` (``2.8M``) or ``--to=iec-i`` (``146Mi``), and several
   listings in one paste (a ``block`` column numbers them);
@@ -49,6 +51,13 @@ RECORD_EXPECTED = (
     "(size in bytes or with a unit, such as 27.2MiB or 2.8M)"
 )
 _WRAPPED_EXPECTED = "'<size> <calls>' before this tag (a line wrapped or cut in two that could not be rejoined)"
+# Expected on a line whose tag style is not its listing's, by the listing's style (pre-merge or not).
+_STYLE_EXPECTED = {
+    True: "a pre-merge allocinfo tag '<file>:<line> module:<name> func:<function>' like the rest of its "
+    "listing",
+    False: "a 6.10+ allocinfo tag '<file>:<line> [<module>] func:<function>' like the rest of its listing "
+    "('module:<name>' is the pre-merge style)",
+}
 
 # One record. Sizes: bytes (signed, %lli), or a number with a unit ("27.2MiB", "2.8M", "146Mi", "38.4 MiB").
 # White space is spelled out as ASCII [\t-\r ], exactly what pyarrow's ascii_split_whitespace splits on,
@@ -106,9 +115,10 @@ def read_allocinfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.Dat
     src : path (plain or ``.gz``) or open text/binary file
     on_bad_lines : {"error", "warn", "skip"}
         What to do with a line that starts like a record but does not parse (a truncated, garbled
-        or wrapped line, an unknown size unit): raise :class:`vmaplab.ParseError` (default), or
-        skip it with one :class:`vmaplab.errors.BadLineWarning`, or skip it quietly. Skipped bad
-        lines are listed in ``df.attrs["bad_lines"]``.
+        or wrapped line, an unknown size unit) or whose tag style is not its listing's: raise
+        :class:`vmaplab.ParseError` (default), or skip it with one
+        :class:`vmaplab.errors.BadLineWarning`, or skip it quietly. Skipped bad lines are listed in
+        ``df.attrs["bad_lines"]``.
 
     Returns
     -------
@@ -228,21 +238,27 @@ def _parse_allocinfo(paste: Paste, errors: LineErrors) -> pd.DataFrame:
     rec_idx = np.flatnonzero(kind == _REC)
     recs = (arr if texts is lines else pa.array(texts, type=pa.string())).take(pa.array(rec_idx))
     fields, unit_ok, premerge = _fields(recs)
+    separators = np.isin(kind, (_VERSION_LINE, _COLUMNS_LINE, _SHOW_MEM_LINE, _PROSE))
+    sized = np.flatnonzero(unit_ok)
+    block = assign_blocks(rec_idx[sized] + 1, np.flatnonzero(separators) + 1)
+    odd = sized[premerge[sized] != _premerge_blocks(premerge[sized], block)]
     bad += [(int(i) + 1, SIZE_EXPECTED, lines[i]) for i in rec_idx[~unit_ok]]
+    bad += [(int(rec_idx[j]) + 1, _STYLE_EXPECTED[not premerge[j]], texts[rec_idx[j]]) for j in odd]
     for lineno, expected, line in sorted(bad):
         errors.bad(lineno, expected, line)
-    if not unit_ok.all():
-        kind[rec_idx[~unit_ok]] = _SUSPECT
-        rec_idx = rec_idx[unit_ok]
-        fields = {k: v[unit_ok] for k, v in fields.items()}
-        premerge = premerge[unit_ok]
+    keep = unit_ok.copy()
+    keep[odd] = False
+    if not keep.all():
+        kind[rec_idx[~keep]] = _SUSPECT
+        block = block[keep[sized]]
+        rec_idx = rec_idx[keep]
+        fields = {k: v[keep] for k, v in fields.items()}
+        premerge = premerge[keep]
     if rec_idx.size == 0:
         lineno, line = paste.first_text_line()
         raise ParseError(paste.source, lineno, RECORD_EXPECTED + "; found no allocinfo record", line)
 
-    separators = np.isin(kind, (_VERSION_LINE, _COLUMNS_LINE, _SHOW_MEM_LINE, _PROSE))
     rec_lines = rec_idx + 1
-    block = assign_blocks(rec_lines, np.flatnonzero(separators) + 1)
     versions = _block_versions(lines, kind, rec_lines, block, fields, premerge)
     df = pd.DataFrame({**fields, "block": block, "source_line": rec_lines}).astype(_COLUMNS_OUT)
     unique = sorted(set(versions))
@@ -324,6 +340,15 @@ def _fields(recs: pa.Array) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarr
         "size_upper_bound": upper,
     }
     return fields, unit_ok, pc.starts_with(third, "module:").to_numpy(zero_copy_only=False) & has_mod
+
+
+def _premerge_blocks(premerge: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """Whether each row's listing is in the pre-merge style: most of its rows carry ``module:`` (its first
+    row decides a tie)."""
+    rows = np.bincount(block)
+    pre = np.bincount(block, weights=premerge)
+    first = premerge[np.searchsorted(block, np.arange(rows.size))]
+    return ((2 * pre > rows) | ((2 * pre == rows) & first))[block]
 
 
 def _strings(arr: pa.Array) -> pd.arrays.ArrowStringArray:

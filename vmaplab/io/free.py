@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..errors import ParseError, VmaplabWarning, caller_stacklevel
 from ._repeats import split_repeats
-from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finish
+from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, between_records, finish
 from .units import parse_sizes
 
 __all__ = ["read_free", "sniff", "FreeUnitWarning", "VALUE_COLUMNS"]
@@ -81,6 +81,15 @@ _SNIFF = rf"(?i)^(?:{_SNIFF_LABELS})[ \t]*[:：](?:[ \t]+{_VALUE}){{2,}}[ \t]*$"
 _MAX_DIGITS = 18
 # "Mem" or "Swap" and numbers, its colon lost: a damaged row, not prose
 _NO_COLON = rf"^[ \t]*(?:Mem|Swap)(?:[ \t]+{_VALUE}){{2,}}[ \t]*$"
+
+
+def _starts_of(label: str) -> str:
+    """A regular expression matching every non-empty start of ``label``: ``s(?:w(?:a(?:p)?)?)?``."""
+    return re.escape(label[0]) + "".join(f"(?:{re.escape(c)}" for c in label[1:]) + ")?" * (len(label) - 1)
+
+
+# The whole of a row cut in its label ("Sw", "Speicher"): right below a row, a bad line.
+_START = "(?i)[ \t]*(?:" + "|".join(map(_starts_of, _LABELS)) + ")[ \t]*"
 _EXPECTED_VALUE = (
     "values that fit in 64 bits as bytes, and bare numbers in whole units of the block "
     "(free prints no fraction without a unit letter)"
@@ -115,7 +124,8 @@ def read_free(
     src : path (plain or ``.gz``) or open text/binary file
     on_bad_lines : {"error", "warn", "skip"}
         What to do with a row whose label is a ``free`` label (``Mem:``, ``Swap:``, ...) but whose
-        values do not parse or do not fill its columns.
+        values do not parse or do not fill its columns, a line between two rows that is none, or the
+        start of a label right below a row (the last row cut short: ``Sw``).
     unit : {"b", "k", "m", "g", "t", "p"} or int, optional
         Unit of bare numbers (``free -b/-k/-m/-g/--tebi/--pebi``, or bytes per unit, e.g. 1000 for
         ``free --si``), used when no ``free ...`` command line precedes a listing in the paste
@@ -261,7 +271,8 @@ def _parse_free(paste: Paste, on_bad_lines: OnBadLines, per_unit: int | None, si
     fits = (two_rows & n.eq(2)) | (three_rows & n.eq(3)) | (mem_like & n.eq(3) & row.ne("Mem"))
     fits |= mem_like & n.isin([6, 7]) & (head_n.eq(0) | head_n.eq(n))
     too_long = rest.str.contains(rf"\d{{{_MAX_DIGITS + 1},}}")
-    bad = (known & ~is_rec) | (is_rec & (~fits | too_long)) | lines.str.match(_NO_COLON)
+    damaged = between_records(paste, lines, is_rec, _START) & ~head  # garbled between two rows, or cut
+    bad = (known & ~is_rec) | (is_rec & (~fits | too_long)) | lines.str.match(_NO_COLON) | damaged
     for lineno in lines.index[bad]:
         name = row[lineno] if isinstance(row[lineno], str) and row[lineno] else lines[lineno].split()[0]
         errors.bad(int(lineno), _expected(name, int(head_n[lineno])), paste.lines[lineno - 1])

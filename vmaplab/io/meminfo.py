@@ -33,6 +33,8 @@ _SNIFF = rf"^(?:{_NAME}:[ \t]*\d+[ \t]+kB|HugePages_\w+:[ \t]*\d+)[ \t]*$"
 _LEAD = rf"^(?:{_NAME}:[ \t]*\d|[A-Za-z]*[a-z][A-Z0-9_(][A-Za-z0-9_()]*:[ \t]*$)"
 # A name and a colon (a space before it allowed): with a field right above, a field cut short.
 _NAMED = rf"^{_NAME}[ \t]*:"
+# The whole of a field cut short ("DirectMap", "DirectMap1G:    25165824 k"): right below a field, a bad line.
+_START = rf"{_NAME}(?::[ \t]*(?:\d+[ \t]*k?)?)?[ \t]*"
 # Rows of other tools (``free``: "Mem:  64172  936 ...", "Swap: 0B 0B 0B") are prose here, not bad fields.
 _OTHER_ROW = rf"^{_NAME}:(?:[ \t]+\d[\w.,]*){{2,}}[ \t]*$"
 _TABLE_HEAD = r"^[ \t]*total:[ \t]+used:[ \t]+free:(?:[ \t]+[a-z]+:)*[ \t]*$"
@@ -61,7 +63,8 @@ def read_meminfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.DataF
     src : path (plain or ``.gz``) or open text/binary file
     on_bad_lines : {"error", "warn", "skip"}
         What to do with a line that starts like a field (``Name:`` and a digit) but does not parse,
-        a kB field printed without its unit, or a 2.4 table row with the wrong number of cells.
+        a kB field printed without its unit, a 2.4 table row with the wrong number of cells, or a
+        lone name right below a field (the last field cut short).
 
     Returns
     -------
@@ -111,9 +114,10 @@ def _parse_meminfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         bad_why[int(lineno)] = _EXPECTED_ROW.format(row=table.at[lineno, "row"], n=table.at[lineno, "n"])
     bad |= table["bad"]
     lead = lines.str.match(_LEAD) & ~lines.str.match(_OTHER_ROW)
-    # a damaged field inside a listing, or a "Name:" cut before its value at its end
+    # a damaged field inside a listing, or a field cut short at its end ("Name:" before its value, a lone name)
     cut = lines.str.match(_NAMED) & is_rec.shift(1, fill_value=False) & ~lines.str.match(_OTHER_ROW)
-    mark((lead | between_records(paste, lines, is_rec) | cut) & ~is_rec & ~table["ok"] & ~table["head"], _EXPECTED)
+    damaged = between_records(paste, lines, is_rec, _START)
+    mark((lead | damaged | cut) & ~is_rec & ~table["ok"] & ~table["head"], _EXPECTED)
 
     for lineno in sorted(bad_why):
         errors.bad(lineno, bad_why[lineno], paste.lines[lineno - 1])

@@ -22,7 +22,6 @@ held in memory; :func:`read_perf_script` is all of them in one frame.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -31,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ParseError
-from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finish, open_text
+from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finish, open_text, str_paste
 
 __all__ = ["read_perf_script", "iter_samples", "sniff"]
 
@@ -138,7 +137,7 @@ def read_perf_script(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
     if blocks.first_text is None or (not blocks.samples and not errors.items):
         _nothing(name, blocks)
     df = pd.concat(frames, ignore_index=True)
-    whole = Paste(name, [], unterminated=unterminated, from_file=isinstance(src, (str, os.PathLike)))
+    whole = Paste(name, [], unterminated=unterminated, from_file=not str_paste(src))
     return finish(df.astype(_COLUMNS), "perf_script", whole, errors, skipped=skipped)
 
 

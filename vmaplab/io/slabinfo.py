@@ -46,6 +46,8 @@ _HEAD = r"^#[ \t]*name[ \t]+<"
 _SNIFF = r"^\S+(?:[ \t]+\d+)+[ \t]+:[ \t]+tunables(?:[ \t]+\d+)+[ \t]+:[ \t]+slabdata(?:[ \t]+\d+)+[ \t]*$"
 # Starts like a cache line: a section marker, or a name followed by at least two integers.
 _LEAD = r"(?:[ \t]:[ \t]+(?:tunables|slabdata)\b|^[\w.@/:+-]+(?:[ \t]+\d+){2})"
+# The whole of a cache line cut short ("kmem_cache  256 "): right below a cache line, a bad line.
+_START = r"\w[\w.@/:+()-]*(?:[ \t]+\d+)*(?:[ \t]+:(?:[ \t]+[a-z]+(?:[ \t]+\d+)*)?)*[ \t]*"
 _MAX_DIGITS = 18
 # first word of each " : "-separated section of the header: "name", then section names
 _KEYWORDS = ("name", "tunables", "slabdata", "globalstat", "cpustat")
@@ -64,7 +66,8 @@ def read_slabinfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.Data
     src : path (plain or ``.gz``) or open text/binary file
     on_bad_lines : {"error", "warn", "skip"}
         What to do with a line that starts like a cache line (a name and two integers, or a
-        ``: tunables`` / ``: slabdata`` section) but does not match the ``# name`` header.
+        ``: tunables`` / ``: slabdata`` section) but does not match the ``# name`` header, or the
+        start of one right below a cache line (the last cache line cut short).
 
     Returns
     -------
@@ -143,7 +146,7 @@ def _parse_slabinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         frame.insert(0, "name", words[0])
         rows.append(frame)
         is_rec[group.index[ok]] = True
-    damaged = between_records(paste, lines, is_rec)  # a cache line garbled between two others
+    damaged = between_records(paste, lines, is_rec, _START)  # garbled between two others, or cut
     bad = ((lines.str.contains(_LEAD) | damaged) & ~is_rec & ~looks_head) | (looks_head & ~head)
     for lineno in lines.index[bad]:
         if looks_head[lineno]:

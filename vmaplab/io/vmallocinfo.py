@@ -36,6 +36,8 @@ FLAGS = {
 
 # A line that starts like a record: "0x<hex>-0x" (anything after that must then parse).
 _LEAD = r"^\s*0x[0-9a-fA-F]+-0x"
+# The whole of an area cut before its "-0x" ("0x00000000eb5a16a4-0"): right below an area, a bad line.
+_START = r"\s*0(?:x[0-9a-fA-F]*(?:-0?)?)?\s*"
 _SNIFF = r"^\s*0x[0-9a-fA-F]{1,16}-0x[0-9a-fA-F]{1,16}\s+\d+(?:\s|$)"
 _FLAG_RE = "".join(rf"(?:\s+(?P<{col}>{word}))?" for word, col in FLAGS.items())
 _RECORD = (
@@ -73,7 +75,8 @@ def read_vmallocinfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
     ----------
     src : path (plain or ``.gz``) or open text/binary file
     on_bad_lines : {"error", "warn", "skip"}
-        What to do with a line that starts like an area (``0x...-0x``) but does not parse.
+        What to do with a line that starts like an area (``0x...-0x``) but does not parse, or the
+        start of one right below an area (the last area cut short: ``0x00000000eb5a16a4-0``).
 
     Returns
     -------
@@ -135,7 +138,7 @@ def _parse_vmallocinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
             consumed.append(lineno + 1)
     bad = fields.index[fields["start"].isna()]
     parsed = pd.Series(lines.index.isin(fields.index.difference(bad)), index=lines.index)
-    damaged = lines.index[between_records(paste, lines, parsed) & ~lead].difference(pd.Index(consumed))
+    damaged = lines.index[between_records(paste, lines, parsed, _START) & ~lead].difference(pd.Index(consumed))
     # every area is whole pages (4 KiB or a multiple of it): another size is a number cut short
     odd = fields.index[fields["size"].notna() & (pd.to_numeric(fields["size"], errors="coerce") % 4096 != 0)]
     for lineno in bad.union(damaged).union(odd):  # a record cut before its "0x...-0x", between two others

@@ -32,6 +32,8 @@ _NAME = r"[a-z][a-z0-9_]*"
 _RECORD = rf"^(?P<field>{_NAME})[ \t]+(?P<num>\d+)[ \t]*$"
 # Starts like a counter: a name and a (signed) digit, or a lone snake_case name whose value was cut.
 _LEAD = rf"^(?:{_NAME}[ \t]+[-+]?\d|[a-z][a-z0-9]*_[a-z0-9_]*[ \t]*$)"
+# The whole of a counter line cut short ("nr", "nr_unstable "): right below a counter, a bad line.
+_START = rf"{_NAME}[ \t]*"
 _INT64_MAX = np.iinfo(np.int64).max
 
 _KB = {"nr_kernel_stack", "nr_shadow_call_stack"}
@@ -80,7 +82,8 @@ def read_vmstat(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.DataFr
     src : path (plain or ``.gz``) or open text/binary file
     on_bad_lines : {"error", "warn", "skip"}
         What to do with a line that starts like a counter (a lower-case name and a digit, or a lone
-        ``snake_case`` name) but does not parse.
+        ``snake_case`` name) but does not parse, or a lone lower-case name right below a counter (the
+        last counter cut short).
 
     Returns
     -------
@@ -111,7 +114,7 @@ def _parse_vmstat(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     digits = rec["num"].fillna("").str.lstrip("0")
     big = is_rec & (digits.str.len().gt(19) | (digits.str.len().eq(19) & digits.gt(str(_INT64_MAX))))
     lead = lines.str.match(_LEAD)
-    bad = ((lead | between_records(paste, lines, is_rec)) & ~is_rec) | big
+    bad = ((lead | between_records(paste, lines, is_rec, _START)) & ~is_rec) | big
     for lineno in lines.index[bad]:
         errors.bad(int(lineno), _EXPECTED_BIG if big[lineno] else _EXPECTED, paste.lines[lineno - 1])
 
