@@ -1,7 +1,6 @@
 """compare_profiles on the seed's two perf tables (6.7 against the vmap-node series), across kernels
 whose symbols differ by clone and _noprof suffixes, and against a profile built from samples."""
 
-import io
 from pathlib import Path
 
 import pandas as pd
