@@ -137,7 +137,8 @@ def test_line_numbers_module_style_and_noprof_are_normalised():
     # lines (mm/slub.c:2478 and :2480, no module word) are one call site.
     old = seed("64threads")
     old = old[old["func"] == "alloc_slab_page"]
-    new = text(real_listing("0001"))
+    listing = real_listing("0001")
+    new = text(listing)
     new = new[new["func"] == "alloc_slab_page"]
     assert new["lineno"].tolist() == [2480, 2478]
     d = diff(old, new)
@@ -145,23 +146,23 @@ def test_line_numbers_module_style_and_noprof_are_normalised():
     assert d.iloc[0]["delta_calls"] == new["calls"].sum() - 13259 and d.iloc[0]["status"] == "shrunk"
     # allocation profiling renamed wrapped allocators with a _noprof suffix (kernel-facts §4.1); no
     # capture here shows one in a tag, so it is put on a real line
-    noprof = text(real_listing("0001").replace("func:alloc_slab_page", "func:alloc_slab_page_noprof"))
+    noprof = text(listing.replace("func:alloc_slab_page", "func:alloc_slab_page_noprof"))
     assert diff(old, noprof[noprof["func"] == "alloc_slab_page_noprof"])["key"].tolist() == d["key"].tolist()
 
 
 def test_page_tables_fold_across_the_6_10_move():
     # the real 6.12 guest charges kernel page tables to their mm/memory.c call sites (data/real/SOURCES.md)
-    new = text(real_listing("0001"))
-    d = diff(seed("256threads"), new)
+    listing = real_listing("0001")
+    d = diff(seed("256threads"), text(listing))
     assert d.attrs["folded_pagetables"]
     row = d.set_index("key").loc[PAGE_TABLES]
-    sites = [v for k, v in tag_totals(real_listing("0001")).items()
+    sites = [v for k, v in tag_totals(listing).items()
              if k in ("mm/memory.c func:__pte_alloc_kernel", "mm/memory.c func:__pmd_alloc",
                       "mm/memory.c func:__pud_alloc", "mm/memory.c func:__pte_alloc", "mm/memory.c func:__p4d_alloc")]
     assert row["before_bytes"] == round(5.36 * GIB) and row["after_bytes"] == sum(b for b, _ in sites) == 1769472
     assert row["after_calls"] == sum(c for _, c in sites) and row["status"] == "shrunk"
     assert not diff(seed("64threads"), seed("256threads")).attrs["folded_pagetables"]
-    assert PAGE_TABLES not in diff(seed("256threads"), new, by="module")["key"].tolist()
+    assert PAGE_TABLES not in diff(seed("256threads"), text(listing), by="module")["key"].tolist()
 
 
 def test_meminfo_of_a_real_bundle():
