@@ -115,6 +115,47 @@ def test_interactive_screen():
     assert self_tui.attrs["skipped_lines"] == 3
 
 
+
+def test_interactive_screen_by_shared_object():
+    # data/real: the stdio report and two copies of the interactive screen of one recording (--sort dso).
+    # The screen's call chains hold unmarked lines ("   1.62% fdget_pos", "     1.89% 0x5566e5123985",
+    # "        do_syscall_64") and, once the cursor moved, a scrollbar in the last column: none is an entry
+    # or a bad line, and the scrollbar is not part of the shared object
+    stdio = read_perf_report(REAL / "perf-report-sort-dso-graph.txt")
+    assert list(stdio.shared_object) == ["libc.so.6", "kernel.kallsyms", "dd", "unknown", "ld-linux-x86-64.so.2"]
+    assert stdio.attrs["bad_lines"] == [] and stdio.symbol.isna().all()
+    cols = ["children_pct", "self_pct", "shared_object"]
+    rows = list(stdio[cols].itertuples(index=False, name=None))
+    every = read_perf_report(REAL / "perf-report-tui-dso-expanded-all.txt")
+    assert list(every[cols].itertuples(index=False, name=None)) == rows[:1] and every.attrs["bad_lines"] == []
+    lines = (REAL / "perf-report-tui-dso-scrollbar.txt").read_text().splitlines()
+    assert lines[4].endswith(" \u2592") and lines[5].split() == ["1.89%", "0x5566e5123985", "\u2592"]
+    two = read_perf_report(REAL / "perf-report-tui-dso-scrollbar.txt")
+    assert list(two[cols].itertuples(index=False, name=None)) == rows and two.attrs["bad_lines"] == []
+    # with its expand mark lost, the "dd" entry's leaves hang under no entry: each is a bad line
+    assert lines[4].startswith("-   10.81%")
+    lines[4] = " " + lines[4][1:]
+    cut = read_perf_report(io.StringIO("\n".join(lines) + "\n"), on_bad_lines="skip")
+    assert [bad["lineno"] for bad in cut.attrs["bad_lines"]] == list(range(6, 14))
+    assert list(cut[cols].itertuples(index=False, name=None)) == rows
+
+
+@pytest.mark.parametrize("name", ["perf-report-sort-dso.txt", "perf-report-sort-dso-graph.txt"])
+def test_blanked_entry_without_a_symbol_column_is_bad(name):
+    # a report by shared object (data/real) has no symbol to give an entry its shape: an entry with both
+    # percentages blanked looked like an indented call-graph name and was dropped. Each one, in turn:
+    lines = (REAL / name).read_text().splitlines()
+    entries = [i for i, line in enumerate(lines) if re.match(r"^\s+\d+\.\d\d%\s+\d+\.\d\d%\s+\S+\s*$", line)]
+    assert len(entries) == 5
+    for i in entries:
+        damaged = list(lines)
+        damaged[i] = re.sub(r"\d+\.\d\d%", lambda m: " " * len(m[0]), lines[i])
+        with pytest.raises(ParseError, match=rf"line {i + 1}: expected a perf report entry"):
+            read_perf_report(io.StringIO("\n".join(damaged) + "\n"))
+        skipped = read_perf_report(io.StringIO("\n".join(damaged) + "\n"), on_bad_lines="skip")
+        assert len(skipped) == 4 and [bad["lineno"] for bad in skipped.attrs["bad_lines"]] == [i + 1]
+
+
 def test_seed_tables():
     old = read_perf_report(SEED / "perf-report-6.7.txt")
     new = read_perf_report(SEED / "perf-report-vmap-nodes.txt")

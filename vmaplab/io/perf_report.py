@@ -18,10 +18,13 @@ is read as ``<children>% [<self>%] [<command>] <shared object> [k] <symbol>``: w
 mark it is the shared object, with more the last is the shared object and the others the command.
 
 Call-graph lines (``|``, ``---sym``, ``--12.34%--sym``, indented callers, ``-g folded`` lines
-``12.34% a;b;c``, and the interactive screen's ``+ 12.34% sym``) are skipped, never taken for entries.
+``12.34% a;b;c``, and the interactive screen's ``+ 12.34% sym`` and unmarked ``1.35% sym``) are skipped,
+never taken for entries; so is the interactive screen's scrollbar (``▒``, ``◆``) at the end of a line.
 An indented line that no call-graph line above it opened, and that has an entry's shape (a ``[k]``/``[.]``
 symbol after another column, or as many columns as the header), is an entry whose percentage was lost
-or damaged: a bad line.
+or damaged: a bad line. So is, under a header without a ``Symbol`` column (``--sort dso``), where an
+entry has no such shape, every indented line that hangs under no entry: neither opened by a call-graph
+line nor right under an expanded entry of the interactive screen.
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ _GRAPH_OPEN = (
     r"|^\s+[+-]\s+\S"  # interactive screen: + 12.34% sym, - sym
 )
 _GRAPH_NAME = rf"^\s+(?!{_PCT})\S"  # indented caller/callee names and addresses
+# the interactive screen's call-chain line with nothing to expand: "     1.35% 0x7fb308389c6c" (one space)
+_TUI_LEAF = rf"^\s+{_PCT} (?!\s|{_PCT})\S"
+# the interactive screen's scrollbar, in the last column of a terminal copy (track and thumb)
+_SCROLLBAR = r"\s+[\u2592\u25c6]$"
 # -g folded: 12.34% a;b;c (frames may be bare hex: 2d00672d;0x7;f)
 _GRAPH = rf"{_GRAPH_OPEN}|{_GRAPH_NAME}|^{_PCT} (?!{_PCT})\S+$"
 # A symbol with its mark after another column (space or -t separated): perf prints no marks in call graphs
@@ -230,7 +237,7 @@ def _entry_regex(titles: list[str]) -> tuple[str, dict[str, str]]:
 
 def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     errors = LineErrors(paste.source, on_bad_lines)
-    lines = paste.series()
+    lines = paste.series().str.replace(_SCROLLBAR, "", regex=True)
     n = len(lines)
     idx = lines.index
     blank = lines.str.strip().eq("").to_numpy()
@@ -245,6 +252,7 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     is_entry = np.zeros(n, dtype=bool)
     fielded = np.zeros(n, dtype=bool)  # holds the fields of its -t header, so must be an entry
     shaped = np.zeros(n, dtype=bool)  # has the shape of an entry under its header
+    symbolless = np.zeros(n, dtype=bool)  # under a header without a Symbol column (--sort dso, comm, ...)
     extra: list[str] = []
     kinds: dict[str, str] = {}
     for h in np.unique(which):
@@ -256,6 +264,7 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         part, part_kinds, part_fielded = _entries(lines[rows], head, dots)
         fielded[np.flatnonzero(rows)] = part_fielded
         shaped[np.flatnonzero(rows)] = _shaped(lines[rows], head)
+        symbolless[np.flatnonzero(rows)] = head is not None and "Symbol" not in _split_header(head)
         kinds.update(part_kinds)
         ok = part.notna().any(axis=1)
         part = part[ok]
@@ -267,12 +276,24 @@ def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
             found.loc[part.index, col] = part[col].to_numpy(dtype=object)
         is_entry[np.flatnonzero(rows)[ok.to_numpy()]] = True
 
-    graph = lines.str.match(_GRAPH).to_numpy() & ~is_entry & ~header & ~comment & ~fielded
-    # an indented line with an entry's shape that no call graph line above it opened: a damaged entry
+    free = ~is_entry & ~header & ~comment & ~fielded
+    leaf = lines.str.match(_TUI_LEAF).to_numpy() & free
+    graph = lines.str.match(_GRAPH).to_numpy() & free | leaf
+    # A run of call-graph lines hangs under an entry when a graph line of the run opened it, or when it
+    # starts right under an expanded entry of the interactive screen ("-   2.16% ..."), whose unmarked
+    # lines (single-path callers, leaves with their percentage) need no opener.
     opens = lines.str.match(_GRAPH_OPEN).to_numpy()
-    chain = graph & (opens | lines.str.match(_GRAPH_NAME).to_numpy())
-    opened = pd.Series(opens & chain).groupby(np.cumsum(~chain)).cummax().to_numpy()
-    damaged = chain & ~opened & shaped
+    chain = graph & (opens | leaf | lines.str.match(_GRAPH_NAME).to_numpy())
+    run = np.cumsum(~chain)
+    opened = pd.Series(opens & chain).groupby(run).cummax().to_numpy()
+    first = np.flatnonzero(chain & ~np.r_[False, chain[:-1]])
+    above = np.maximum(first - 1, 0)
+    expanded = np.zeros(n, dtype=bool)
+    expanded[first] = (first > 0) & is_entry[above] & lines.iloc[above].str.match(r"^-\s").to_numpy()
+    hung = opened | pd.Series(expanded).groupby(run).cummax().to_numpy()
+    # A damaged entry: an unopened line with an entry's shape, or, where nothing tells its shape (no symbol
+    # column: --sort dso) or it holds a percentage, any line of a run that hangs under no entry.
+    damaged = chain & (~opened & shaped | ~hung & (symbolless | leaf))
     graph &= ~damaged
     lead = (lines.str.match(_LEAD).to_numpy() | fielded | damaged) & ~is_entry & ~graph & ~header & ~prompt
     for lineno in idx[lead]:
