@@ -237,7 +237,7 @@ def test_simulator_figures_from_the_report_tables(out):
     timeline = pd.read_csv(out / "timeline.csv")
     fig = plots.va_timeline(timeline, scale=label)
     top = fig.axes[0]
-    cover, held = top.collections[0], top.get_lines()[1]
+    held = top.get_lines()[1]
     assert held.get_label().startswith("VA held now")
     held_bytes = (timeline[["busy_pages", "lazy_pages", "pooled_pages"]].sum(axis=1) * 4096).to_numpy()
     assert held.get_ydata().tolist() == held_bytes.tolist()

@@ -63,7 +63,7 @@ _STYLE_EXPECTED = {
 # White space is spelled out as ASCII [\t-\r ], exactly what pyarrow's ascii_split_whitespace splits on,
 # so that the tokens of a matched line are the parts the expression saw.
 _W, _N = r"[\t-\r ]", r"[^\t-\r ]"
-_SIZE = rf"(?:[0-9]{{1,4}}(?:\.[0-9]{{1,3}})? ?[A-Za-z]{{1,5}}|-?[0-9]{{1,18}})"
+_SIZE = r"(?:[0-9]{1,4}(?:\.[0-9]{1,3})? ?[A-Za-z]{1,5}|-?[0-9]{1,18})"
 _MODTAG = rf"(?:\[[^\]\t-\r ]+\]|module:{_N}+)"
 _RECORD = (
     rf"^{_W}*{_SIZE}{_W}+[0-9]{{1,18}}{_W}+{_N}+:[0-9]{{1,9}}(?:{_W}+{_MODTAG})?{_W}+func:{_N}+"

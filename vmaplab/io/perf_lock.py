@@ -125,7 +125,7 @@ def _regex(titles: list[str]) -> str | None:
         last = i == len(titles) - 1
         value = {
             "int": r"-?\d{1,18}",
-            "time": rf"\d{{1,15}}(?:\.\d+)?\s+[A-Za-z]{{1,3}}",
+            "time": r"\d{1,15}(?:\.\d+)?\s+[A-Za-z]{1,3}",
             "text": r"\S.*?" if last else r"\S+",
         }[kind]
         if name == "type":  # spinlock, rwlock:W, rwsem:R, mutex, pcpu-sem:R ...: never an address
