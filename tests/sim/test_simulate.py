@@ -87,8 +87,8 @@ def test_seed_pagetables_64_cpus():
     sizes = [vmaplab.simulate("nodes", threads=t, tests=127, loops=10_000, machine=m, seed=0).pagetable_bytes
              for t in (64, 128, 256)]  # fmt: skip
     again = vmaplab.simulate("nodes", threads=256, tests=127, loops=10_000, machine=m, seed=1).pagetable_bytes
-    # the model (docs/calibration.md, tenth pass): 117.6 / 177.2 / 323.1 MiB, 2.7x over the chain (1.51x,
-    # then 1.82x), and this rerun adds 53 % (its drain runs away further): the known miss, marked xfail (strict:
-    # a model that meets it makes the test fail until the mark goes)
+    # the model (docs/calibration.md, twentieth pass): 108.7 / 173.7 / 411.3 MiB, 3.8x over the chain (1.60x,
+    # then 2.37x), and this rerun adds 0.0 %: the first doubling is the known miss, marked xfail (strict: a
+    # model that meets it makes the test fail until the mark goes)
     assert sizes[1] > 2 * sizes[0] and sizes[2] > 2 * sizes[1]  # faster than linear at each doubling
     assert again < 1.05 * sizes[2]
