@@ -320,7 +320,7 @@ def simulate(
     rows = [
         ("design", f"{design} ({'6.7' if design == 'global' else '6.9'})"),
         ("threads / cpus", f"{threads} / {cpus}"),
-        ("wall time", f"{run.wall_seconds:.3f} s"),
+        ("wall time", f"{run.wall_seconds:.3f} s" if run.wall_seconds >= 0.1 else f"{1e3 * run.wall_seconds:.3f} ms"),
         ("vmalloc+vfree pairs/s", f"{run.pairs_per_second:,.0f}"),
         ("spinlock spin share", f"{100 * run.lock_spin_share:.2f} %"),
         *[(f"  {lock}", f"{100 * share:.2f} %") for lock, share in run.lock_spin_by_lock.items() if share > 0],

@@ -284,6 +284,17 @@ def test_write_bundle_refuses_mixed_runs(chain, tmp_path):
         emit.write_bundle([], tmp_path / "w")
 
 
+def test_cli_simulate_gives_a_short_run_in_milliseconds(tmp_path):
+    from typer.testing import CliRunner
+
+    from vmaplab.cli import app
+
+    args = ["simulate", "--threads", "4", "--cpus", "2", "--tests", "1", "--loops", "50", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run = vl.simulate("nodes", threads=4, cpus=2, tests=1, loops=50, seed=0)
+    assert run.wall_seconds < 0.1 and f"wall time              {1e3 * run.wall_seconds:.3f} ms\n" in result.output
+
 def test_cli_simulate_writes_the_bundle(tmp_path):
     from typer.testing import CliRunner
 
