@@ -107,3 +107,20 @@ def test_random_text_raises_only_parse_error(text):
         read_kprobe_trace(io.StringIO(text))
     except ParseError:
         pass
+
+
+def test_two_lines_run_together_are_a_bad_line():
+    # a lost newline: the entry was dropped and the return read with a 120-character comm
+    for a, b in [(LINES[12], LINES[13]), (LINES[13], LINES[14])]:
+        with pytest.raises(ParseError) as info:
+            read_kprobe_trace(io.StringIO(LINES[12] + "\n" + a + b + "\n"))
+        assert info.value.lineno == 2 and "kprobe or kretprobe" in info.value.expected
+
+
+def test_line_cut_before_or_inside_its_event_name_is_a_bad_line():
+    # run1's second hit cut at its timestamp and inside "flush_tlb_kernel_rangeout", saved with a newline
+    back = LINES[13]
+    for cut in (back[: back.index(":")], back[: back.index("rangeout") + 5]):
+        for text, lineno in [([LINES[12], cut], 2), ([LINES[12], cut, LINES[14]], 2)]:
+            df = read_kprobe_trace(io.StringIO("\n".join(text) + "\n"), on_bad_lines="skip")
+            assert len(df) == len(text) - 1 and [b["lineno"] for b in df.attrs["bad_lines"]] == [lineno], cut

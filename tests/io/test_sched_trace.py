@@ -122,3 +122,46 @@ def test_random_text_raises_only_parse_error(text):
         read_sched_trace(io.StringIO(text))
     except ParseError:
         pass
+
+
+# session 20 captures (data/real/SOURCES.md)
+LOST = REAL / "ftrace-pipe-lost-events.txt"  # trace_pipe of a small buffer: "CPU:0 [LOST 2050 EVENTS]" at line 15
+PIDTID = REAL / "perf-script-sched-vmalloc-pidtid.txt"  # perf script -F comm,pid,tid,...
+
+
+def test_lost_events_are_listed_and_warned_about():
+    # the kernel's note was taken for prose between two traces: block 0 then 1, and nothing said events were lost
+    with pytest.warns(vmaplab.VmaplabWarning, match="dropped events 1 time"):
+        df = read_sched_trace(LOST)
+    assert df.attrs["lost_events"] == [{"lineno": 15, "cpu": 0, "count": 2050}]
+    assert (df["block"] == 0).all() and len(df) == 117 and df.attrs["bad_lines"] == []
+
+
+def test_perf_pid_tid_gives_the_thread_id():
+    # "my [odd] 1-2 x  7935/7941 [001] ... sched_switch: prev_comm=my [odd] 1-2 x prev_pid=7941": the task that
+    # switches out is the one perf names, so pid is prev_pid (it was the process id, 7935, for every thread)
+    df = read_sched_trace(PIDTID)
+    assert len(df) == 53 and df.attrs["bad_lines"] == [] and df.attrs["style"] == "perf script"
+    switch = df[(df["event"] == "sched_switch") & (df["pid"] != -1)]  # perf prints tid -1 for exited threads
+    assert len(switch) == 27 and (switch["pid"] == switch["prev_pid"]).all()
+    assert sorted(set(df.loc[df["comm"] == "my [odd] 1-2 x", "pid"])) == [7935, *range(7937, 7947)]
+
+
+def test_two_switch_lines_run_together_are_a_bad_line():
+    # a lost newline between two real sched_switch lines read as one switch to the second line's next task
+    i = next(i for i, line in enumerate(PERF_LINES) if "sched:sched_switch:" in line)
+    j = next(j for j in range(i + 1, len(PERF_LINES)) if "sched:sched_switch:" in PERF_LINES[j])
+    with pytest.raises(ParseError) as info:
+        read_sched_trace(io.StringIO(PERF_LINES[i] + PERF_LINES[j] + "\n"))
+    assert info.value.lineno == 1 and "next_comm=<comm>" in info.value.expected
+    stall = gzip.decompress(STALL.read_bytes()).decode().splitlines()
+    a, b = [line for line in stall if "sched_switch:" in line][:2]  # ftrace: the first line became a long comm
+    with pytest.raises(ParseError):
+        read_sched_trace(io.StringIO(a + b + "\n"))
+
+
+def test_line_cut_before_its_event_name_is_a_bad_line():
+    lines = PERF_LINES[:3]
+    cut = lines[2][: lines[2].index("]") + 1]  # "            perf 26134 [000]", saved with a newline
+    df = read_sched_trace(io.StringIO("\n".join([*lines[:2], cut]) + "\n"), on_bad_lines="skip")
+    assert len(df) == 2 and [b["lineno"] for b in df.attrs["bad_lines"]] == [3]

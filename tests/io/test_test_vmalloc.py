@@ -110,10 +110,14 @@ def test_old_cpu_totals():
     assert list(df["worker"]) == [0, 2] and list(df["block"]) == [0, 0]
 
 
-def test_lines_without_avg_or_repeat():
-    # a shorter generation of the Summary line: every field after passed: is optional
-    df = _read("Summary: fix_size_alloc_test passed: 1 failed: 0 loops: 1000\nAll test took worker0=5 cycles\n")
-    assert df.loc[0, "loops"] == 1000 and pd.isna(df.loc[0, "avg_usec"]) and pd.isna(df.loc[0, "repeat"])
+def test_lines_without_repeat_but_not_without_avg():
+    # a shorter generation of the Summary line: the fields between passed: and avg: are optional; every
+    # generation ends in "avg: <n> usec", so a line without it was cut
+    total = "All test took worker0=5 cycles\n"
+    df = _read("Summary: fix_size_alloc_test passed: 1 failed: 0 loops: 1000 avg: 7 usec\n" + total)
+    assert df.loc[0, "loops"] == 1000 and df.loc[0, "avg_usec"] == 7 and pd.isna(df.loc[0, "repeat"])
+    with pytest.raises(ParseError, match="avg: <n> usec"):
+        _read("Summary: fix_size_alloc_test passed: 1 failed: 0 loops: 1000\n" + total)
 
 
 def test_prompt_starts_a_new_run_and_missing_total():
@@ -197,3 +201,24 @@ def test_random_text_raises_only_parse_error(text):
         _read(text)
     except ParseError:
         pass
+
+
+def test_summary_cut_inside_a_number_is_a_bad_line():
+    # the capture's last Summary line cut after "loops: 10000" (of 100000) and saved with a newline: it was read
+    # as loops=10000 with no avg
+    lines = REAL_6X.read_text().splitlines()
+    lines[137] = lines[137][: lines[137].index("loops: ") + len("loops: 10000")]
+    with pytest.raises(ParseError) as info:
+        _read("\n".join(lines[:138]) + "\n")
+    assert info.value.lineno == 138 and "avg: <n> usec" in info.value.expected
+    df = _read("\n".join(lines) + "\n", on_bad_lines="skip")
+    assert len(df) == 13 and (df["loops"] == 100_000).all() and [b["lineno"] for b in df.attrs["bad_lines"]] == [138]
+
+
+def test_dmesg_T_prefix():
+    # session 20 (data/real/SOURCES.md): REAL_6X's Summary lines as `dmesg -T` prints them; they were not read
+    path = REAL_6X.parents[3] / "test_vmalloc-dmesg-T.txt"
+    df, ref = read_test_vmalloc(path), read_test_vmalloc(REAL_6X)
+    assert df.attrs["skipped_lines"] == 1 and df.attrs["bad_lines"] == []  # the stack-depth line between them
+    assert df.drop(columns="block").equals(ref.drop(columns="block")) and (df["block"] == 0).all()
+    assert sniff(Paste.read(path)) == 16

@@ -171,3 +171,44 @@ def test_random_text_raises_only_parse_error(text):
         read_vmalloc_trace(io.StringIO(text))
     except ParseError:
         pass
+
+
+FTRACE_LINES = gzip.decompress(FTRACE.read_bytes()).decode().splitlines()
+# session 20 (data/real/SOURCES.md): ftrace with irq-info off and record-tgid on, a comm "my [odd] 1-2 x"
+IRQOFF = REAL / "ftrace-irqoff-tgid-odd-comm.txt"
+
+
+def test_line_cut_before_its_event_name_is_a_bad_line():
+    # the capture's first events; the third cut inside its timestamp, as the last line (saved with a newline
+    # by an editor) and between two events: it was skipped as prose
+    a, b, c = FTRACE_LINES[12:15]
+    cut = c[: c.index(":")]
+    for text, lineno in [([a, b, cut], 3), ([a, cut, b], 2)]:
+        with pytest.raises(ParseError) as info:
+            read_vmalloc_trace(io.StringIO("\n".join(text) + "\n"))
+        assert info.value.lineno == lineno and "ftrace line of a vmalloc tracepoint" in info.value.expected
+        df = read_vmalloc_trace(io.StringIO("\n".join(text) + "\n"), on_bad_lines="skip")
+        assert len(df) == 2 and [b["lineno"] for b in df.attrs["bad_lines"]] == [lineno]
+
+
+def test_two_lines_run_together_are_a_bad_line():
+    # a lost newline: the first event was dropped and the second read with a 150-character comm
+    a, b = FTRACE_LINES[12:14]
+    with pytest.raises(ParseError) as info:
+        read_vmalloc_trace(io.StringIO(a + b + "\n"))
+    assert info.value.lineno == 1
+    joined = PERF_LINES[386] + PERF_LINES[387]  # perf script's lines: the payload runs on
+    with pytest.raises(ParseError, match="nr_lazy_max"):
+        read_vmalloc_trace(io.StringIO(joined + "\n"))
+
+
+def test_irq_info_off_tgid_and_odd_comm():
+    df = read_vmalloc_trace(IRQOFF)
+    assert df.attrs["style"] == "ftrace" and df.attrs["bad_lines"] == [] and (df["block"] == 0).all()
+    assert df["event"].value_counts().to_dict() == {"alloc_vmap_area": 8, "free_vmap_area_noflush": 6,
+                                                    "purge_vmap_area_lazy": 0}  # fmt: skip
+    assert df.attrs["skipped_lines"] == 148 - 14  # the 6-line header and the sched and workqueue events
+    first = df.iloc[0]  # "  my [odd] 1-2 x-7266    (   7266) [000]    896.815709: alloc_vmap_area: ..."
+    assert (first["comm"], first["pid"], first["cpu"], first["time"]) == ("my [odd] 1-2 x", 7266, 0, 896.815709)
+    assert first["va_start"] == 18446683600650354688 and first["size"] == 20480
+

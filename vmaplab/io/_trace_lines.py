@@ -2,27 +2,39 @@
 
 ``perf script`` prints ``<comm> <tid> [<cpu>] <secs>.<usecs>: <system>:<event>:`` (``-F +pid`` gives
 ``<pid>/<tid>``); ftrace's ``trace``/``trace_pipe`` prints ``<comm>-<pid> [(<tgid>)] [<cpu>] <flags>
-<secs>.<usecs>: <event>:``. The payload follows the event name.
+<secs>.<usecs>: <event>:`` (its pid is the thread id), with ``CPU:<n> [LOST <count> EVENTS]`` where the
+ring buffer dropped events. The payload follows the event name. A comm is at most 15 characters
+(TASK_COMM_LEN), which keeps two lines run together from reading as one line with a long comm.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
-from ..errors import ParseError
-from ._source import LineErrors, OnBadLines, Paste, assign_blocks, finish
+from ..errors import ParseError, VmaplabWarning, caller_stacklevel
+from ._source import LineErrors, OnBadLines, Paste, assign_blocks, between_records, finish
 
 # The word after the timestamp ("<secs>.<usecs>: ") is the event name.
 _EVENT_WORD = r"\d\.\d+:\s+(?:\d+\s+)?(?P<word>[A-Za-z_][\w:]*)(?P<more>.?)"
 _PERF = (
-    r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d{{1,10}})(?:/-?\d{{1,10}})?\s+\[(?P<cpu>\d{{1,6}})\]\s+"
+    r"^\s*(?P<comm>.*?)\s+(?:-?\d{{1,10}}/)?(?P<pid>-?\d{{1,10}})\s+\[(?P<cpu>\d{{1,6}})\]\s+"
     r"(?P<time>\d+\.\d+):\s+(?:\d+\s+)?(?:{systems}):(?P<event>\w+):\s?(?P<payload>.*)$"
 )
-# Any tracepoint event line, ours or not: not a separator between two traces of a paste.
-_ANY_EVENT = r"\[\d{1,6}\]\s+(?:\S{4,5}\s+)?\d+\.\d+:\s+(?:\d+\s+)?[A-Za-z_][\w:]*:"
+# Any line of a trace, ours or not (another event, a function tracer's line): not a separator between
+# two traces of a paste.
+_ANY_EVENT = r"\[\d{1,6}\]\s+(?:\S{4,5}\s+)?\d+\.\d+:\s"
+# ftrace's note that a CPU's ring buffer dropped events (the count is missing when it is unknown)
+_LOST = r"CPU:(?P<cpu>\d{1,6}) \[LOST (?:(?P<count>\d{1,20}) )?EVENTS\]\s*"
+# a line of either style cut before its event name: the task, then maybe the cpu, flags and time
+_CUT = (
+    r"\s*(?:.{1,16}-\d{1,10}(?:\s+\(\s*[\d-]*\)?)?|.{1,16}?\s+(?:\d{1,10}/)?\d{1,10}/?)"
+    r"(?:\s+\[\d{0,6}\]?(?:\s+[^\s:]{1,5})?(?:\s+\d+\.?\d*:?)?)?\s*"
+)
 _FTRACE = (
-    r"^\s*(?P<comm>.*)-(?P<pid>\d{1,10})\s+(?:\(\s*(?:\d+|-+)\)\s+)?\[(?P<cpu>\d{1,6})\]\s+(?:\S{4,5}\s+)?"
+    r"^\s*(?P<comm>.{1,16})-(?P<pid>\d{1,10})\s+(?:\(\s*(?:\d+|-+)\)\s+)?\[(?P<cpu>\d{1,6})\]\s+(?:\S{4,5}\s+)?"
     r"(?P<time>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<payload>.*)$"
 )
 
@@ -67,7 +79,8 @@ class TracepointLines:
     def separators(self, lines: pd.Series, ours: np.ndarray) -> pd.Index:
         """Line numbers of the text between traces: lines neither ours, nor events of others, nor blank."""
         text = ~ours & lines.str.strip().ne("").to_numpy()
-        return lines.index[text & ~lines.str.contains(_ANY_EVENT).to_numpy()]
+        other = lines.str.contains(_ANY_EVENT) | lines.str.fullmatch(_LOST)
+        return lines.index[text & ~other.to_numpy()]
 
     def split(self, lines: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
         """comm, pid, cpu, time, event and payload of each line (NaN where neither style matches),
@@ -81,8 +94,14 @@ class TracepointLines:
               bad: dict[int, str], fmt: str, on_bad_lines: OnBadLines, expected: str) -> pd.DataFrame:  # fmt: skip
         """A reader's result: block, time, cpu, comm, pid and event of each parsed line (``head``), then
         the payload columns of ``fields`` (same index); the ``bad`` lines (line number -> what was
-        expected) reported in file order; ParseError naming ``expected`` when nothing is ours."""
+        expected) and the lines damaged between two trace lines or cut below one reported in file order;
+        ParseError naming ``expected`` when nothing is ours. Dropped events (``CPU:<n> [LOST ...]``) are
+        listed in ``attrs["lost_events"]`` (lineno, cpu, count) with a warning."""
         lines = paste.series()
+        lost = lines.str.extract(f"^{_LOST}$").dropna(subset=["cpu"])
+        is_rec = pd.Series(ours, index=lines.index) | lines.str.contains(_ANY_EVENT) | lines.index.isin(lost.index)
+        damaged = between_records(paste, lines, is_rec, _CUT) & ~lines.str.lstrip().str.startswith("#")
+        bad = {**bad, **dict.fromkeys(lines.index[damaged], expected)}
         errors = LineErrors(paste.source, on_bad_lines)
         for lineno in sorted(bad):  # in file order, so "error" mode names the first bad line
             errors.bad(int(lineno), bad[lineno], paste.lines[lineno - 1])
@@ -100,5 +119,11 @@ class TracepointLines:
             df[col] = fields[col].array
         styles = sorted({"perf script" if p else "ftrace" for p in is_perf[head.index]})
         style = {0: None, 1: styles[0]}.get(len(styles), "mixed")
-        skipped = int((~ours & lines.str.strip().ne("").to_numpy()).sum())
-        return finish(df, fmt, paste, errors, skipped=skipped, style=style)
+        skipped = int((~ours & ~damaged.to_numpy() & lines.str.strip().ne("").to_numpy()).sum())
+        dropped = [{"lineno": int(n), "cpu": int(c), "count": None if pd.isna(k) else int(k)}
+                   for n, c, k in zip(lost.index, lost["cpu"], lost["count"])]  # fmt: skip
+        if dropped:
+            warnings.warn(VmaplabWarning(f"{paste.source}: the trace is incomplete: the ring buffer dropped events "
+                                         f"{len(dropped)} time(s), first at line {dropped[0]['lineno']}"),
+                          stacklevel=caller_stacklevel())  # fmt: skip
+        return finish(df, fmt, paste, errors, skipped=skipped, style=style, lost_events=dropped)

@@ -50,8 +50,8 @@ def read_kprobe_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.
     ----------
     src : path (plain or ``.gz``) or open text/binary file
     on_bad_lines : {"error", "warn", "skip"}
-        What to do with a line whose event payload starts like a probe's, ``(``, but does not parse
-        (a symbol-less raw address, a line cut short).
+        What to do with a line whose event payload starts like a probe's, ``(``, or that names a probe
+        event, but does not parse (a symbol-less raw address, a line cut short).
 
     Returns
     -------
@@ -74,14 +74,16 @@ def read_kprobe_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.
     ============  ========  ===================================================================
 
     ``attrs["style"]`` is ``"ftrace"``; lines of other events are counted in
-    ``attrs["skipped_lines"]``.
+    ``attrs["skipped_lines"]``; ``attrs["lost_events"]`` lists where the ring buffer dropped events (with
+    a warning).
     """
     paste = Paste.read(src)
     lines = paste.series()
     head = lines.str.extract(_FTRACE)
-    probe = head["payload"].str.startswith("(").fillna(False).to_numpy(dtype=bool)
+    probe = head["payload"].str.startswith("(").fillna(False).to_numpy(dtype=bool, copy=True)
+    events = TracepointLines(dict.fromkeys(sorted(head.loc[probe, "event"].unique()), "kprobes"), claim_systems=False)
+    probe |= events.ours(lines)  # a probe's line with another payload, or cut inside its event name
     head = head[probe]
-    events = TracepointLines(dict.fromkeys(sorted(head["event"].unique()), "kprobes"), claim_systems=False)
     entry = head["payload"].str.extract(_ENTRY)
     ret = head["payload"].str.extract(_RETURN)
     is_entry, is_return = entry["site"].notna(), ret["site"].notna()

@@ -15,7 +15,8 @@ The payloads are the events' print formats (include/trace/events/workqueue.h and
     sched_migrate_task:      comm=<comm> pid=<n> prio=<n> orig_cpu=<n> dest_cpu=<n>
 
 Lines of other events (the vmalloc ones beside them, for instance) and ``#`` header lines are skipped
-and counted.
+and counted. A comm is at most 15 characters and a workqueue name at most 31 (TASK_COMM_LEN, WQ_NAME_LEN):
+a line that runs into the next one does not parse.
 """
 
 from __future__ import annotations
@@ -41,26 +42,29 @@ _SYSTEM = {
 EVENTS = tuple(_SYSTEM)
 _LINES = TracepointLines(_SYSTEM, claim_systems=False)
 
-_WAKE = r"^comm=(?P<task_comm>.+?) pid=(?P<task_pid>-?\d{1,10}) prio=-?\d{1,4}(?: success=1)? target_cpu=(?P<target_cpu>\d{1,6})\s*$"
+_WAKE = (
+    r"^comm=(?P<task_comm>.{0,15}?) pid=(?P<task_pid>-?\d{1,10}) prio=-?\d{1,4}(?: success=1)? "
+    r"target_cpu=(?P<target_cpu>\d{1,6})\s*$"
+)
 _EXEC = r"^work struct (?P<work>[^\s:]+): function (?P<function>\S+)\s*$"
 _PAYLOAD = {
     "workqueue_queue_work": (
-        r"^work struct=(?P<work>\S+) function=(?P<function>\S+) workqueue=(?P<workqueue>.+?) "
+        r"^work struct=(?P<work>\S+) function=(?P<function>\S+) workqueue=(?P<workqueue>.{1,31}?) "
         r"req_cpu=(?P<req_cpu>-?\d{1,6}) cpu=(?P<target_cpu>-?\d{1,6})\s*$"
     ),
     "workqueue_activate_work": r"^work struct (?P<work>\S+)(?: function=(?P<function>\S+))?\s*$",
     "workqueue_execute_start": _EXEC,
     "workqueue_execute_end": _EXEC,
     "sched_switch": (
-        r"^prev_comm=(?P<prev_comm>.+?) prev_pid=(?P<prev_pid>-?\d{1,10}) prev_prio=-?\d{1,4} "
-        r"prev_state=(?P<prev_state>\S+) ==> next_comm=(?P<next_comm>.+?) next_pid=(?P<next_pid>-?\d{1,10}) "
+        r"^prev_comm=(?P<prev_comm>.{0,15}?) prev_pid=(?P<prev_pid>-?\d{1,10}) prev_prio=-?\d{1,4} "
+        r"prev_state=(?P<prev_state>\S+) ==> next_comm=(?P<next_comm>.{0,15}?) next_pid=(?P<next_pid>-?\d{1,10}) "
         r"next_prio=-?\d{1,4}\s*$"
     ),
     "sched_wakeup": _WAKE,
     "sched_wakeup_new": _WAKE,
     "sched_waking": _WAKE,
     "sched_migrate_task": (
-        r"^comm=(?P<task_comm>.+?) pid=(?P<task_pid>-?\d{1,10}) prio=-?\d{1,4} "
+        r"^comm=(?P<task_comm>.{0,15}?) pid=(?P<task_pid>-?\d{1,10}) prio=-?\d{1,4} "
         r"orig_cpu=(?P<orig_cpu>\d{1,6}) dest_cpu=(?P<target_cpu>\d{1,6})\s*$"
     ),
 }
@@ -116,7 +120,7 @@ def read_sched_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
     block                 int64    trace number in a paste of several traces (0-based)
     time                  float64  event time, seconds (perf/ftrace clock)
     cpu                   int64    CPU that hit the tracepoint
-    comm, pid             string,  the task that hit it (pid: the thread id perf/ftrace prints)
+    comm, pid             string,  the task that hit it (pid: its thread id, the tid of perf's pid/tid)
                           int64
     event                 category one of :data:`EVENTS`
     work                  string   workqueue events: the work item's (hashed) address
@@ -137,7 +141,9 @@ def read_sched_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
     ====================  =======  ================================================================
 
     Fields an event does not have are <NA>. ``attrs["style"]`` is ``"perf script"``, ``"ftrace"`` or
-    ``"mixed"``; lines of other events are counted in ``attrs["skipped_lines"]``.
+    ``"mixed"``; lines of other events are counted in ``attrs["skipped_lines"]``. Where the ring buffer
+    dropped events (``CPU:<n> [LOST <count> EVENTS]``), ``attrs["lost_events"]`` lists them and a
+    warning says the trace is incomplete.
     """
     paste = Paste.read(src)
     lines = paste.series()

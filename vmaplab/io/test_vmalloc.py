@@ -8,11 +8,12 @@ Per worker ``i`` the module prints one ``Summary:`` line per selected test (in t
 * ``All test took CPU<i>=<cycles> cycles``: the per-CPU driver before the ``nr_threads`` parameter
   (April 2021, kernel-facts §3.3), where the index is a CPU number.
 
-Every ``key: value`` after the test name is optional as long as ``passed:`` is there and the order is
-the one above, so shorter lines of older or newer kernels (no ``avg:``, no ``repeat:``) are read too;
-the oldest exact wording could not be checked against the 5.1 source and is an assumption.
-Everything else in a ``dmesg`` (allocation-failure warnings, ``warn_alloc`` stack traces, other
-drivers) is skipped and counted.
+Between ``passed:`` and the closing ``avg: <usec> usec`` every ``key: value`` is optional as long as the
+order is the one above, so lines of older or newer kernels without ``repeat:`` or ``failed:`` are read
+too (the oldest exact wording could not be checked against the 5.1 source and is an assumption). Every
+generation ends the line with ``usec``: a line without it was cut, and is a bad line. Everything else in
+a ``dmesg`` (allocation-failure warnings, ``warn_alloc`` stack traces, other drivers) is skipped and
+counted. Lines may start with ``dmesg -T``'s ``[Sun Nov 29 03:19:19 2026]`` or a journal's ``... kernel:``.
 """
 
 from __future__ import annotations
@@ -25,17 +26,18 @@ from ._source import LineErrors, OnBadLines, Paste, Source, assign_blocks, finis
 
 __all__ = ["read_test_vmalloc", "sniff"]
 
-# journalctl -k / syslog prefix "Feb 22 10:11:12 host kernel: " (dmesg's "[ 12.345678] " is gone already)
-_PREFIX = r"^\s*(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: )?"
+# journalctl -k / syslog prefix "Feb 22 10:11:12 host kernel: " (any -o short-* form) or dmesg -T's
+# "[Sun Nov 29 03:19:19 2026] " (dmesg's "[ 12.345678] " is gone already)
+_PREFIX = r"^\s*(?:\S.*? kernel: |\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\] )?"
 _SUMMARY_LEAD = _PREFIX + r"Summary:"
 _TOTAL_LEAD = _PREFIX + r"All test"  # a line cut inside "took" is a bad total, not prose
 _SUMMARY = (
     _PREFIX + r"Summary: (?P<test>\S+) passed: (?P<passed>\d{1,9})(?: failed: (?P<failed>\d{1,9}))?"
     r"(?: xfailed: (?P<xfailed>\d{1,9}))?(?: repeat: (?P<repeat>\d{1,9}))?(?: loops: (?P<loops>\d{1,9}))?"
-    r"(?: avg: (?P<avg_usec>\d{1,18}) usec)?\s*$"
+    r" avg: (?P<avg_usec>\d{1,18}) usec\s*$"
 )
 _TOTAL = _PREFIX + r"All test took (?P<label>worker|CPU)(?P<worker>\d{1,6})=(?P<cycles>\d{1,18}) cycles\s*$"
-_SNIFF = r"^\s*(?:\S.* kernel: )?(?:Summary: \S+ passed: \d|All test took (?:worker|CPU)\d+=\d+ cycles)"
+_SNIFF = _PREFIX + r"(?:Summary: \S+ passed: \d|All test took (?:worker|CPU)\d+=\d+ cycles)"
 _EXPECTED_SUMMARY = (
     "a test_vmalloc summary 'Summary: <test> passed: <n> failed: <n> [xfailed: <n>] repeat: <n> "
     "loops: <n> avg: <n> usec'"

@@ -87,7 +87,7 @@ def read_vmalloc_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd
     time                   float64   event time, seconds (perf/ftrace clock)
     cpu                    int64     CPU that hit the tracepoint
     comm                   string    task name
-    pid                    int64     the task id perf/ftrace prints (thread id; pid of pid/tid)
+    pid                    int64     the thread id (the tid of perf's pid/tid)
     event                  category  alloc_vmap_area, free_vmap_area_noflush or purge_vmap_area_lazy
     va_start               UInt64    area start (alloc: printed in decimal, free: in hex), else <NA>
     size                   Int64     alloc: bytes requested from the VA allocator, including the
@@ -101,7 +101,9 @@ def read_vmalloc_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd
     =====================  ========  ==============================================================
 
     Fields an event does not have are <NA>. ``attrs["style"]`` is ``"perf script"``, ``"ftrace"`` or
-    ``"mixed"``; lines of other events are counted in ``attrs["skipped_lines"]``.
+    ``"mixed"``; lines of other events are counted in ``attrs["skipped_lines"]``. Where the ring buffer
+    dropped events (``CPU:<n> [LOST <count> EVENTS]``), ``attrs["lost_events"]`` lists them and a
+    warning says the trace is incomplete.
     """
     paste = Paste.read(src)
     return _parse_vmalloc_trace(paste, on_bad_lines)
