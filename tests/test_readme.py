@@ -1,5 +1,5 @@
 """The README's tour runs as written: every ``>>>`` example in its ```python blocks gives the output the
-README shows (doctest, whitespace-normalised), and so does every ``$ vmaplab diff`` example, from the
+README shows (doctest, whitespace-normalised), and so does every ``$ vmaplab diff`` and ``growth`` example, from the
 project folder, on the data it names."""
 
 import doctest
@@ -28,8 +28,8 @@ def test_readme_python_examples(monkeypatch):
 
 
 def test_readme_diff_examples(monkeypatch):
-    examples = re.findall(r"```\n\$ vmaplab (diff .*?)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert len(examples) >= 2, "the README's tour lost its vmaplab diff examples"
+    examples = re.findall(r"```\n\$ vmaplab ((?:diff|growth) .*?)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(examples) >= 3, "the README's tour lost its vmaplab diff and growth examples"
     monkeypatch.chdir(ROOT)
     for command, shown in examples:
         result = CliRunner().invoke(app, command.split())

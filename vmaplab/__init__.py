@@ -34,6 +34,7 @@ _EXPORTS = {
     "read_kprobe_trace": "vmaplab.io.kprobe_trace",
     "collapse_stacks": "vmaplab.analysis.stacks",
     "diff": "vmaplab.analysis.diff",
+    "growth": "vmaplab.analysis.diff",
     "compare_profiles": "vmaplab.analysis.profiles",
     "pagetable_footprint": "vmaplab.analysis.footprint",
     "area_lifetimes": "vmaplab.analysis.lifetimes",

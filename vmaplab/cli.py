@@ -170,6 +170,34 @@ def diff(
 
 
 @app.command()
+def growth(
+    snapshots: list[str] = typer.Argument(
+        ..., help="Two or more snapshots of one format in order, or one file (its listings) or bundle folder."
+    ),
+    fmt: str | None = typer.Option(None, "--format", help="Which format of a bundle folder: meminfo, vmstat, ..."),
+    values: str | None = typer.Option(None, "--values", help="bytes (default), calls, objs, pages or areas."),
+    top: int | None = typer.Option(None, "--top", min=0, help="Show only the N biggest changes."),
+    by: str = typer.Option("tag", "--by", help="allocinfo key: tag, module, file or func."),
+) -> None:
+    """Show how each tag (field, cache, caller) changed over a series of snapshots, biggest change first."""
+    from .analysis.diff import format_growth, growth as run
+    from .io.detect import read_bundle
+
+    with _one_line_errors("growth"):
+        if len(snapshots) == 1 and Path(snapshots[0]).is_dir():
+            bundle = read_bundle(snapshots[0])
+            if fmt not in bundle:
+                raise ValueError(f"{snapshots[0]} holds {', '.join(sorted(bundle))}: name one with --format")
+            series = bundle[fmt]
+        elif fmt is not None:
+            raise ValueError("--format picks a format of a bundle folder; the files here are read as they are")
+        else:
+            series = snapshots[0] if len(snapshots) == 1 else snapshots
+        table = run(series, by=by, values=values, top=top)
+    typer.echo(format_growth(table))
+
+
+@app.command()
 def collapse(
     script: str = typer.Argument(..., help="perf script output with call chains (plain or .gz); - reads stdin."),
     pid: bool = typer.Option(False, "--pid", help="Name processes comm-pid."),
@@ -320,7 +348,7 @@ def simulate(
     rows = [
         ("design", f"{design} ({'6.7' if design == 'global' else '6.9'})"),
         ("threads / cpus", f"{threads} / {cpus}"),
-        ("wall time", f"{run.wall_seconds:.3f} s" if run.wall_seconds >= 0.1 else f"{1e3 * run.wall_seconds:.3f} ms"),
+        ("wall time", f"{run.wall_seconds:.3f} s" if run.wall_seconds >= 0.1 else f"{run.wall_seconds * 1e3:.3f} ms"),
         ("vmalloc+vfree pairs/s", f"{run.pairs_per_second:,.0f}"),
         ("spinlock spin share", f"{100 * run.lock_spin_share:.2f} %"),
         *[(f"  {lock}", f"{100 * share:.2f} %") for lock, share in run.lock_spin_by_lock.items() if share > 0],

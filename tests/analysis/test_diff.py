@@ -273,14 +273,14 @@ def test_mismatched_or_wrong_input_raises():
         diff(seed("64threads"), seed("256threads"), block=2)
     with pytest.raises(ValueError, match="top must be"):
         diff(seed("64threads"), seed("256threads"), top=-1)
-    wanted = "diff compares allocinfo, meminfo, vmstat, slabinfo or vmallocinfo snapshots"
+    wanted = "diff and growth compare allocinfo, meminfo, vmstat, slabinfo or vmallocinfo snapshots"
     with pytest.raises(ValueError, match=f"before: a frame with columns x: {wanted}"):
         diff(pd.DataFrame({"x": [1]}), seed("64threads"))
     slab = ROOT / "data/real/slabinfo.txt"
     with pytest.raises(ValueError, match="cannot diff allocinfo against slabinfo"):
         diff(seed("64threads"), slab)
     profile = ROOT / "data/real/perf-report-self.txt"
-    with pytest.raises(ValueError, match=r"after: .*perf-report-self.txt \(perf_report\): diff compares allocinfo"):
+    with pytest.raises(ValueError, match=r"after: .*perf-report-self.txt \(perf_report\): diff and growth compare"):
         diff(vl.read_meminfo(BUNDLE / "0000" / "meminfo"), profile)
     frames = vl.read_bundle(BUNDLE, formats=["meminfo"])["meminfo"]
     with pytest.raises(ValueError, match="3 bundle snapshots; select one"):
@@ -335,3 +335,88 @@ def test_cli_top_by_and_errors():
     assert both.exit_code == 2 and "not both" in both.output
     missing = runner.invoke(app, ["diff", str(SEED / "nothing.txt"), str(SEED / "allocinfo-64threads.txt")])
     assert missing.exit_code == 2 and "nothing.txt" in missing.output
+
+
+# growth: a series of snapshots
+
+
+def test_growth_over_the_thread_paste():
+    # the four listings of the thread (before, 64, 128, 256 threads) in one paste, each column checked against
+    # the listing's own line; the "before" excerpt has no pagetable_alloc line: unknown there, not zero
+    g = vl.growth(SEED / "pagetable-thread.txt")
+    assert g.attrs["labels"] == ["block 0", "block 1", "block 2", "block 3"] and g.attrs["complete"] == [False] * 4
+    row = g.set_index("key").loc[PAGETABLE]
+    assert pd.isna(row["block 0"]) and [row[f"block {i}"] for i in (1, 2, 3)] == [
+        350 * MIB, round(1.20 * GIB), round(5.36 * GIB)]  # fmt: skip
+    assert row["change"] == round(5.36 * GIB) - 350 * MIB and row["growth"] == pytest.approx(5.36 * 1024 / 350)
+    assert g.iloc[0]["key"] == PAGETABLE and not g["exact"].any()
+    # a tag listed once has no change and no growth
+    once = g.set_index("key").loc["mm/memory.c func:folio_prealloc"]
+    assert once["block 0"] == round(27.2 * MIB) and pd.isna(once["change"]) and pd.isna(once["growth"])
+    calls = vl.growth([SEED / f"allocinfo-{n}threads.txt" for n in (64, 128, 256)], values="calls")
+    assert calls.attrs["labels"] == ["64", "128", "256"]
+    assert calls.set_index("key").loc[PAGETABLE, ["64", "128", "256"]].tolist() == [89656, 315655, 1405072]
+
+
+@pytest.mark.parametrize("by", ["tag", "module", "file", "func"])
+def test_growth_of_two_snapshots_is_their_diff(by):
+    # excerpts (with groups an excerpt lists in part), whole listings, and the pre-merge/6.10+ fold
+    pairs = [(seed("before"), seed("64threads")), (seed("128threads"), seed("256threads")),
+             (text(real_listing("0000")), text(real_listing("0002"))),
+             (seed("64threads"), text(real_listing("0002")))]  # fmt: skip
+    for a, b in pairs:
+        d, g = diff(a, b, by=by), vl.growth({"a": a, "b": b}, by=by)
+        both = d.set_index("key")[["before_bytes", "after_bytes"]].join(g.set_index("key")[["a", "b"]], how="outer")
+        assert len(both) == len(d) == len(g)
+        assert both["before_bytes"].equals(both["a"].rename("before_bytes"))
+        assert both["after_bytes"].equals(both["b"].rename("after_bytes"))
+        assert g.attrs["folded_pagetables"] == d.attrs["folded_pagetables"]
+    assert (PAGE_TABLES in set(g["key"])) == (by != "module")
+
+
+def test_growth_over_a_real_guest_bundle():
+    # a real 6.12 guest's allocinfo before and after each test_vmalloc run (one bundle): every tag's column is
+    # its listing's lines summed by hand, and the page tables never shrink
+    bundle = vl.read_bundle(REAL_RUN, formats=["allocinfo"])["allocinfo"]
+    g = vl.growth(bundle).set_index("key")
+    times = sorted(bundle["time"].unique())
+    assert list(g.columns[: len(times)]) == [f"t={t:g}s" for t in times] and len(times) == 5
+    for i, t in enumerate(times):
+        totals = tag_totals(real_listing(f"{i:04d}"))
+        assert {k: int(g.at[k, f"t={t:g}s"]) for k in totals} == {k: v[0] for k, v in totals.items()}
+    pte = g.loc["mm/memory.c func:__pte_alloc_kernel", [f"t={t:g}s" for t in times]].to_numpy(dtype=float)
+    assert (pte[1:] >= pte[:-1]).all() and pte[-1] > pte[0]
+
+
+def test_growth_of_a_bundle_s_meminfo_and_slabinfo():
+    bundle = vl.read_bundle(BUNDLE)
+    mem = vl.growth(bundle["meminfo"]).set_index("key")
+    for snap, part in bundle["meminfo"].groupby("snapshot"):
+        label = f"t={part['time'].iloc[0]:g}s"
+        assert mem[label].to_dict() == part.set_index("field")["value"].to_dict()
+    assert (mem["unit"] == "bytes").loc["MemTotal"]
+    objs = vl.growth(bundle["slabinfo"], values="objs").set_index("key")
+    last = bundle["slabinfo"][bundle["slabinfo"]["snapshot"] == 2].set_index("name")["active_objs"]
+    assert objs["t=2s"].to_dict() == last.to_dict()
+
+
+def test_growth_refuses_what_it_cannot_line_up():
+    with pytest.raises(ValueError, match="two or more snapshots, got 1"):
+        vl.growth(SEED / "allocinfo-64threads.txt")
+    with pytest.raises(ValueError, match="block 0, block 1|holds several listings"):
+        vl.growth([SEED / "pagetable-thread.txt", SEED / "allocinfo-256threads.txt"])
+    with pytest.raises(ValueError, match="one format, not allocinfo, meminfo"):
+        vl.growth([SEED / "allocinfo-64threads.txt", BUNDLE / "0000" / "meminfo"])
+    with pytest.raises(ValueError, match="allocinfo snapshots have values bytes, calls, not 'areas'"):
+        vl.growth(SEED / "pagetable-thread.txt", values="areas")
+
+
+def test_cli_growth():
+    result = CliRunner().invoke(app, ["growth", str(SEED / "pagetable-thread.txt")])
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith(PAGETABLE))
+    assert line.split()[2:] == ["?", "350MiB", "1.20GiB", "5.36GiB", "+5.02GiB", "15.68x"]
+    result = CliRunner().invoke(app, ["growth", str(BUNDLE), "--format", "vmallocinfo", "--top", "1"])
+    assert result.exit_code == 0 and result.output.splitlines()[2].startswith("(unpurged vm_area)")
+    refused = CliRunner().invoke(app, ["growth", str(BUNDLE)])
+    assert refused.exit_code == 2 and "name one with --format" in refused.output

@@ -1,4 +1,6 @@
-"""Snapshot diffs: what grew between two snapshots of allocinfo, meminfo, vmstat, slabinfo or vmallocinfo.
+"""Snapshot diffs and growth tables: what grew between two snapshots of allocinfo, meminfo, vmstat, slabinfo or
+vmallocinfo (:func:`diff`), and over a series of them (:func:`growth`: the seed's listings after 64, 128 and
+256 threads, a bundle's snapshots).
 
 Allocation tags are matched by a *normalised key* so that listings of different kernels line up:
 
@@ -47,7 +49,7 @@ import pandas as pd
 
 from ..io.units import format_size
 
-__all__ = ["diff", "format_diff", "pagetable_rows", "PAGE_TABLES"]
+__all__ = ["diff", "format_diff", "growth", "format_growth", "pagetable_rows", "PAGE_TABLES"]
 
 PAGE_TABLES = "(page tables)"
 _BY = ("tag", "module", "file", "func")
@@ -64,6 +66,9 @@ _COUNTED = {
 _PAGETABLE_OLD = ("include/linux/mm.h", "pagetable_alloc")
 _PAGETABLE_SITES = ("mm/memory.c", ("__pte_alloc", "__pte_alloc_kernel", "__pmd_alloc", "__pud_alloc", "__p4d_alloc"))
 _MISSING = "unlisted"
+# what a growth table can follow, per input format (the first is the default)
+_QUANTITIES = {"allocinfo": ("bytes", "calls"), "slabinfo": ("bytes", "objs", "pages"),
+               "vmallocinfo": ("bytes", "areas")}  # fmt: skip
 
 
 def diff(
@@ -173,6 +178,145 @@ def diff(
     return out
 
 
+def growth(
+    snapshots,
+    *,
+    by: str = "tag",
+    values: str | None = None,
+    top: int | None = None,
+) -> pd.DataFrame:
+    """A growth table: each allocation tag (meminfo/vmstat field, slab cache, vmap area caller) across a series
+    of snapshots, one column per snapshot, keyed as :func:`diff` keys them.
+
+    Parameters
+    ----------
+    snapshots : dict of label to DataFrame or path, list of them, or one of them
+        Two or more snapshots of one format, in order: a dict labels them, a list by file name (the
+        ``source`` attr). One frame or file stands for the listings it holds: a paste's blocks (labelled
+        ``block 0``, ...) or a bundle frame's snapshots (``t=<seconds>s``).
+    by : {"tag", "module", "file", "func"}
+        Key of allocinfo rows, as in :func:`diff` (page-table tags folded when the series mixes the
+        pre-merge and 6.10+ formats).
+    values : str, optional
+        What each column holds: allocinfo ``"bytes"`` (default) or ``"calls"``; slabinfo ``"bytes"``,
+        ``"objs"`` or ``"pages"``; vmallocinfo ``"bytes"`` or ``"areas"``; meminfo/vmstat the field's
+        value, in its unit.
+    top : int, optional
+        Keep only the first ``top`` rows.
+
+    Returns
+    -------
+    DataFrame
+        Biggest change first: ``key`` (string), ``unit`` (string; meminfo/vmstat only), one Int64 column per
+        snapshot (<NA> where unknown: missing from an excerpt, or missing from a meminfo/vmstat listing),
+        ``change`` (Int64: the last known value less the first known one), ``growth`` (Float64: their
+        ratio; <NA> from zero, or with fewer than two known values) and, for allocinfo bytes, ``exact``
+        (bool, False when a size was rounded). ``attrs``: ``format`` ("growth"), ``of``, ``by``,
+        ``values``, ``labels``, ``sources``, ``complete`` (per snapshot, False for excerpts),
+        ``folded_pagetables``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two snapshots, mixed formats, a file of several listings among others, a label given
+        twice, or ``values`` that the format does not have.
+
+    Examples
+    --------
+    >>> g = growth("data/seed/pagetable-thread.txt")  # the four listings of the thread: before, 64, 128, 256
+    >>> row = g[g.key == "include/linux/mm.h func:pagetable_alloc"].iloc[0]
+    >>> [None if pd.isna(v) else int(v) for v in row[["block 0", "block 1", "block 2", "block 3"]]]
+    [None, 367001600, 1288490189, 5755256177]
+    >>> round(float(row.growth), 1)
+    15.7
+    """
+    if top is not None and top < 0:
+        raise ValueError(f"top must be a number of rows >= 0, not {top}")
+    labels, frames, sources = _series(snapshots)
+    kinds = {_kind(df, label) for df, label in zip(frames, labels)}
+    if len(kinds) > 1:
+        raise ValueError(f"a growth table needs snapshots of one format, not {', '.join(sorted(kinds))}")
+    kind = kinds.pop()
+    allowed = _QUANTITIES.get(kind, ("value",))
+    values = values or allowed[0]
+    if values not in allowed:
+        raise ValueError(f"{kind} snapshots have values {', '.join(allowed)}, not {values!r}")
+    key = by if kind == "allocinfo" else _COUNTED.get(kind, ("field", ()))[0]
+    if kind != "allocinfo" and by not in ("tag", key):
+        raise ValueError(f"{kind} frames are keyed by {key}; by={by!r} applies to allocinfo only")
+    n = len(frames)
+    complete, fold, exact = [True] * n, False, None
+    if kind == "allocinfo":
+        wide, complete, fold = _allocinfo_table(frames, by)
+        if values == "bytes":
+            exact = pd.concat([wide[f"exact_{i}"].fillna(False) for i in range(n)], axis=1).all(axis=1)
+    elif kind in _GROUPS:
+        wide = _counted_table([_GROUPS[kind](df, label) for df, label in zip(frames, labels)])
+    else:
+        wide = _fields_table(frames, labels)
+        values = "value"
+    table = pd.DataFrame({"key": pd.array(wide.index.astype(str), dtype="string")})
+    if "unit" in wide.columns:
+        table["unit"] = pd.array(wide["unit"], dtype="string")
+    for i, label in enumerate(labels):
+        table[label] = pd.array(wide[f"{values}_{i}"], dtype="Int64")
+    known = table[labels].astype("Float64")
+    first = known.bfill(axis=1).iloc[:, 0]
+    last = known.ffill(axis=1).iloc[:, -1]
+    two = known.notna().sum(axis=1) >= 2
+    table["change"] = pd.array((last - first).where(two).round(), dtype="Int64")
+    table["growth"] = pd.array((last / first.where(first != 0)).where(two), dtype="Float64")
+    if exact is not None:
+        table["exact"] = exact.to_numpy(dtype=bool)
+    table = _sorted(table, "change")
+    if top is not None:
+        table = table.head(top).reset_index(drop=True)
+    table.attrs = {"format": "growth", "of": kind, "by": key, "values": values, "labels": labels,
+                   "sources": sources, "complete": complete, "folded_pagetables": fold}  # fmt: skip
+    return table
+
+
+def _series(snapshots) -> tuple[list[str], list[pd.DataFrame], list]:
+    """Labels, frames (one listing each) and sources of :func:`growth`'s snapshots."""
+    if isinstance(snapshots, dict):
+        labels, frames = [str(k) for k in snapshots], [_load(v) for v in snapshots.values()]
+    elif isinstance(snapshots, (list, tuple)):
+        frames = [_load(v) for v in snapshots]
+        names = [os.path.basename(str(df.attrs.get("source") or f"#{i}")) for i, df in enumerate(frames)]
+        labels = _distinct(names) if len(set(names)) == len(names) else [f"{i}: {name}" for i, name in enumerate(names)]
+    else:
+        whole = _load(snapshots)
+        if "snapshot" in whole.columns:
+            parts = [part for _, part in whole.groupby("snapshot", sort=True)]
+            labels = [f"t={part['time'].iloc[0]:g}s" if "time" in part else f"snapshot {i}" for i, part in
+                      zip(sorted(whole["snapshot"].unique()), parts)]  # fmt: skip
+        else:
+            blocks = sorted(whole["block"].unique()) if "block" in whole.columns else [0]
+            parts = [whole[whole["block"] == b] if "block" in whole.columns else whole for b in blocks]
+            labels = [f"block {b}" for b in blocks]
+        for part in parts:
+            part.attrs = dict(whole.attrs)
+        frames = parts
+    if len(labels) != len(set(labels)):
+        raise ValueError(f"each snapshot needs its own label; given {labels}")
+    if len(frames) < 2:
+        raise ValueError(f"a growth table needs two or more snapshots, got {len(frames)}")
+    for label, df in zip(labels, frames):
+        listings = df["block"].nunique() if "block" in df.columns else 1
+        if listings > 1 or ("snapshot" in df.columns and df["snapshot"].nunique() > 1):
+            raise ValueError(f"{label} holds several listings; give it alone to follow them, or one listing each")
+    return labels, frames, [df.attrs.get("source") for df in frames]
+
+
+def _distinct(names: list[str]) -> list[str]:
+    """Names without the start and end they all share (``allocinfo-64threads.txt``, ``allocinfo-128threads.txt``
+    -> ``64``, ``128``), or as they are when that leaves one empty."""
+    head = len(os.path.commonprefix(names))
+    tail = len(os.path.commonprefix([n[::-1] for n in names]))
+    short = [n[head : len(n) - tail] for n in names]
+    return short if all(short) and len(set(short)) == len(short) else names
+
+
 def _load(obj: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
     if isinstance(obj, pd.DataFrame):
         return obj
@@ -196,7 +340,8 @@ def _kind(df: pd.DataFrame, side: str) -> str:
         return "vmallocinfo"
     source, fmt = df.attrs.get("source"), df.attrs.get("format")
     what = f"{source} ({fmt})" if source and fmt else f"a frame with columns {', '.join(map(str, df.columns))}"
-    raise ValueError(f"{side}: {what}: diff compares allocinfo, meminfo, vmstat, slabinfo or vmallocinfo snapshots")
+    raise ValueError(f"{side}: {what}: diff and growth compare allocinfo, meminfo, vmstat, slabinfo or vmallocinfo "
+                     "snapshots")
 
 
 def _pick_block(df: pd.DataFrame, want: int | None, default: int, side: str) -> tuple[pd.DataFrame, int]:
@@ -230,46 +375,56 @@ def pagetable_rows(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return old.fillna(False).astype(bool), new.fillna(False).astype(bool)
 
 
-def _diff_allocinfo(b: pd.DataFrame, a: pd.DataFrame, by: str) -> tuple[pd.DataFrame, dict]:
+def _allocinfo_table(frames: list[pd.DataFrame], by: str) -> tuple[pd.DataFrame, list[bool], bool]:
+    """Per key and snapshot ``i``: ``bytes_i`` and ``calls_i`` (<NA> where unknown: missing from an excerpt,
+    or a group an excerpt lists only in part), ``present_i`` (listed, and known) and ``exact_i``; which
+    snapshots are whole listings; whether the page-table tags were folded into one key."""
     if by not in _BY:
         raise ValueError(f"by must be one of {', '.join(_BY)}, not {by!r}")
-    keys = [_allocinfo_keys(df, by) for df in (b, a)]
-    (b_old, b_new), (a_old, a_new) = pagetable_rows(b), pagetable_rows(a)
-    fold = by != "module" and bool((b_old.any() and a_new.any()) or (b_new.any() and a_old.any()))
+    keys = [_allocinfo_keys(df, by) for df in frames]
+    rows = [pagetable_rows(df) for df in frames]
+    old, new = [o.any() for o, _ in rows], [n.any() for _, n in rows]
+    fold = by != "module" and any(old[i] and new[j] for i in range(len(frames)) for j in range(len(frames)) if i != j)
     if fold:
-        keys = [k.where(~(old | new), PAGE_TABLES) for k, (old, new) in zip(keys, ((b_old, b_new), (a_old, a_new)))]
-    sides = []
-    for df, key in zip((b, a), keys):
-        grouped = df.groupby(key.rename("key"), sort=False).agg(
-            bytes=("size_bytes", "sum"), calls=("calls", "sum"), exact=("size_exact", "all")
-        )
-        sides.append(grouped)
-    complete = [bool((df["size_bytes"] == 0).any()) for df in (b, a)]
-    out = sides[0].merge(sides[1], how="outer", left_index=True, right_index=True, suffixes=("_b", "_a"))
+        keys = [k.where(~(o | n), PAGE_TABLES) for k, (o, n) in zip(keys, rows)]
+    sides = [
+        df.groupby(key.rename("key"), sort=False).agg(bytes=("size_bytes", "sum"), calls=("calls", "sum"),
+                                                       exact=("size_exact", "all"))
+        for df, key in zip(frames, keys)
+    ]  # fmt: skip
+    complete = [bool((df["size_bytes"] == 0).any()) for df in frames]
+    wide = pd.concat(sides, axis=1, keys=range(len(frames)), sort=True)
+    wide.columns = [f"{name}_{i}" for i, name in wide.columns]
     if by != "tag":  # a group of an excerpt that lacks some of its tags has an unknown total
-        tags = [_allocinfo_keys(df, "tag") for df in (b, a)]
-        for i, side in enumerate("ba"):
+        tags = [set(_allocinfo_keys(df, "tag")) for df in frames]
+        for i in range(len(frames)):
             if not complete[i]:
-                partial = keys[1 - i][~tags[1 - i].isin(set(tags[i]))]
-                out.loc[out.index.isin(set(partial)), [f"bytes_{side}", f"calls_{side}"]] = np.nan
-    in_b, in_a = out["bytes_b"].notna(), out["bytes_a"].notna()
-    for side, present, whole in (("b", in_b, complete[0]), ("a", in_a, complete[1])):
+                partial = set().union(*(set(keys[j][~_allocinfo_keys(frames[j], "tag").isin(tags[i])])
+                                        for j in range(len(frames)) if j != i))  # fmt: skip
+                wide.loc[wide.index.isin(partial), [f"bytes_{i}", f"calls_{i}"]] = np.nan
+    for i, whole in enumerate(complete):
+        wide[f"present_{i}"] = wide[f"bytes_{i}"].notna()
         if whole:  # a tag absent from a whole listing has nothing allocated
-            out.loc[~present, [f"bytes_{side}", f"calls_{side}"]] = 0
-            out.loc[~present, f"exact_{side}"] = True
+            wide.loc[~wide[f"present_{i}"], [f"bytes_{i}", f"calls_{i}"]] = 0
+            wide.loc[~wide[f"present_{i}"], f"exact_{i}"] = True
+    return wide, complete, fold
+
+
+def _diff_allocinfo(b: pd.DataFrame, a: pd.DataFrame, by: str) -> tuple[pd.DataFrame, dict]:
+    out, complete, fold = _allocinfo_table([b, a], by)
     table = pd.DataFrame(
         {
             "key": pd.array(out.index.astype(str), dtype="string"),
-            "before_bytes": pd.array(out["bytes_b"], dtype="Int64"),
-            "after_bytes": pd.array(out["bytes_a"], dtype="Int64"),
-            "before_calls": pd.array(out["calls_b"], dtype="Int64"),
-            "after_calls": pd.array(out["calls_a"], dtype="Int64"),
-            "exact": (out["exact_b"].fillna(False) & out["exact_a"].fillna(False)).astype(bool).to_numpy(),
+            "before_bytes": pd.array(out["bytes_0"], dtype="Int64"),
+            "after_bytes": pd.array(out["bytes_1"], dtype="Int64"),
+            "before_calls": pd.array(out["calls_0"], dtype="Int64"),
+            "after_calls": pd.array(out["calls_1"], dtype="Int64"),
+            "exact": (out["exact_0"].fillna(False) & out["exact_1"].fillna(False)).astype(bool).to_numpy(),
         }
     )
     table.insert(3, "delta_bytes", table["after_bytes"] - table["before_bytes"])
     table.insert(6, "delta_calls", table["after_calls"] - table["before_calls"])
-    status = _status(table["delta_bytes"], in_b.to_numpy(), in_a.to_numpy(), complete)
+    status = _status(table["delta_bytes"], out["present_0"].to_numpy(), out["present_1"].to_numpy(), complete)
     table.insert(7, "status", status)
     return table, {"before_complete": complete[0], "after_complete": complete[1], "folded_pagetables": fold}
 
@@ -307,40 +462,58 @@ def _vmallocinfo_groups(df: pd.DataFrame, side: str) -> pd.DataFrame:
 _GROUPS = {"slabinfo": _slab_groups, "vmallocinfo": _vmallocinfo_groups}
 
 
+def _counted_table(groups: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames indexed by key with a ``bytes`` column and count columns, side by side (``bytes_i``,
+    ``<count>_i``, ``present_i``); whole listings, so a key missing from one has nothing there (0)."""
+    wide = pd.concat(groups, axis=1, keys=range(len(groups)), sort=True)
+    wide.columns = [f"{name}_{i}" for i, name in wide.columns]
+    for i in range(len(groups)):
+        wide[f"present_{i}"] = wide[f"bytes_{i}"].notna()
+    return wide.fillna(0)
+
+
 def _diff_counted(b: pd.DataFrame, a: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Diff of two frames indexed by key with a ``bytes`` column and count columns (whole listings: a
-    key missing from one side has nothing there, 0)."""
-    out = b.merge(a, how="outer", left_index=True, right_index=True, suffixes=("_b", "_a"))
-    in_b, in_a = out["bytes_b"].notna().to_numpy(), out["bytes_a"].notna().to_numpy()
-    out = out.fillna(0)
+    """Diff of two frames indexed by key with a ``bytes`` column and count columns."""
+    out = _counted_table([b, a])
     table = pd.DataFrame({"key": pd.array(out.index.astype(str), dtype="string")})
     for unit in b.columns:
-        table[f"before_{unit}"] = pd.array(out[f"{unit}_b"], dtype="Int64")
-        table[f"after_{unit}"] = pd.array(out[f"{unit}_a"], dtype="Int64")
+        table[f"before_{unit}"] = pd.array(out[f"{unit}_0"], dtype="Int64")
+        table[f"after_{unit}"] = pd.array(out[f"{unit}_1"], dtype="Int64")
         table[f"delta_{unit}"] = table[f"after_{unit}"] - table[f"before_{unit}"]
-    table["status"] = _status(table["delta_bytes"], in_b, in_a, [True, True])
+    table["status"] = _status(table["delta_bytes"], out["present_0"].to_numpy(), out["present_1"].to_numpy(),
+                              [True, True])  # fmt: skip
     return table, {"before_complete": True, "after_complete": True, "folded_pagetables": False}
 
 
+def _fields_table(frames: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
+    """meminfo/vmstat fields side by side: ``unit`` and ``value_i`` (<NA> where a snapshot lacks the field)."""
+    sides = [_by_key(df, "field", name, "field")[["value", "unit"]] for df, name in zip(frames, names)]
+    wide = pd.concat(sides, axis=1, keys=range(len(frames)), sort=True)
+    units = wide.xs("unit", axis=1, level=1)
+    for field, row in units.iterrows():
+        known = row.dropna()
+        if known.nunique() > 1:
+            (i, first), (j, other) = next((p, q) for p in known.items() for q in known.items() if p[1] != q[1])
+            raise ValueError(f"field {field!r} is in {first} in {names[i]} but in {other} in {names[j]}")
+    out = pd.DataFrame({"unit": units.bfill(axis=1).iloc[:, 0]}, index=wide.index)
+    for i in range(len(frames)):
+        out[f"value_{i}"] = wide[(i, "value")]
+    return out
+
+
 def _diff_fields(b: pd.DataFrame, a: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    sides = [_by_key(df, "field", side, "field")[["value", "unit"]] for df, side in ((b, "before"), (a, "after"))]
-    out = sides[0].merge(sides[1], how="outer", left_index=True, right_index=True, suffixes=("_b", "_a"))
-    both = out["unit_b"].notna() & out["unit_a"].notna()
-    clash = out.index[both & (out["unit_b"] != out["unit_a"])]
-    if len(clash):
-        field = clash[0]
-        raise ValueError(f"field {field!r} is in {out.at[field, 'unit_b']} before and {out.at[field, 'unit_a']} after")
-    in_b, in_a = out["value_b"].notna(), out["value_a"].notna()
+    out = _fields_table([b, a], ["before", "after"])
     table = pd.DataFrame(
         {
             "key": pd.array(out.index.astype(str), dtype="string"),
-            "unit": pd.array(out["unit_b"].fillna(out["unit_a"]), dtype="string"),
-            "before_value": pd.array(out["value_b"], dtype="Int64"),
-            "after_value": pd.array(out["value_a"], dtype="Int64"),
+            "unit": pd.array(out["unit"], dtype="string"),
+            "before_value": pd.array(out["value_0"], dtype="Int64"),
+            "after_value": pd.array(out["value_1"], dtype="Int64"),
         }
     )
     table["delta_value"] = table["after_value"] - table["before_value"]
-    table["status"] = _status(table["delta_value"], in_b.to_numpy(), in_a.to_numpy(), [True, True])
+    present = [out[f"value_{i}"].notna().to_numpy() for i in (0, 1)]
+    table["status"] = _status(table["delta_value"], *present, [True, True])
     return table, {"before_complete": True, "after_complete": True, "folded_pagetables": False}
 
 
@@ -424,6 +597,47 @@ def format_diff(table: pd.DataFrame) -> str:
         lines.append("sizes in binary units were rounded by the kernel or numfmt: byte deltas are approximate")
     if (table["status"] == _MISSING).any():
         lines.append(f"{_MISSING}: missing from an excerpt (a listing without zero lines), value there unknown (?)")
+    if attrs.get("folded_pagetables"):
+        lines.append(f"{PAGE_TABLES}: pagetable_alloc (pre-merge) and its mm/memory.c call sites (6.10+), summed")
+    return "\n".join(lines)
+
+
+def format_growth(table: pd.DataFrame) -> str:
+    """The growth table as aligned text: sizes in binary units, changes signed, growth as a factor, unknowns as ``?``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A result of :func:`growth`.
+
+    Returns
+    -------
+    str
+        The snapshots with their sources, the table, and notes on rounded sizes and unknown values.
+    """
+    attrs = table.attrs
+    labels = attrs["labels"]
+    sources = attrs["sources"]
+    one = len(set(map(str, sources))) == 1
+    lines = [f"{', '.join(labels)}: {sources[0]}"] if one else [f"{lb}: {src}" for lb, src in zip(labels, sources)]
+    name = {"allocinfo": "key", "slabinfo": "cache", "vmallocinfo": "caller"}.get(attrs["of"], "field")
+    head = [name, *(["unit"] if "unit" in table.columns else []), *labels, "change", "growth"]
+    cells = []
+    for row in table.to_dict("records"):
+        sized = row.get("unit", "bytes") == "bytes" and attrs["values"] in ("bytes", "value")
+        fmt = _size if sized else _count
+        cells.append([row["key"], *([row["unit"]] if "unit" in row else []), *(fmt(row[label]) for label in labels),
+                      fmt(row["change"], signed=True), "?" if pd.isna(row["growth"]) else f"{row['growth']:.2f}x"])
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *cells)]
+    left = {0, 1} if "unit" in table.columns else {0}
+    for row in [head, *cells]:
+        aligned = (str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        lines.append("  ".join(aligned).rstrip())
+    if "exact" in table.columns and not table["exact"].all():
+        lines.append("sizes in binary units were rounded by the kernel or numfmt: changes are approximate")
+    if table[labels].isna().any().any():
+        lines.append("?: missing from an excerpt (a listing without zero lines), value there unknown"
+                     if attrs["of"] == "allocinfo" else "?: the field is missing from that listing")
     if attrs.get("folded_pagetables"):
         lines.append(f"{PAGE_TABLES}: pagetable_alloc (pre-merge) and its mm/memory.c call sites (6.10+), summed")
     return "\n".join(lines)
