@@ -71,6 +71,13 @@ save(plots.free_used(frees, pagetables=listings, published=report.CITE_PT,
      "published_free_used")
 
 # %% [markdown]
+# The same listings as a growth table (`vl.growth`; `vmaplab growth` prints it): one column per listing,
+# biggest change first. The excerpts list only their largest tags: `<NA>` where a tag fell below one.
+
+# %%
+vl.growth({"before" if n == 0 else f"{n} threads": df for n, df in sorted(listings.items())}, top=5)
+
+# %% [markdown]
 # ## The same chain, simulated
 #
 # One machine per design runs the thread counts one after another (page tables carry over, as on
