@@ -395,6 +395,8 @@ def test_growth_of_a_bundle_s_meminfo_and_slabinfo():
         label = f"t={part['time'].iloc[0]:g}s"
         assert mem[label].to_dict() == part.set_index("field")["value"].to_dict()
     assert (mem["unit"] == "bytes").loc["MemTotal"]
+    # snapshots taken at one time (or without times) are numbered instead
+    assert vl.growth(bundle["meminfo"].assign(time=0.0)).attrs["labels"] == ["snapshot 0", "snapshot 1", "snapshot 2"]
     objs = vl.growth(bundle["slabinfo"], values="objs").set_index("key")
     last = bundle["slabinfo"][bundle["slabinfo"]["snapshot"] == 2].set_index("name")["active_objs"]
     assert objs["t=2s"].to_dict() == last.to_dict()

@@ -287,9 +287,11 @@ def _series(snapshots) -> tuple[list[str], list[pd.DataFrame], list]:
     else:
         whole = _load(snapshots)
         if "snapshot" in whole.columns:
-            parts = [part for _, part in whole.groupby("snapshot", sort=True)]
-            labels = [f"t={part['time'].iloc[0]:g}s" if "time" in part else f"snapshot {i}" for i, part in
-                      zip(sorted(whole["snapshot"].unique()), parts)]  # fmt: skip
+            ids, parts = zip(*whole.groupby("snapshot", sort=True))
+            labels = [f"t={part['time'].iloc[0]:g}s" for part in parts] if "time" in whole else []
+            if len(set(labels)) < len(parts):  # no times, or two snapshots at one time
+                labels = [f"snapshot {i}" for i in ids]
+            parts = list(parts)
         else:
             blocks = sorted(whole["block"].unique()) if "block" in whole.columns else [0]
             parts = [whole[whole["block"] == b] if "block" in whole.columns else whole for b in blocks]
