@@ -409,6 +409,8 @@ def test_growth_refuses_what_it_cannot_line_up():
         vl.growth([SEED / "pagetable-thread.txt", SEED / "allocinfo-256threads.txt"])
     with pytest.raises(ValueError, match="one format, not allocinfo, meminfo"):
         vl.growth([SEED / "allocinfo-64threads.txt", BUNDLE / "0000" / "meminfo"])
+    with pytest.raises(ValueError, match="its own label, none of key, unit, change"):
+        vl.growth({"before": SEED / "allocinfo-64threads.txt", "change": SEED / "allocinfo-256threads.txt"})
     with pytest.raises(ValueError, match="allocinfo snapshots have values bytes, calls, not 'areas'"):
         vl.growth(SEED / "pagetable-thread.txt", values="areas")
 

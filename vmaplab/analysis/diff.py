@@ -299,8 +299,8 @@ def _series(snapshots) -> tuple[list[str], list[pd.DataFrame], list]:
         for part in parts:
             part.attrs = dict(whole.attrs)
         frames = parts
-    if len(labels) != len(set(labels)):
-        raise ValueError(f"each snapshot needs its own label; given {labels}")
+    if len(labels) != len(set(labels)) or set(labels) & {"key", "unit", "change", "growth", "exact"}:
+        raise ValueError(f"each snapshot needs its own label, none of key, unit, change, growth, exact; given {labels}")
     if len(frames) < 2:
         raise ValueError(f"a growth table needs two or more snapshots, got {len(frames)}")
     for label, df in zip(labels, frames):
