@@ -147,3 +147,14 @@ def test_a_bundle_frame_uses_the_trace_clock():
     assert fp["time"].is_monotonic_increasing
     allocs = bundle[bundle["event"] == "alloc_vmap_area"]
     assert fp["time"].iloc[0] == allocs["event_time"].min() and fp["time"].nunique() > 1
+
+
+def test_several_traces_are_refused():
+    # two captures pasted one after the other (blocks 0 and 1): their clocks and, across boots, their
+    # page tables have nothing in common, so one cumulative count over both would be wrong
+    perf, ftrace = read_vmalloc_trace(PERF), read_vmalloc_trace(FTRACE)
+    two = pd.concat([perf, ftrace.assign(block=1)], ignore_index=True)
+    with pytest.raises(ValueError, match="2 traces"):
+        pagetable_footprint(two)
+    pd.testing.assert_frame_equal(pagetable_footprint(two[two["block"] == 1]).reset_index(drop=True),
+                                  pagetable_footprint(ftrace))  # fmt: skip

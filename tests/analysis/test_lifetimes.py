@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmaplab.analysis.lifetimes import area_lifetimes
+from vmaplab.errors import VmaplabWarning
 from vmaplab.io.detect import read_bundle
 from vmaplab.io.vmalloc_trace import read_vmalloc_trace
 
@@ -173,3 +174,23 @@ _EVENT = st.one_of(
 def test_matches_the_reference_loop(events):
     trace = _frame([(t, e, va, extra) for t, (e, va, extra) in events])
     pd.testing.assert_frame_equal(_by_address(area_lifetimes(trace)), _reference(trace))
+
+
+def test_a_trace_with_lost_events_is_flagged():
+    # a real trace_pipe read whose ring buffer overflowed (data/real/SOURCES.md): its 144 frees come
+    # after the kernel's "CPU:0 [LOST 2050 EVENTS]", so "allocated before the trace" is not known
+    lost = ROOT / "data" / "real" / "ftrace-pipe-lost-events.txt"
+    with pytest.warns(VmaplabWarning, match="dropped events"):
+        trace = read_vmalloc_trace(lost)
+    with pytest.warns(VmaplabWarning, match="dropped events 1 time.*line 15: an area whose allocation was lost"):
+        lt = area_lifetimes(trace)
+    assert lt.attrs["lost_events"] == [{"lineno": 15, "cpu": 0, "count": 2050}]
+    assert lt.attrs["freed_before_trace"] == 144
+
+
+def test_several_traces_are_refused():
+    trace = read_vmalloc_trace(FTRACE)
+    two = pd.concat([trace, trace.assign(block=1)], ignore_index=True)
+    with pytest.raises(ValueError, match="2 traces"):
+        area_lifetimes(two)
+    pd.testing.assert_frame_equal(area_lifetimes(two[two["block"] == 1]), area_lifetimes(trace))

@@ -11,6 +11,7 @@ import pytest
 
 import vmaplab
 from vmaplab.analysis.probe_calls import PROBE_CALL_COLUMNS, probe_calls
+from vmaplab.errors import VmaplabWarning
 
 TRACES = Path(__file__).resolve().parents[2] / "data" / "real" / "drain-trace-qemu-8cpu"
 RUN1 = TRACES / "run1-threads8.txt.gz"
@@ -19,7 +20,7 @@ RUN1 = TRACES / "run1-threads8.txt.gz"
 def test_every_call_of_the_capture_is_paired():
     calls = probe_calls(vmaplab.read_kprobe_trace(RUN1))
     assert tuple(calls.columns) == PROBE_CALL_COLUMNS
-    assert calls.attrs == {"unfinished": 0, "unstarted": 0}
+    assert calls.attrs == {"unfinished": 0, "unstarted": 0, "lost_events": []}
     assert calls["function"].value_counts().to_dict() == {"purge_vmap_node": 2478, "flush_tlb_kernel_range": 421}
     first = calls.iloc[0]  # the file's first two lines: loadmod's purge at module load
     assert (first["function"], first["comm"], first["pid"], first["cpu"], first["cpu_end"]) == (
@@ -42,12 +43,31 @@ def test_calls_cut_by_the_trace_edges_are_kept_and_counted():
     returns = [i for i, line in enumerate(lines) if "flush_tlb_kernel_rangeout:" in line]
     kept = [line for i, line in enumerate(lines) if i not in (entries[0], returns[-1])]
     calls = probe_calls(vmaplab.read_kprobe_trace(io.StringIO("\n".join(kept))))
-    assert calls.attrs == {"unfinished": 1, "unstarted": 1}
+    assert calls.attrs == {"unfinished": 1, "unstarted": 1, "lost_events": []}
     flush = calls[calls["function"] == "flush_tlb_kernel_range"]
     assert len(flush) == 421 and flush["duration_s"].isna().sum() == 2
     unstarted = flush[flush["start"].isna()].iloc[0]
     assert unstarted["end"] == 7.168320 and pd.isna(unstarted["cpu"]) and unstarted["cpu_end"] == 7
     assert pd.isna(flush.loc[flush["end"].isna(), "cpu_end"]).all() and calls.index[-1] == unstarted.name
+
+
+def test_a_trace_with_lost_events_is_flagged():
+    # kworker/4:1's first flush return and its next flush entry cut out, and the kernel's line for a
+    # ring buffer overflow put in their place (as in data/real/ftrace-pipe-lost-events.txt): the next
+    # return then pairs with the first entry, a call longer than both that never was; the result says so
+    lines = gzip.decompress(RUN1.read_bytes()).decode().splitlines()
+    flushes = [i for i, line in enumerate(lines) if "kworker/4:1-83 " in line and "flush_tlb_kernel_range" in line]
+    ret, entry = flushes[1], flushes[2]  # return of the first call, entry of the second
+    kept = lines[:ret] + ["CPU:4 [LOST 2 EVENTS]"] + [line for i, line in enumerate(lines) if i > ret and i != entry]
+    with pytest.warns(VmaplabWarning, match="dropped events 1 time"):
+        hits = vmaplab.read_kprobe_trace(io.StringIO("\n".join(kept)))
+    with pytest.warns(VmaplabWarning, match=rf"first at line {ret + 1}: a call whose entry or return was lost"):
+        calls = probe_calls(hits)
+    assert calls.attrs["lost_events"] == [{"lineno": ret + 1, "cpu": 4, "count": 2}]
+    whole = probe_calls(vmaplab.read_kprobe_trace(RUN1))
+    worker = whole[(whole["pid"] == 83) & (whole["function"] == "flush_tlb_kernel_range")]
+    merged = calls[(calls["pid"] == 83) & (calls["function"] == "flush_tlb_kernel_range")].iloc[0]
+    assert (merged["start"], merged["end"]) == (worker["start"].iloc[0], worker["end"].iloc[1])
 
 
 def test_missing_columns_and_empty_input():

@@ -121,3 +121,25 @@ def test_profile_from_samples_against_its_perf_report():
 
 def test_public_name():
     assert vmaplab.compare_profiles is compare_profiles
+
+
+def test_a_report_without_children_against_one_with_them():
+    # perf-report-self.txt and perf-report-children.txt are perf report --no-children and --children
+    # of one recording (data/real/SOURCES.md): the self shares agree, and the children shares of one
+    # side are no change (they were 750 "changes" up to 83.58 points, and 213 symbols with no self
+    # share came out "new")
+    self_only, children = REAL / "perf-report-self.txt", REAL / "perf-report-children.txt"
+    for a, b in ((self_only, children), (children, self_only)):
+        d = compare_profiles(a, b)
+        assert set(d["status"]) == {"both"} and len(d) == 537
+        assert (d["self_change"] == 0).all() and d["children_change"].isna().all()
+    assert compare_profiles(children, children).set_index("symbol").at["do_syscall_64", "children_pct_a"] == 83.58
+
+
+def test_profiles_of_different_events_are_refused():
+    # FlameGraph's rust capture samples cycles:u (../shared/fixtures/flamegraph/SOURCES.md), this
+    # host's report cpu-clock
+    rust = profile_from_samples(ROOT.parent / "shared" / "fixtures" / "flamegraph" / "perf-rust-Yamakaky-dcpu.txt")
+    with pytest.raises(ValueError, match="profile a counts cycles:u and profile b cpu-clock"):
+        compare_profiles(rust, REAL / "perf-report-children.txt")
+    assert len(compare_profiles(rust, rust)) == rust["symbol"].map(fold_symbol).nunique()

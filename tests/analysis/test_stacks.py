@@ -142,6 +142,20 @@ def test_unrecognised_line_error_warn_skip():
     assert got.get("func_ab;__libc_start_main;func_b") == 1 and "func_ab;__libc_start_main;func_b" not in whole
 
 
+@pytest.mark.parametrize("max_pending", [stacks._MAX_PENDING, 50])  # whole samples; line by line
+def test_a_lone_frame_whose_name_tidies_away_keeps_its_semicolon(max_pending, monkeypatch):
+    # FlameGraph's first func_ab sample cut to one frame named '"(anonymous)"' (a JIT map may hold such
+    # a name): quotes and the argument list go, an empty name is left, and stackcollapse-perf.pl (commit
+    # 41fee1f) prints 'func_ab; 1' for it: the process name, then that empty frame
+    monkeypatch.setattr(stacks, "_MAX_PENDING", max_pending)
+    lines = (FLAMEGRAPH / "perf-funcab-cmd-01.txt").read_text().split("\n")
+    i = lines.index("func_ab 15285 28075374.517811: cpu-clock: ")
+    lines[i + 1 : i + 4] = ['\t          400577 "(anonymous)" (/root/lang/func_ab)']
+    got = _as_dict(collapse_stacks(io.StringIO("\n".join(lines))))
+    assert got["func_ab;"] == 1 and "func_ab" not in got
+    assert got["func_ab;__libc_start_main;main;func_b"] == 87
+
+
 @pytest.mark.parametrize("option", [None, *OPTIONS])
 def test_cli_collapse_prints_the_perl_output(option, tmp_path):
     # vmaplab collapse FILE [--option] writes stackcollapse-perf.pl's output byte for byte

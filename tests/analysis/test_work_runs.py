@@ -1,5 +1,7 @@
 """work_runs on a real drain stall (data/real/drain-stall-trace-qemu-2cpu.txt.gz, see data/real/SOURCES.md)."""
 
+import gzip
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -7,6 +9,7 @@ import pytest
 
 import vmaplab
 from vmaplab.analysis.work_runs import WORK_RUN_COLUMNS, work_runs
+from vmaplab.errors import VmaplabWarning
 
 STALL = Path(__file__).resolve().parents[2] / "data" / "real" / "drain-stall-trace-qemu-2cpu.txt.gz"
 
@@ -58,3 +61,31 @@ def test_bad_input_is_named(events):
     with pytest.raises(ValueError, match="2 traces"):
         work_runs(two)
     assert len(work_runs(two[two["block"] == 1])) == 3
+
+
+def test_helpers_of_several_nodes_pair_by_work_struct():
+    # the 8-vCPU drain queues one purge_vmap_node work item per vmap node (data/real/SOURCES.md); a
+    # request belongs to the start of the same work struct. Pairing by function alone left 31 of the
+    # 140 helpers without a request and gave the first helper's request to whichever started first.
+    events = vmaplab.read_sched_trace(STALL.parent / "drain-trace-qemu-8cpu" / "run1-threads8.txt.gz")
+    runs = work_runs(events, "purge_vmap_node")
+    assert len(runs) == 140 and runs["requested"].notna().all() and (runs["wait_s"] >= 0).all()
+    # 8.892070 and 8.892096: two nodes' work items queued by one drain; the second runs on CPU 1
+    second = runs[runs["started"] == 8.907992].iloc[0]
+    assert (second["pid"], second["cpu"], second["requested"]) == (67, 1, 8.892096)
+    assert second["wait_s"] == pytest.approx(0.015896, abs=1e-6)
+    queued = events[(events["event"] == "workqueue_queue_work") & (events["function"] == "purge_vmap_node")]
+    assert sorted(runs["requested"]) == sorted(queued["time"])
+
+
+def test_a_trace_with_lost_events_is_flagged():
+    # the stall trace with the lines of its second drain's end cut out and the kernel's line for a
+    # ring buffer overflow in their place (as in data/real/ftrace-pipe-lost-events.txt)
+    lines = gzip.decompress(STALL.read_bytes()).decode().split("\n")
+    i = next(i for i, line in enumerate(lines) if "workqueue_execute_end" in line and "drain_vmap_area_work" in line)
+    lines[i] = "CPU:0 [LOST 1 EVENTS]"
+    with pytest.warns(VmaplabWarning, match="dropped events 1 time"):
+        events = vmaplab.read_sched_trace(io.StringIO("\n".join(lines)))
+    with pytest.warns(VmaplabWarning, match=rf"dropped events 1 time\(s\), first at line {i + 1}: a run"):
+        runs = work_runs(events)
+    assert runs.attrs["lost_events"] == [{"lineno": i + 1, "cpu": 0, "count": 1}]

@@ -67,7 +67,8 @@ def pagetable_footprint(
     An area's mapped pages are ``[va_start, va_start + size - 4096)``: the last page is the unmapped
     guard page. Failed allocations and areas outside the vmalloc window (modules, BPF) add nothing.
     ``attrs``: ``vmalloc_range`` (start, size) used, ``counted`` (allocations that added regions or
-    could have) and ``ignored`` (failed or outside the window).
+    could have) and ``ignored`` (failed or outside the window). Several traces (``block``) raise
+    ValueError.
     """
     if not isinstance(trace, pd.DataFrame):
         from ..io.vmalloc_trace import read_vmalloc_trace
@@ -81,6 +82,8 @@ def pagetable_footprint(
     missing = {clock, "event", "va_start", "size", "failed"} - set(trace.columns)
     if missing:
         raise ValueError(f"not a vmalloc trace frame: missing columns {sorted(missing)}")
+    if "block" in trace and trace["block"].nunique() > 1:  # other runs, other clocks, maybe other boots
+        raise ValueError(f"the frame holds {trace['block'].nunique()} traces (block column); pass one")
 
     allocs = trace[trace["event"] == "alloc_vmap_area"].sort_values(clock, kind="stable")
     start_win, size_win = _window(allocs) if vmalloc_range is None else vmalloc_range

@@ -9,8 +9,12 @@ after its free, whose range holds its start address.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
+
+from ..errors import VmaplabWarning
 
 __all__ = ["area_lifetimes"]
 
@@ -44,7 +48,9 @@ def area_lifetimes(trace: pd.DataFrame) -> pd.DataFrame:
 
     ``attrs``: ``start`` and ``end`` (first and last event time, s), ``failed`` (failed
     allocations, left out), ``freed_before_trace`` (frees of areas allocated before the trace),
-    ``unmatched`` (rows of state ``"unknown"``), ``source``.
+    ``unmatched`` (rows of state ``"unknown"``), ``source``, ``lost_events`` (the trace's, with a
+    warning: where the ring buffer dropped events, states can be wrong). Several traces (``block``)
+    raise ValueError.
 
     Examples
     --------
@@ -57,6 +63,14 @@ def area_lifetimes(trace: pd.DataFrame) -> pd.DataFrame:
     missing = {clock, "event", "va_start", "size", "failed", "purge_start", "purge_end"} - set(trace.columns)
     if missing:
         raise ValueError(f"not a vmalloc trace frame: missing columns {sorted(missing)}")
+    if "block" in trace and trace["block"].nunique() > 1:
+        raise ValueError(f"the frame holds {trace['block'].nunique()} traces (block column); pass one")
+    lost = list(trace.attrs.get("lost_events") or [])
+    if lost:
+        warnings.warn(VmaplabWarning(f"{trace.attrs.get('source')}: the ring buffer dropped events {len(lost)} "
+                                     f"time(s), first at line {lost[0]['lineno']}: an area whose allocation was "
+                                     "lost counts as allocated before the trace, one whose free or purge was "
+                                     "lost as still busy"), stacklevel=2)  # fmt: skip
     event = trace["event"].astype(str).to_numpy()
     time = trace[clock].to_numpy(dtype=np.float64)
     failed = (event == _ALLOC) & (trace["failed"].fillna(0).to_numpy(dtype=np.int64) != 0)
@@ -75,7 +89,7 @@ def area_lifetimes(trace: pd.DataFrame) -> pd.DataFrame:
     prev_kind = np.insert(kind[:-1], 0, -1)
     alloc = kind == 0
     freed = alloc & same_next & (next_kind == 1)
-    lost = alloc & same_next & (next_kind == 0)
+    reused = alloc & same_next & (next_kind == 0)  # allocated again with no free between: a lost event
     orphan = (kind == 1) & ~(same_prev & (prev_kind == 0))  # allocated before the trace
 
     rows = alloc | orphan
@@ -102,7 +116,7 @@ def area_lifetimes(trace: pd.DataFrame) -> pd.DataFrame:
         purge_time[hit] = p_time
     out["purge_time"] = purge_time
     state = np.select(
-        [lost[rows], ~np.isnan(purge_time), ~np.isnan(out_free)],
+        [reused[rows], ~np.isnan(purge_time), ~np.isnan(out_free)],
         ["unknown", "purged", "lazily freed"],
         default="allocated",
     )
@@ -114,7 +128,8 @@ def area_lifetimes(trace: pd.DataFrame) -> pd.DataFrame:
         end=float(np.nanmax(time)) if len(time) else np.nan,
         failed=int(failed.sum()),
         freed_before_trace=int(orphan.sum()),
-        unmatched=int(lost.sum()),
+        unmatched=int(reused.sum()),
         source=trace.attrs.get("source"),
+        lost_events=lost,
     )
     return out

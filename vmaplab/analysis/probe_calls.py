@@ -7,10 +7,13 @@ on the function, :func:`vmaplab.read_kprobe_trace` gives the hits and this modul
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+
+from ..errors import VmaplabWarning
 
 __all__ = ["probe_calls", "call_summary", "PROBE_CALL_COLUMNS"]
 
@@ -36,7 +39,8 @@ def probe_calls(hits: pd.DataFrame) -> pd.DataFrame:
         ``end`` (s) and ``duration_s`` (end - start). A call still running when the trace stopped has
         NaN ``end``; a return whose entry precedes the trace has NaN ``start``; both have NaN
         ``duration_s`` and are counted in ``attrs["unfinished"]`` and ``attrs["unstarted"]``. A
-        recursive call pairs with the innermost open entry.
+        recursive call pairs with the innermost open entry. ``attrs["lost_events"]``: the trace's, with a
+        warning (where the ring buffer dropped hits, a call may be missing or wrongly paired).
 
     Raises
     ------
@@ -48,6 +52,11 @@ def probe_calls(hits: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"hits lacks the read_kprobe_trace columns {sorted(missing)}")
     if hits.empty:
         raise ValueError("hits holds no probe hit")
+    lost = list(hits.attrs.get("lost_events") or [])
+    if lost:
+        warnings.warn(VmaplabWarning(f"{hits.attrs.get('source')}: the ring buffer dropped events {len(lost)} "
+                                     f"time(s), first at line {lost[0]['lineno']}: a call whose entry or return "
+                                     "was lost is missing or paired with another's"), stacklevel=2)  # fmt: skip
     ev = hits.sort_values(["block", "time"], kind="stable")
     rows: list[tuple] = []
     open_calls: dict[tuple, list[int]] = {}
@@ -70,6 +79,7 @@ def probe_calls(hits: pd.DataFrame) -> pd.DataFrame:
     out = out.sort_values(["block", "start"], kind="stable", na_position="last").reset_index(drop=True)
     out.attrs["unfinished"] = int(out["end"].isna().sum())
     out.attrs["unstarted"] = int(out["start"].isna().sum())
+    out.attrs["lost_events"] = lost
     return out
 
 

@@ -56,7 +56,8 @@ def compare_profiles(a, b, *, on: str | list[str] = "symbol") -> pd.DataFrame:
     self_change           Float64  ``self_pct_b - self_pct_a`` in percentage points, an absent
                                    symbol counting as 0
     children_pct_a, _b    Float64  children share in percent (<NA> when absent or not reported)
-    children_change       Float64  ``children_pct_b - children_pct_a``, absent counting as 0
+    children_change       Float64  ``children_pct_b - children_pct_a``, absent counting as 0;
+                                   <NA> when a profile reports no children shares
     status                string   ``"both"``, ``"new"`` (only in b), ``"vanished"`` (only in a), or
                                    ``"unlisted"``: missing from a profile that is an excerpt (a
                                    pasted table without perf's ``# Samples`` header, such as the
@@ -68,12 +69,26 @@ def compare_profiles(a, b, *, on: str | list[str] = "symbol") -> pd.DataFrame:
     (a function and its clone are on the same call chains), so the largest is kept, and those of
     different commands (different samples) add up.
 
+    When one profile has no children shares (``perf report --no-children``, which lists only entries
+    with samples of their own), only self shares are compared, and the other profile's entries without
+    a self share are left out. Raises ValueError when the profiles name different events (``cycles``
+    against ``cpu-clock``): their shares do not compare.
+
     >>> d = compare_profiles("data/seed/perf-report-6.7.txt", "data/seed/perf-report-vmap-nodes.txt")
     >>> float(d.set_index("symbol").loc["native_queued_spin_lock_slowpath", "self_change"])
     -76.56
     """
     keys = [on] if isinstance(on, str) else list(on)
     prof_a, prof_b = _profile(a, "a", keys), _profile(b, "b", keys)
+    events = {which: _event(prof) for which, prof in (("a", prof_a), ("b", prof_b))}
+    if None not in events.values() and events["a"] != events["b"]:
+        raise ValueError(f"profile a counts {events['a']} and profile b {events['b']}: shares of different "
+                         "events do not compare")  # fmt: skip
+    with_children = [prof["children_pct"].notna().any() for prof in (prof_a, prof_b)]
+    if with_children[0] != with_children[1]:
+        # A report without children (perf report --no-children) lists only the entries with samples of
+        # their own and no children share: compare the self shares of those alone.
+        prof_a, prof_b = (_self_only(prof) for prof in (prof_a, prof_b))
     left = _summary(prof_a, keys)
     right = _summary(prof_b, keys)
     both = left.merge(right, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
@@ -96,11 +111,26 @@ def compare_profiles(a, b, *, on: str | list[str] = "symbol") -> pd.DataFrame:
         out[f"{what}_pct_b"] = pb_
         change = (pb_.fillna(0) - pa_.fillna(0)).round(10)
         change[unknown] = pd.NA
+        if what == "children" and not all(with_children):  # a profile without children shares
+            change[:] = pd.NA
         out[f"{what}_change"] = change
     out["status"] = status.astype("string")
     size = np.maximum(out["self_change"].abs().fillna(0).to_numpy(float), out["children_change"].abs().fillna(0).to_numpy(float))
     out = out.iloc[np.argsort(-size, kind="stable")].reset_index(drop=True)
     out = out[[*keys, "names_a", "names_b", "self_pct_a", "self_pct_b", "self_change", "children_pct_a", "children_pct_b", "children_change", "status"]]
+    return out
+
+
+def _event(profile: pd.DataFrame) -> str | None:
+    """The event a profile counts, None when it does not say (a pasted excerpt)."""
+    events = profile["event"].dropna().unique() if "event" in profile else []
+    return str(events[0]) if len(events) else profile.attrs.get("event")
+
+
+def _self_only(profile: pd.DataFrame) -> pd.DataFrame:
+    """``profile`` without children shares and without the entries that have no self share."""
+    out = profile[profile["self_pct"].fillna(0).to_numpy(dtype=float) > 0].assign(children_pct=np.nan)
+    out.attrs = dict(profile.attrs)
     return out
 
 

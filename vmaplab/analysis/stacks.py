@@ -178,7 +178,7 @@ class _Collapser:
             return
         if line == "":
             if self.pname is not None:
-                self._add(self.pname, ";".join(self.stack), self.period)
+                self._add(self.pname, "".join(";" + f for f in self.stack), self.period)
             self.pname, self.stack = None, []
             return
         if _HEADER.match(line):
@@ -198,8 +198,8 @@ class _Collapser:
 
     # -- the fast path -----------------------------------------------------------------------------
     def _body(self, body: str, java: bool) -> str:
-        """Folded frames (root first) of a block's frame lines, or _COMPLEX when a line is not a plain
-        frame (a comment, a second header, an unrecognised line)."""
+        """Folded frames (root first, each after a ';') of a block's frame lines, or _COMPLEX when a
+        line is not a plain frame (a comment, a second header, an unrecognised line)."""
         bodies = self.java_bodies if java else self.bodies
         hit = bodies.get(body)
         if hit is not None:
@@ -216,9 +216,10 @@ class _Collapser:
                 if part is None:
                     parts[i] = seen[lines[i]] = self._line(lines[i], java)
         parts.reverse()
-        result = ";".join(parts)
+        # each frame after a ';' (the process name comes first), so that a lone empty name gives 'comm;'
+        result = "".join(";" + p for p in parts)
         if "\n" in result:  # a marker
-            result = _COMPLEX if _COMPLEX in parts else ";".join(p for p in parts if p != _NONE)
+            result = _COMPLEX if _COMPLEX in parts else "".join(";" + p for p in parts if p != _NONE)
         if len(bodies) >= _MAX_BODIES:
             bodies.clear()
         bodies[body] = result
@@ -284,7 +285,7 @@ class _Collapser:
     def frame(self) -> pd.DataFrame:
         folded: dict[str, int] = {}
         for (name, frames), count in self.counts.items():
-            stack = f"{name};{frames}" if frames else name
+            stack = name + frames
             folded[stack] = folded.get(stack, 0) + count
         stacks = sorted(folded, key=lambda s: s.encode("utf-8", "surrogateescape"))
         return pd.DataFrame(

@@ -7,8 +7,12 @@ module turns :func:`vmaplab.read_sched_trace` rows into one row per execution of
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
+
+from ..errors import VmaplabWarning
 
 __all__ = ["work_runs", "WORK_RUN_COLUMNS"]
 
@@ -32,14 +36,15 @@ def work_runs(events: pd.DataFrame, function: str = "drain_vmap_area_work") -> p
     -------
     DataFrame
         In start order: ``function``, ``cpu``, ``pid``, ``comm`` (the kworker), ``requested`` (the
-        first ``workqueue_queue_work`` since the previous start, s; NaN when the request precedes the
-        trace), ``started``, ``ended`` (s), ``wait_s`` (started - requested), ``run_s`` (ended -
+        first ``workqueue_queue_work`` of the same work struct since its previous start, s; NaN when the
+        request precedes the trace), ``started``, ``ended`` (s), ``wait_s`` (started - requested), ``run_s`` (ended -
         started, asleep or not), ``preempted_after`` (the kworker's first switch-out after the end,
         before it starts other work, left it runnable, ``R``/``R+``: preempted at process_one_work's
         cond_resched() while it still owns the work; False when it slept or went straight on to its
         next work item; <NA> without a later switch-out in the trace) and ``off_cpu_s`` (from that
         switch-out to its next switch-in, s; NaN when there is none or it is not seen).
-        ``attrs["unfinished"]``: executions started but not ended within the trace (not in the rows).
+        ``attrs["unfinished"]``: executions started but not ended within the trace (not in the rows);
+        ``attrs["lost_events"]``: the trace's, with a warning (events dropped by the ring buffer).
 
     Raises
     ------
@@ -47,21 +52,29 @@ def work_runs(events: pd.DataFrame, function: str = "drain_vmap_area_work") -> p
         If ``events`` holds several blocks, lacks the reader's columns, or no execution of
         ``function`` was both started and ended in it.
     """
-    missing = {"block", "time", "cpu", "pid", "comm", "event", "function", "prev_pid", "prev_state",
+    missing = {"block", "time", "cpu", "pid", "comm", "event", "work", "function", "prev_pid", "prev_state",
                "next_pid"} - set(events.columns)  # fmt: skip
     if missing:
         raise ValueError(f"events lacks the read_sched_trace columns {sorted(missing)}")
     if events["block"].nunique() > 1:
         raise ValueError(f"events holds {events['block'].nunique()} traces (blocks); pass one")
+    lost = list(events.attrs.get("lost_events") or [])
+    if lost:
+        message = (f"{events.attrs.get('source')}: the ring buffer dropped events {len(lost)} time(s), first "
+                   f"at line {lost[0]['lineno']}: a run or request lost there is missing, and its neighbours "
+                   "may be paired wrongly")  # fmt: skip
+        warnings.warn(VmaplabWarning(message), stacklevel=2)
     ev = events.sort_values("time", kind="stable")
     wq = ev[ev["function"].eq(function).fillna(False).to_numpy()]
-    rows, started, requested = [], {}, np.nan
-    for t, event, cpu, pid, comm in zip(wq["time"], wq["event"].astype(str), wq["cpu"], wq["pid"], wq["comm"]):
+    # several work items may run one function (one purge_vmap_node helper per vmap node): a request
+    # belongs to the execution of the same work struct
+    rows, started, requested = [], {}, {}
+    columns = (wq["time"], wq["event"].astype(str), wq["cpu"], wq["pid"], wq["comm"], wq["work"])
+    for t, event, cpu, pid, comm, work in zip(*columns):
         if event == "workqueue_queue_work":
-            requested = t if np.isnan(requested) else requested
+            requested.setdefault(work, t)
         elif event == "workqueue_execute_start":
-            started[pid] = (t, cpu, comm, requested)
-            requested = np.nan
+            started[pid] = (t, cpu, comm, requested.pop(work, np.nan))
         elif event == "workqueue_execute_end" and pid in started:
             t0, cpu0, comm0, req = started.pop(pid)
             rows.append((function, cpu0, pid, comm0, req, t0, t))
@@ -90,5 +103,5 @@ def work_runs(events: pd.DataFrame, function: str = "drain_vmap_area_work") -> p
         in_t.append(float(back["time"].iloc[0]) if not back.empty else np.nan)
     runs["preempted_after"] = pd.array(out_state, dtype="boolean")
     runs["off_cpu_s"] = np.asarray(in_t) - np.asarray(out_t)
-    runs.attrs["unfinished"] = len(started)
+    runs.attrs.update(unfinished=len(started), lost_events=lost)
     return runs[list(WORK_RUN_COLUMNS)]
