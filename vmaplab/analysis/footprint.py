@@ -2,9 +2,12 @@
 
 Kernel page tables of the vmalloc area are never freed (kernel-facts §1.8): the first mapping in a
 2 MiB region allocates its PTE page, the first in a 1 GiB region its PMD page, and they stay. So a
-trace of ``alloc_vmap_area`` events gives a lower bound on the page-table growth of the traced period:
-every region the traced areas touched that no earlier traced area had touched. Regions mapped before
-the trace started are unknown here and are counted as new at their first traced use.
+trace of ``alloc_vmap_area`` events gives the page tables its areas need: every region the traced areas
+touched that no earlier traced area had touched, each area taken as mapped whole with 4 KiB pages (an
+estimate: an area mapped with huge pages needs no PTE page, and an area reserved but not mapped, or a
+vmap block used in part, touches fewer regions). Regions mapped before the trace started are unknown
+here and are counted as new at their first traced use: against a kernel counter (allocinfo, meminfo)
+this is the growth the trace accounts for, not the counter's growth.
 """
 
 from __future__ import annotations

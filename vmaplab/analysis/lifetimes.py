@@ -4,7 +4,8 @@ A vmap area is busy from its ``alloc_vmap_area`` event to its ``free_vmap_area_n
 free is lazy (kernel-facts §1.4): the pages go back at once, but the address range stays unusable until
 a ``purge_vmap_area_lazy`` returns it to the free space. The purge event carries the address range it
 covered (``start``..``end``), not the areas, so an area counts as purged by the first purge, at or
-after its free, whose range holds its start address.
+after its free, whose range holds its start address (an area freed while that purge ran, after the
+kernel took its list, is counted as purged by it too: the trace does not tell them apart).
 """
 
 from __future__ import annotations
