@@ -590,11 +590,7 @@ def format_diff(table: pd.DataFrame) -> str:
             fmt = _size if row.unit == "bytes" else _count
             values = [fmt(row.before_value), fmt(row.after_value), fmt(row.delta_value, signed=True)]
             cells.append([row.key, *values, row.unit, row.status])
-    widths = [max(len(str(c)) for c in col) for col in zip(head, *cells)]
-    left = {0, len(head) - 1} | (set() if counted else {4})
-    for row in [head, *cells]:
-        aligned = (str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-        lines.append("  ".join(aligned).rstrip())
+    lines += _aligned(head, cells, left={0, len(head) - 1} | (set() if counted else {4}))
     if "exact" in table.columns and not table["exact"].all():
         lines.append("sizes in binary units were rounded by the kernel or numfmt: byte deltas are approximate")
     if (table["status"] == _MISSING).any():
@@ -630,11 +626,7 @@ def format_growth(table: pd.DataFrame) -> str:
         fmt = _size if sized else _count
         cells.append([row["key"], *([row["unit"]] if "unit" in row else []), *(fmt(row[label]) for label in labels),
                       fmt(row["change"], signed=True), "?" if pd.isna(row["growth"]) else f"{row['growth']:.2f}x"])
-    widths = [max(len(str(c)) for c in col) for col in zip(head, *cells)]
-    left = {0, 1} if "unit" in table.columns else {0}
-    for row in [head, *cells]:
-        aligned = (str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-        lines.append("  ".join(aligned).rstrip())
+    lines += _aligned(head, cells, left={0, 1} if "unit" in table.columns else {0})
     if "exact" in table.columns and not table["exact"].all():
         lines.append("sizes in binary units were rounded by the kernel or numfmt: changes are approximate")
     if table[labels].isna().any().any():
@@ -643,6 +635,13 @@ def format_growth(table: pd.DataFrame) -> str:
     if attrs.get("folded_pagetables"):
         lines.append(f"{PAGE_TABLES}: pagetable_alloc (pre-merge) and its mm/memory.c call sites (6.10+), summed")
     return "\n".join(lines)
+
+
+def _aligned(head: list[str], cells: list[list], left: set[int]) -> list[str]:
+    """Text lines of a table: columns two spaces apart, those in ``left`` flush left, the others right."""
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *cells)]
+    pad = [str.ljust if i in left else str.rjust for i in range(len(head))]
+    return ["  ".join(p(str(c), w) for p, c, w in zip(pad, row, widths)).rstrip() for row in [head, *cells]]
 
 
 def _size(value, signed: bool = False) -> str:
