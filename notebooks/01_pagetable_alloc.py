@@ -25,8 +25,8 @@
 # same footprint analysis and through the model (the order of `vmaplab reproduce`'s report).
 #
 # Where the model differs from the published figures is said where it shows: its page tables grow far
-# less with the thread count than the published ones (at the seed's scale 3.1-3.7x for 4x the threads
-# at 10,000 loops over three seed sets, and 1.39x at the published 1,000,000; published 15.7x).
+# less with the thread count than the published ones (at the seed's scale 3.1-3.8x for 4x the threads
+# at 10,000 loops over four seed sets, and 1.19x at the published 1,000,000; published 15.7x).
 # `docs/calibration.md` records the comparison at the seed's scale.
 #
 # The quick defaults simulate a **scaled-down** machine (4 CPUs at 4/8/16 threads, few loops; every
@@ -96,9 +96,9 @@ chain[["design", "run", "threads", "rerun", "pagetable_bytes", "va_held_max_byte
 # Right panel: the published page tables grew faster than the thread count (15.7x for 4x the threads).
 # In the quick runs the model's grow about as fast as the dotted linear line or slower; at the seed's
 # scale (64 CPUs, 10,000 loops; `docs/calibration.md`, seventeenth pass) they grew 3.1-3.7x over three
-# seed sets (`FULL` draws another: seed 0 for every run): the last doubling is where the drain runs away,
-# and how far swings with scheduler detail. At the published 1,000,000 loops the drain keeps up and the
-# chain grows 1.39x (thirteenth pass).
+# seed sets (`FULL` draws another: seed 0 for every run, 3.8x in the twentieth pass): the last doubling is
+# where the drain runs away, and how far swings with scheduler detail. At the published 1,000,000 loops the
+# drain keeps up and the chain grows 1.19x (twentieth pass).
 
 # %%
 save(plots.pagetable_vs_published(chain, listings, published=report.CITE_PT, scale=SCALE.label),
@@ -216,9 +216,9 @@ spans
 # tasks on its CPU have caught up — several times the overrun, more with more workers per CPU. The
 # model does this too: at the seed's scale (10,000 loops), with 4 workers per CPU (256 threads), its
 # drain runs away (tenth pass: waits of up to 10.5 s, 18.7 M lazily freed pages at once) and its page
-# tables reach 363-414 MiB over three seed sets (seventeenth pass) — 3.1-3.7x the 64-thread run's, below
-# linear and a thirteenth of the published 5.36 GiB. At the published 1,000,000 loops its drain waits
-# under a second and the 256-thread run ends at 335 MiB.
+# tables reach 363-414 MiB over four seed sets (seventeenth and twentieth passes) — 3.1-3.8x the
+# 64-thread run's, below linear and a thirteenth of the published 5.36 GiB. At the published 1,000,000
+# loops its drain waits under a second and the 256-thread run ends at 341 MiB (twentieth pass).
 
 # %% [markdown]
 # ## A real recording through the same analysis
@@ -304,9 +304,9 @@ growth
 #    for about (n − 1) times the overrun, n the runnable tasks on that CPU: the more workers per CPU, the
 #    longer the stall, the larger the backlog, the longer the next drain. In the small real guest a boot
 #    with such stalls ended with twice the page tables of one without. The model, which now has this rule,
-#    grew 3.1-3.7x from 64 to 256 threads at the seed's scale over three seed sets (seventeenth pass;
-#    published 15.7x; 5.4x in the ninth pass, before its scheduler balanced load between busy CPUs: how
-#    far the drain runs away at 256 threads swings with such detail).
+#    grew 3.1-3.8x from 64 to 256 threads at the seed's scale over four seed sets (seventeenth and
+#    twentieth passes; published 15.7x; 5.4x in the ninth pass, before its scheduler balanced load between
+#    busy CPUs: how far the drain runs away at 256 threads swings with such detail).
 #    At the small guest's own costs it follows the real chain of the table run by run. Late
 #    TLB-flush IPIs alone do not make the growth faster than linear: a real guest with 8 vCPUs on 2 host
 #    cores, where every flush waited ~16 ms for descheduled vCPUs, grew 3.1-3.7x for 4x the threads

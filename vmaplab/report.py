@@ -1202,7 +1202,7 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
                  "Real values (published, or measured on a real kernel) are black; simulated ones are coloured "
                  "(6.7 global locks red, 6.9 vmap nodes blue). The model differs from the published figures in two "
                  "places, each said where it shows: its page tables grow far less than the published ones with the "
-                 "thread count (at the seed's scale 3.1-3.7x for 4x the threads at 10,000 loops, 1.39x at the "
+                 "thread count (at the seed's scale 3.1-3.8x for 4x the threads at 10,000 loops, 1.19x at the "
                  "published 1,000,000; published 15.7x), and its 6.9 spin share is above the published one. The "
                  f"calibration against the seed's figures is in {html.escape(CALIBRATION)}.</p>"]  # fmt: skip
         for sec in sections:
