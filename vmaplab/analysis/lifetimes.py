@@ -10,12 +10,10 @@ kernel took its list, is counted as purged by it too: the trace does not tell th
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
-from ..errors import VmaplabWarning
+from ..io._trace_lines import lost_events
 
 __all__ = ["area_lifetimes"]
 
@@ -66,12 +64,8 @@ def area_lifetimes(trace: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"not a vmalloc trace frame: missing columns {sorted(missing)}")
     if "block" in trace and trace["block"].nunique() > 1:
         raise ValueError(f"the frame holds {trace['block'].nunique()} traces (block column); pass one")
-    lost = list(trace.attrs.get("lost_events") or [])
-    if lost:
-        warnings.warn(VmaplabWarning(f"{trace.attrs.get('source')}: the ring buffer dropped events {len(lost)} "
-                                     f"time(s), first at line {lost[0]['lineno']}: an area whose allocation was "
-                                     "lost counts as allocated before the trace, one whose free or purge was "
-                                     "lost as still busy"), stacklevel=2)  # fmt: skip
+    lost = lost_events(trace, "an area whose allocation was lost counts as allocated before the trace, one "
+                              "whose free or purge was lost as still busy")  # fmt: skip
     event = trace["event"].astype(str).to_numpy()
     time = trace[clock].to_numpy(dtype=np.float64)
     failed = (event == _ALLOC) & (trace["failed"].fillna(0).to_numpy(dtype=np.int64) != 0)

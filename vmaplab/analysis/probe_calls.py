@@ -7,13 +7,12 @@ on the function, :func:`vmaplab.read_kprobe_trace` gives the hits and this modul
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
-from ..errors import VmaplabWarning
+from ..io._trace_lines import lost_events
 
 __all__ = ["probe_calls", "call_summary", "PROBE_CALL_COLUMNS"]
 
@@ -52,11 +51,7 @@ def probe_calls(hits: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"hits lacks the read_kprobe_trace columns {sorted(missing)}")
     if hits.empty:
         raise ValueError("hits holds no probe hit")
-    lost = list(hits.attrs.get("lost_events") or [])
-    if lost:
-        warnings.warn(VmaplabWarning(f"{hits.attrs.get('source')}: the ring buffer dropped events {len(lost)} "
-                                     f"time(s), first at line {lost[0]['lineno']}: a call whose entry or return "
-                                     "was lost is missing or paired with another's"), stacklevel=2)  # fmt: skip
+    lost = lost_events(hits, "a call whose entry or return was lost is missing or paired with another's")
     ev = hits.sort_values(["block", "time"], kind="stable")
     rows: list[tuple] = []
     open_calls: dict[tuple, list[int]] = {}

@@ -7,12 +7,10 @@ module turns :func:`vmaplab.read_sched_trace` rows into one row per execution of
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
-from ..errors import VmaplabWarning
+from ..io._trace_lines import lost_events
 
 __all__ = ["work_runs", "WORK_RUN_COLUMNS"]
 
@@ -58,12 +56,7 @@ def work_runs(events: pd.DataFrame, function: str = "drain_vmap_area_work") -> p
         raise ValueError(f"events lacks the read_sched_trace columns {sorted(missing)}")
     if events["block"].nunique() > 1:
         raise ValueError(f"events holds {events['block'].nunique()} traces (blocks); pass one")
-    lost = list(events.attrs.get("lost_events") or [])
-    if lost:
-        message = (f"{events.attrs.get('source')}: the ring buffer dropped events {len(lost)} time(s), first "
-                   f"at line {lost[0]['lineno']}: a run or request lost there is missing, and its neighbours "
-                   "may be paired wrongly")  # fmt: skip
-        warnings.warn(VmaplabWarning(message), stacklevel=2)
+    lost = lost_events(events, "a run or request lost there is missing, and its neighbours may be paired wrongly")
     ev = events.sort_values("time", kind="stable")
     wq = ev[ev["function"].eq(function).fillna(False).to_numpy()]
     # several work items may run one function (one purge_vmap_node helper per vmap node): a request

@@ -127,3 +127,14 @@ class TracepointLines:
                                          f"{len(dropped)} time(s), first at line {dropped[0]['lineno']}"),
                           stacklevel=caller_stacklevel())  # fmt: skip
         return finish(df, fmt, paste, errors, skipped=skipped, style=style, lost_events=dropped)
+
+
+def lost_events(frame: pd.DataFrame, consequence: str) -> list[dict]:
+    """The ``attrs["lost_events"]`` of a trace frame (lineno, cpu, count), with a warning saying what an
+    analysis of it may get wrong (``consequence``) when the ring buffer dropped events."""
+    lost = list(frame.attrs.get("lost_events") or [])
+    if lost:
+        warnings.warn(VmaplabWarning(f"{frame.attrs.get('source')}: the ring buffer dropped events {len(lost)} "
+                                     f"time(s), first at line {lost[0]['lineno']}: {consequence}"),
+                      stacklevel=caller_stacklevel())  # fmt: skip
+    return lost
