@@ -306,3 +306,16 @@ def test_mutated_capture_keeps_every_well_formed_sample(data):
     tids = df["tid"].astype(object).where(df["tid"].notna(), None)
     got = set(zip(tids, df["time"], df["stack"].astype(object).where(df["stack"].notna(), None)))
     assert set(want) <= got
+
+
+def test_only_a_lowercase_hex_offset_is_taken_off_a_symbol():
+    # perf prints offsets as "+0x1fd"; "+0xBfd" (a flip the mutation test found) is part of the name, as for
+    # stackcollapse-perf.pl, whose offset pattern is lowercase too
+    sample = Paste.read(CHURN).lines[50:61]
+    for offset, leaf_side in [("0x1fd", "filemap_map_pages"), ("0xBfd", "filemap_map_pages+0xBfd")]:
+        text = "\n".join(sample).replace("filemap_map_pages+0x1fd", f"filemap_map_pages+{offset}") + "\n"
+        df = read_perf_script(io.StringIO(text))
+        assert df["stack"].tolist() == [
+            "[unknown];[unknown];asm_exc_page_fault;exc_page_fault;handle_mm_fault;__handle_mm_fault;do_fault;"
+            f"{leaf_side};next_uptodate_folio"
+        ]

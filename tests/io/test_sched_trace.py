@@ -165,3 +165,20 @@ def test_line_cut_before_its_event_name_is_a_bad_line():
     cut = lines[2][: lines[2].index("]") + 1]  # "            perf 26134 [000]", saved with a newline
     df = read_sched_trace(io.StringIO("\n".join([*lines[:2], cut]) + "\n"), on_bad_lines="skip")
     assert len(df) == 2 and [b["lineno"] for b in df.attrs["bad_lines"]] == [3]
+
+
+def test_latency_format():
+    # session 21 (data/real/SOURCES.md): options/latency-format on, the comm cut to 8 characters
+    path = REAL / "ftrace-latency-format.txt"
+    df = read_sched_trace(path)
+    lines = pd.Series(Paste.read(path).lines)
+    want = lines.str.extract(r"^\s*(.{1,8})-(\d+)\s+(\d+)\S{5}\s+(\d+)us.: (sched_\w+): (.*)$").dropna()
+    assert len(df) == len(want) == 45 and df.attrs["style"] == "ftrace latency" and df.attrs["bad_lines"] == []
+    assert df["event"].astype(str).tolist() == want[4].tolist()
+    assert df["time"].tolist() == (want[3].astype(int) / 1e6).tolist()
+    assert df["pid"].tolist() == want[1].astype(int).tolist()
+    switch = df[df["event"] == "sched_switch"]
+    prev = want.loc[want[4] == "sched_switch", 5].str.extract(r"prev_comm=(.*) prev_pid=(\d+)")
+    assert switch["prev_comm"].tolist() == prev[0].tolist()  # the payload's comms are whole: "my [odd] 1-2 x"
+    assert "my [odd] 1-2 x" in set(switch["prev_comm"]) and "my [odd]" in set(switch["comm"])
+    assert detect_format(Paste.read(path)) == "sched_trace"  # 45 sched events against 8 vmalloc ones

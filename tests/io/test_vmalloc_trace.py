@@ -212,3 +212,41 @@ def test_irq_info_off_tgid_and_odd_comm():
     assert (first["comm"], first["pid"], first["cpu"], first["time"]) == ("my [odd] 1-2 x", 7266, 0, 896.815709)
     assert first["va_start"] == 18446683600650354688 and first["size"] == 20480
 
+
+
+# session 21 (data/real/SOURCES.md): options/latency-format, then options/verbose, then trace_clock x86-tsc
+LATENCY = REAL / "ftrace-latency-format.txt"
+_LATENCY_LINE = r"^\s*(.{1,8})-(\d+)\s+(\d+)\S{5}\s+(\d+)us.: alloc_vmap_area: va_start: (\d+) size=(\d+)"
+
+
+def test_latency_format_is_read_in_seconds_since_the_trace_began():
+    df = read_vmalloc_trace(LATENCY)
+    want = pd.Series(Paste.read(LATENCY).lines).str.extract(_LATENCY_LINE).dropna()
+    assert len(want) == 8 and len(df) == 8 and df.attrs["bad_lines"] == []
+    assert df.attrs["style"] == "ftrace latency" and (df["block"] == 0).all()  # the sched lines between: no split
+    assert df.attrs["skipped_lines"] == 71 - 8  # the 18-line header and 45 sched events
+    assert df["comm"].tolist() == want[0].str.strip().tolist() == ["my [odd]"] * 8  # the format cuts comms to 8
+    assert df["pid"].tolist() == want[1].astype(int).tolist()
+    assert df["cpu"].tolist() == want[2].astype(int).tolist()
+    assert df["time"].tolist() == (want[3].astype(int) / 1e6).tolist()  # "14221us+" -> 0.014221 s
+    assert df["va_start"].tolist() == want[4].astype("uint64").tolist()
+    assert df["size"].tolist() == want[5].astype(int).tolist()
+
+
+def test_a_tick_clock_and_the_verbose_form_are_refused_at_their_first_event():
+    with pytest.raises(ParseError, match="trace_clock x86-tsc") as info:
+        read_vmalloc_trace(REAL / "ftrace-clock-x86-tsc.txt")
+    assert info.value.lineno == 14  # line 13 is a sched_switch, not ours
+    df = read_vmalloc_trace(REAL / "ftrace-clock-x86-tsc.txt", on_bad_lines="skip")
+    assert df.empty and len(df.attrs["bad_lines"]) == 9  # every alloc_vmap_area line, none dropped silently
+    with pytest.raises(ParseError, match="options/verbose") as info:
+        read_vmalloc_trace(REAL / "ftrace-latency-verbose.txt")
+    assert info.value.lineno == 11
+
+
+def test_nothing_readable_is_reported_at_the_first_line_naming_an_event():
+    # perf script -F event,trace: no comm, tid, cpu or time; pasted below the command that made it
+    text = "# perf script -i ev.data -F event,trace\n" + (REAL / "perf-script-F-event-trace.txt").read_text()
+    with pytest.raises(ParseError, match="perf script or ftrace line of a vmalloc tracepoint") as info:
+        read_vmalloc_trace(io.StringIO(text))
+    assert info.value.lineno == 2  # not at the command line, line 1

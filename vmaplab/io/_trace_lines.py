@@ -5,6 +5,12 @@
 <secs>.<usecs>: <event>:`` (its pid is the thread id), with ``CPU:<n> [LOST <count> EVENTS]`` where the
 ring buffer dropped events. The payload follows the event name. A comm is at most 15 characters
 (TASK_COMM_LEN), which keeps two lines run together from reading as one line with a long comm.
+
+With ``options/latency-format`` on (and always under the latency tracers: irqsoff, wakeup, ...) ftrace
+prints ``<comm>-<pid> <cpu><flags> <usecs>us<delay>: <event>:``: the comm cut to 8 characters and the time
+in microseconds since the trace began, which is read as seconds since then. Two forms are refused with
+what to change: ``options/verbose`` on top of the latency format, and the clocks that count ticks rather
+than time (``trace_clock`` x86-tsc or counter: an integer timestamp).
 """
 
 from __future__ import annotations
@@ -17,26 +23,52 @@ import pandas as pd
 from ..errors import ParseError, VmaplabWarning, caller_stacklevel
 from ._source import LineErrors, OnBadLines, Paste, assign_blocks, between_records, finish
 
-# The word after the timestamp ("<secs>.<usecs>: ") is the event name.
-_EVENT_WORD = r"\d\.\d+:\s+(?:\d+\s+)?(?P<word>[A-Za-z_][\w:]*)(?P<more>.?)"
+# The word after the timestamp ("<secs>.<usecs>: ", in the latency format "<usecs>us<delay>: ", verbose
+# "(+<ms>ms): ", with a tick clock "<ticks>: ") is the event name.
+_EVENT_WORD = r"(?:\d\.\d+|\dus.?|ms\)|\d):\s+(?:\d+\s+)?(?P<word>[A-Za-z_][\w:]*)(?P<more>.?)"
 _PERF = (
     r"^\s*(?P<comm>.*?)\s+(?:-?\d{{1,10}}/)?(?P<pid>-?\d{{1,10}})\s+\[(?P<cpu>\d{{1,6}})\]\s+"
     r"(?P<time>\d+\.\d+):\s+(?:\d+\s+)?(?:{systems}):(?P<event>\w+):\s?(?P<payload>.*)$"
 )
 # Any line of a trace, ours or not (another event, a function tracer's line): not a separator between
 # two traces of a paste.
-_ANY_EVENT = r"\[\d{1,6}\]\s+(?:\S{4,5}\s+)?\d+\.\d+:\s"
+_ANY_EVENT = r"(?:\[\d{1,6}\]\s+(?:\S{4,5}\s+)?\d+(?:\.\d+)?|-\d{1,10}\s+\d{1,6}[^\d\s]\S{3,4}\s+\d+us.?|ms \(\+[\d.]+ms\)):\s"
 # ftrace's note that a CPU's ring buffer dropped events (the count is missing when it is unknown)
 _LOST = r"CPU:(?P<cpu>\d{1,6}) \[LOST (?:(?P<count>\d{1,20}) )?EVENTS\]\s*"
 # a line of either style cut before its event name: the task, then maybe the cpu, flags and time
 _CUT = (
     r"\s*(?:.{1,16}-\d{1,10}(?:\s+\(\s*[\d-]*\)?)?|.{1,16}?\s+(?:\d{1,10}/)?\d{1,10}/?)"
-    r"(?:\s+\[\d{0,6}\]?(?:\s+[^\s:]{1,5})?(?:\s+\d+\.?\d*:?)?)?\s*"
+    r"(?:\s+\[\d{0,6}\]?(?:\s+[^\s:]{1,5})?(?:\s+\d+\.?\d*:?)?|\s+\d{1,6}(?:[^\d\s]\S{0,4}(?:\s+\d+(?:us.?:?)?)?)?)?\s*"
 )
 _FTRACE = (
     r"^\s*(?P<comm>.{1,16})-(?P<pid>\d{1,10})\s+(?:\(\s*(?:\d+|-+)\)\s+)?\[(?P<cpu>\d{1,6})\]\s+(?:\S{4,5}\s+)?"
     r"(?P<time>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<payload>.*)$"
 )
+_LATENCY = (
+    r"^\s*(?P<comm>.{1,8})-(?P<pid>\d{1,10})\s+(?P<cpu>\d{1,6})[^\d\s]\S{3,4}\s+(?P<usecs>\d+)us.?:\s+"
+    r"(?P<event>\w+):\s?(?P<payload>.*)$"
+)
+# ftrace lines the readers refuse, and what to change
+_REFUSED = {
+    r"\]\s+(?:\S{4,5}\s+)?\d+:\s": "a timestamp in seconds, '<secs>.<usecs>:' (this trace's clock counts ticks, as trace_clock "
+    "x86-tsc and counter do: trace with the local, global, mono or boot clock)",
+    r"ms \(\+[\d.]+ms\):\s": "ftrace's default or latency-format line (options/verbose is not read: echo 0 > options/verbose)",
+}
+
+
+def ftrace_head(lines: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
+    """comm, pid, cpu, time (seconds, as text), event and payload of ftrace lines in the default or the
+    latency format (NaN where neither matches), and the style of each line ("ftrace" or "ftrace latency")."""
+    head = lines.str.extract(_FTRACE)
+    style = pd.Series("ftrace", index=lines.index, dtype=object)
+    rest = head["event"].isna()
+    if rest.any():
+        lat = lines[rest].str.extract(_LATENCY).dropna(subset=["event"])
+        usecs = lat.pop("usecs").astype("int64")
+        lat["time"] = (usecs // 10**6).astype(str) + "." + (usecs % 10**6).astype(str).str.zfill(6)
+        head.loc[lat.index, lat.columns] = lat
+        style[lat.index] = "ftrace latency"
+    return head, style
 
 
 class TracepointLines:
@@ -83,30 +115,35 @@ class TracepointLines:
         return lines.index[text & ~other.to_numpy()]
 
     def split(self, lines: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
-        """comm, pid, cpu, time, event and payload of each line (NaN where neither style matches),
-        and whether the line is in perf script's style."""
+        """comm, pid, cpu, time, event and payload of each line (NaN where no style matches), and the
+        style of each line ("perf script", "ftrace" or "ftrace latency")."""
         head = lines.str.extract(self._perf)
         is_perf = head["event"].notna()
-        head.loc[~is_perf] = lines[~is_perf].str.extract(_FTRACE).to_numpy()
-        return head, is_perf
+        ftrace, style = ftrace_head(lines[~is_perf])
+        head.loc[~is_perf] = ftrace[head.columns].to_numpy()
+        return head, style.reindex(lines.index, fill_value="perf script")
 
-    def frame(self, paste: Paste, ours: np.ndarray, head: pd.DataFrame, is_perf: pd.Series, fields: pd.DataFrame,
+    def frame(self, paste: Paste, ours: np.ndarray, head: pd.DataFrame, style: pd.Series, fields: pd.DataFrame,
               bad: dict[int, str], fmt: str, on_bad_lines: OnBadLines, expected: str) -> pd.DataFrame:  # fmt: skip
         """A reader's result: block, time, cpu, comm, pid and event of each parsed line (``head``), then
         the payload columns of ``fields`` (same index); the ``bad`` lines (line number -> what was
-        expected) and the lines damaged between two trace lines or cut below one reported in file order;
-        ParseError naming ``expected`` when nothing is ours. Dropped events (``CPU:<n> [LOST ...]``) are
+        expected; the ftrace forms refused say what to change) and the lines damaged between two trace
+        lines or cut below one reported in file order; ParseError naming ``expected`` when nothing is ours,
+        at the first line that names an event of ours if one does. Dropped events (``CPU:<n> [LOST ...]``) are
         listed in ``attrs["lost_events"]`` (lineno, cpu, count) with a warning."""
         lines = paste.series()
         lost = lines.str.extract(f"^{_LOST}$").dropna(subset=["cpu"])
         is_rec = pd.Series(ours, index=lines.index) | lines.str.contains(_ANY_EVENT) | lines.index.isin(lost.index)
         damaged = between_records(paste, lines, is_rec, _CUT) & ~lines.str.lstrip().str.startswith("#")
         bad = {**bad, **dict.fromkeys(lines.index[damaged], expected)}
+        for form, why in _REFUSED.items():
+            bad.update(dict.fromkeys(lines[list(bad)].index[lines[list(bad)].str.contains(form)], why))
         errors = LineErrors(paste.source, on_bad_lines)
         for lineno in sorted(bad):  # in file order, so "error" mode names the first bad line
             errors.bad(int(lineno), bad[lineno], paste.lines[lineno - 1])
         if head.empty and not bad:
-            lineno, line = paste.first_text_line()
+            naming = lines.index[lines.str.contains(self._sniff)]
+            lineno, line = (int(naming[0]), lines[naming[0]]) if len(naming) else paste.first_text_line()
             raise ParseError(paste.source, lineno, expected, line)
         df = pd.DataFrame(index=pd.RangeIndex(len(head)))
         df["block"] = assign_blocks(head.index.to_numpy(), self.separators(lines, ours).to_numpy())
@@ -117,8 +154,8 @@ class TracepointLines:
         df["event"] = pd.Categorical(head["event"].to_numpy(), categories=list(self.events))
         for col in fields.columns:
             df[col] = fields[col].array
-        styles = sorted({"perf script" if p else "ftrace" for p in is_perf[head.index]})
-        style = {0: None, 1: styles[0]}.get(len(styles), "mixed")
+        styles = sorted(set(style[head.index]))
+        label = styles[0] if len(styles) == 1 else ("mixed" if styles else None)
         skipped = int((~ours & ~damaged.to_numpy() & lines.str.strip().ne("").to_numpy()).sum())
         dropped = [{"lineno": int(n), "cpu": int(c), "count": None if pd.isna(k) else int(k)}
                    for n, c, k in zip(lost.index, lost["cpu"], lost["count"])]  # fmt: skip
@@ -126,7 +163,7 @@ class TracepointLines:
             warnings.warn(VmaplabWarning(f"{paste.source}: the trace is incomplete: the ring buffer dropped events "
                                          f"{len(dropped)} time(s), first at line {dropped[0]['lineno']}"),
                           stacklevel=caller_stacklevel())  # fmt: skip
-        return finish(df, fmt, paste, errors, skipped=skipped, style=style, lost_events=dropped)
+        return finish(df, fmt, paste, errors, skipped=skipped, style=label, lost_events=dropped)
 
 
 def lost_events(frame: pd.DataFrame, consequence: str) -> list[dict]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ._source import OnBadLines, Paste, Source
-from ._trace_lines import _FTRACE, TracepointLines
+from ._trace_lines import TracepointLines, ftrace_head
 
 __all__ = ["read_kprobe_trace", "sniff"]
 
@@ -73,13 +73,13 @@ def read_kprobe_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.
     args          string    the fetch arguments as printed (``<NA>`` when the probe has none)
     ============  ========  ===================================================================
 
-    ``attrs["style"]`` is ``"ftrace"``; lines of other events are counted in
-    ``attrs["skipped_lines"]``; ``attrs["lost_events"]`` lists where the ring buffer dropped events (with
-    a warning).
+    ``attrs["style"]`` is ``"ftrace"`` or ``"ftrace latency"`` (options/latency-format); lines of other events are
+    counted in ``attrs["skipped_lines"]``; ``attrs["lost_events"]`` lists where the ring buffer dropped events
+    (with a warning).
     """
     paste = Paste.read(src)
     lines = paste.series()
-    head = lines.str.extract(_FTRACE)
+    head, style = ftrace_head(lines)
     probe = head["payload"].str.startswith("(").fillna(False).to_numpy(dtype=bool, copy=True)
     events = TracepointLines(dict.fromkeys(sorted(head.loc[probe, "event"].unique()), "kprobes"), claim_systems=False)
     probe |= events.ours(lines)  # a probe's line with another payload, or cut inside its event name
@@ -97,6 +97,5 @@ def read_kprobe_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.
     args = entry["args"].where(is_entry, ret["args"])[fields.index].str.strip()
     fields["args"] = args.where(args != "").astype("string")
     head = head.loc[fields.index]
-    is_perf = pd.Series(False, index=head.index)
-    return events.frame(paste, probe, head, is_perf, fields.reset_index(drop=True), bad, "kprobe_trace",
+    return events.frame(paste, probe, head, style, fields.reset_index(drop=True), bad, "kprobe_trace",
                         on_bad_lines, _EXPECTED)  # fmt: skip

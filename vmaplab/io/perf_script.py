@@ -47,7 +47,7 @@ _HEADER_ANY = _COMM + f"(?:{_TID})?" + _AFTER_TID  # finds the lines of either l
 # a cpu or a time field, which a comm never holds: a header whose comm would is one without tid
 _CPU_OR_TIME = r"(?:^|\s)(?:\[\d{1,6}\]|\d{1,12}\.\d{1,9}:)(?:\s|$)"
 _FRAME = (
-    r"^\s*(?P<ip>[0-9a-fA-F]{1,16})(?:\s+(?P<sym>\S.*?))??(?:\+0x(?P<off>[0-9a-fA-F]+))?"
+    r"^\s*(?P<ip>[0-9a-fA-F]{1,16})(?:\s+(?P<sym>\S.*?))??(?:\+0x(?P<off>[0-9a-f]+))?"
     r"\s+\((?P<dso>[^()]*(?:\s\(deleted\))?)\)\s*$"
 )
 # Starts like a header (comm, tid and maybe a cpu, or a cpu alone, then digits of a time) but did not parse.

@@ -140,15 +140,16 @@ def read_sched_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
                           Int64
     ====================  =======  ================================================================
 
-    Fields an event does not have are <NA>. ``attrs["style"]`` is ``"perf script"``, ``"ftrace"`` or
+    Fields an event does not have are <NA>. ``attrs["style"]`` is ``"perf script"``, ``"ftrace"``,
+    ``"ftrace latency"`` (options/latency-format: times from the trace's start, comms cut to 8) or
     ``"mixed"``; lines of other events are counted in ``attrs["skipped_lines"]``. Where the ring buffer
-    dropped events (``CPU:<n> [LOST <count> EVENTS]``), ``attrs["lost_events"]`` lists them and a
-    warning says the trace is incomplete.
+    dropped events (``CPU:<n> [LOST <count> EVENTS]``), ``attrs["lost_events"]`` lists them and a warning
+    says the trace is incomplete.
     """
     paste = Paste.read(src)
     lines = paste.series()
     ours = _LINES.ours(lines)
-    head, is_perf = _LINES.split(lines[ours])
+    head, style = _LINES.split(lines[ours])
     bad = {lineno: _EXPECTED[None] for lineno in head.index[head["event"].isna() | ~head["event"].isin(EVENTS)]}
     head = head[head["event"].isin(EVENTS)]
     fields = pd.DataFrame({col: pd.array([pd.NA] * len(head), dtype=t) for col, t in _COLUMNS.items()})
@@ -163,4 +164,4 @@ def read_sched_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
             fields.loc[parsed.index, col] = parsed[col].astype(_COLUMNS[col]).array
     fields = fields.drop(index=list(bad), errors="ignore")
     head = head.loc[fields.index]
-    return _LINES.frame(paste, ours, head, is_perf, fields, bad, "sched_trace", on_bad_lines, _EXPECTED[None])
+    return _LINES.frame(paste, ours, head, style, fields, bad, "sched_trace", on_bad_lines, _EXPECTED[None])

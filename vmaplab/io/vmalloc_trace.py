@@ -9,8 +9,9 @@ project's 6.18 capture host in ``/sys/kernel/tracing/events/vmalloc/*/format``):
     purge_vmap_area_lazy:   start=0x<hex> end=0x<hex> num_purged=<n>
 
 Line prefixes: ``perf script`` prints ``<comm> <tid> [<cpu>] <secs>.<usecs>: vmalloc:<event>:`` (``-F +pid``
-gives ``<pid>/<tid>``); ftrace prints ``<comm>-<pid> [(<tgid>)] [<cpu>] <flags> <secs>.<usecs>: <event>:``.
-Lines of other events and ``#`` header lines are skipped and counted.
+gives ``<pid>/<tid>``); ftrace prints ``<comm>-<pid> [(<tgid>)] [<cpu>] <flags> <secs>.<usecs>: <event>:``,
+or with options/latency-format ``<comm>-<pid> <cpu><flags> <usecs>us<delay>: <event>:`` (see
+``vmaplab/io/_trace_lines.py``). Lines of other events and ``#`` header lines are skipped and counted.
 """
 
 from __future__ import annotations
@@ -100,10 +101,11 @@ def read_vmalloc_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd
     num_purged             Int64     purge: areas purged
     =====================  ========  ==============================================================
 
-    Fields an event does not have are <NA>. ``attrs["style"]`` is ``"perf script"``, ``"ftrace"`` or
+    Fields an event does not have are <NA>. ``attrs["style"]`` is ``"perf script"``, ``"ftrace"``,
+    ``"ftrace latency"`` (options/latency-format: times from the trace's start, comms cut to 8) or
     ``"mixed"``; lines of other events are counted in ``attrs["skipped_lines"]``. Where the ring buffer
-    dropped events (``CPU:<n> [LOST <count> EVENTS]``), ``attrs["lost_events"]`` lists them and a
-    warning says the trace is incomplete.
+    dropped events (``CPU:<n> [LOST <count> EVENTS]``), ``attrs["lost_events"]`` lists them and a warning
+    says the trace is incomplete.
     """
     paste = Paste.read(src)
     return _parse_vmalloc_trace(paste, on_bad_lines)
@@ -112,14 +114,14 @@ def read_vmalloc_trace(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd
 def _parse_vmalloc_trace(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
     lines = paste.series()
     ours = _LINES.ours(lines)
-    head, is_perf = _LINES.split(lines[ours])
+    head, style = _LINES.split(lines[ours])
     bad = {lineno: _EXPECTED[None] for lineno in head.index[head["event"].isna()]}
     bad.update((lineno, _EXPECTED["event"]) for lineno in head.index[head["event"].notna() & ~head["event"].isin(EVENTS)])
     head = head[head["event"].isin(EVENTS)]
     fields, payload_bad = _payload_fields(head)
     bad.update((lineno, _EXPECTED[ev]) for lineno, ev in payload_bad.items())
     head = head.loc[fields.index]
-    return _LINES.frame(paste, ours, head, is_perf, fields, bad, "vmalloc_trace", on_bad_lines, _EXPECTED[None])
+    return _LINES.frame(paste, ours, head, style, fields, bad, "vmalloc_trace", on_bad_lines, _EXPECTED[None])
 
 
 def _payload_fields(head: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, str]]:
