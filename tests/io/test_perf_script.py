@@ -319,3 +319,14 @@ def test_only_a_lowercase_hex_offset_is_taken_off_a_symbol():
             "[unknown];[unknown];asm_exc_page_fault;exc_page_fault;handle_mm_fault;__handle_mm_fault;do_fault;"
             f"{leaf_side};next_uptodate_folio"
         ]
+
+
+def test_bytes_that_are_not_utf8_are_refused_at_their_line():
+    # a comm set with prctl to bytes that are not UTF-8 in the capture's second sample: refused in every mode,
+    # never merged with another comm's samples under U+FFFD
+    raw = gzip.decompress(CHURN.read_bytes())
+    first = raw.index(b"\n\n") + 2
+    text = raw[:first] + raw[first : raw.index(b"\n\n", first) + 2].replace(b"sh ", b"s\xff ", 1)
+    for mode in ("error", "skip"):
+        with pytest.raises(ParseError, match=r"line 4: expected text \(this line holds binary or undecodable bytes\)"):
+            read_perf_script(io.BytesIO(text), on_bad_lines=mode)

@@ -97,6 +97,8 @@ def read_perf_script(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
     on_bad_lines : {"error", "warn", "skip"}
         What to do with a line inside a sample that is not a frame, a frame line with no sample
         header before it, or a line that starts like a header (comm, tid, time) but does not parse.
+        Text holding bytes that are not UTF-8 (a comm set to such bytes with ``prctl``) is refused in
+        every mode, at its first such line, where stackcollapse-perf.pl would keep the bytes.
 
     Returns
     -------
