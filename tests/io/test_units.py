@@ -33,10 +33,22 @@ def test_decimal_prefixes_only_without_i():
 @pytest.mark.parametrize(
     "nbytes, text",
     [(0, "0B"), (1023, "1023B"), (round(27.2 * MiB), "27.2MiB"), (350 * MiB, "350MiB"),
-     (round(1.2 * GiB), "1.20GiB"), (round(5.36 * GiB), "5.36GiB"), (1024 * 1024 - 1, "1.00MiB")],
-)
+     (round(1.2 * GiB), "1.20GiB"), (round(5.36 * GiB), "5.36GiB"), (1100, "1.07KiB"), (150000, "146KiB"),
+     # string_get_size's own arithmetic (lib/string_helpers.c): the remainder truncated to thousandths, then 5
+     # added below the last digit and carried, so an exact half rounds up, a carry can give 1024 of a unit,
+     # and a size below 100 of its unit keeps decimals even in bytes
+     (1179648, "1.13MiB"), (MiB - 1, "1024KiB"), (MiB + 10 * 1024 + 1023, "1.01MiB"), (5, "5.00B"),
+     (-1179648, "-1.13MiB")],
+)  # fmt: skip
 def test_format_size_like_string_get_size(nbytes, text):
     assert format_size(nbytes) == text
+
+
+def test_format_size_gives_what_the_seeds_kernel_printed():
+    # data/seed: pagetable_alloc's page-table pages are order-0 pages, so the tag's bytes are its calls x 4096;
+    # the kernel printed "350MiB", "1.20GiB" and "5.36GiB" for them
+    for calls, printed in [(89656, "350MiB"), (315655, "1.20GiB"), (1405072, "5.36GiB")]:
+        assert format_size(calls * 4096) == printed
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,8 +7,6 @@ is vectorised: one regex over the whole column, then a table look-up, never a li
 
 from __future__ import annotations
 
-import math
-
 import bitmath
 import numpy as np
 import pandas as pd
@@ -21,6 +19,7 @@ _PREFIXES = "KMGTPE"
 # Binary (IEC) and decimal (SI) bytes per unit prefix, from bitmath's own unit classes.
 _BINARY = {p: int(getattr(bitmath, p + "iB")(1).bytes) for p in _PREFIXES}
 _DECIMAL = {p: int(getattr(bitmath, ("k" if p == "K" else p) + "B")(1).bytes) for p in _PREFIXES}
+_UNITS_2 = ["B", *(p + "iB" for p in _PREFIXES)]  # string_get_size's binary units, each 1024 times the last
 
 # number, optional space, then nothing, 'B' or 'bytes', or a prefix (k/K/M/...) with optional 'i' and 'B'
 _SIZE_RE = (
@@ -70,23 +69,31 @@ def parse_sizes(values: pd.Series, *, decimal: bool = False) -> pd.DataFrame:
     return out
 
 
-def format_size(nbytes: float) -> str:
+def format_size(nbytes: int) -> str:
     """Bytes as the kernel's ``string_get_size(size, 1, STRING_UNITS_2, ...)`` prints them in
-    /proc/allocinfo of the profiling series v3: three significant digits and a binary unit with no
-    space, e.g. ``27.2MiB``, ``350MiB``, ``1.20GiB``, ``0B``."""
+    /proc/allocinfo of the profiling series v3 (lib/string_helpers.c, 6.x), with no space: ``27.2MiB``,
+    ``350MiB``, ``1.20GiB``, ``0B``. Its arithmetic: divide by 1024 until below 1024 (first while the
+    size needs more than 32 bits, dropping those remainders), keep the last remainder in thousandths,
+    truncated, add 5 below the last digit printed and carry; three significant digits, so 1179648 is
+    ``1.13MiB`` and 1048575 is ``1024KiB``. A negative size gets a minus sign."""
     if nbytes < 0:
         return "-" + format_size(-nbytes)
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
-    value = float(nbytes)
-    i = 0
-    while value >= 1024 and i < len(units) - 1:
-        value /= 1024
-        i += 1
-    if i == 0:
-        return f"{int(value)}B"
-    digits = 3 - (1 + int(math.floor(math.log10(value)))) if value > 0 else 2
-    digits = max(digits, 0)
-    text = f"{value:.{digits}f}"
-    if float(text) >= 1024 and i < len(units) - 1:  # rounding crossed a unit boundary
-        return format_size(1024 ** (i + 1))
-    return f"{text}{units[i]}"
+    size, unit, remainder = int(nbytes), 0, 0
+    if size == 0:
+        return "0B"
+    while size >> 32:
+        size //= 1024
+        unit += 1
+    while size >= 1024:
+        size, remainder = divmod(size, 1024)
+        unit += 1
+    decimals, scaled = 0, size
+    while scaled * 10 < 1000:
+        scaled *= 10
+        decimals += 1
+    thousandths = ((remainder * 1000) >> 10) + (500, 50, 5)[decimals]
+    if thousandths >= 1000:
+        thousandths -= 1000
+        size += 1
+    fraction = f".{thousandths:03d}"[: decimals + 1] if decimals else ""
+    return f"{size}{fraction}{_UNITS_2[unit]}"
