@@ -17,7 +17,7 @@ import vmaplab
 from vmaplab.analysis import stacks
 from vmaplab.analysis.stacks import collapse_stacks, profile_from_samples
 from vmaplab.cli import app
-from vmaplab.errors import BadLineWarning, ParseError
+from vmaplab.errors import BadLineWarning, ParseError, VmaplabWarning
 from vmaplab.io.perf_report import read_perf_report
 from vmaplab.io.perf_script import read_perf_script
 
@@ -243,3 +243,16 @@ def test_public_name():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         collapse_stacks(FLAMEGRAPH / "perf-java-stacks-02.txt")
+
+
+def test_profile_from_samples_keeps_the_first_event_as_collapse_does():
+    # the two real captures of test_only_the_first_event_is_kept back to back: cycles:u, then 169 cpu-clock
+    # samples; their periods were summed into one total with the first event's name on it
+    rust = (FLAMEGRAPH / "perf-rust-Yamakaky-dcpu.txt").read_text()
+    funcab = (FLAMEGRAPH / "perf-funcab-cmd-01.txt").read_text()
+    with pytest.warns(VmaplabWarning, match=r"a profile of cycles:u only: 169 samples of other events \(cpu-clock\)"):
+        both = profile_from_samples(io.StringIO(rust + funcab))
+    alone = profile_from_samples(io.StringIO(rust))
+    assert both.attrs["other_event_samples"] == 169 and alone.attrs["other_event_samples"] == 0
+    pd.testing.assert_frame_equal(both, alone)
+    assert both.attrs["event_count"] == alone.attrs["event_count"]

@@ -84,6 +84,10 @@ def test_sizes_without_i_and_no_si_word_warn():
     with pytest.warns(FreeUnitWarning, match="powers of 1024"):
         df = read_free(REAL / "free-h-si.txt")
     assert _row(df, "Mem")["total"] == 25 * GiB
+    # unit= states the unit of bare numbers, not whether letters are decimal: the warning says only the latter
+    with pytest.warns(FreeUnitWarning) as caught:
+        read_free(REAL / "free-busybox-h.txt", unit="k")
+    assert len(caught) == 1 and "are decimal" in str(caught[0].message) and "unit=" not in str(caught[0].message)
 
 
 def test_wide_total_lohi_committed():

@@ -25,12 +25,14 @@ cache of already-seen call chains) are kept, so a multi-GB file needs little mem
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from ..errors import VmaplabWarning, caller_stacklevel
 from ..io._source import LineErrors, OnBadLines, Source, open_text
 
 __all__ = ["collapse_stacks", "profile_from_samples"]
@@ -463,7 +465,8 @@ def profile_from_samples(samples, *, on_bad_lines: OnBadLines = "error") -> pd.D
 
     =============  =======  ======================================================================
     block          int64    0
-    event          string   the samples' event (the first one when several)
+    event          string   the samples' event (the first one: samples of other events are left
+                            out, counted in ``attrs["other_event_samples"]``, with a warning)
     children_pct   Float64  percent of the total period in samples whose call chain holds the symbol
                             (each sample counted once however often the symbol appears in it)
     self_pct       Float64  percent of the total period in samples whose leaf is the symbol
@@ -483,6 +486,14 @@ def profile_from_samples(samples, *, on_bad_lines: OnBadLines = "error") -> pd.D
     from ..io.perf_script import read_perf_script
 
     df = samples if isinstance(samples, pd.DataFrame) else read_perf_script(samples, on_bad_lines=on_bad_lines)
+    events = df["event"].dropna()
+    first = events.iloc[0] if len(events) else None
+    other = (df["event"].notna() & (df["event"] != first)).to_numpy(dtype=bool)
+    if other.any():  # perf report gives each event a table of its own; a share of two events' counts means nothing
+        left_out = ", ".join(sorted(set(df.loc[other, "event"])))
+        warnings.warn(VmaplabWarning(f"{df.attrs.get('source')}: a profile of {first} only: {int(other.sum())} "
+                                     f"samples of other events ({left_out}) left out"), stacklevel=caller_stacklevel())  # fmt: skip
+        df = df[~other]
     weight = df["period"].fillna(1).to_numpy(dtype=np.int64)
     total = float(weight.sum())
     chains = pd.DataFrame(
@@ -508,11 +519,10 @@ def profile_from_samples(samples, *, on_bad_lines: OnBadLines = "error") -> pd.D
     table = children.join(own, how="left").reset_index()
     table["own"] = table["own"].fillna(0)
     table = table.sort_values(["children", "own"], ascending=False, kind="stable")
-    event = df["event"].dropna()
     out = pd.DataFrame(
         {
             "block": np.zeros(len(table), dtype=np.int64),
-            "event": event.iloc[0] if len(event) else None,
+            "event": first,
             "children_pct": pd.array(table["children"].to_numpy(dtype=float) * 100.0 / total, dtype="Float64"),
             "self_pct": pd.array(table["own"].to_numpy(dtype=float) * 100.0 / total, dtype="Float64"),
             "samples": pd.array(table["samples"].fillna(0).to_numpy(dtype=np.int64), dtype="Int64"),
@@ -523,5 +533,6 @@ def profile_from_samples(samples, *, on_bad_lines: OnBadLines = "error") -> pd.D
         }
     )
     out["event"] = out["event"].astype("string")
-    out.attrs.update(format="profile", source=df.attrs.get("source"), samples=len(df), event_count=int(total))
+    out.attrs.update(format="profile", source=df.attrs.get("source"), samples=len(df), event_count=int(total),
+                     other_event_samples=int(other.sum()))  # fmt: skip
     return out

@@ -74,6 +74,7 @@ def work_runs(events: pd.DataFrame, function: str = "drain_vmap_area_work") -> p
     if not rows:
         raise ValueError(f"no execution of {function} both starts and ends in the trace")
     runs = pd.DataFrame(rows, columns=["function", "cpu", "pid", "comm", "requested", "started", "ended"])
+    runs = runs.sort_values("started", kind="stable", ignore_index=True)  # rows were made as executions ended
     runs["wait_s"] = runs["started"] - runs["requested"]
     runs["run_s"] = runs["ended"] - runs["started"]
     kind = ev["event"].astype(str)

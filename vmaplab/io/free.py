@@ -342,7 +342,8 @@ def _units(
     bare_letters = rest.str.contains(r"\d[kKMGTPE](?:\s|$)").groupby(frame["block"]).any()
     first_line = frame.reset_index().groupby("block")["lineno"].min()
     out: dict[int, dict] = {}
-    unstated: list[int] = []
+    unstated: list[int] = []  # blocks whose bare numbers are read as KiB
+    si_unstated: list[int] = []  # blocks whose size letters without 'i' are read as powers of 1024
     for block, lineno in first_line.items():
         i = int(np.searchsorted(prompts, lineno)) - 1
         options = _free_options(paste.prompts[prompts[i]]) if i >= 0 else None
@@ -363,7 +364,7 @@ def _units(
                 bytes_per, source = 1024, "default (KiB)"
                 unstated.append(int(block))
             if human and si is None and bare_letters[block]:
-                unstated.append(int(block))
+                si_unstated.append(int(block))
         out[int(block)] = {
             "block": int(block),
             "unit": "human" if human else _UNIT_NAMES.get(bytes_per, f"{bytes_per} bytes"),
@@ -373,16 +374,17 @@ def _units(
             "line": line,
             "exact": not human and bytes_per in (1, 1024),
         }
+    guesses = []
     if unstated:
+        guesses.append(f"the unit of block(s) {unstated}, whose bare numbers are read as KiB (unit=)")
+    if si_unstated:
+        guesses.append(f"whether the size letters of block(s) {si_unstated} are decimal, read as powers of 1024 (si=)")
+    if guesses:
         warnings.warn(
-            FreeUnitWarning(
-                f"{paste.source}: no 'free' command line and no unit=/si= argument (vmaplab read/plot --unit) "
-                "states the unit of "
-                f"block(s) {unstated}; bare numbers are read as KiB and size letters without 'i' as "
-                "powers of 1024"
-            ),
+            FreeUnitWarning(f"{paste.source}: no 'free' command line and no argument (vmaplab read/plot --unit) "
+                            f"states {'; nor '.join(guesses)}"),
             stacklevel=caller_stacklevel(),
-        )
+        )  # fmt: skip
     return out
 
 
