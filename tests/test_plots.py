@@ -329,8 +329,15 @@ def test_thread_counts_of_sources(source, count):
 
 
 def test_thread_count_missing():
-    with pytest.raises(ValueError, match="N=FILE"):
-        _threads("allocinfo.txt")
+    with pytest.raises(ValueError, match="no thread count; give it as N=FILE"):
+        _threads(str(SEED / "perf-report-6.7.txt"))
+    # what is wrong with the source comes first: it was "no thread count" for each of these
+    with pytest.raises(FileNotFoundError, match="nosuch.txt"):
+        _threads("nosuch.txt")
+    with pytest.raises(ValueError, match="is a folder"):
+        _threads(str(SEED))
+    with pytest.raises(ValueError, match="the thread count 'x' of N=FILE is not a whole number"):
+        _threads(f"x={SEED / 'allocinfo-64threads.txt'}")
 
 
 def test_registry_draws_every_figure_from_files_and_bundles():
@@ -436,6 +443,9 @@ def test_cli_plot_errors(tmp_path):
     report = str(SEED / "perf-report-6.7.txt")
     bad = runner.invoke(app, ["plot", "pagetable_growth", "--from", report, "--out", str(tmp_path / "x.png")])
     assert bad.exit_code == 2 and "no thread count" in bad.output
+    twice = [f"--from=64={SEED / f'allocinfo-{n}threads.txt'}" for n in (64, 128)]  # the second hid the first
+    bad = runner.invoke(app, ["plot", "pagetable_growth", *twice, "--out", str(tmp_path / "x.png")])
+    assert bad.exit_code == 2 and "a second listing for 64 threads" in bad.output
     wrong = runner.invoke(app, ["plot", "vmalloc_map", "--from", str(TRACE), "--out", str(tmp_path / "x.pdf")])
     assert wrong.exit_code == 2 and ".png or .svg" in wrong.output
     unknown = runner.invoke(app, ["plot", "nope", "--from", str(TRACE)])

@@ -281,6 +281,8 @@ def test_simulator_figures_from_the_report_tables(out):
 
     fig = plots.lock_wait_share(sweep, scale=label)
     assert fig.axes[0].get_ylabel() == "spinning (% of busy CPU time)" and "nr_threads" in fig.axes[0].get_xlabel()
+    masks = ", ".join(str(m) for m in sorted(sweep["tests"].unique()))  # the table's, where it said 7 whatever ran
+    assert fig.axes[0].get_xlabel().endswith(f"(run_test_mask={masks})")
     assert_texts_clear(fig)
 
 

@@ -274,15 +274,18 @@ def plot(
 
 
 def _knobs(pairs: list[str] | None) -> dict:
-    """``k=v`` options as simulate() knobs: ints, floats, true/false and none as such, else strings."""
+    """``k=v`` options as simulate() knobs: ints, floats, true/false (on/off, yes/no) and none as such,
+    else strings."""
     out = {}
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise typer.BadParameter(f"{pair!r}: write a knob as name=value, e.g. drain_priority=high")
+        if key == "costs":
+            raise typer.BadParameter("costs is a CostModel: set it from Python (vmaplab.simulate(costs=...))")
         low = text.lower()
-        if low in ("true", "false"):
-            value = low == "true"
+        if low in ("true", "false", "on", "off", "yes", "no"):
+            value = low in ("true", "on", "yes")
         elif low == "none":
             value = None
         else:
@@ -382,11 +385,13 @@ def sweep(
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise typer.BadParameter(f"{out}: write a .csv or .parquet file", param_hint="--out")
     _new_file(out)
+    if cache is not None and cache.exists() and not cache.is_dir():
+        raise typer.BadParameter(f"{cache} is a file, not a folder", param_hint="--cache")
     try:
         df = run_sweep(_ints(threads, "--threads"), [d.strip() for d in designs.split(",") if d.strip()], cpus=cpus,
                        tests=_tests(tests), loops=loops, seeds=_ints(seeds, "--seeds"), sequential=not independent,
                        client=scheduler, cache_dir=cache, workers=workers, **_knobs(knob))  # fmt: skip
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # OSError: a scheduler that cannot be reached, say
         typer.echo(f"vmaplab sweep: {exc}", err=True)
         raise typer.Exit(2) from None
     if out.suffix.lower() == ".csv":

@@ -10,6 +10,7 @@ Thread counts of per-run listings come from ``N=FILE`` or from the file name (``
 
 from __future__ import annotations
 
+import errno
 import importlib
 import itertools
 import re
@@ -65,11 +66,17 @@ def _threads(source: str) -> tuple[int, Path]:
     if sep and count.isdigit():
         return int(count), Path(rest)
     path = Path(source)
+    if sep and Path(rest).exists() and not path.exists():
+        raise ValueError(f"{source}: the thread count {count!r} of N=FILE is not a whole number")
     match = _THREADS.search(path.name)
     if match:
         return int(match.group(1) or match.group(2)), path
     if "before" in path.name.lower():
         return 0, path
+    if not path.exists():  # what is wrong with the file comes before its thread count
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", source)
+    if path.is_dir():
+        raise ValueError(f"{source} is a folder: give per-run listings as N=FILE")
     raise ValueError(
         f"{source}: no thread count; give it as N=FILE or name the file ...-<N>threads.txt (or ...-before...)"
     )
@@ -103,11 +110,18 @@ def _bundle_frame(folder: Path, fmt: str):
 def _load_pagetable_growth(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
     from .io.allocinfo import read_allocinfo
 
-    listings = {}
+    listings: dict[int, Any] = {}
     for source in sources:
         n, path = _threads(source)
-        listings[n] = read_allocinfo(path)
+        _put(listings, n, read_allocinfo(path), source)
     return {"listings": listings, "published": opts.published}
+
+
+def _put(by_threads: dict[int, Any], n: int, table, source: str) -> None:
+    """File ``table`` under its thread count, refusing a count given twice (the later would hide the other)."""
+    if n in by_threads:
+        raise ValueError(f"{source}: a second listing for {n} threads; give each thread count once")
+    by_threads[n] = table
 
 
 def _load_free_used(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
@@ -119,9 +133,9 @@ def _load_free_used(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
         n, path = _threads(source)
         fmt = _format(path)
         if fmt == "free":
-            frees[n] = read_free(path, unit=opts.unit)
+            _put(frees, n, read_free(path, unit=opts.unit), source)
         elif fmt == "allocinfo":
-            tables[n] = read_allocinfo(path)
+            _put(tables, n, read_allocinfo(path), source)
         else:
             raise ValueError(f"{path}: a {fmt} file; free_used takes free and allocinfo listings")
     return {"frees": frees, "pagetables": tables or None, "published": opts.published}

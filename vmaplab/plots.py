@@ -1270,7 +1270,8 @@ def lock_wait_share(sweep: pd.DataFrame, *, scale: str | None = None, title: str
     ax.set_xticks(x, [f"{'6.7' if d == 'global' else '6.9'} {d}\n{t} threads" for d, t in
                       zip(rows["design"], rows["threads"])])  # fmt: skip
     ax.set_ylim(0, 100)
-    ax.set_xlabel("design and test_vmalloc nr_threads (run_test_mask=7)")
+    masks = ", ".join(str(m) for m in sorted(rows["tests"].unique())) if "tests" in rows else ""
+    ax.set_xlabel("design and test_vmalloc nr_threads" + (f" (run_test_mask={masks})" if masks else ""))
     ax.set_ylabel("spinning (% of busy CPU time)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper right", fontsize=8, title="lock")

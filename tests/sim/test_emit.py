@@ -323,6 +323,15 @@ def test_cli_simulate_writes_the_bundle(tmp_path):
     assert not (tmp_path / "d").exists()
     bad = CliRunner().invoke(app, [*args[:-2], "--knob", "drain_priority", "--out", str(tmp_path / "c")])
     assert bad.exit_code == 2 and "name=value" in bad.output
+    # a switch is true or false: "maybe" was taken as true (a non-empty string), and so was "off"
+    bad = CliRunner().invoke(app, [*args[:-2], "--knob", "init_on_alloc=maybe", "--out", str(tmp_path / "c")])
+    assert bad.exit_code == 2 and "init_on_alloc must be true or false, not 'maybe'" in bad.output
+    off = CliRunner().invoke(app, [*args[:-2], "--knob", "init_on_alloc=off", "--out", str(tmp_path / "c")])
+    assert off.exit_code == 0, off.output
+    meta = vl.read_bundle(tmp_path / "c", formats=["allocinfo"])["allocinfo"].attrs["manifest"]
+    assert meta["extra"]["runs"][0]["init_on_alloc"] is False
+    costs = CliRunner().invoke(app, [*args[:-2], "--knob", "costs=3", "--out", str(tmp_path / "e")])
+    assert costs.exit_code == 2 and "set it from Python" in costs.output
 
 
 def test_run_method_writes_the_same_bundle(run, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import dask
 import pandas as pd
 import pytest
 
@@ -145,6 +146,11 @@ def test_cli_sweep_writes_the_table(reference, tmp_path):
     assert bad.exit_code == 2 and "does not exist" in _unboxed(bad.output)
     bad = CliRunner().invoke(app, ["sweep", "--threads", "4,x", "--out", str(out)])
     assert bad.exit_code == 2 and "comma-separated integers" in _unboxed(bad.output)
+    bad = CliRunner().invoke(app, [*args[:-4], "--cache", str(out), "--workers", "1"])  # a file: was a traceback
+    assert bad.exit_code == 2 and "is a file, not a folder" in _unboxed(bad.output)
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):  # nothing listens on port 9
+        bad = CliRunner().invoke(app, [*args[:-6], "--out", str(tmp_path / "s.csv"), "--scheduler", "127.0.0.1:9"])
+    assert bad.exit_code == 2 and "\nvmaplab sweep: Timed out trying to connect to tcp://127.0.0.1:9" in bad.output
 
 
 def _unboxed(text: str) -> str:

@@ -14,7 +14,7 @@ import pandas as pd
 from vmaplab.sim import _kernels as K
 from vmaplab.sim.costs import CostModel
 from vmaplab.sim.numba_engine import NumbaEngine
-from vmaplab.sim.params import PAGE_SHIFT, PAGE_SIZE, AllocatorConfig, check_int
+from vmaplab.sim.params import PAGE_SHIFT, PAGE_SIZE, AllocatorConfig, check_bool, check_int
 
 __all__ = ["Machine", "ALLOCATOR_KNOBS", "MACHINE_KNOBS", "SPACE_MAP_COLUMNS"]
 
@@ -89,9 +89,9 @@ class Machine:
             raise TypeError(f"costs must be a CostModel, not {type(costs).__name__}")
         self.design = design
         self.cpus = cpus
-        self.init_on_alloc = bool(init_on_alloc)
+        self.init_on_alloc = check_bool("init_on_alloc", init_on_alloc)
         self.drain_priority = drain_priority
-        self.busy_lock_once = bool(busy_lock_once)
+        self.busy_lock_once = check_bool("busy_lock_once", busy_lock_once)
         self.costs = CostModel() if costs is None else costs
         self.flush_stall_every = check_int("flush_stall_every", flush_stall_every, 0)
         self.flush_stall_ns = check_int("flush_stall_ns", flush_stall_ns, 0)

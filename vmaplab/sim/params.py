@@ -10,6 +10,8 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
+
 __all__ = [
     "PAGE_SIZE",
     "PAGE_SHIFT",
@@ -77,6 +79,14 @@ def check_int(name: str, value, minimum: int) -> int:
         kind = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
         raise ValueError(f"{name} must be {kind}, not {value!r}")
     return int(value)
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` as a bool when it is one (or the int 0 or 1), else a ValueError naming ``name``: a
+    string such as "off" would otherwise count as true."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
+        return bool(value)
+    raise ValueError(f"{name} must be true or false, not {value!r}")
 
 
 def _window_value(name: str, value: int) -> int:
