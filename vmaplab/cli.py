@@ -181,13 +181,17 @@ def growth(
 ) -> None:
     """Show how each tag (field, cache, caller) changed over a series of snapshots, biggest change first."""
     from .analysis.diff import format_growth, growth as run
-    from .io.detect import read_bundle
+    from .io.detect import FORMATS, read_bundle
 
     with _one_line_errors("growth"):
         if len(snapshots) == 1 and Path(snapshots[0]).is_dir():
             bundle = read_bundle(snapshots[0])
             if fmt not in bundle:
-                raise ValueError(f"{snapshots[0]} holds {', '.join(sorted(bundle))}: name one with --format")
+                held = f"{snapshots[0]} holds {', '.join(sorted(bundle))}"
+                if fmt is None:
+                    raise ValueError(f"{held}: name one with --format")
+                raise ValueError(f"--format {fmt!r} is not a format; {held}" if fmt not in FORMATS else
+                                 f"{snapshots[0]} has no {fmt} snapshots; it holds {', '.join(sorted(bundle))}")
             series = bundle[fmt]
         elif fmt is not None:
             raise ValueError("--format picks a format of a bundle folder; the files here are read as they are")
@@ -229,6 +233,9 @@ def collapse(
     if others:
         kept = folded.attrs["event"]
         typer.echo(f"vmaplab collapse: kept event {kept}; {others} sample(s) of other events left out", err=True)
+    if folded.empty:  # as the Perl, no output; unlike it, say why
+        typer.echo(f"vmaplab collapse: {script}: no call chain to fold (samples recorded without perf record -g "
+                   "print their one frame on the header line; an empty input has none)", err=True)  # fmt: skip
     text = "".join(f"{stack} {count}\n" for stack, count in zip(folded["stack"], folded["count"].tolist()))
     if out is None:
         typer.echo(text, nl=False)

@@ -424,3 +424,7 @@ def test_cli_growth():
     assert result.exit_code == 0 and result.output.splitlines()[2].startswith("(unpurged vm_area)")
     refused = CliRunner().invoke(app, ["growth", str(BUNDLE)])
     assert refused.exit_code == 2 and "name one with --format" in refused.output
+    refused = CliRunner().invoke(app, ["growth", str(BUNDLE), "--format", "bogus"])  # was "name one" too
+    assert refused.exit_code == 2 and "--format 'bogus' is not a format" in refused.output
+    refused = CliRunner().invoke(app, ["growth", str(BUNDLE), "--format", "perf_script"])
+    assert refused.exit_code == 2 and "has no perf_script snapshots" in refused.output

@@ -199,6 +199,9 @@ def test_cli_collapse_stdin_out_and_bad_lines(tmp_path):
     two = runner.invoke(app, ["collapse", "-"], input=rust + funcab)
     assert two.exit_code == 0 and two.stdout == runner.invoke(app, ["collapse", "-"], input=rust).stdout
     assert two.stderr == "vmaplab collapse: kept event cycles:u; 169 sample(s) of other events left out\n"
+    # samples without call chains (data/real/perf-script-notid-nog.txt): no output, as the Perl, and a reason
+    nog = runner.invoke(app, ["collapse", str(REAL / "perf-script-notid-nog.txt")])
+    assert nog.exit_code == 0 and nog.stdout == "" and "no call chain to fold" in nog.stderr
 
 
 @settings(max_examples=60, deadline=None)

@@ -108,6 +108,8 @@ def test_headers_without_tid_or_call_chains():
     assert (df["cpu"] == 0).all() and (df["period"] == 250_000).all() and df["trace"].isna().all()
     assert df.loc[0, ["time", "stack", "dsos"]].tolist() == [86476.619259, "__lruvec_stat_mod_folio", "kernel.kallsyms"]
     assert df["time"].is_monotonic_increasing and df.attrs["bad_lines"] == []
+    # detected too: vmaplab read refused it as "text in one of the formats" (the sniff wanted frame lines)
+    assert sniff(Paste.read(path)) == 24 and vmaplab.read(path).attrs["format"] == "perf_script"
 
 
 def test_tid_cut_from_the_headers_of_a_capture():

@@ -632,6 +632,7 @@ def format_growth(table: pd.DataFrame) -> str:
     if table[labels].isna().any().any():
         lines.append("?: missing from an excerpt (a listing without zero lines), value there unknown"
                      if attrs["of"] == "allocinfo" else "?: the field is missing from that listing")
+        lines.append("change and growth: from the first to the last snapshot that lists the key")
     if attrs.get("folded_pagetables"):
         lines.append(f"{PAGE_TABLES}: pagetable_alloc (pre-merge) and its mm/memory.c call sites (6.10+), summed")
     return "\n".join(lines)

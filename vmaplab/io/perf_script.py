@@ -57,6 +57,8 @@ _SNIFF_HEADER = (
     r"^\s*\S.*?\s(?:-?\d+(?:/-?\d+)?\s+(?:\[\d+\]\s+)?|\[\d+\]\s+)(?:\d+\.\d+:\s+)?(?:\d+\s+)?[^\s:\d]\S*?:\s*$"
 )
 _SNIFF_FRAME = r"^\s*[0-9a-fA-F]{1,16}\s+\S.*\)\s*$"
+# a sample recorded without -g: its one frame on the header line, after the event
+_SNIFF_INLINE = _SNIFF_HEADER.removesuffix(r"\s*$") + r"\s+[0-9a-fA-F]{1,16}\s+\S.*\)\s*$"
 
 _EXPECTED = "a perf script sample header '<comm> <tid> [<cpu>] <time>: <period> <event>:' (the tid may be left out)"
 _EXPECTED_FRAME = "a call-chain frame '<ip> <symbol> (<dso>)' or a blank line after the sample"
@@ -81,11 +83,13 @@ _COLUMNS = {
 
 def sniff(paste: Paste) -> int:
     """Number of sampled-stack headers in ``paste``: header lines ending with the event name and
-    followed by a frame line (tracepoint records with fields after the event are not counted)."""
+    followed by a frame line, and header lines with their one frame after the event (recorded without
+    ``-g``); tracepoint records with fields after the event are not counted."""
     lines = paste.series()
     head = lines.str.match(_SNIFF_HEADER).to_numpy()
     frame = lines.str.match(_SNIFF_FRAME).to_numpy()
-    return int((head[:-1] & frame[1:]).sum()) if len(lines) > 1 else 0
+    inline = int(lines.str.match(_SNIFF_INLINE).sum())
+    return inline + (int((head[:-1] & frame[1:]).sum()) if len(lines) > 1 else 0)
 
 
 def read_perf_script(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.DataFrame:
