@@ -101,6 +101,9 @@ def test_refuses_existing_bundle_and_bad_roots(tree, tmp_path):
         collect(tmp_path / "b", interval=0, count=1, procfs=proc, sysfs=sys_, progress=False)
     with pytest.raises(FileNotFoundError, match="not a procfs root"):
         collect(tmp_path / "c", procfs=tmp_path / "nowhere", progress=False)
+    with pytest.raises(FileNotFoundError, match="not a sysfs root"):  # was a manifest without CPU counts
+        collect(tmp_path / "c", procfs=proc, sysfs=tmp_path / "nowhere", progress=False)
+    assert not (tmp_path / "c").exists()
     with pytest.raises(ValueError):
         collect(tmp_path / "d", count=0, procfs=proc, progress=False)
 

@@ -73,7 +73,7 @@ def _new_file(out: Path) -> None:
         raise typer.BadParameter(f"{out}: folder {out.parent} does not exist", param_hint="--out")
 
 
-@app.command()
+@app.command(short_help="Snapshot this host's /proc files into a bundle folder.")
 def collect(
     out: Path = typer.Option(..., "--out", help="Bundle folder to create."),
     interval: str = typer.Option("1s", help="Time between snapshots: 1s, 500ms, 2m."),
@@ -97,7 +97,7 @@ def collect(
     typer.echo(f"{out}: {len(manifest.snapshots)} snapshot(s) of {', '.join(formats)}")
 
 
-@app.command(name="read")
+@app.command(name="read", short_help='Read kernel or perf text into one table (CSV).')
 def read_text(
     src: str = typer.Argument(..., help="Kernel or perf text (plain or .gz), its format detected; - reads stdin."),
     fmt: str | None = typer.Option(
@@ -124,6 +124,9 @@ def read_text(
         _new_file(out)
         if out.suffix not in (".csv", ".parquet"):
             raise typer.BadParameter(f"{out}: name a .csv or .parquet file", param_hint="--out")
+    if src != "-" and Path(src).is_dir():
+        raise typer.BadParameter(f"{src} is a folder: give a file; a bundle folder is read by vmaplab.read_bundle "
+                                 "(Python) or followed over time by vmaplab growth FOLDER --format F")  # fmt: skip
     with _one_line_errors("read"):
         table = (read if fmt is None else reader(fmt))(_input(src), **options)
     typer.echo(_read_summary(table), err=True)
@@ -149,7 +152,7 @@ def _read_summary(table) -> str:
     return ", ".join(parts)
 
 
-@app.command()
+@app.command(short_help='What grew between two snapshots.')
 def diff(
     before: str = typer.Argument(
         ..., help="Earlier snapshot: allocinfo (any format, or a paste), meminfo, vmstat, slabinfo or vmallocinfo."
@@ -169,7 +172,7 @@ def diff(
     typer.echo(format_diff(table))
 
 
-@app.command()
+@app.command(short_help='How each tag changed over a series of snapshots.')
 def growth(
     snapshots: list[str] = typer.Argument(
         ..., help="Two or more snapshots of one format in order, or one file (its listings) or bundle folder."
@@ -201,7 +204,7 @@ def growth(
     typer.echo(format_growth(table))
 
 
-@app.command()
+@app.command(short_help='Fold perf script call chains as stackcollapse-perf.pl.')
 def collapse(
     script: str = typer.Argument(..., help="perf script output with call chains (plain or .gz); - reads stdin."),
     pid: bool = typer.Option(False, "--pid", help="Name processes comm-pid."),
@@ -250,7 +253,7 @@ def _plot_help() -> str:
     return f"Draw a named figure from data files or a bundle folder and save it as PNG or SVG.\n\nFigures:\n\n{names}"
 
 
-@app.command(help=_plot_help())
+@app.command(help=_plot_help(), short_help="Draw a named figure as PNG or SVG.")
 def plot(
     name: str = typer.Argument(..., help="Figure name (listed above)."),
     sources: list[str] = typer.Option(
@@ -322,7 +325,7 @@ def _ints(text: str, name: str) -> list[int]:
         raise typer.BadParameter(f"{name}: comma-separated integers, such as 64,128,256") from None
 
 
-@app.command()
+@app.command(short_help='Run test_vmalloc on a simulated machine; write a bundle.')
 def simulate(
     out: Path = typer.Option(..., "--out", help="Bundle folder to write (read it with vmaplab.read_bundle)."),
     design: str = typer.Option("nodes", help="global (Linux 6.7) or nodes (6.9, vmap nodes)."),
@@ -371,7 +374,7 @@ def simulate(
     typer.echo(f"{out}: bundle of 1 snapshot")
 
 
-@app.command()
+@app.command(short_help='Simulate a grid of thread counts and designs.')
 def sweep(
     out: Path = typer.Option(..., "--out", help="Table to write: .csv or .parquet."),
     threads: str = typer.Option("64,128,256", help="Comma-separated nr_threads values, in chain order."),
@@ -394,8 +397,9 @@ def sweep(
     _new_file(out)
     if cache is not None and cache.exists() and not cache.is_dir():
         raise typer.BadParameter(f"{cache} is a file, not a folder", param_hint="--cache")
+    names = list(dict.fromkeys(d.strip() for d in designs.split(",") if d.strip()))  # each design once
     try:
-        df = run_sweep(_ints(threads, "--threads"), [d.strip() for d in designs.split(",") if d.strip()], cpus=cpus,
+        df = run_sweep(_ints(threads, "--threads"), names, cpus=cpus,
                        tests=_tests(tests), loops=loops, seeds=_ints(seeds, "--seeds"), sequential=not independent,
                        client=scheduler, cache_dir=cache, workers=workers, **_knobs(knob))  # fmt: skip
     except (ValueError, TypeError, OSError) as exc:  # OSError: a scheduler that cannot be reached, say
@@ -410,7 +414,7 @@ def sweep(
     typer.echo(f"{out}: {len(df)} point{'s' if len(df) != 1 else ''}")
 
 
-@app.command()
+@app.command(short_help='Reproduce the investigation as an HTML report.')
 def reproduce(
     out: Path = typer.Option(..., "--out", help="Folder to write: report.html, figures as PNG and SVG, tables as CSV."),
     full: bool = typer.Option(

@@ -163,6 +163,8 @@ def collect(
         raise FileExistsError(f"{out} already holds a bundle")
     if not (procfs / "meminfo").is_file():
         raise FileNotFoundError(f"{procfs}: not a procfs root (no meminfo)")
+    if not (sysfs / "devices/system/cpu").is_dir():  # the CPU counts would be missing from the manifest
+        raise FileNotFoundError(f"{sysfs}: not a sysfs root (no devices/system/cpu)")
     out.mkdir(parents=True, exist_ok=True)
 
     wanted = {}

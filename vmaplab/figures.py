@@ -368,7 +368,7 @@ FIGURES: dict[str, FigureSpec] = {
         "vmaplab.plots:measured_vs_model",
         _load_measured,
         "page tables after each run of test_vmalloc chains measured on a real kernel, beside the model's "
-        "(bundles [model.csv])",
+        "(bundles [model.csv]; without the table the model's chains are simulated first: a minute or more)",
     ),
 }
 

@@ -166,6 +166,11 @@ def test_cli_read_summary_says_what_was_passed_over():
                                   "prompts, text of other formats)\n")  # fmt: skip
 
 
+def test_cli_read_of_a_bundle_folder_says_what_reads_it():
+    result = _cli(ROOT / "data/real/bundle-vm-2cpu-churn")  # was "[Errno 21] Is a directory"
+    assert result.exit_code == 2 and "is a folder" in result.output and "read_bundle" in result.output
+
+
 def test_cli_read_of_gzip_on_stdin():
     capture = ROOT / "data/real/perf-script-churn.txt.gz"  # gzip bytes piped in, as `cat x.gz | vmaplab read -`
     piped = _cli("-", input=capture.read_bytes())
