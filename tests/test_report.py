@@ -201,6 +201,10 @@ def test_registered_sweep_figures_draw_from_the_tables(out):
     assert spin["6.7 global locks (simulated)"] == (100 * table[table.design == "global"]["lock_spin_share"]).tolist()
     hatched = [p for p in figs["rerun_plateau"].axes[0].patches if p.get_hatch() == "//"]
     assert len(hatched) == 2  # one rerun bar per design
+    for name in ("spin_share_vs_threads", "throughput_vs_threads"):  # no published value given: none named
+        assert "published" not in figs[name]._suptitle.get_text()
+    throughput = figs["throughput_vs_threads"].axes[0]  # the top point below the frame, not on it
+    assert throughput.get_ylim()[1] > max(line.get_ydata().max() for line in throughput.get_lines())
     with pytest.raises(ValueError, match="give the .csv or .parquet table"):
         draw("lock_wait_share", [str(out / "report.html")])
 

@@ -203,6 +203,9 @@ def test_slabinfo_of_a_real_bundle():
     assert (rows.at["pid", "before_pages"], rows.at["pid", "delta_pages"]) == (27, 4)
     # task_struct: 28 -> 36 slabs (<num_slabs>) of 8 pages (<pagesperslab>) each
     assert rows.at["task_struct", "delta_pages"] == 64
+    # the text says which bytes these are (pid "shrunk" by its bytes while its pages grew read as a contradiction)
+    assert format_diff(d).splitlines()[-1] == ("bytes: the objects in use (active_objs x objsize); pages: the "
+                                               "cache's slab pages (num_slabs x pagesperslab)")  # fmt: skip
     # every cache's slab pages add up to nearly what the same snapshot's meminfo calls Slab (153,776 kB):
     # 36,800 pages of 4 KiB is 95.7 % of it
     slab_kb = vl.read_meminfo(BUNDLE / "0002" / "meminfo").set_index("field").at["Slab", "value"] // 1024

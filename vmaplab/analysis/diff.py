@@ -66,6 +66,8 @@ _COUNTED = {
 _PAGETABLE_OLD = ("include/linux/mm.h", "pagetable_alloc")
 _PAGETABLE_SITES = ("mm/memory.c", ("__pte_alloc", "__pte_alloc_kernel", "__pmd_alloc", "__pud_alloc", "__p4d_alloc"))
 _MISSING = "unlisted"
+# what a slab cache's bytes are (not its slab pages, which readers might take them for)
+_SLAB_BYTES = "bytes: the objects in use (active_objs x objsize)"
 # what a growth table can follow, per input format (the first is the default)
 _QUANTITIES = {"allocinfo": ("bytes", "calls"), "slabinfo": ("bytes", "objs", "pages"),
                "vmallocinfo": ("bytes", "areas")}  # fmt: skip
@@ -595,6 +597,8 @@ def format_diff(table: pd.DataFrame) -> str:
         lines.append("sizes in binary units were rounded by the kernel or numfmt: byte deltas are approximate")
     if (table["status"] == _MISSING).any():
         lines.append(f"{_MISSING}: missing from an excerpt (a listing without zero lines), value there unknown (?)")
+    if attrs.get("of") == "slabinfo":
+        lines.append(f"{_SLAB_BYTES}; pages: the cache's slab pages (num_slabs x pagesperslab)")
     if attrs.get("folded_pagetables"):
         lines.append(f"{PAGE_TABLES}: pagetable_alloc (pre-merge) and its mm/memory.c call sites (6.10+), summed")
     return "\n".join(lines)
@@ -633,6 +637,8 @@ def format_growth(table: pd.DataFrame) -> str:
         lines.append("?: missing from an excerpt (a listing without zero lines), value there unknown"
                      if attrs["of"] == "allocinfo" else "?: the field is missing from that listing")
         lines.append("change and growth: from the first to the last snapshot that lists the key")
+    if attrs["of"] == "slabinfo" and attrs["values"] == "bytes":
+        lines.append(_SLAB_BYTES)
     if attrs.get("folded_pagetables"):
         lines.append(f"{PAGE_TABLES}: pagetable_alloc (pre-merge) and its mm/memory.c call sites (6.10+), summed")
     return "\n".join(lines)
