@@ -108,6 +108,7 @@ def test_replay_comparison_from_a_bundle():
     fig = draw("replay_comparison", [str(BUNDLE)])
     allocs = replay_bundle(BUNDLE).metrics["allocs"]
     assert f"{allocs:,} allocations" in fig._suptitle.get_text()
+    assert all(float(t).is_integer() for t in fig.axes[1].get_yticks())  # whole PTE pages: it showed 2.5, 7.5
     with pytest.raises(ValueError, match="brings its own vmallocinfo"):
         draw("replay_comparison", [str(BUNDLE), str(INFO)])
 

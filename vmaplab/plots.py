@@ -1436,6 +1436,7 @@ def replay_comparison(replayed, *, title: str | None = None) -> Figure:
     top.set_title("how high the replayed allocations reach in the window")
     low.set_ylabel("PTE pages touched (4 KiB each)")
     low.set_ylim(bottom=0)
+    low.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # whole pages
     low.set_title("2 MiB regions (PTE pages) the replayed allocations touched, cumulative")
     low.set_xlabel("time since the first replayed allocation (s)")
     for ax in (top, low):
