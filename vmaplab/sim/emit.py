@@ -71,6 +71,8 @@ _BASE_ALLOCINFO = _DATA / "seed" / "allocinfo-before.txt"
 _BASE_CPUS = 2
 #: The seed's VM (kernel-facts §4.4): 64172 MiB of MemTotal on 64 CPUs.
 _SEED_MEM_KIB_PER_CPU = 64172 * 1024 // 64
+#: Pages in a pageblock on x86_64 with 4 KiB pages (pageblock_order 9, the huge-page order).
+_PAGEBLOCK_PAGES = 512
 
 #: get_cycles() rate: the TSC of the seed's AMD Ryzen Threadripper 3970X runs at its 3.7 GHz base clock.
 CLOCK_HZ = 3.7e9
@@ -214,15 +216,22 @@ def meminfo_text(run: Run, memory_kib: int | None = None) -> str:
 
 def vmstat_text(run: Run, memory_kib: int | None = None) -> str:
     """``/proc/vmstat`` after the run: the baseline's counters with ``nr_free_pages``,
-    ``nr_page_table_pages`` and ``nr_kernel_stack`` matching :func:`meminfo_text`."""
+    ``nr_page_table_pages`` and ``nr_kernel_stack`` matching :func:`meminfo_text`, and
+    ``nr_free_pages_blocks`` (6.15+: the free pages in whole 512-page pageblocks) in the baseline's
+    proportion to ``nr_free_pages``."""
     mi = meminfo_values(run, memory_kib)
     kib_per_page = PAGE_SIZE // 1024
+    base = _base_vmstat()
+    free = mi["MemFree"] // kib_per_page
     changed = {
-        "nr_free_pages": mi["MemFree"] // kib_per_page,
+        "nr_free_pages": free,
         "nr_page_table_pages": mi["PageTables"] // kib_per_page,
         "nr_kernel_stack": mi["KernelStack"],
     }
-    return "".join(f"{name} {changed.get(name, value)}\n" for name, value in _base_vmstat().items())
+    if "nr_free_pages_blocks" in base:
+        blocks = free * base["nr_free_pages_blocks"] // base["nr_free_pages"]
+        changed["nr_free_pages_blocks"] = blocks // _PAGEBLOCK_PAGES * _PAGEBLOCK_PAGES
+    return "".join(f"{name} {changed.get(name, value)}\n" for name, value in base.items())
 
 
 @cache
