@@ -149,6 +149,10 @@ def _read_summary(table) -> str:
     bad = len(table.attrs.get("bad_lines") or [])
     if bad:
         parts.append(f"{bad} bad line(s) skipped")
+    kind = table.attrs.get("address_kind")  # vmallocinfo's %pK addresses
+    if kind in ("hashed", "zero", "mixed"):
+        parts.append(f"addresses {kind if kind != 'mixed' else 'partly hashed'} (kptr_restrict): start and end "
+                     "are not addresses; read it as root with kptr_restrict 1")  # fmt: skip
     return ", ".join(parts)
 
 

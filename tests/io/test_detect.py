@@ -166,6 +166,13 @@ def test_cli_read_summary_says_what_was_passed_over():
                                   "prompts, text of other formats)\n")  # fmt: skip
 
 
+def test_cli_read_says_when_vmallocinfo_addresses_are_not_addresses():
+    hashed = _cli(ROOT / "data/real/vmallocinfo-kptr0.txt")  # kptr_restrict 0: %pK hashes (data/real/SOURCES.md)
+    assert hashed.exit_code == 0 and "addresses hashed (kptr_restrict)" in hashed.stderr
+    real = _cli(ROOT / "data/real/vmallocinfo-kptr1.txt")
+    assert real.exit_code == 0 and "kptr_restrict" not in real.stderr
+
+
 def test_cli_read_of_a_bundle_folder_says_what_reads_it():
     result = _cli(ROOT / "data/real/bundle-vm-2cpu-churn")  # was "[Errno 21] Is a directory"
     assert result.exit_code == 2 and "is a folder" in result.output and "read_bundle" in result.output
