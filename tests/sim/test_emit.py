@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import pandas as pd
 import pytest
 
 import vmaplab as vl
-from vmaplab.io.units import parse_sizes
+from vmaplab.io.units import format_size, parse_sizes
 from vmaplab.sim import emit
 from vmaplab.sim.params import PAGE_SIZE
 from vmaplab.sim.run import PROFILE_COLUMNS
@@ -60,6 +62,18 @@ def test_allocinfo_premerge_round_trip(run):
     # the seed's layout: size and calls right-aligned to 8, a trailing space
     assert all(len(line.split("include")[0]) == 18 for line in text.splitlines() if "pagetable_alloc" in line)
     assert all(line.endswith(" ") for line in text.splitlines())
+
+
+@pytest.mark.skipif(shutil.which("sort") is None, reason="needs GNU sort as the oracle")
+def test_premerge_order_is_gnu_sort_h():
+    # the seed's tags with sizes that print alike ("1.00MiB" twice, "1024KiB" beside them), across units and in
+    # bytes: GNU sort -h ranks by unit prefix, then number, then the whole line, not by the exact bytes
+    tags = [line.split(None, 2)[2] for line in (ROOT / "data/seed/allocinfo-before.txt").read_text().splitlines()]
+    sizes = [1049000, 1048576, 1048575, 5, 1023, 27 << 20, 1 << 30, 1100, 150000]
+    lines = [f"{format_size(n):>8} {i:>8} {tags[i % len(tags)]}\n" for i, n in enumerate(sizes)]
+    gnu = subprocess.run(["sort", "-h"], input="".join(lines), capture_output=True, text=True, env={"LC_ALL": "C"})
+    assert "".join(sorted(lines, key=emit._sort_h)) == gnu.stdout
+    assert sorted(lines, key=emit._sort_h) != sorted(lines, key=lambda line: sizes[lines.index(line)])
 
 
 def test_allocinfo_610_round_trip(run):

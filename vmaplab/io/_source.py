@@ -154,6 +154,8 @@ class Paste:
 
     @classmethod
     def from_stream(cls, stream: IO[str], source: str) -> "Paste":
+        """The text of ``stream`` as cleaned lines (quoting, dmesg times, colour escapes gone) with its
+        shell prompts; ParseError at the first line holding binary or undecodable bytes."""
         # Whole-text passes first; the per-line work is done only on the lines that need it.
         text = stream.read()
         junk = _JUNK.search(text)
@@ -177,6 +179,7 @@ class Paste:
 
     @classmethod
     def read(cls, src: Source) -> "Paste":
+        """A path or an open file (see :func:`open_text`) as a Paste, named after it."""
         with open_text(src) as (stream, name):
             paste = cls.from_stream(stream, name)
         paste.from_file = not str_paste(src)
@@ -184,6 +187,7 @@ class Paste:
 
     @classmethod
     def from_text(cls, text: str, source: str = "<string>") -> "Paste":
+        """A string as a Paste named ``source``."""
         return cls.from_stream(io.StringIO(text), source)
 
     def series(self) -> pd.Series:
@@ -218,6 +222,7 @@ class LineErrors:
         self.items.append({"lineno": lineno, "line": line, "expected": expected})
 
     def emit_warning(self) -> None:
+        """In ``"warn"`` mode, one BadLineWarning for all the bad lines skipped, naming the first."""
         if self.items and self.mode == "warn":
             first = self.items[0]
             warnings.warn(

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -129,15 +130,22 @@ def allocinfo_text(run: Run, format: str = "pre-merge") -> str:
         n = sum(pages[level] for level in levels)
         rows.append((where, module, func, n * PAGE_SIZE, n))
     if format == "pre-merge":
-        rows.sort(key=lambda r: (r[3], r[0]))  # sort -h: by the printed size
-        return "".join(f"{format_size(size):>8} {calls:>8} {where} module:{module} func:{func} \n"
-                       for where, module, func, size, calls in rows)  # fmt: skip
+        lines = [f"{format_size(size):>8} {calls:>8} {where} module:{module} func:{func} \n"
+                 for where, module, func, size, calls in rows]  # fmt: skip
+        return "".join(sorted(lines, key=_sort_h))
     rows.sort(key=lambda r: (r[0].rsplit(":", 1)[0], int(r[0].rsplit(":", 1)[1])))
     lines = ["allocinfo - version: 1.0\n", "#     <size>  <calls> <tag info>\n"]
     for where, _module, func, size, calls in rows:
         size = round(size / PAGE_SIZE) * PAGE_SIZE  # page allocators allocate whole pages
         lines.append(f"{size:>12} {calls:>8} {where} func:{func} \n")
     return "".join(lines)
+
+
+def _sort_h(line: str) -> tuple[int, float, str]:
+    """GNU ``sort -h``'s order of a line that starts with a printed size: by the size's unit prefix
+    (none < K < M < G < ...), then its number, then the whole line (its last-resort comparison)."""
+    number, unit = re.match(r"\s*([\d.]+)(\S*)", line).groups()
+    return "KMGTPE".find(unit[:1]) + 1 if unit[:1] else 0, float(number), line
 
 
 @cache

@@ -39,6 +39,7 @@ class TestCase:
 
     @property
     def mask(self) -> int:
+        """The test's bit in run_test_mask."""
         return 1 << self.bit
 
 
