@@ -392,7 +392,7 @@ def _b_lowest_fit(C, T, length):
 
 
 @njit(**NJIT_INLINE_OPTIONS)
-def _b_fix_up(C, T, level):
+def _b_fix_up(T, level):
     """The node at ``level`` of the path changed: copy its smallest start and largest length into the
     ancestors' entries, stopping where nothing changes."""
     for lv in range(level, 0, -1):
@@ -478,7 +478,7 @@ def _b_make_room(C, T, key):
 
     Cold (one call per FANOUT / 2 inserts at most): a call to one compiled copy, not force-inlined
     into every insertion site."""
-    _b_fix_up(C, T, C[TREE_HEIGHT] - 1)
+    _b_fix_up(T, C[TREE_HEIGHT] - 1)
     x = C[ROOT]
     if T[x, B_COUNT] == FANOUT:
         r = _b_node_new(C, T, 0)
@@ -514,7 +514,7 @@ def _b_insert_at(C, T, leaf, p, start, length):
     T[leaf, B_VAL + p] = length
     T[leaf, B_COUNT] = cnt + 1
     C[FREE_BLOCKS] += 1
-    _b_fix_up(C, T, C[TREE_HEIGHT] - 1)
+    _b_fix_up(T, C[TREE_HEIGHT] - 1)
 
 
 @njit(**NJIT_NO_NRT_OPTIONS)
@@ -581,7 +581,7 @@ def _b_delete_at(C, T, leaf, p):
         T[leaf, B_VAL + k] = T[leaf, B_VAL + k + 1]
     T[leaf, B_COUNT] = cnt - 1
     C[FREE_BLOCKS] -= 1
-    _b_fix_up(C, T, C[TREE_HEIGHT] - 1)
+    _b_fix_up(T, C[TREE_HEIGHT] - 1)
     if cnt - 1 < MIN_FILL and C[TREE_HEIGHT] > 1:  # else _b_rebalance would return at once
         _b_rebalance(C, T, C[TREE_HEIGHT] - 1)
 
@@ -621,7 +621,7 @@ def free_range(C, T, start, end):
         if join_left:
             T[leaf, B_VAL + p - 1] = succ_end - T[leaf, B_KEY + p - 1]
             if succ_leaf != leaf:
-                _b_fix_up(C, T, C[TREE_HEIGHT] - 1)
+                _b_fix_up(T, C[TREE_HEIGHT] - 1)
                 succ_leaf = _b_descend(C, T, end)
             _b_delete_at(C, T, succ_leaf, q)
         else:
@@ -629,10 +629,10 @@ def free_range(C, T, start, end):
                 succ_leaf = _b_descend(C, T, end)
             T[succ_leaf, B_KEY + q] = start
             T[succ_leaf, B_VAL + q] = succ_end - start
-            _b_fix_up(C, T, C[TREE_HEIGHT] - 1)
+            _b_fix_up(T, C[TREE_HEIGHT] - 1)
     elif join_left:
         T[leaf, B_VAL + p - 1] += end - start
-        _b_fix_up(C, T, C[TREE_HEIGHT] - 1)
+        _b_fix_up(T, C[TREE_HEIGHT] - 1)
     else:
         _b_insert_at(C, T, leaf, p, start, end - start)
     C[FREE_PAGES] += end - start
@@ -677,11 +677,11 @@ def _carve(C, T, leaf, i, off, size):
             return 0
         T[leaf, B_KEY + i] = end
         T[leaf, B_VAL + i] = be - end
-        _b_fix_up(C, T, C[TREE_HEIGHT] - 1)
+        _b_fix_up(T, C[TREE_HEIGHT] - 1)
         return 1
     T[leaf, B_VAL + i] = off - bs
     if end == be:
-        _b_fix_up(C, T, C[TREE_HEIGHT] - 1)
+        _b_fix_up(T, C[TREE_HEIGHT] - 1)
         return 2
     _b_insert_at(C, T, leaf, i + 1, end, be - end)
     return 3
