@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import importlib
-import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from typing import Any
 __all__ = ["FIGURES", "FigureSpec", "PlotOptions", "draw"]
 
 _THREADS = re.compile(r"(?:nr_threads=(\d+)|(?<![0-9])(\d+)[-_]?threads?(?![a-z]))", re.IGNORECASE)
-_SNIFF_LINES = 20_000  # as vmaplab.read: enough to recognise any format
 
 
 @dataclass(frozen=True)
@@ -82,16 +80,6 @@ def _threads(source: str) -> tuple[int, Path]:
     )
 
 
-def _format(path: Path) -> str:
-    """The format :func:`vmaplab.read` would detect in the file."""
-    from .io._source import Paste, open_text
-    from .io.detect import detect_format
-
-    with open_text(path) as (stream, name):
-        head = "".join(itertools.islice(stream, _SNIFF_LINES))
-    return detect_format(Paste.from_text(head, name))
-
-
 def _one(sources: list[str], what: str) -> Path:
     if len(sources) != 1:
         raise ValueError(f"give one source ({what}), not {len(sources)}")
@@ -126,12 +114,13 @@ def _put(by_threads: dict[int, Any], n: int, table, source: str) -> None:
 
 def _load_free_used(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
     from .io.allocinfo import read_allocinfo
+    from .io.detect import file_format
     from .io.free import read_free
 
     frees, tables = {}, {}
     for source in sources:
         n, path = _threads(source)
-        fmt = _format(path)
+        fmt = file_format(path)
         if fmt == "free":
             _put(frees, n, read_free(path, unit=opts.unit), source)
         elif fmt == "allocinfo":
@@ -144,13 +133,14 @@ def _load_free_used(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
 def _load_profile_comparison(sources: list[str], opts: PlotOptions) -> dict[str, Any]:
     from .analysis.profiles import compare_profiles
     from .analysis.stacks import profile_from_samples
+    from .io.detect import file_format
     from .io.perf_report import read_perf_report
 
     if len(sources) != 2:
         raise ValueError(f"give two profiles (perf report or perf script output), not {len(sources)}")
     profiles, labels = [], []
     for source in map(Path, sources):
-        fmt = _format(source)
+        fmt = file_format(source)
         if fmt == "perf_report":
             profiles.append(read_perf_report(source))
         elif fmt == "perf_script":

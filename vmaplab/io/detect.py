@@ -68,15 +68,20 @@ def read(src: Source, **kwargs) -> pd.DataFrame:
     :class:`vmaplab.UnsupportedFormatError` (a :class:`vmaplab.ParseError`).
     """
     if isinstance(src, (str, os.PathLike)):
-        with open_text(src) as (stream, name):
-            head = Paste.from_stream(_head(stream), name)
-        return reader(detect_format(head))(src, **kwargs)
+        return reader(file_format(src))(src, **kwargs)
     with open_text(src) as (stream, name):
         text = stream.read()
     paste = Paste.from_stream(_head(io.StringIO(text)), name)
     buffer = io.StringIO(text)
     buffer.name = name  # keep the source's name in messages and attrs
     return reader(detect_format(paste))(buffer, **kwargs)
+
+
+def file_format(path: str | os.PathLike) -> str:
+    """The format :func:`read` detects in the file at ``path`` (plain or ``.gz``), from its first
+    ``SNIFF_LINES`` lines."""
+    with open_text(path) as (stream, name):
+        return detect_format(Paste.from_stream(_head(stream), name))
 
 
 def _head(stream) -> io.StringIO:
