@@ -27,7 +27,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from .analysis.diff import pagetable_rows
-from .analysis.footprint import pagetable_footprint
+from .analysis.footprint import first_owners, pagetable_footprint
 from .analysis.lifetimes import area_lifetimes
 from .io.units import format_size
 
@@ -1383,11 +1383,7 @@ def sim_space_map(maps: Mapping[str, pd.DataFrame], *, scale: str | None = None,
 
 def _regions_seen(first: np.ndarray, last: np.ndarray) -> np.ndarray:
     """Distinct regions among ``[first[j], last[j]]`` for j <= i, for every i (inclusive ranges of ints)."""
-    counts = last - first + 1
-    owner = np.repeat(np.arange(len(first)), counts)
-    regions = np.repeat(first, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    _, at = np.unique(regions, return_index=True)
-    return np.cumsum(np.bincount(owner[at], minlength=len(first)))
+    return np.cumsum(np.bincount(first_owners(first, last), minlength=len(first)))
 
 
 def replay_comparison(replayed, *, title: str | None = None) -> Figure:

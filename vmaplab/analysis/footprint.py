@@ -154,10 +154,15 @@ def _first_touch(va: np.ndarray, mapped: np.ndarray, ok: np.ndarray, shift: int)
         return np.zeros(0, dtype=np.int64)
     first = (va[rows] >> np.uint64(shift)).astype(np.int64, casting="unsafe")
     last = ((va[rows] + mapped[rows] - np.uint64(1)) >> np.uint64(shift)).astype(np.int64, casting="unsafe")
+    return rows[first_owners(first, last)]
+
+
+def first_owners(first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """For each distinct int in the inclusive ranges ``[first[j], last[j]]`` (ascending), the index j of
+    the first range that holds it."""
     n = last - first + 1
-    # expand every event into its regions, keeping event order, then take each region's first event
-    owner = np.repeat(rows, n)
-    offsets = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-    regions = np.repeat(first, n) + offsets
-    _, index = np.unique(regions, return_index=True)
+    # expand every range into its ints, keeping range order, then take each int's first range
+    owner = np.repeat(np.arange(len(first)), n)
+    ints = np.repeat(first, n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    _, index = np.unique(ints, return_index=True)
     return owner[index]
