@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from .analysis.diff import pagetable_rows
 from .analysis.footprint import first_owners, pagetable_footprint
 from .analysis.lifetimes import area_lifetimes
+from .io._trace_lines import event_clock
 from .io.units import format_size
 
 __all__ = [
@@ -355,8 +356,7 @@ def _source_name(df: pd.DataFrame) -> str:
 
 def _event_clock(trace: pd.DataFrame) -> pd.DataFrame:
     """A vmalloc trace frame with its event clock in ``time`` (a bundle frame keeps it in ``event_time``)."""
-    if "event_time" in trace.columns:
-        trace = trace.drop(columns="time", errors="ignore").rename(columns={"event_time": "time"})
+    trace = event_clock(trace)
     missing = {"time", "event"} - set(trace.columns)
     if missing:
         raise ValueError(f"not a vmalloc trace frame: missing columns {sorted(missing)}")

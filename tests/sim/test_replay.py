@@ -12,7 +12,10 @@ import gzip
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+
+import vmaplab as vl
 
 from vmaplab.errors import SimulationError
 from vmaplab.io.vmalloc_trace import read_vmalloc_trace
@@ -162,6 +165,16 @@ def test_bundle_replay_reads_manifest_and_first_snapshot():
     # the burst is served from the two nodes' pools, highest address first: the model given those
     # pools hands out the same VAs in the same order on the same CPUs
     assert pooled.seed["pooled"] == 503 and pooled.metrics["exact_share"] == 1.0
+
+
+def test_a_bundle_frame_replays_on_its_events_own_clock():
+    # read_bundle keeps the trace's clock as event_time (time is the snapshot's); replay sorted and timed the
+    # events by the snapshot's time
+    frame = vl.read_bundle(BUNDLE, formats=["vmalloc_trace"])["vmalloc_trace"]
+    direct = replay_bundle(BUNDLE, engine="reference")
+    framed = replay(frame, vmallocinfo=read_vmallocinfo(BUNDLE / "0000" / "vmallocinfo"), cpus=2, engine="reference")
+    pd.testing.assert_frame_equal(framed.allocs, direct.allocs)
+    assert framed.allocs["time"].iloc[0] == frame["event_time"].min()
 
 
 def test_trace_without_snapshot_seeds_its_unseen_frees():

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..io._source import Source
+from ..io._trace_lines import event_clock
 from ..sim.params import (
     PAGE_SHIFT,
     PAGE_SIZE,
@@ -80,15 +81,14 @@ def pagetable_footprint(
             trace = read_vmalloc_trace(trace)
         else:
             raise TypeError(f"expected a vmalloc trace DataFrame or a path, got {type(trace).__name__}")
-    # a frame from read_bundle keeps the trace's own clock as event_time (time is the snapshot's)
-    clock = "event_time" if "event_time" in trace.columns else "time"
-    missing = {clock, "event", "va_start", "size", "failed"} - set(trace.columns)
+    trace = event_clock(trace)
+    missing = {"time", "event", "va_start", "size", "failed"} - set(trace.columns)
     if missing:
         raise ValueError(f"not a vmalloc trace frame: missing columns {sorted(missing)}")
     if "block" in trace and trace["block"].nunique() > 1:  # other runs, other clocks, maybe other boots
         raise ValueError(f"the frame holds {trace['block'].nunique()} traces (block column); pass one")
 
-    allocs = trace[trace["event"] == "alloc_vmap_area"].sort_values(clock, kind="stable")
+    allocs = trace[trace["event"] == "alloc_vmap_area"].sort_values("time", kind="stable")
     start_win, size_win = _window(allocs) if vmalloc_range is None else vmalloc_range
     va = allocs["va_start"].to_numpy(dtype=np.uint64, na_value=0)
     size = allocs["size"].to_numpy(dtype=np.int64, na_value=0)
@@ -109,7 +109,7 @@ def pagetable_footprint(
     pmd = np.cumsum(new_pmd)
     out = pd.DataFrame(
         {
-            "time": allocs[clock].to_numpy(dtype=np.float64),
+            "time": allocs["time"].to_numpy(dtype=np.float64),
             "va_start": allocs["va_start"].array,
             "size": allocs["size"].array,
             "new_pte_pages": new_pte,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..io._trace_lines import lost_events
+from ..io._trace_lines import event_clock, lost_events
 
 __all__ = ["area_lifetimes"]
 
@@ -58,8 +58,8 @@ def area_lifetimes(trace: pd.DataFrame) -> pd.DataFrame:
     >>> area_lifetimes(t)["state"].value_counts().to_dict()
     {'purged': 5999, 'lazily freed': 1436, 'allocated': 196}
     """
-    clock = "event_time" if "event_time" in trace.columns else "time"
-    missing = {clock, "event", "va_start", "size", "failed", "purge_start", "purge_end"} - set(trace.columns)
+    trace = event_clock(trace)
+    missing = {"time", "event", "va_start", "size", "failed", "purge_start", "purge_end"} - set(trace.columns)
     if missing:
         raise ValueError(f"not a vmalloc trace frame: missing columns {sorted(missing)}")
     if "block" in trace and trace["block"].nunique() > 1:
@@ -67,7 +67,7 @@ def area_lifetimes(trace: pd.DataFrame) -> pd.DataFrame:
     lost = lost_events(trace, "an area whose allocation was lost counts as allocated before the trace, one "
                               "whose free or purge was lost as still busy")  # fmt: skip
     event = trace["event"].astype(str).to_numpy()
-    time = trace[clock].to_numpy(dtype=np.float64)
+    time = trace["time"].to_numpy(dtype=np.float64)
     failed = (event == _ALLOC) & (trace["failed"].fillna(0).to_numpy(dtype=np.int64) != 0)
     is_area = ((event == _ALLOC) & ~failed) | (event == _FREE)
 

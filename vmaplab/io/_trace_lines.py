@@ -166,6 +166,14 @@ class TracepointLines:
         return finish(df, fmt, paste, errors, skipped=skipped, style=label, lost_events=dropped)
 
 
+def event_clock(trace: pd.DataFrame) -> pd.DataFrame:
+    """A trace frame with its events' own clock in ``time``: a frame from :func:`vmaplab.read_bundle`
+    keeps that clock in ``event_time`` (its ``time`` is the snapshot's)."""
+    if "event_time" in trace.columns:
+        trace = trace.drop(columns="time", errors="ignore").rename(columns={"event_time": "time"})
+    return trace
+
+
 def lost_events(frame: pd.DataFrame, consequence: str) -> list[dict]:
     """The ``attrs["lost_events"]`` of a trace frame (lineno, cpu, count), with a warning saying what an
     analysis of it may get wrong (``consequence``) when the ring buffer dropped events."""

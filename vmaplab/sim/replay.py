@@ -30,6 +30,7 @@ import pandas as pd
 
 from vmaplab.bundle import Manifest
 from vmaplab.errors import ParseError, SimulationError
+from vmaplab.io._trace_lines import event_clock
 from vmaplab.io.vmalloc_trace import read_vmalloc_trace
 from vmaplab.io.vmallocinfo import read_vmallocinfo
 from vmaplab.sim.allocator import Allocator
@@ -217,6 +218,7 @@ def replay_bundle(folder: str | os.PathLike, **options) -> Replay:
 
 def _events(df: pd.DataFrame, source: str) -> pd.DataFrame:
     """The events as plain columns, in time order (stable, so file order breaks ties)."""
+    df = event_clock(df)  # a read_bundle frame: the events' own times, not the snapshot's
     need = ["time", "cpu", "event", "va_start", "size", "align", "vstart", "vend", "failed", "nr_lazy", "num_purged"]
     missing = [c for c in need if c not in df.columns]
     if missing:
