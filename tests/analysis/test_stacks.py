@@ -259,3 +259,16 @@ def test_profile_from_samples_keeps_the_first_event_as_collapse_does():
     assert both.attrs["other_event_samples"] == 169 and alone.attrs["other_event_samples"] == 0
     pd.testing.assert_frame_equal(both, alone)
     assert both.attrs["event_count"] == alone.attrs["event_count"]
+
+
+def test_headers_without_tid_are_named_with_cpu_and_time_and_said_so():
+    # data/real/perf-script-notid.txt.gz: perf script -F without tid; the Perl's header pattern takes the CPU
+    # and time into each process name ("ls_[000]_86472.358375:"), so no two samples fold together
+    with pytest.warns(VmaplabWarning, match="230 stack.s. are named with their sample's CPU and time"):
+        df = collapse_stacks(REAL / "perf-script-notid.txt.gz")
+    assert len(df) == 230 and (df["count"] == 250_000).all()  # one sample (its period) each
+    assert df["stack"].str.match(r"(ls|sh)_\[000\]_+\d+\.\d{6}:;").all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folded = collapse_stacks(REAL / "perf-script-notid-tid.txt.gz")  # the same recording with tid
+    assert folded["count"].sum() == 230 * 250_000 and len(folded) == 137

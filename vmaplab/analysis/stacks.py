@@ -336,7 +336,8 @@ def collapse_stacks(
     =====  ======  ==================================================================
 
     ``attrs``: ``source``, ``event`` (the event kept: the first one seen), ``other_event_samples``
-    (samples of other events, left out), ``bad_lines``.
+    (samples of other events, left out), ``bad_lines``. A warning says when sample headers without
+    pid or tid gave every stack its own name (the Perl's pattern takes the CPU and time into it).
 
     >>> folded = collapse_stacks("data/real/perf-script-churn.txt.gz")
     """
@@ -353,6 +354,13 @@ def collapse_stacks(
         bad_lines=list(errors.items),
     )
     errors.emit_warning()
+    # a header without pid/tid: the Perl's pattern takes the CPU and time into the process name
+    timed = int(df["stack"].str.contains(r"^[^;]*_\[\d+\]_+\d+\.\d+:(?:;|$)").sum()) if len(df) else 0
+    if timed:
+        warnings.warn(VmaplabWarning(f"{name}: {timed} stack(s) are named with their sample's CPU and time, as "
+                                     "the Perl script names samples whose header has no pid or tid, so they do "
+                                     "not fold together: record the tid (perf script -F with tid)"),
+                      stacklevel=caller_stacklevel())  # fmt: skip
     return df
 
 
