@@ -242,8 +242,10 @@ def between_records(paste: Paste, lines: pd.Series, is_rec: pd.Series, start: st
     record below: a listing cut short in its last record."""
     above = is_rec.shift(1, fill_value=False)
     below = is_rec.shift(-1, fill_value=paste.unterminated is not None)
-    cut = above & lines.str.fullmatch(start)
-    return ~is_rec & above & (below | cut) & lines.str.strip().ne("") & ~lines.index.isin(list(paste.prompts))
+    candidate = ~is_rec & above & lines.str.strip().ne("") & ~lines.index.isin(list(paste.prompts))
+    cut = pd.Series(False, index=lines.index)
+    cut[candidate] = lines[candidate].str.fullmatch(start).fillna(False).astype(bool)  # only below a record
+    return candidate & (below | cut)
 
 
 def assign_blocks(record_linenos: np.ndarray, separator_linenos) -> np.ndarray:
