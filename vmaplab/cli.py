@@ -99,7 +99,9 @@ def collect(
 
 @app.command(name="read", short_help='Read kernel or perf text into one table (CSV).')
 def read_text(
-    src: str = typer.Argument(..., help="Kernel or perf text (plain or .gz), its format detected; - reads stdin."),
+    src: str = typer.Argument(
+        ..., metavar="FILE", help="Kernel or perf text (plain or .gz), its format detected; - reads stdin."
+    ),
     fmt: str | None = typer.Option(
         None, "--format", help="Read as this format, not the detected one: " + ", ".join(FORMATS) + "."
     ),
@@ -159,9 +161,12 @@ def _read_summary(table) -> str:
 @app.command(short_help='What grew between two snapshots.')
 def diff(
     before: str = typer.Argument(
-        ..., help="Earlier snapshot: allocinfo (any format, or a paste), meminfo, vmstat, slabinfo or vmallocinfo."
+        ..., metavar="BEFORE",
+        help="Earlier snapshot: allocinfo (any format, or a paste), meminfo, vmstat, slabinfo or vmallocinfo.",
     ),
-    after: str = typer.Argument(..., help="Later snapshot, of the same format (one of the two may be - for stdin)."),
+    after: str = typer.Argument(
+        ..., metavar="AFTER", help="Later snapshot, of the same format (one of the two may be - for stdin)."
+    ),
     top: int | None = typer.Option(None, "--top", min=0, help="Show only the N biggest changes."),
     by: str = typer.Option("tag", "--by", help="allocinfo key: tag, module, file or func."),
 ) -> None:
@@ -179,7 +184,8 @@ def diff(
 @app.command(short_help='How each tag changed over a series of snapshots.')
 def growth(
     snapshots: list[str] = typer.Argument(
-        ..., help="Two or more snapshots of one format in order, or one file (its listings) or bundle folder."
+        ..., metavar="SNAPSHOT",
+        help="Two or more snapshots of one format in order, or one file (its listings) or bundle folder.",
     ),
     fmt: str | None = typer.Option(None, "--format", help="Which format of a bundle folder: meminfo, vmstat, ..."),
     values: str | None = typer.Option(None, "--values", help="bytes (default), calls, objs, pages or areas."),
@@ -210,7 +216,9 @@ def growth(
 
 @app.command(short_help='Fold perf script call chains as stackcollapse-perf.pl.')
 def collapse(
-    script: str = typer.Argument(..., help="perf script output with call chains (plain or .gz); - reads stdin."),
+    script: str = typer.Argument(
+        ..., metavar="FILE", help="perf script output with call chains (plain or .gz); - reads stdin."
+    ),
     pid: bool = typer.Option(False, "--pid", help="Name processes comm-pid."),
     tid: bool = typer.Option(False, "--tid", help="Name processes comm-pid/tid."),
     kernel: bool = typer.Option(False, "--kernel", help="Append _[k] to kernel frames."),
@@ -259,9 +267,10 @@ def _plot_help() -> str:
 
 @app.command(help=_plot_help(), short_help="Draw a named figure as PNG or SVG.")
 def plot(
-    name: str = typer.Argument(..., help="Figure name (listed above)."),
+    name: str = typer.Argument(..., metavar="FIGURE", help="Figure name (listed above)."),
     sources: list[str] = typer.Option(
-        ..., "--from", help="Data file (N=FILE gives a run's thread count) or bundle folder; repeat for several."
+        ..., "--from", metavar="SOURCE",
+        help="Data file (N=FILE gives a run's thread count) or bundle folder; repeat for several.",
     ),
     out: Path | None = typer.Option(None, "--out", help="Image to write, .png or .svg (default: NAME.png)."),
     unit: str | None = typer.Option(
@@ -271,7 +280,7 @@ def plot(
         None, "--published", help="Citation of published input, e.g. 'Rezki, linux-mm, 22 Feb 2024'."
     ),
     fields: list[str] | None = typer.Option(
-        None, "--field", help="meminfo/vmstat field of snapshot_series; repeat for several."
+        None, "--field", metavar="FIELD", help="meminfo/vmstat field of snapshot_series; repeat for several."
     ),
 ) -> None:
     from .figures import PlotOptions, draw
@@ -340,7 +349,9 @@ def simulate(
     ),
     loops: int = typer.Option(10_000, min=1, help="test_vmalloc test_loop_count."),
     seed: int = typer.Option(0, min=0, help="Seed of the workers' random streams."),
-    knob: list[str] | None = typer.Option(None, "--knob", help="Machine knob name=value (drain_priority=high); repeat."),
+    knob: list[str] | None = typer.Option(
+        None, "--knob", metavar="NAME=VALUE", help="Machine knob name=value (drain_priority=high); repeat."
+    ),
     allocinfo_format: str = typer.Option("pre-merge", help="allocinfo of the bundle: pre-merge (the seed's) or 6.10."),
     progress: bool = typer.Option(True, help="Show a progress bar of the workers' allocations."),
 ) -> None:
@@ -388,7 +399,9 @@ def sweep(
     loops: int = typer.Option(10_000, min=1, help="test_vmalloc test_loop_count."),
     seeds: str = typer.Option("0", help="Comma-separated seeds; each is a chain of its own."),
     independent: bool = typer.Option(False, "--independent", help="Every point on a fresh machine (no chains)."),
-    knob: list[str] | None = typer.Option(None, "--knob", help="Machine knob name=value; repeat."),
+    knob: list[str] | None = typer.Option(
+        None, "--knob", metavar="NAME=VALUE", help="Machine knob name=value; repeat."
+    ),
     cache: Path | None = typer.Option(None, "--cache", help="Cache folder: finished points are kept, a rerun resumes."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="dask.distributed scheduler address to run on."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Local processes (default: the CPU count)."),
