@@ -500,7 +500,8 @@ def profile_from_samples(samples, *, on_bad_lines: OnBadLines = "error") -> pd.D
     if other.any():  # perf report gives each event a table of its own; a share of two events' counts means nothing
         left_out = ", ".join(sorted(set(df.loc[other, "event"])))
         warnings.warn(VmaplabWarning(f"{df.attrs.get('source')}: a profile of {first} only: {int(other.sum())} "
-                                     f"samples of other events ({left_out}) left out"), stacklevel=caller_stacklevel())  # fmt: skip
+                                     f"samples of other events ({left_out}) left out"),
+                      stacklevel=caller_stacklevel())  # fmt: skip
         df = df[~other]
     weight = df["period"].fillna(1).to_numpy(dtype=np.int64)
     total = float(weight.sum())

@@ -32,13 +32,18 @@ _PERF = (
 )
 # Any line of a trace, ours or not (another event, a function tracer's line): not a separator between
 # two traces of a paste.
-_ANY_EVENT = r"(?:\[\d{1,6}\]\s+(?:\S{4,5}\s+)?\d+(?:\.\d+)?|-\d{1,10}\s+\d{1,6}[^\d\s]\S{3,4}\s+\d+us.?|ms \(\+[\d.]+ms\)):\s"
+_ANY_EVENT = (
+    r"(?:\[\d{1,6}\]\s+(?:\S{4,5}\s+)?\d+(?:\.\d+)?"  # default, and with a tick clock
+    r"|-\d{1,10}\s+\d{1,6}[^\d\s]\S{3,4}\s+\d+us.?"  # latency format
+    r"|ms \(\+[\d.]+ms\)):\s"  # verbose
+)
 # ftrace's note that a CPU's ring buffer dropped events (the count is missing when it is unknown)
 _LOST = r"CPU:(?P<cpu>\d{1,6}) \[LOST (?:(?P<count>\d{1,20}) )?EVENTS\]\s*"
 # a line of either style cut before its event name: the task, then maybe the cpu, flags and time
 _CUT = (
     r"\s*(?:.{1,16}-\d{1,10}(?:\s+\(\s*[\d-]*\)?)?|.{1,16}?\s+(?:\d{1,10}/)?\d{1,10}/?)"
-    r"(?:\s+\[\d{0,6}\]?(?:\s+[^\s:]{1,5})?(?:\s+\d+\.?\d*:?)?|\s+\d{1,6}(?:[^\d\s]\S{0,4}(?:\s+\d+(?:us.?:?)?)?)?)?\s*"
+    r"(?:\s+\[\d{0,6}\]?(?:\s+[^\s:]{1,5})?(?:\s+\d+\.?\d*:?)?"
+    r"|\s+\d{1,6}(?:[^\d\s]\S{0,4}(?:\s+\d+(?:us.?:?)?)?)?)?\s*"
 )
 _FTRACE = (
     r"^\s*(?P<comm>.{1,16})-(?P<pid>\d{1,10})\s+(?:\(\s*(?:\d+|-+)\)\s+)?\[(?P<cpu>\d{1,6})\]\s+(?:\S{4,5}\s+)?"
@@ -50,9 +55,10 @@ _LATENCY = (
 )
 # ftrace lines the readers refuse, and what to change
 _REFUSED = {
-    r"\]\s+(?:\S{4,5}\s+)?\d+:\s": "a timestamp in seconds, '<secs>.<usecs>:' (this trace's clock counts ticks, as trace_clock "
-    "x86-tsc and counter do: trace with the local, global, mono or boot clock)",
-    r"ms \(\+[\d.]+ms\):\s": "ftrace's default or latency-format line (options/verbose is not read: echo 0 > options/verbose)",
+    r"\]\s+(?:\S{4,5}\s+)?\d+:\s": "a timestamp in seconds, '<secs>.<usecs>:' (this trace's clock counts "
+    "ticks, as trace_clock x86-tsc and counter do: trace with the local, global, mono or boot clock)",
+    r"ms \(\+[\d.]+ms\):\s": "ftrace's default or latency-format line (options/verbose is not read: "
+    "echo 0 > options/verbose)",
 }
 
 
@@ -128,16 +134,17 @@ class TracepointLines:
         """A reader's result: block, time, cpu, comm, pid and event of each parsed line (``head``), then
         the payload columns of ``fields`` (same index); the ``bad`` lines (line number -> what was
         expected; the ftrace forms refused say what to change) and the lines damaged between two trace
-        lines or cut below one reported in file order; ParseError naming ``expected`` when nothing is ours,
-        at the first line that names an event of ours if one does. Dropped events (``CPU:<n> [LOST ...]``) are
-        listed in ``attrs["lost_events"]`` (lineno, cpu, count) with a warning."""
+        lines or cut below one reported in file order; ParseError naming ``expected`` when nothing is
+        ours, at the first line that names an event of ours if one does. Dropped events (``CPU:<n> [LOST
+        ...]``) are listed in ``attrs["lost_events"]`` (lineno, cpu, count) with a warning."""
         lines = paste.series()
         lost = lines.str.extract(f"^{_LOST}$").dropna(subset=["cpu"])
         is_rec = pd.Series(ours, index=lines.index) | lines.str.contains(_ANY_EVENT) | lines.index.isin(lost.index)
         damaged = between_records(paste, lines, is_rec, _CUT) & ~lines.str.lstrip().str.startswith("#")
         bad = {**bad, **dict.fromkeys(lines.index[damaged], expected)}
+        bad_text = lines[sorted(bad)]
         for form, why in _REFUSED.items():
-            bad.update(dict.fromkeys(lines[list(bad)].index[lines[list(bad)].str.contains(form)], why))
+            bad.update(dict.fromkeys(bad_text.index[bad_text.str.contains(form)], why))
         errors = LineErrors(paste.source, on_bad_lines)
         for lineno in sorted(bad):  # in file order, so "error" mode names the first bad line
             errors.bad(int(lineno), bad[lineno], paste.lines[lineno - 1])
