@@ -97,7 +97,7 @@ def collect(
     typer.echo(f"{out}: {len(manifest.snapshots)} snapshot(s) of {', '.join(formats)}")
 
 
-@app.command(name="read", short_help='Read kernel or perf text into one table (CSV).')
+@app.command(name="read", short_help="Read kernel or perf text into one table (CSV).")
 def read_text(
     src: str = typer.Argument(
         ..., metavar="FILE", help="Kernel or perf text (plain or .gz), its format detected; - reads stdin."
@@ -158,7 +158,7 @@ def _read_summary(table) -> str:
     return ", ".join(parts)
 
 
-@app.command(short_help='What grew between two snapshots.')
+@app.command(short_help="What grew between two snapshots.")
 def diff(
     before: str = typer.Argument(
         ..., metavar="BEFORE",
@@ -181,7 +181,7 @@ def diff(
     typer.echo(format_diff(table))
 
 
-@app.command(short_help='How each tag changed over a series of snapshots.')
+@app.command(short_help="How each tag changed over a series of snapshots.")
 def growth(
     snapshots: list[str] = typer.Argument(
         ..., metavar="SNAPSHOT",
@@ -200,11 +200,12 @@ def growth(
         if len(snapshots) == 1 and Path(snapshots[0]).is_dir():
             bundle = read_bundle(snapshots[0])
             if fmt not in bundle:
-                held = f"{snapshots[0]} holds {', '.join(sorted(bundle))}"
+                folder, held = snapshots[0], ", ".join(sorted(bundle))
                 if fmt is None:
-                    raise ValueError(f"{held}: name one with --format")
-                raise ValueError(f"--format {fmt!r} is not a format; {held}" if fmt not in FORMATS else
-                                 f"{snapshots[0]} has no {fmt} snapshots; it holds {', '.join(sorted(bundle))}")
+                    raise ValueError(f"{folder} holds {held}: name one with --format")
+                if fmt not in FORMATS:
+                    raise ValueError(f"--format {fmt!r} is not a format; {folder} holds {held}")
+                raise ValueError(f"{folder} has no {fmt} snapshots; it holds {held}")
             series = bundle[fmt]
         elif fmt is not None:
             raise ValueError("--format picks a format of a bundle folder; the files here are read as they are")
@@ -214,7 +215,7 @@ def growth(
     typer.echo(format_growth(table))
 
 
-@app.command(short_help='Fold perf script call chains as stackcollapse-perf.pl.')
+@app.command(short_help="Fold perf script call chains as stackcollapse-perf.pl.")
 def collapse(
     script: str = typer.Argument(
         ..., metavar="FILE", help="perf script output with call chains (plain or .gz); - reads stdin."
@@ -338,7 +339,7 @@ def _ints(text: str, name: str) -> list[int]:
         raise typer.BadParameter(f"{name}: comma-separated integers, such as 64,128,256") from None
 
 
-@app.command(short_help='Run test_vmalloc on a simulated machine; write a bundle.')
+@app.command(short_help="Run test_vmalloc on a simulated machine; write a bundle.")
 def simulate(
     out: Path = typer.Option(..., "--out", help="Bundle folder to write (read it with vmaplab.read_bundle)."),
     design: str = typer.Option("nodes", help="global (Linux 6.7) or nodes (6.9, vmap nodes)."),
@@ -389,7 +390,7 @@ def simulate(
     typer.echo(f"{out}: bundle of 1 snapshot")
 
 
-@app.command(short_help='Simulate a grid of thread counts and designs.')
+@app.command(short_help="Simulate a grid of thread counts and designs.")
 def sweep(
     out: Path = typer.Option(..., "--out", help="Table to write: .csv or .parquet."),
     threads: str = typer.Option("64,128,256", help="Comma-separated nr_threads values, in chain order."),
@@ -431,7 +432,7 @@ def sweep(
     typer.echo(f"{out}: {len(df)} point{'s' if len(df) != 1 else ''}")
 
 
-@app.command(short_help='Reproduce the investigation as an HTML report.')
+@app.command(short_help="Reproduce the investigation as an HTML report.")
 def reproduce(
     out: Path = typer.Option(..., "--out", help="Folder to write: report.html, figures as PNG and SVG, tables as CSV."),
     full: bool = typer.Option(
