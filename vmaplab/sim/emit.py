@@ -72,7 +72,8 @@ _BASE_ALLOCINFO = _DATA / "seed" / "allocinfo-before.txt"
 _BASE_CPUS = 2
 #: The seed's VM (kernel-facts §4.4): 64172 MiB of MemTotal on 64 CPUs.
 _SEED_MEM_KIB_PER_CPU = 64172 * 1024 // 64
-#: Pages in a pageblock on x86_64 with 4 KiB pages (pageblock_order 9, the huge-page order).
+#: Pages in a pageblock on x86_64 with 4 KiB pages (pageblock_order 9, the huge-page order; the baseline
+#: capture's nr_free_pages_blocks, 921088, is a multiple of it).
 _PAGEBLOCK_PAGES = 512
 
 #: get_cycles() rate: the TSC of the seed's AMD Ryzen Threadripper 3970X runs at its 3.7 GHz base clock.
