@@ -32,8 +32,8 @@ from ..sim.params import (
 
 __all__ = ["pagetable_footprint"]
 
-_PTE_SHIFT = PAGE_SHIFT + int(PTE_REGION_PAGES).bit_length() - 1  # 21: one PTE page maps 2 MiB
-_PMD_SHIFT = PAGE_SHIFT + int(PMD_REGION_PAGES).bit_length() - 1  # 30: one PMD page maps 1 GiB
+_PTE_SPAN_SHIFT = PAGE_SHIFT + int(PTE_REGION_PAGES).bit_length() - 1  # log2 bytes one PTE page maps: 21, 2 MiB
+_PMD_SPAN_SHIFT = PAGE_SHIFT + int(PMD_REGION_PAGES).bit_length() - 1  # log2 bytes one PMD page maps: 30, 1 GiB
 
 
 def pagetable_footprint(
@@ -101,8 +101,8 @@ def pagetable_footprint(
         & (mapped <= win_hi - va)
         & (mapped > 0)
     )
-    first_pte = _first_touch(va, mapped, ok, _PTE_SHIFT)
-    first_pmd = _first_touch(va, mapped, ok, _PMD_SHIFT)
+    first_pte = _first_touch(va, mapped, ok, _PTE_SPAN_SHIFT)
+    first_pmd = _first_touch(va, mapped, ok, _PMD_SPAN_SHIFT)
     new_pte = np.bincount(first_pte, minlength=len(allocs)).astype(np.int64)
     new_pmd = np.bincount(first_pmd, minlength=len(allocs)).astype(np.int64)
     pte = np.cumsum(new_pte)
