@@ -1211,7 +1211,7 @@ def throughput_vs_threads(
         ax.plot(part[by], part["pairs_per_second"], "s--", color=colour, label=label)
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v / 1e6:g}"))
     ax.set_ylabel("vmalloc+vfree pairs per simulated second (millions)")
-    ax.set_ylim(0, float(ax.dataLim.y1) * 1.12)  # room above the top point, as on the right
+    ax.set_ylim(0, max(float(ax.dataLim.y1), 1.0) * 1.12)  # room above the top point, as on the right
     ax.set_title("throughput")
     wide = sweep.pivot_table(index=by, columns="design", values="pairs_per_second", aggfunc="first")
     if {"global", "nodes"} <= set(wide.columns):
