@@ -38,8 +38,42 @@ def main(
 
 
 def _warn_in_one_line(message, category, filename, lineno, file=None, line=None) -> None:
-    """A library warning on the command line: its kind and text, not the source line that raised it."""
-    typer.echo(f"vmaplab: {category.__name__}: {message}", err=True)
+    """A library warning on the command line: its kind and text, not the source line that raised it (above
+    a :func:`_ticking` line, if one is shown)."""
+    from tqdm import tqdm
+
+    tqdm.write(f"vmaplab: {category.__name__}: {message}", file=sys.stderr)
+
+
+# A step that has run this long (s) gets a line on stderr counting its seconds (terminals only).
+TICK_AFTER_S = 1.0
+
+
+@contextmanager
+def _ticking(desc: str, *, show: bool = True) -> Iterator[None]:
+    """While the block runs, a line "<desc>: <elapsed>" on stderr, updated four times a second once the
+    block has run TICK_AFTER_S, on a terminal only (and if ``show``): a read of a large capture shows
+    it is working."""
+    import threading
+
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, bar_format="{desc}: {elapsed}", file=sys.stderr, disable=None if show else True,
+               delay=TICK_AFTER_S)
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.25):
+            bar.update(0)  # redraws once the delay has passed
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+        bar.close()
 
 
 @contextmanager
@@ -129,15 +163,16 @@ def read_text(
     if src != "-" and Path(src).is_dir():
         raise typer.BadParameter(f"{src} is a folder: give a file; a bundle folder is read by vmaplab.read_bundle "
                                  "(Python) or followed over time by vmaplab growth FOLDER --format F")  # fmt: skip
-    with _one_line_errors("read"):
+    with _one_line_errors("read"), _ticking(f"vmaplab read: reading {src}"):
         table = (read if fmt is None else reader(fmt))(_input(src), **options)
     typer.echo(_read_summary(table), err=True)
-    if out is None:
-        table.to_csv(sys.stdout, index=False)
-    elif out.suffix == ".csv":
-        table.to_csv(out, index=False)
-    else:
-        table.to_parquet(out, index=False)
+    with _ticking(f"vmaplab read: writing {len(table)} rows", show=out is not None or not sys.stdout.isatty()):
+        if out is None:
+            table.to_csv(sys.stdout, index=False)
+        elif out.suffix == ".csv":
+            table.to_csv(out, index=False)
+        else:
+            table.to_parquet(out, index=False)
 
 
 def _read_summary(table) -> str:
@@ -243,7 +278,7 @@ def collapse(
     if out is not None:
         _new_file(out)
     options = dict(pid=pid, tid=tid, kernel=kernel, jit=jit, all=all_, addrs=addrs)
-    with _one_line_errors("collapse"):
+    with _one_line_errors("collapse"), _ticking(f"vmaplab collapse: folding {script}"):
         folded = collapse_stacks(_input(script), on_bad_lines="warn" if lenient else "error", **options)
     others = folded.attrs["other_event_samples"]
     if others:

@@ -1,6 +1,8 @@
 """vmaplab.read detects the format of every real capture; read_bundle stacks a real bundle."""
 
 import io
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -214,3 +216,26 @@ def test_cli_read_stdin_format_unit_and_errors(tmp_path):
     assert lenient.exit_code == 0 and "53 rows, 1 bad line(s) skipped" in lenient.stderr
     missing = _cli(tmp_path / "nothing.txt")
     assert missing.exit_code == 2 and "nothing.txt" in missing.stderr
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_cli_counts_the_seconds_of_a_long_step_on_a_terminal_only(monkeypatch):
+    # a read of a large capture (a 140 MiB perf script takes ~15 s) shows it is working, once it has run a while
+    import vmaplab.cli as cli
+
+    monkeypatch.setattr(cli, "TICK_AFTER_S", 0.1)
+    for stream, shown in ((_Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        with cli._ticking("vmaplab read: reading big.txt"):
+            time.sleep(0.6)
+        assert ("vmaplab read: reading big.txt: 00:00" in stream.getvalue()) is shown, stream.getvalue()
+    quick = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quick)
+    monkeypatch.setattr(cli, "TICK_AFTER_S", 5.0)
+    with cli._ticking("vmaplab read: reading small.txt"):
+        pass
+    assert quick.getvalue() == ""  # a quick step leaves nothing behind
