@@ -77,13 +77,30 @@ def _ticking(desc: str, *, show: bool = True) -> Iterator[None]:
 
 
 @contextmanager
-def _one_line_errors(command: str) -> Iterator[None]:
-    """The library's refusals (vmaplab.ParseError is a ValueError) and OS errors as one line, exit status 2."""
+def _one_line_errors(command: str, *, src: str | None = None, fmt: str | None = None) -> Iterator[None]:
+    """The library's refusals (vmaplab.ParseError is a ValueError) and OS errors as one line, exit status 2.
+
+    When the file ``src`` was read as ``fmt`` and refused, the line also names the format it reads as, if
+    another one (meminfo given to collapse)."""
     try:
         yield
     except (ValueError, OSError) as exc:
-        typer.echo(f"vmaplab {command}: {exc}", err=True)
+        typer.echo(f"vmaplab {command}: {exc}{_reads_as(src, fmt, exc)}", err=True)
         raise typer.Exit(2) from None
+
+
+def _reads_as(src: str | None, fmt: str | None, exc: Exception) -> str:
+    """'; the file reads as <format> ...' when a file refused as ``fmt`` is detected as another format."""
+    from .errors import ParseError
+    from .io.detect import file_format
+
+    if src in (None, "-") or fmt is None or not isinstance(exc, ParseError) or not Path(src).is_file():
+        return ""
+    try:
+        other = file_format(src)
+    except (ValueError, OSError):  # no format recognised either: the error says enough
+        return ""
+    return "" if other == fmt else f"; the file reads as {other} text, not {fmt} (vmaplab read {src})"
 
 
 def _input(path: str):
@@ -163,7 +180,7 @@ def read_text(
     if src != "-" and Path(src).is_dir():
         raise typer.BadParameter(f"{src} is a folder: give a file; a bundle folder is read by vmaplab.read_bundle "
                                  "(Python) or followed over time by vmaplab growth FOLDER --format F")  # fmt: skip
-    with _one_line_errors("read"), _ticking(f"vmaplab read: reading {src}"):
+    with _one_line_errors("read", src=src, fmt=fmt), _ticking(f"vmaplab read: reading {src}"):
         table = (read if fmt is None else reader(fmt))(_input(src), **options)
     typer.echo(_read_summary(table), err=True)
     with _ticking(f"vmaplab read: writing {len(table)} rows", show=out is not None or not sys.stdout.isatty()):
@@ -278,7 +295,7 @@ def collapse(
     if out is not None:
         _new_file(out)
     options = dict(pid=pid, tid=tid, kernel=kernel, jit=jit, all=all_, addrs=addrs)
-    with _one_line_errors("collapse"), _ticking(f"vmaplab collapse: folding {script}"):
+    with _one_line_errors("collapse", src=script, fmt="perf_script"), _ticking(f"vmaplab collapse: folding {script}"):
         folded = collapse_stacks(_input(script), on_bad_lines="warn" if lenient else "error", **options)
     others = folded.attrs["other_event_samples"]
     if others:

@@ -202,6 +202,11 @@ def test_cli_collapse_stdin_out_and_bad_lines(tmp_path):
     # samples without call chains (data/real/perf-script-notid-nog.txt): no output, as the Perl, and a reason
     nog = runner.invoke(app, ["collapse", str(REAL / "perf-script-notid-nog.txt")])
     assert nog.exit_code == 0 and nog.stdout == "" and "no call chain to fold" in nog.stderr
+    # text of another format is refused where the Perl's patterns stop (line 46 of a meminfo), naming the format
+    meminfo = runner.invoke(app, ["collapse", str(REAL / "meminfo.txt")])
+    assert meminfo.exit_code == 2 and f"{REAL / 'meminfo.txt'}, line 46: expected a perf script" in meminfo.stderr
+    assert "; the file reads as meminfo text, not perf_script (vmaplab read " in meminfo.stderr
+    assert "reads as" not in bad.stderr  # a perf script with a bad line is a perf script
 
 
 @settings(max_examples=60, deadline=None)

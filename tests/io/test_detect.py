@@ -189,6 +189,17 @@ def test_cli_read_of_gzip_on_stdin():
     assert cut.exit_code == 2 and "vmaplab read: <stream>: expected a complete gzip stream" in cut.stderr
 
 
+def test_cli_read_with_a_wrong_format_names_the_detected_one(tmp_path):
+    meminfo = ROOT / "data/real/meminfo.txt"
+    wrong = _cli(meminfo, "--format", "vmstat")
+    assert wrong.exit_code == 2 and f"vmaplab read: {meminfo}, line 1: expected a /proc/vmstat line" in wrong.stderr
+    assert wrong.stderr.endswith(f"; the file reads as meminfo text, not vmstat (vmaplab read {meminfo})\n")
+    bad = tmp_path / "meminfo-bad.txt"  # a meminfo with one bad line is still a meminfo: no other format named
+    bad.write_text(meminfo.read_text().replace("MemFree:", "MemFree", 1))
+    refused = _cli(bad, "--format", "meminfo")
+    assert refused.exit_code == 2 and ", line 2: expected" in refused.stderr and "reads as" not in refused.stderr
+
+
 def test_cli_read_stdin_format_unit_and_errors(tmp_path):
     meminfo = ROOT / "data/real/meminfo.txt"
     piped = _cli("-", input=meminfo.read_bytes())
