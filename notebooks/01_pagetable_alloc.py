@@ -169,8 +169,8 @@ save(plots.va_timeline(run.timeline, scale=f"6.9 nodes, {SCALE.threads[-1]} thre
 # the address axis).
 
 # %%
-save(plots.sim_space_map(maps["nodes"], scale=f"6.9 nodes; {SCALE.label}"), "space_map")
 report.space_map_table(maps).to_csv(OUT_DIR / "space_maps.csv", index=False)
+save(plots.sim_space_map(maps["nodes"], scale=f"6.9 nodes; {SCALE.label}"), "space_map")
 
 # %% [markdown]
 # ## What the knobs change
@@ -267,6 +267,8 @@ drains = vl.work_runs(events)
 drains.to_csv(OUT_DIR / "drain_runs.csv", index=False)
 save(plots.drain_stall(events, vl.read_vmalloc_trace(stall),
                        title="a drain stall in a real 6.12 kernel (test_vmalloc, 8 threads, 2 vCPUs)"), "drain_stall")
+
+# %%
 drains
 
 # %% [markdown]
@@ -294,11 +296,13 @@ growth
 # 1. **Expected, and they never shrink.** vunmap clears PTEs but does not free page-table pages, so
 #    `pagetable_alloc` is the high-water mark of the 2 MiB (PTE) and 1 GiB (PMD) regions of the vmalloc
 #    window ever mapped (Pedro Falcato in the thread). In every chain above, simulated or measured, the
-#    page tables never go down from one run to the next, and a rerun adds little.
+#    page tables never go down from one run to the next; a rerun adds little in most chains (7 % on the
+#    real chains' mean), but one real chain's rerun added 42 %: a rerun is another draw of the drain's stalls.
 # 2. **They grow with nr_threads** because the allocator is lowest-address-first fit: the frontier sits at
 #    the most VA held outside the free tree at once (busy, lazily freed, parked in node pools) plus the
 #    holes that aligned areas leave, and more workers hold more at once. The real 6.12 kernel shows the same
-#    at small scale: more page tables with more threads, and no growth on a rerun.
+#    at small scale: more page tables with more threads (one of its three chains faster than linear, 5.2x
+#    for 4x the threads; 3.3x on the mean), and a rerun that adds nothing in two chains of three.
 # 3. **Faster than linear comes from drain stalls, and the model has only part of it.** A drain kworker
 #    preempted right after a long drain keeps the drain work, and the scheduler's lag keeps it off the CPU
 #    for about (n − 1) times the overrun, n the runnable tasks on that CPU: the more workers per CPU, the
@@ -317,7 +321,7 @@ growth
 #    nice −20 kworker is never held back by lag (at the 2-vCPU guest's costs, 8 threads on 2 CPUs,
 #    loops=10,000, seeds 0-2: 658-705 PTE pages against 929-1,084 with the normal drain; seventeenth
 #    pass); at the sizes of the quick runs above, where the drain seldom stalls, the knobs change the page
-#    tables by a few per cent. On a real 6.12 kernel built with that
-#    half (8 vCPUs on 2 host cores, 32 threads) the drain ran 4x as often and the page tables were a
-#    third lower than the stock kernel's (two boots); the model at that guest's costs gives 20 %
-#    (`docs/calibration.md`, seventh to tenth passes).
+#    tables by at most about 10 % (0.90-1.09x in the knobs table; twice the CPUs 1.43x). On a real 6.12
+#    kernel built with that half (8 vCPUs on 2 host cores, 32 threads) the drain ran 4x as often and the
+#    page tables were a third lower than the stock kernel's (two boots; `docs/calibration.md`, seventh to
+#    tenth passes); the model at that guest's costs gives 25 % fewer (the report's draft_fix_real table).

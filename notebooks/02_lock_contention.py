@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -48,7 +49,7 @@ def save(fig, name):
     return plots.save_figure(fig, OUT_DIR, name)
 
 
-SCALE.label
+SCALE.contention_label
 
 # %% [markdown]
 # ## The published perf tables

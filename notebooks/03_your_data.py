@@ -219,4 +219,4 @@ save(plots.call_durations(calls), "call_durations")
 
 # %%
 drains = vl.work_runs(vl.read_sched_trace(DATA_DIR / PROBE_TRACES[-1]))
-drains[["wait_s", "run_s"]].describe().mul(1e3).round(1)  # milliseconds
+(drains[["wait_s", "run_s"]] * 1e3).rename(columns={"wait_s": "wait_ms", "run_s": "run_ms"}).describe().round(1)

@@ -55,7 +55,12 @@ def test_notebook_matches_its_source(path):
 def test_notebook_runs(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     writes = "OUT_DIR" in nb.cells[_parameters_cell(nb)].source
-    run(path, **({"OUT_DIR": f"Path({str(tmp_path)!r})"} if writes else {}))
+    nb = run(path, **({"OUT_DIR": f"Path({str(tmp_path)!r})"} if writes else {}))
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        for out in cell.outputs:  # no warning spilled into an output (tqdm's IProgress one, pandas', ours)
+            assert not (out.output_type == "stream" and "Warning" in out.text), (cell.source[:80], out.text[:300])
+        if cell.source.startswith("save(") or "\nsave(" in cell.source:  # a figure saved is also shown
+            assert any("image/png" in out.get("data", {}) for out in cell.outputs), cell.source[:80]
     if path.stem in CHECKS:
         CHECKS[path.stem](tmp_path)
 

@@ -402,6 +402,12 @@ def test_drain_stall_needs_frees_and_a_run():
         plots.drain_stall(events, trace[trace["event"] != "free_vmap_area_noflush"])
     with pytest.raises(ValueError, match="no execution of vmstat_update"):
         plots.drain_stall(events, trace, function="vmstat_update")
+    # the report's long title is wrapped to the figure's width (it was cut off at both edges)
+    title = ("a drain stall in a real 6.12 kernel (test_vmalloc, 8 threads, 2 vCPUs; vmalloc, workqueue and sched "
+             "tracepoints)")
+    fig = plots.drain_stall(events, trace, title=title)
+    assert fig._suptitle.get_text().replace("\n", " ") == title and "\n" in fig._suptitle.get_text()
+    assert_texts_clear(fig)
 
 
 def test_registry_errors(tmp_path):

@@ -5,6 +5,7 @@ import base64
 import re
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -81,7 +82,12 @@ def test_report_sets_the_real_kernel_beside_the_model(out):
     real = growth.loc[growth.index.str.startswith("measured")].iloc[0]
     assert (real["cpus"], real["first_threads"], real["last_threads"]) == (2, 2, 8) and real["growth"] > 2
     eight = pd.read_csv(out / "chains_8cpu.csv")
-    assert eight.groupby("source")["pte_pages"].size().to_dict() == {"measured": 12, "model at GUEST_8CPU": 12}
+    assert eight.groupby("source")["pte_pages"].size().to_dict() == {"measured": 12,
+                                                                      "6.9 model at the 8-vCPU guest's costs": 12}
+    page = (out / "report.html").read_text()  # the captions give the chains' spread, not the mean's verdict alone
+    assert "grew 3.3x (no faster than linear on the mean) and the rerun added 7%; chain by chain 1.9-5.2x, 1 of 3 " \
+           "faster than linear, reruns +0% to +42%" in page
+    assert "in an 8-vCPU QEMU guest" in page and "a 8-vCPU" not in page
     first = eight[(eight["source"] == "measured") & (eight["capture"] == "loops10k-1")]
     assert first["pte_pages"].tolist() == [1339, 1757, 4252, 4266]  # data/real/test_vmalloc-qemu-8cpu/loops10k-1
     fix = pd.read_csv(out / "draft_fix_real.csv").set_index(["variant", "run"])
@@ -261,6 +267,9 @@ def test_simulator_figures_from_the_report_tables(out):
         "most pages parked in pools\n(4 KiB pages; k = thousand)"]  # fmt: skip
     held = [b.get_width() for b in fig.axes[1].containers[0]]
     assert held == knobs["va_held_max_bytes"].astype(float).tolist()
+    colours = [matplotlib.colors.to_hex(b.get_facecolor()) for b in fig.axes[0].containers[0]]
+    design = {"global": "#d62728", "nodes": "#1f77b4"}  # 6.7 red, 6.9 blue, as in every figure; baseline grey
+    assert colours == ["#737373"] + [design[d] for d in knobs["design"].iloc[1:]]
     assert_texts_clear(fig)
     ticks = [t.get_text() for t in fig.axes[2].get_xticklabels()]
     assert ticks[0] == "0k" and all(t.endswith("k") and t[:-1].isdigit() for t in ticks)
@@ -296,4 +305,14 @@ def test_report_tables_read_in_units():
                           "self_pct_a": pd.array([None], dtype="Float64")})  # fmt: skip
     shown = report._shown(frame, None)
     cells = re.findall(r"<td>([^<]*)</td>", shown)
-    assert cells == ["3.19MiB", "58.5 %", "2.09 ms", "525,123", ""]
+    assert cells == ["3.19MiB", "58.5 %", "2.09", "525,123", ""]
+    assert "<th>drain_lag_max_ms</th>" in shown  # the header says what the cells are in
+    # a column of means beside whole numbers has one format (was "1,212" beside "1769"); perf's percentages
+    # have two decimals as perf prints them (was 8.041e-05); growths are ratios and relative changes percent
+    frame = pd.DataFrame({"real_pte_pages": [1212.0, 1768.6666, 1042.5], "self_pct_b": [8.041e-05, 23.5363, 0.0001775],
+                          "growth": [15.6818, 3.2731, 2.769], "rerun_added": [0.0, 0.0702, 0.01386],
+                          "real_change": [0.0, -0.1140, -0.3340]})  # fmt: skip
+    cells = re.findall(r"<td>([^<]*)</td>", report._shown(frame, None))
+    assert cells == ["1,212", "0.00", "15.68x", "+0.0 %", "+0.0 %",
+                     "1,769", "23.54", "3.27x", "+7.0 %", "-11.4 %",
+                     "1,042", "0.00", "2.77x", "+1.4 %", "-33.4 %"]

@@ -429,7 +429,7 @@ def trace_footprint(trace: pd.DataFrame, *, footprint: pd.DataFrame | None = Non
         ax.legend(loc="upper left", ncols=3, fontsize=8)
         ax.set_title("lazily freed vmap space reported by free_vmap_area_noflush")
     axes[-1].set_xlabel("time since the first traced event (s)")
-    fig.suptitle(title or f"vmalloc trace {_source_name(trace)}".rstrip())
+    _with_subtitle(fig, title or f"vmalloc trace {_source_name(trace)}".rstrip(), None)
     return fig
 
 
@@ -498,7 +498,7 @@ def drain_stall(events: pd.DataFrame, trace: pd.DataFrame, *, function: str = "d
     bottom.set_title(f"{function} on the kworkers"
                      + (f": the longest wait {1e3 * longest['wait_s']:.1f} ms" if longest is not None else ""))  # fmt: skip
     bottom.set_xlabel("time since the first traced event (s)")
-    fig.suptitle(title or f"drain stalls in {_source_name(trace)}".rstrip())
+    _with_subtitle(fig, title or f"drain stalls in {_source_name(trace)}".rstrip(), None)
     return fig
 
 
@@ -545,7 +545,7 @@ def call_durations(calls: Mapping[str, pd.DataFrame], *, title: str | None = Non
         ax.legend(loc="upper left", fontsize=7)
     axes[0].set_ylabel("share of calls that took at most this long")
     axes[0].set_ylim(0, 1.02)
-    fig.suptitle(title or "probed kernel functions: call durations")
+    _with_subtitle(fig, title or "probed kernel functions: call durations", None)
     return fig
 
 
@@ -632,7 +632,8 @@ def vmalloc_map(
     axes[0].set_xlim(0, max(end, 1e-9))
     fig.legend(handles=axes[0].get_legend_handles_labels()[0], loc="outside lower center", ncols=3, fontsize=8)
     axes[-1].set_xlabel("time since the first traced event (s)")
-    fig.suptitle(title or f"vmap areas over time ({len(lt):,} areas): {_source_name(trace) or 'trace'}")
+    default = f"vmap areas over time ({len(lt):,} areas): {_source_name(trace) or 'trace'}"
+    _with_subtitle(fig, title or default, None)
     return fig
 
 
@@ -699,7 +700,7 @@ def vmallocinfo_map(info: pd.DataFrame, *, top: int = 10, gap: int = GIB, title:
     names = [f"{r}: {int((row == r).sum())} areas, {format_size(size[row == r].sum())}" for r in order]
     axes[0].set_yticks(range(len(order)), names)
     axes[0].set_ylim(len(order) - 0.5, -0.5)
-    fig.suptitle(title or f"/proc/vmallocinfo areas by caller: {_source_name(info) or 'snapshot'}")
+    _with_subtitle(fig, title or f"/proc/vmallocinfo areas by caller: {_source_name(info) or 'snapshot'}", None)
     return fig
 
 
@@ -750,7 +751,7 @@ def snapshot_series(
         ax.grid(alpha=0.3)
         ax.legend(loc="best")
     axes[-1].set_xlabel("time since the bundle's start (s)")
-    fig.suptitle(title or f"{', '.join(fields)} over time: {_source_name(frame) or 'bundle'}")
+    _with_subtitle(fig, title or f"{', '.join(fields)} over time: {_source_name(frame) or 'bundle'}", None)
     return fig
 
 
@@ -1057,9 +1058,9 @@ def knobs_effect(
     Returns
     -------
     Figure
-        Horizontal bars per variant (the baseline grey), labelled with the value and its ratio to
-        the baseline, two panels a row; each panel's axis names the metric and its unit
-        (:data:`KNOB_METRICS`).
+        Horizontal bars per variant (the baseline grey, the others in their design's colour: 6.7 red, 6.9
+        blue), labelled with the value and its ratio to the baseline, two panels a row; each panel's
+        axis names the metric and its unit (:data:`KNOB_METRICS`).
     """
     _need(rows, ("variant", *metrics), "knobs_effect")
     names = rows["variant"].astype(str).tolist()
@@ -1070,9 +1071,10 @@ def knobs_effect(
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
     y = np.arange(len(names))
+    designs = rows["design"].astype(str).tolist() if "design" in rows.columns else ["nodes"] * len(names)
+    colours = ["0.45"] + [_DESIGN_COLOR.get(d, "C0") for d in designs[1:]]  # a 6.7 variant in 6.7's red
     for ax, metric in zip(axes, metrics):
         v = rows[metric].to_numpy(dtype=float)
-        colours = ["0.45"] + ["C0"] * (len(v) - 1)
         ax.barh(y, v, color=colours)
         what = KNOB_METRICS.get(metric, metric.replace("_", " "))
         base = v[0] if v[0] else np.nan
@@ -1441,9 +1443,9 @@ def replay_comparison(replayed, *, title: str | None = None) -> Figure:
     m = replayed.metrics
     purging = "where the kernel purged" if replayed.config["drain"] == "trace" else "at its own lazy_max_pages"
     design = _DESIGN_LABEL.get(replayed.config["design"], replayed.config["design"]).replace(" (simulated)", "")
-    fig.suptitle(title or f"real trace replayed through the {design} model: {m['allocs']:,} allocations, "
-                          f"{replayed.config['cpus']} CPUs,\nthe model purging {purging}; kernel (black) vs model "
-                          "(blue)")  # fmt: skip
+    _with_subtitle(fig, title or f"real trace replayed through the {design} model: {m['allocs']:,} allocations, "
+                                 f"{replayed.config['cpus']} CPUs, the model purging {purging}; kernel (black) vs "
+                                 "model (blue)", None)  # fmt: skip
     return fig
 
 

@@ -712,20 +712,31 @@ def _chain_growth(df: pd.DataFrame) -> tuple[float, float]:
     return pt[-2] / pt[0], pt[-1] / pt[-2] - 1
 
 
+def _a(number: int) -> str:
+    """The article before a number as it is read aloud: an 8-vCPU guest, an 11-, 18- or 80-thread run."""
+    return "an" if str(number)[0] == "8" or number in (11, 18) or 1100 <= number < 1200 else "a"
+
+
 def _measured_caption(measured: pd.DataFrame, model: pd.DataFrame, guest: Guest) -> str:
     runs = measured.drop_duplicates("run")["threads"].tolist()
     times = runs[-2] / runs[0]
     real, real_rerun = _chain_growth(measured)
     sim, sim_rerun = _chain_growth(model)
     chains = measured["capture"].nunique()
+    cpus = int(measured["cpus"].iloc[0])
+    each = [_chain_growth(part) for _, part in measured.groupby("capture")]
+    growths, reruns = sorted(g for g, _ in each), sorted(r for _, r in each)
+    faster = sum(g > times for g in growths)
+    spread = (f"; chain by chain {growths[0]:.1f}-{growths[-1]:.1f}x, {faster} of {chains} faster than linear, "
+              f"reruns {reruns[0]:+.0%} to {reruns[-1]:+.0%}" if chains > 1 else "")  # fmt: skip
     return (f"The seed's chain on a real kernel at small scale: test_vmalloc as a module of Linux 6.12 (vmap nodes) "
-            f"in a {int(measured['cpus'].iloc[0])}-vCPU QEMU guest, threads {', '.join(map(str, runs))} in a row, "
+            f"in {_a(cpus)} {cpus}-vCPU QEMU guest, threads {', '.join(map(str, runs))} in a row, "
             f"allocinfo's __pte_alloc_kernel and __pmd_alloc after each run ({chains} chain"
             f"{'s' if chains > 1 else ''}, data/real/SOURCES.md). For {times:g}x the threads the real page tables "
-            f"grew {real:.1f}x ({'faster than linear, as published' if real > times else 'no faster than linear'}) "
-            f"and the rerun added {real_rerun:.0%}; the model at the same settings grew {sim:.1f}x and its rerun "
-            f"added {sim_rerun:.0%} (on the mean of each run over the chains and over {model['seed'].nunique()} "
-            "seeds). The guest's CPUs are emulated, so the model runs at the guest's costs: kernel code "
+            f"grew {real:.1f}x ({'faster than linear' if real > times else 'no faster than linear'} on the mean) "
+            f"and the rerun added {real_rerun:.0%}{spread}; the model at the same settings grew {sim:.1f}x and its "
+            f"rerun added {sim_rerun:.0%} (on the mean of each run over the chains and over "
+            f"{model['seed'].nunique()} seeds). The guest's CPUs are emulated, so the model runs at the guest's costs: kernel code "
             f"{guest.cost_factor:g}x slower than its native calibration (the guest's run times), "
             f"{guest.purge_va_ns / 1000:g} us per purged area and "
             + ("every TLB flush" if guest.flush_stall_every == 1 else f"one TLB flush in {guest.flush_stall_every:,}")
@@ -867,7 +878,7 @@ def pagetable_section(scale: Scale, data_dir: Path | None = None, step: Callable
                "growth.")  # fmt: skip
     sec.table("chains_8cpu",
               pd.concat([measured8.assign(source="measured", seed=pd.NA),
-                         model8.assign(source="model at GUEST_8CPU", capture=pd.NA)], ignore_index=True),
+                         model8.assign(source="6.9 model at the 8-vCPU guest's costs", capture=pd.NA)], ignore_index=True),
               "Those chains, measured and simulated, run by run.",
               ["source", "capture", "seed", "run", "threads", "pte_pages", "pmd_pages", "pagetable_bytes"])  # fmt: skip
     step("timeline run")
@@ -1125,31 +1136,44 @@ def late_flush_calls(data_dir: Path | None = None) -> dict[str, pd.DataFrame]:
 
 
 def _shown(df: pd.DataFrame, columns: list[str] | None) -> str:
-    """The HTML of ``df[columns]`` (first 25 rows) as a reader wants it: sizes in binary units, shares in
-    percent, short times in milliseconds, thousands separated, missing values blank."""
+    """The HTML of ``df[columns]`` (first 25 rows) as a reader wants it: sizes in binary units, shares and
+    relative changes in percent, perf's percentages with two decimals, growths as ratios, short times in
+    milliseconds (the header says ms), thousands separated, one number of decimals per column, missing
+    values blank."""
     from .io.units import format_size
-
-    def number(v) -> str:
-        if isinstance(v, (bool, str)) or not isinstance(v, (int, float)):
-            return str(v)
-        if float(v).is_integer() and abs(v) < 2**53:
-            return f"{int(v):,}"
-        return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
 
     part = (df if columns is None else df[columns]).head(25)
     cells = {}
     for col in part.columns:
         values = [v.item() if hasattr(v, "item") else v for v in part[col].astype(object)]
+        header = col
         if col.endswith("_bytes") or col == "va_high_water":
             fmt = lambda v: format_size(int(v))  # noqa: E731
         elif col.endswith("_share"):
             fmt = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+        elif col.startswith(("self_", "children_")):  # perf report's percentages and their changes (points)
+            fmt = lambda v: f"{v:.2f}"  # noqa: E731
+        elif col.endswith("_change") or col == "rerun_added":  # a fraction of the value before
+            fmt = lambda v: f"{100 * v:+.1f} %"  # noqa: E731
+        elif col == "growth" or col.endswith("_over_live"):
+            fmt = lambda v: f"{v:.2f}x"  # noqa: E731
         elif col.endswith("_s") and col != "wall_seconds":
-            fmt = lambda v: f"{1e3 * v:.3g} ms"  # noqa: E731
+            fmt, header = (lambda v: f"{1e3 * v:,.3g}"), col[:-2] + "_ms"  # noqa: E731
         else:
-            fmt = number
-        cells[col] = ["" if pd.isna(v) else fmt(v) for v in values]
+            fmt = _number_format(values)
+        cells[header] = ["" if pd.isna(v) else fmt(v) for v in values]
     return pd.DataFrame(cells).to_html(index=False)
+
+
+def _number_format(values: list):
+    """One format for a column's numbers: integers with thousands separated; other numbers with as many
+    decimals as the column's largest value needs for three or four significant digits."""
+    numbers = [abs(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and not pd.isna(v)]
+    if not numbers or all(float(v).is_integer() and v < 2**53 for v in numbers):
+        return lambda v: f"{int(v):,}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+    top = max(numbers)
+    decimals = 0 if top >= 100 else 1 if top >= 10 else 2 if top >= 1 else 3
+    return lambda v: f"{v:,.{decimals}f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
 def _png(fig: Figure) -> str:
@@ -1199,8 +1223,9 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
         sections = [pagetable_section(scale, data_dir, step), contention_section(scale, data_dir, step),
                     real_trace_section(data_dir, step)]  # fmt: skip
         parts = [f"<h1>vmaplab: the vmap-node investigation reproduced</h1><p>Scale: {html.escape(scale.label)}. "
-                 "Real values (published, or measured on a real kernel) are black; simulated ones are coloured "
-                 "(6.7 global locks red, 6.9 vmap nodes blue). The model differs from the published figures in two "
+                 "Where real values (published, or measured on a real kernel) stand beside simulated ones, the real "
+                 "ones are black and the simulated coloured (6.7 global locks red, 6.9 vmap nodes blue); figures of "
+                 "real data alone colour their series as they need. The model differs from the published figures in two "
                  "places, each said where it shows: its page tables grow far less than the published ones with the "
                  "thread count (at the seed's scale 3.1-3.8x for 4x the threads at 10,000 loops, 1.19x at the "
                  "published 1,000,000; published 15.7x), and its 6.9 spin share is above the published one. The "
