@@ -93,6 +93,14 @@ def test_one_paste_first_and_last_block_by_default():
     assert step.at[PAGETABLE, "delta_calls"] == 315655 - 89656
     same = diff(thread, thread, block=-1)
     assert (same["status"] == "same").all() and (same["delta_bytes"] == 0).all()
+    # block numbers are the frame's own: in a frame holding blocks 1-3 only, block=1 is block 1 (was the
+    # second one, 2) and (1, 2) the pair of blocks 1 and 2 (was refused: "there is no block 2")
+    later = thread[thread["block"] >= 1]
+    assert diff(later, later, block=1).attrs["before_block"] == 1
+    pair = diff(later, later, block=(1, 2)).set_index("key")
+    assert pair.at[PAGETABLE, "delta_calls"] == 315655 - 89656
+    with pytest.raises(ValueError, match=r"before has blocks \[1, 2, 3\]; there is no block 0"):
+        diff(later, later, block=0)
 
 
 def test_by_module_file_func():

@@ -3,6 +3,7 @@ published jc samples, the seed's free -m listings and pastes, and damaged copies
 
 import io
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -150,6 +151,19 @@ def test_prompt_with_options_in_a_paste():
     text = "root@vm:~# free -h --si\n" + (REAL / "free-h-si.txt").read_text()
     df = read_free(_stream(text))  # no warning: --si is on the command line
     assert _row(df, "Mem")["total"] == 25 * 10**9 and df.attrs["units"][0]["si"]
+
+
+@pytest.mark.parametrize("prompt", ["[root@fedora ~]# ", "[user@host work]$ ", "user@host ~ $ ", "host:~ # ",
+                                    "user@host:~$ ", "(venv) user@host:~/x$ "])  # fmt: skip
+def test_prompts_of_the_common_distributions_state_the_unit(prompt):
+    # Fedora/RHEL's default PS1 "[\u@\h \W]\$ ", Gentoo's "\u@\h \w \$ ", SUSE's root "\h:\w # ", Debian's
+    # "\u@\h:\w\$ ": free -m under any of them is in MiB (under Fedora's, Gentoo's and SUSE's it was read as KiB)
+    real = (REAL / "free-m.txt").read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no command line states the unit" warning: the paste states it
+        df = read_free(_stream(prompt + "free -m\n" + real))
+    assert df.attrs["unit"] == "MiB" and df.attrs["unit_source"] == "command 'free -m'"
+    assert _row(df, "Mem")["total"] == int(real.split("\n")[1].split()[1]) * MiB
 
 
 @pytest.mark.parametrize(

@@ -191,6 +191,23 @@ def test_line_cut_before_its_event_name_is_a_bad_line():
         assert len(df) == 2 and [b["lineno"] for b in df.attrs["bad_lines"]] == [lineno]
 
 
+def test_an_event_that_lost_the_colon_after_its_name_is_a_bad_line():
+    # "...: alloc_vmap_area va_start: ..." was skipped as another event's line: the allocation vanished and
+    # area_lifetimes counted its free as "freed before the trace"
+    for lines, event in ((FTRACE_LINES, " alloc_vmap_area:"), (PERF_LINES, " vmalloc:alloc_vmap_area:")):
+        at = next(i for i, line in enumerate(lines) if event in line and i > 15)
+        line = lines[at]
+        damaged = lines[:at] + [line.replace(event, event[:-1], 1)] + lines[at + 1 :]
+        with pytest.raises(ParseError) as info:
+            read_vmalloc_trace(io.StringIO("\n".join(damaged) + "\n"))
+        assert info.value.lineno == at + 1
+    # the function tracer's line for the function of the same name is another tracer's, not a damaged event
+    a, b = FTRACE_LINES[12:14]
+    function = a[: a.index(": ") + 2] + "alloc_vmap_area <-__get_vm_area_node"
+    df = read_vmalloc_trace(io.StringIO("\n".join([a, function, b]) + "\n"))
+    assert len(df) == 2 and df.attrs["skipped_lines"] == 1
+
+
 def test_two_lines_run_together_are_a_bad_line():
     # a lost newline: the first event was dropped and the second read with a 150-character comm
     a, b = FTRACE_LINES[12:14]

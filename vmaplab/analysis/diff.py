@@ -349,12 +349,18 @@ def _kind(df: pd.DataFrame, side: str) -> str:
 
 
 def _pick_block(df: pd.DataFrame, want: int | None, default: int, side: str) -> tuple[pd.DataFrame, int]:
+    """The rows of block number ``want`` (negative: counted from the last block; None: the ``default``-th)."""
     blocks = sorted(df["block"].unique().tolist()) if "block" in df.columns else [0]
-    choice = default if want is None else want
-    try:
-        chosen = int(blocks[choice])
-    except IndexError:
-        raise ValueError(f"{side} has blocks {blocks}; there is no block {choice}") from None
+    if want is not None and want >= 0:  # a block number, as the frame's block column holds it
+        if want not in blocks:
+            raise ValueError(f"{side} has blocks {blocks}; there is no block {want}")
+        chosen = int(want)
+    else:
+        choice = default if want is None else want
+        try:
+            chosen = int(blocks[choice])
+        except IndexError:
+            raise ValueError(f"{side} has blocks {blocks}; there is no block {choice}") from None
     if "block" in df.columns:
         df = df[df["block"] == chosen]
     return df, chosen

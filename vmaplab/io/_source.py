@@ -46,8 +46,13 @@ OnBadLines = Literal["error", "warn", "skip"]
 _QUOTE = re.compile(r"^(?:>[ \t]?)+")
 # dmesg's "[ 1234.567890] " prefix (printk time), with an optional syslog level "<6>" before it.
 _DMESG_TIME = re.compile(r"^(?:<\d>)?\[\s*\d+\.\d+\]\s?")
-# A shell prompt with a command after it: "user@host:~$ free -m", "root@host:/# sort -h f", "$ cmd".
-_PROMPT = re.compile(r"^(?:\(\S+\)\s+)?(?:[\w.-]+@[\w.-]+:[^\s$#]*\s?[$#]|\$)\s+(?P<cmd>\S.*)$")
+# A shell prompt with a command after it: "user@host:~$ free -m" (Debian, Ubuntu), "[root@host ~]# free -m"
+# (Fedora, RHEL), "user@host ~ $ free -m" (Gentoo), "host:~ # free -m" (SUSE's root), "$ cmd"; a "(venv) " before.
+_PROMPT = re.compile(
+    r"^(?:\(\S+\)\s+)?"
+    r"(?:[\w.-]+@[\w.-]+:[^\s$#]*\s?[$#]|\[[\w.-]+@[\w.-]+(?:\s[^\]]*)?\]\s?[$#]|[\w.-]+@[\w.-]+\s+[~/]\S*\s+[$#]"
+    r"|[\w.-]+:[~/]\S*\s?[#$>]|\$)\s+(?P<cmd>\S.*)$"
+)
 _JUNK = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\ufffd]")
 # Colour escapes of a terminal paste (perf report's TUI, coloured dmesg): "\x1b[31m".
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -171,7 +176,7 @@ class Paste:
             lines = [clean_line(line) for line in lines]
         prompts: dict[int, str] = {}
         for lineno, line in enumerate(lines, 1):
-            if line[:1] in "($" or "@" in line[:40]:
+            if line[:1] in "($[" or "@" in line[:40] or ":~" in line[:40] or ":/" in line[:40]:
                 m = _PROMPT.match(line)
                 if m:
                     prompts[lineno] = m.group("cmd").strip()

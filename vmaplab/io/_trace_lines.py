@@ -112,7 +112,11 @@ class TracepointLines:
         if self.claim_systems:
             named |= word.str.endswith(":") & word.str.startswith(tuple(f"{s}:" for s in self.systems))
         cut = m["more"].eq("") & word.isin(self._prefixes)
-        return (named | cut).to_numpy()
+        # the colon after the name lost ("alloc_vmap_area va_start: ..."), unlike the function tracer's
+        # line for the function of the same name ("alloc_vmap_area <-__get_vm_area_node")
+        colonless = m["more"].eq(" ") & (word.isin(self.events) | word.isin(self._qualified))
+        colonless &= ~lines.str.contains(r"\s<-\S", regex=True)
+        return (named | cut | colonless).to_numpy()
 
     def separators(self, lines: pd.Series, ours: np.ndarray) -> pd.Index:
         """Line numbers of the text between traces: lines neither ours, nor events of others, nor blank."""

@@ -7,7 +7,8 @@ configuration, so lines are read by name.
 Unit rule (the ``unit`` column), from the way mm/vmstat.c prints each counter:
 
 * ``"kB"``: ``nr_kernel_stack`` and ``nr_shadow_call_stack`` (kept in KiB by the kernel; they equal
-  meminfo's ``KernelStack`` and ``ShadowCallStack`` numbers).
+  meminfo's ``KernelStack`` and ``ShadowCallStack`` numbers), and the events ``pgpgin`` and
+  ``pgpgout`` (counted in 512-byte sectors and halved to KiB when printed, vmstat_start()).
 * ``"huge pages"``: ``nr_anon_transparent_hugepages``, ``nr_shmem_hugepages``,
   ``nr_shmem_pmdmapped``, ``nr_file_hugepages``, ``nr_file_pmdmapped`` (printed in PMD-sized pages:
   meminfo's ``AnonHugePages`` / ``Hugepagesize``).
@@ -36,7 +37,7 @@ _LEAD = rf"^(?:{_NAME}[ \t]+[-+]?\d|[a-z][a-z0-9]*_[a-z0-9_]*[ \t]*$)"
 _START = rf"{_NAME}[ \t]*"
 _INT64_MAX = np.iinfo(np.int64).max
 
-_KB = {"nr_kernel_stack", "nr_shadow_call_stack"}
+_KB = {"nr_kernel_stack", "nr_shadow_call_stack", "pgpgin", "pgpgout"}
 _HUGE = {
     "nr_anon_transparent_hugepages",
     "nr_shmem_hugepages",
