@@ -191,6 +191,18 @@ def test_line_cut_before_its_event_name_is_a_bad_line():
         assert len(df) == 2 and [b["lineno"] for b in df.attrs["bad_lines"]] == [lineno]
 
 
+def test_events_with_call_chains_are_one_trace():
+    # perf record -g of the tracepoints: each event's call chain under it (data/real/SOURCES.md); the frame
+    # lines were taken for text between traces, one block per event, and the trace analyses refused the frame
+    import vmaplab as vl
+
+    df = read_vmalloc_trace(REAL / "perf-script-vmalloc-tp-g.txt.gz")
+    assert len(df) == 123 and (df["block"] == 0).all()
+    lives = vl.area_lifetimes(df)
+    assert len(lives) == 63 and lives["va_start"].is_unique  # 62 allocations, one area freed before the trace
+    assert vl.pagetable_footprint(df)["pte_pages"].iloc[-1] >= 1
+
+
 def test_an_event_that_lost_the_colon_after_its_name_is_a_bad_line():
     # "...: alloc_vmap_area va_start: ..." was skipped as another event's line: the allocation vanished and
     # area_lifetimes counted its free as "freed before the trace"

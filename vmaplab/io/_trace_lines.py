@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..errors import ParseError, VmaplabWarning, caller_stacklevel
 from ._source import LineErrors, OnBadLines, Paste, assign_blocks, between_records, finish
+from .perf_script import FRAME_LINE
 
 # The word after the timestamp ("<secs>.<usecs>: ", in the latency format "<usecs>us<delay>: ", verbose
 # "(+<ms>ms): ", with a tick clock "<ticks>: ") is the event name.
@@ -119,9 +120,10 @@ class TracepointLines:
         return (named | cut | colonless).to_numpy()
 
     def separators(self, lines: pd.Series, ours: np.ndarray) -> pd.Index:
-        """Line numbers of the text between traces: lines neither ours, nor events of others, nor blank."""
+        """Line numbers of the text between traces: lines neither ours, nor events of others, nor the call
+        chains perf script -g prints under events, nor blank."""
         text = ~ours & lines.str.strip().ne("").to_numpy()
-        other = lines.str.contains(_ANY_EVENT) | lines.str.fullmatch(_LOST)
+        other = lines.str.contains(_ANY_EVENT) | lines.str.fullmatch(_LOST) | lines.str.match(FRAME_LINE)
         return lines.index[text & ~other.to_numpy()]
 
     def split(self, lines: pd.Series) -> tuple[pd.DataFrame, pd.Series]:

@@ -56,7 +56,8 @@ _FRAME_LEAD = r"^\s+\S|^[0-9a-fA-F]+\s+\S.*\("
 _SNIFF_HEADER = (
     r"^\s*\S.*?\s(?:-?\d+(?:/-?\d+)?\s+(?:\[\d+\]\s+)?|\[\d+\]\s+)(?:\d+\.\d+:\s+)?(?:\d+\s+)?[^\s:\d]\S*?:\s*$"
 )
-_SNIFF_FRAME = r"^\s*[0-9a-fA-F]{1,16}\s+\S.*\)\s*$"
+# a call-chain frame line ("<ip> <symbol> (<dso>)"), in sampled stacks and under tracepoint records alike
+FRAME_LINE = r"^\s*[0-9a-fA-F]{1,16}\s+\S.*\)\s*$"
 # a sample recorded without -g: its one frame on the header line, after the event
 _SNIFF_INLINE = _SNIFF_HEADER.removesuffix(r"\s*$") + r"\s+[0-9a-fA-F]{1,16}\s+\S.*\)\s*$"
 
@@ -87,7 +88,7 @@ def sniff(paste: Paste) -> int:
     ``-g``); tracepoint records with fields after the event are not counted."""
     lines = paste.series()
     head = lines.str.match(_SNIFF_HEADER).to_numpy()
-    frame = lines.str.match(_SNIFF_FRAME).to_numpy()
+    frame = lines.str.match(FRAME_LINE).to_numpy()
     inline = int(lines.str.match(_SNIFF_INLINE).sum())
     return inline + (int((head[:-1] & frame[1:]).sum()) if len(lines) > 1 else 0)
 
