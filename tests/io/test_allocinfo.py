@@ -3,6 +3,8 @@
 import gzip
 import io
 import re
+import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 
 from _line_mutations import mutated
 
+import vmaplab as vl
 from vmaplab.errors import BadLineWarning, ParseError
 from vmaplab.io._source import Paste
 from vmaplab.io.allocinfo import RECORD_EXPECTED, read_allocinfo, sniff
@@ -440,8 +443,13 @@ def test_mutated_listing_skip_mode_keeps_every_good_record(text):
         assert not good and "found no allocinfo record" in str(exc)
         return
     rows = df.set_index("source_line")
+    repeated = {b["lineno"] for b in df.attrs["bad_lines"] if b["expected"].startswith("a tag not listed before")}
     for n in good:
         m = _REFERENCE.match(paste.lines[n - 1])
+        if n in repeated:  # a line duplicated: its pre-merge tag was read from an earlier line of the listing
+            earlier = rows[rows.index < n]
+            assert (earlier["tag"] == paste.lines[n - 1].split(maxsplit=2)[2].strip()).any()
+            continue
         assert n in rows.index, f"line {n} dropped: {paste.lines[n - 1]!r}"
         assert rows.at[n, "calls"] == int(m.group("calls"))
         assert rows.at[n, "file"] == m.group("file") and rows.at[n, "lineno"] == int(m.group("lineno"))
@@ -449,3 +457,42 @@ def test_mutated_listing_skip_mode_keeps_every_good_record(text):
     for n, line in enumerate(paste.lines, 1):
         if _STARTS_LIKE_RECORD.match(line) and n not in good:
             assert n in bad or n in rows.index, f"line {n} neither read nor reported: {line!r}"
+
+
+# --- listings that only their tags tell apart ------------------------------------------------------------
+
+GUEST_LISTING = ROOT / "data/real/test_vmalloc-qemu-2cpu/loops100k-1/0004/allocinfo.gz"  # a whole 1.0 listing
+
+
+@pytest.mark.skipif(shutil.which("sort") is None, reason="needs GNU sort to sort the listing as a user does")
+@pytest.mark.parametrize("options", [["-h"], ["-rn"], ["-n"]])
+def test_a_sorted_whole_listing_is_one_listing(options):
+    # sort puts the two header lines among the records (between the zero lines and the others): they split
+    # it in two, and diff against the listing found 408 tags vanished and 1,984 unlisted
+    text = gzip.decompress(GUEST_LISTING.read_bytes()).decode()
+    lines = subprocess.run(["sort", *options], input=text, capture_output=True, text=True, env={"LC_ALL": "C"}).stdout
+    assert lines.index("allocinfo - version") > 1000  # the header is inside the sorted text
+    whole, ordered = read_allocinfo(GUEST_LISTING), read_allocinfo(io.StringIO(lines))
+    assert (ordered["block"] == 0).all() and len(ordered) == len(whole) == 3018
+    assert ordered.attrs["version"] == "1.0"
+    assert (vl.diff(whole, ordered)["status"] == "same").all()
+
+
+def test_excerpts_pasted_one_after_another():
+    first, last = ((SEED / f"allocinfo-{n}threads.txt").read_text() for n in (64, 256))
+    # a blank line between two sort -h excerpts: two listings (was one, pagetable_alloc read as 350MiB + 5.36GiB)
+    two = read_allocinfo(io.StringIO(first + "\n" + last))
+    assert two.groupby("block").size().tolist() == [5, 4]
+    assert vl.diff(SEED / "allocinfo-64threads.txt", two).set_index("key").at[
+        "include/linux/mm.h func:pagetable_alloc", "after_bytes"] == read_allocinfo(
+        SEED / "allocinfo-256threads.txt")["size_bytes"].iloc[-1]  # fmt: skip
+    # a blank line inside one excerpt splits nothing: no tag repeats across it
+    one = first.split("\n")
+    assert read_allocinfo(io.StringIO("\n".join(one[:2] + [""] + one[2:])))["block"].eq(0).all()
+    # run together with nothing between them: a pre-merge tag listed twice is a bad line, not summed
+    with pytest.raises(ParseError) as info:
+        read_allocinfo(io.StringIO(first + last))
+    assert info.value.lineno == 6 and "two pre-merge listings run together?" in str(info.value)
+    # a 6.10+ listing repeats tags of header inlines (one per compilation unit): not bad, read as printed
+    guest = read_allocinfo(GUEST_LISTING)
+    assert guest.duplicated(["tag"]).sum() == 17 and guest.attrs["bad_lines"] == []  # 14 tags, 17 repeats

@@ -50,6 +50,10 @@ RECORD_EXPECTED = (
     "an allocinfo line '<size> <calls> <file>:<line> [<module>] func:<function> [key:value ...]' "
     "(size in bytes or with a unit, such as 27.2MiB or 2.8M)"
 )
+_REPEATED_EXPECTED = (
+    "a tag not listed before in its listing (two pre-merge listings run together? a blank line, a prompt "
+    "or a line of text between them makes them two)"
+)
 _WRAPPED_EXPECTED = "'<size> <calls>' before this tag (a line wrapped or cut in two that could not be rejoined)"
 # Expected on a line whose tag style is not its listing's, by the listing's style (pre-merge or not).
 _STYLE_EXPECTED = {
@@ -244,16 +248,19 @@ def _parse_allocinfo(paste: Paste, errors: LineErrors) -> pd.DataFrame:
     odd = sized[premerge[sized] != _premerge_blocks(premerge[sized], block)]
     bad += [(int(i) + 1, SIZE_EXPECTED, lines[i]) for i in rec_idx[~unit_ok]]
     bad += [(int(rec_idx[j]) + 1, _STYLE_EXPECTED[not premerge[j]], texts[rec_idx[j]]) for j in odd]
-    for lineno, expected, line in sorted(bad):
-        errors.bad(lineno, expected, line)
     keep = unit_ok.copy()
     keep[odd] = False
-    if not keep.all():
-        kind[rec_idx[~keep]] = _SUSPECT
-        block = block[keep[sized]]
-        rec_idx = rec_idx[keep]
-        fields = {k: v[keep] for k, v in fields.items()}
-        premerge = premerge[keep]
+    block = block[keep[sized]]
+    rec_idx, fields, premerge = rec_idx[keep], {k: v[keep] for k, v in fields.items()}, premerge[keep]
+    if rec_idx.size:
+        block = _listings(block, rec_idx + 1, kind, fields)
+        again = _repeated_premerge_tags(block, fields, premerge)
+        bad += [(int(i) + 1, _REPEATED_EXPECTED, texts[i]) for i in rec_idx[again]]
+        block, rec_idx, premerge = block[~again], rec_idx[~again], premerge[~again]
+        fields = {k: v[~again] for k, v in fields.items()}
+    for lineno, expected, line in sorted(bad):
+        errors.bad(lineno, expected, line)
+    kind[[i - 1 for i, _, _ in bad if kind[i - 1] == _REC]] = _SUSPECT
     if rec_idx.size == 0:
         lineno, line = paste.first_text_line()
         raise ParseError(paste.source, lineno, RECORD_EXPECTED + "; found no allocinfo record", line)
@@ -340,6 +347,60 @@ def _fields(recs: pa.Array) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarr
         "size_upper_bound": upper,
     }
     return fields, unit_ok, pc.starts_with(third, "module:").to_numpy(zero_copy_only=False) & has_mod
+
+
+def _listings(block: np.ndarray, rec_lines: np.ndarray, kind: np.ndarray, fields: dict) -> np.ndarray:
+    """The block numbers with two rules that tags decide, where the lines alone cannot:
+
+    * a blank line splits a block where the records after it repeat a tag listed before it: two
+      excerpts pasted one after the other (``sort -h`` output, no header) are two listings, not one
+      whose repeated tags would be summed;
+    * a block without a header right before it and the block after it that starts at header lines are
+      one listing when they share no tag: ``sort -h`` or ``sort -rn`` of a whole 6.10+ listing sorts
+      its two header lines in among the records (between the zero lines and the others).
+    """
+    keys = pd.Series(fields["tag"]).astype(str).to_numpy()
+    gap = np.diff(rec_lines, prepend=rec_lines[0] - 1) > 1  # something between this record and the one before
+    if gap.any():
+        blank_only = np.array([bool(g) and bool((kind[rec_lines[i - 1] : rec_lines[i] - 1] == _BLANK).all())
+                               for i, g in enumerate(gap)])  # fmt: skip
+        new_block = np.r_[True, np.diff(block) != 0]
+        starts = np.flatnonzero(new_block | blank_only)  # pieces of a block between blank lines
+        cut = np.zeros(len(block), dtype=bool)
+        seen: set[str] = set()
+        for i, j in zip(starts, [*starts[1:], len(block)]):
+            part = set(keys[i:j])
+            if new_block[i]:
+                seen = set()
+            elif seen & part:
+                cut[i], seen = True, set()
+            seen |= part
+        block = block + np.cumsum(cut)
+    count = int(block.max()) + 1
+    if count < 2:
+        return block
+    first = np.searchsorted(block, np.arange(count))
+    last = np.r_[first[1:], len(block)] - 1
+    headers = np.isin(kind, (_VERSION_LINE, _COLUMNS_LINE))
+    joined = np.arange(count)
+    for b in range(count - 1):
+        before = headers[(rec_lines[last[b - 1]] if b else 0) : rec_lines[first[b]] - 1].any()
+        between = kind[rec_lines[last[b]] : rec_lines[first[b + 1]] - 1]
+        only_headers = np.isin(between, (_VERSION_LINE, _COLUMNS_LINE, _BLANK)).all() and headers[
+            rec_lines[last[b]] : rec_lines[first[b + 1]] - 1].any()  # fmt: skip
+        if not before and only_headers and joined[b] == b:
+            if not set(keys[first[b] : last[b] + 1]) & set(keys[first[b + 1] : last[b + 1] + 1]):
+                joined[b + 1] = joined[b]
+    renumber = np.cumsum(np.r_[0, np.diff(joined) != 0])
+    return renumber[block]
+
+
+def _repeated_premerge_tags(block: np.ndarray, fields: dict, premerge: np.ndarray) -> np.ndarray:
+    """Rows whose pre-merge tag its listing has already listed. A pre-merge tag names its compilation unit
+    (``module:<KBUILD_MODNAME>``), so one listing lists it once; a 6.10+ listing may repeat a tag (an inline
+    function of a header, one tag per compilation unit of vmlinux)."""
+    frame = pd.DataFrame({"block": block, "tag": pd.Series(fields["tag"]).astype(str).to_numpy()})
+    return (frame.duplicated() & premerge).to_numpy()
 
 
 def _premerge_blocks(premerge: np.ndarray, block: np.ndarray) -> np.ndarray:
