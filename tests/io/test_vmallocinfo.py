@@ -116,6 +116,17 @@ def test_email_paste_two_listings_and_prose():
     assert (df["end"] - df["start"] == df["size"].astype("UInt64")).all()
 
 
+def test_listings_with_only_a_blank_line_between_them_are_two():
+    # /proc/vmallocinfo has no blank line; two hashed listings (kptr_restrict 0) pasted with one between them
+    # were one listing, and diff against one of them found every caller doubled
+    import vmaplab as vl
+
+    hashed = (REAL / "vmallocinfo-kptr0.txt").read_text()
+    df = read_vmallocinfo(io.StringIO(hashed + "\n" + hashed))
+    assert df["block"].value_counts().sort_index().tolist() == [906, 906] and df.attrs["skipped_lines"] == 0
+    assert (vl.diff(REAL / "vmallocinfo-kptr0.txt", df)["status"] == "same").all()
+
+
 def test_wrapped_line_is_rejoined():
     line = LINES[3]  # ... kernel_clone+0x94/0x3e0 pages=4 vmalloc N0=4
     cut = line.index(" vmalloc")

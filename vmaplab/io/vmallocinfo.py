@@ -83,7 +83,8 @@ def read_vmallocinfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
     DataFrame, one row per area in file order:
 
     ========================  =========  ==========================================================
-    block                     int64      listing number in a paste of several listings (0-based)
+    block                     int64      listing number in a paste of several listings (0-based): a
+                                         prompt, text or a blank line between two records starts one
     start, end                UInt64     area addresses as printed (end exclusive; see address_kind)
     size                      int64      bytes, including the guard page (a 1-page vmalloc is 8192)
     caller                    string     caller symbol without ``+0x../0x..`` (or the bare address
@@ -151,7 +152,8 @@ def _parse_vmallocinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         raise ParseError(paste.source, lineno, _EXPECTED, line)
 
     df = pd.DataFrame(index=pd.RangeIndex(len(fields)))
-    df["block"] = assign_blocks(fields.index.to_numpy(), other.to_numpy())
+    blank = lines.index[lines.str.strip().eq("")]  # /proc/vmallocinfo has no blank line: one parts two listings
+    df["block"] = assign_blocks(fields.index.to_numpy(), other.union(blank).to_numpy())
     df["start"] = hex_uint64(fields["start"])
     df["end"] = hex_uint64(fields["end"])
     df["size"] = fields["size"].astype("int64").to_numpy()
