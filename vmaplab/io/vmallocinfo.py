@@ -152,7 +152,7 @@ def _parse_vmallocinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         raise ParseError(paste.source, lineno, _EXPECTED, line)
 
     df = pd.DataFrame(index=pd.RangeIndex(len(fields)))
-    blank = lines.index[lines.str.strip().eq("")]  # /proc/vmallocinfo has no blank line: one parts two listings
+    blank = lines.index[lines.str.strip().eq("")]  # /proc/vmallocinfo prints none: a blank line parts two listings
     df["block"] = assign_blocks(fields.index.to_numpy(), other.union(blank).to_numpy())
     df["start"] = hex_uint64(fields["start"])
     df["end"] = hex_uint64(fields["end"])
