@@ -9,15 +9,20 @@ What is modelled and what is baseline:
 * **Modelled** (from the run): the page-table pages of the vmalloc area (allocinfo's page-table tags,
   meminfo ``PageTables`` / vmstat ``nr_page_table_pages`` for the PMD pages only, see below), the
   memory they take from ``MemFree`` / ``MemAvailable`` and hence ``free``'s ``used``, the vmalloc
-  pages still mapped at the run's end (``VmallocUsed``), ``VmallocTotal`` of the paging mode, the
-  per-function profile and test_vmalloc's summary lines.
+  pages still mapped at the run's end and the kernel stacks of the CPUs beyond the baseline's
+  (``VmallocUsed``), ``VmallocTotal`` of the paging mode, the per-function profile (sampled as perf
+  samples it) and test_vmalloc's summary lines (not the warnings that align_shift_alloc_test's
+  failures print above them).
 * **Baseline** (an idle real machine): every other meminfo and vmstat value is the capture
   ``data/real/meminfo.txt`` / ``data/real/vmstat.txt`` (Linux 6.18, 2 CPUs, 24 GB VM, see
   ``data/real/SOURCES.md``), scaled to the simulated machine: ``MemTotal`` is ``memory_kib`` (by
   default the seed's 64172 MiB per 64 CPUs), ``KernelStack`` and ``Percpu`` grow with the CPU count,
   ``CommitLimit`` is half of ``MemTotal`` (overcommit_ratio 50, no swap), ``DirectMap1G`` covers
-  the memory in the baseline's proportion; ``Balloon`` is left out (kernel-facts §4.2: a field newer than 6.9). The other
-  allocinfo tags are the seed's "before" listing (``data/seed/allocinfo-before.txt``).
+  the memory in the baseline's proportion; ``Balloon`` is left out (kernel-facts §4.2: a field newer than 6.9).
+  vmstat's event counters (``pgalloc_normal``, ``numa_hit``, ...) and its field set are the baseline's
+  too: the engine does not count the pages it allocates. The other allocinfo tags are the seed's "before"
+  excerpt (``data/seed/allocinfo-before.txt``; pre-merge format) or a real 6.12 guest's whole listing at
+  boot (6.10+ format), see :func:`allocinfo_text`.
 * **Accounting** (kernel-facts §4.2, §5.4): on x86 6.7-6.15 the kernel's PTE allocator does not run
   the page-table constructor, so vmalloc **PTE pages are not in PageTables** nor in
   ``nr_page_table_pages``; vmalloc PMD pages are. allocinfo counts both; ``MemFree`` loses both.
@@ -29,6 +34,7 @@ Numbers are printed as the kernel prints them: meminfo in KiB (pages x 4), alloc
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import math
 import os
 import re
@@ -53,6 +59,7 @@ __all__ = [
     "vmstat_text",
     "free_text",
     "perf_report_text",
+    "perf_samples",
     "dmesg_text",
     "default_memory_kib",
     "write_bundle",
@@ -68,6 +75,9 @@ _DATA = Path(__file__).resolve().parents[2] / "data"
 _BASE_MEMINFO = _DATA / "real" / "meminfo.txt"
 _BASE_VMSTAT = _DATA / "real" / "vmstat.txt"
 _BASE_ALLOCINFO = _DATA / "seed" / "allocinfo-before.txt"
+#: A whole 6.10+ listing: the 2-vCPU Linux 6.12.117 guest at boot, before its first test_vmalloc run
+#: (data/real/SOURCES.md, test_vmalloc-qemu-2cpu).
+_BASE_ALLOCINFO_610 = _DATA / "real" / "test_vmalloc-qemu-2cpu" / "loops100k-1" / "0000" / "allocinfo.gz"
 #: CPUs of the machine that captured the meminfo/vmstat baseline.
 _BASE_CPUS = 2
 #: The seed's VM (kernel-facts §4.4): 64172 MiB of MemTotal on 64 CPUs.
@@ -115,31 +125,48 @@ def allocinfo_text(run: Run, format: str = "pre-merge") -> str:
     run : Run
     format : {"pre-merge", "6.10"}
         ``"pre-merge"``: the profiling series v3 listing as the seed shows it (``sort -h
-        /proc/allocinfo``: human sizes, ``module:`` tags, ascending size), the vmalloc page tables
-        (PTE and PMD pages, bytes and pages as calls) on ``include/linux/mm.h:2848 ... pagetable_alloc``.
-        ``"6.10"``: ``allocinfo - version: 1.0`` with its header, sizes in bytes, tags by file and
-        line, PTE pages on ``__pte_alloc_kernel`` and PMD pages on ``__pmd_alloc``.
-
-    The other tags are the seed's "before" listing (baseline; 6.10 sizes rounded to whole pages).
+        /proc/allocinfo``: human sizes, ``module:`` tags, ascending size; an excerpt, as every listing
+        of that format published is), the other tags those of the seed's "before" excerpt;
+        ``include/linux/mm.h:2848 ... pagetable_alloc`` holds every page-table page, the baseline's
+        (meminfo ``PageTables`` of the baseline machine: user page tables) and the vmalloc area's PTE
+        and PMD pages (bytes, and pages as calls). ``"6.10"``: a whole ``allocinfo - version: 1.0``
+        listing in the kernel's tag order, the one of a real 6.12 guest at boot (every tag, zero lines
+        included), with the vmalloc area's PTE pages added to ``__pte_alloc_kernel`` and its PMD pages
+        to ``__pmd_alloc``.
     """
     if format not in PAGETABLE_TAGS:
         raise ValueError(f"format must be one of {', '.join(PAGETABLE_TAGS)}, not {format!r}")
     pages = _pagetable_pages(run)
-    base = _base_allocinfo()
-    rows = [(f"{r.file}:{r.lineno}", r.module, r.func, int(r.size_bytes), int(r.calls)) for r in base.itertuples()]
-    for where, module, func, levels in PAGETABLE_TAGS[format]:
-        n = sum(pages[level] for level in levels)
-        rows.append((where, module, func, n * PAGE_SIZE, n))
     if format == "pre-merge":
+        base = _base_allocinfo()
+        rows = [(f"{r.file}:{r.lineno}", r.module, r.func, int(r.size_bytes), int(r.calls)) for r in base.itertuples()]
+        user = _base_meminfo()["PageTables"] * 1024 // PAGE_SIZE  # the baseline's page tables, user ones mostly
+        for where, module, func, levels in PAGETABLE_TAGS[format]:
+            n = user + sum(pages[level] for level in levels)
+            rows.append((where, module, func, n * PAGE_SIZE, n))
         lines = [f"{format_size(size):>8} {calls:>8} {where} module:{module} func:{func} \n"
                  for where, module, func, size, calls in rows]  # fmt: skip
         return "".join(sorted(lines, key=_sort_h))
-    rows.sort(key=lambda r: (r[0].rsplit(":", 1)[0], int(r[0].rsplit(":", 1)[1])))
-    lines = ["allocinfo - version: 1.0\n", "#     <size>  <calls> <tag info>\n"]
-    for where, _module, func, size, calls in rows:
-        size = round(size / PAGE_SIZE) * PAGE_SIZE  # page allocators allocate whole pages
-        lines.append(f"{size:>12} {calls:>8} {where} func:{func} \n")
+    added = {f"{where} func:{func}": sum(pages[level] for level in levels)
+             for where, _module, func, levels in PAGETABLE_TAGS[format]}  # fmt: skip
+    lines = []
+    for line in _base_allocinfo_610():
+        size, calls, tag = line.split(None, 2)
+        n = added.get(tag.strip(), 0)
+        lines.append(f"{int(size) + n * PAGE_SIZE:>12} {int(calls) + n:>8} {tag}" if n else line)
     return "".join(lines)
+
+
+@cache
+def _base_allocinfo_610() -> list[str]:
+    """The lines of the 6.10+ baseline listing (its two header lines first), each with its newline."""
+    with gzip.open(_baseline(_BASE_ALLOCINFO_610), "rt") as f:
+        lines = f.readlines()
+    missing = {f"{where} func:{func}" for where, _m, func, _l in PAGETABLE_TAGS["6.10"]} - {
+        line.split(None, 2)[2].strip() for line in lines[2:]}  # fmt: skip
+    if missing:
+        raise ValueError(f"{_BASE_ALLOCINFO_610}: the baseline listing lacks the page-table tags {sorted(missing)}")
+    return lines
 
 
 def _sort_h(line: str) -> tuple[int, float, str]:
@@ -190,7 +217,8 @@ def meminfo_values(run: Run, memory_kib: int | None = None) -> dict[str, int]:
     out["KernelStack"] = base["KernelStack"] * cpus // _BASE_CPUS
     out["Percpu"] = base["Percpu"] * cpus // _BASE_CPUS
     out["PageTables"] = base["PageTables"] + pages["pmd"] * kib_per_page
-    out["VmallocUsed"] = base["VmallocUsed"] + vm_pages * kib_per_page
+    # kernel stacks are vmalloc'ed (CONFIG_VMAP_STACK): the stacks of the CPUs added count in VmallocUsed
+    out["VmallocUsed"] = base["VmallocUsed"] + out["KernelStack"] - base["KernelStack"] + vm_pages * kib_per_page
     levels = 5 if int(run.params.get("paging_levels", 4)) == 5 else 4
     out["VmallocTotal"] = (VMALLOC_SIZE_L5 if levels == 5 else VMALLOC_SIZE_L4) // 1024 - 1
     taken = (
@@ -286,35 +314,74 @@ def _perf_units(n: int) -> str:
     return f"{n}{unit}"
 
 
+def perf_samples(run: Run, sample_hz: int = SAMPLE_HZ) -> pd.DataFrame:
+    """The samples perf would have taken of the run's profile: one every ``10**9 // sample_hz`` ns of
+    busy CPU time, laid over the folded stacks in their order (so a stack gets the floor of its time in
+    periods, or one more), counted per symbol as perf report does.
+
+    Returns
+    -------
+    DataFrame
+        symbol, shared_object (str) and children / self (int64, samples whose stack holds the symbol /
+        ends in it), for the symbols with at least one sample, in the profile's order; ``attrs["samples"]``
+        the total.
+    """
+    prof = run.profile
+    period_ns = 10**9 // sample_hz
+    stacks = prof.attrs.get("stacks", {})
+    ends = np.cumsum(np.fromiter(stacks.values(), dtype=np.int64, count=len(stacks)))
+    counts = np.diff(ends // period_ns, prepend=0)
+    children: dict[str, int] = {}
+    self_: dict[str, int] = {}
+    for key, n in zip(stacks, counts.tolist()):
+        frames = key.split(";")
+        self_[frames[-1]] = self_.get(frames[-1], 0) + n
+        for sym in set(frames):
+            children[sym] = children.get(sym, 0) + n
+    out = pd.DataFrame({
+        "symbol": prof["symbol"].astype(str),
+        "shared_object": prof["shared_object"].astype(str),
+        "children": [children.get(sym, 0) for sym in prof["symbol"].astype(str)],
+        "self": [self_.get(sym, 0) for sym in prof["symbol"].astype(str)],
+    })  # fmt: skip
+    out = out[out["children"] > 0].reset_index(drop=True)
+    out.attrs["samples"] = int(ends[-1] // period_ns) if len(ends) else 0
+    return out
+
+
 def perf_report_text(run: Run, *, children: bool = True, sample_hz: int = SAMPLE_HZ) -> str:
-    """``perf report --stdio --sort dso,sym -g none`` over the run's profile.
+    """``perf report --stdio --sort dso,sym -g none`` over the run's profile, from :func:`perf_samples`:
+    each percentage is a count of samples over the total, as perf computes it.
 
     Parameters
     ----------
     run : Run
     children : bool
-        ``--children`` (Children and Self columns, every symbol, by Children) or ``--no-children``
-        (one Overhead column, symbols with self time, by Overhead).
+        ``--children`` (Children and Self columns, every symbol with a sample, by Children) or
+        ``--no-children`` (one Overhead column, symbols with self samples, by Overhead).
     sample_hz : int
         Samples per second of busy CPU time (perf record's frequency): sets the ``# Samples:`` and
         ``# Event count`` header lines (cpu-clock counts nanoseconds). Idle CPU time is not sampled.
 
     The sort keys are the shared object and the symbol, the layout of the seed's tables: a Command
     column would split the samples per thread (``vmalloc_test/0`` ...), and the Run keeps them per
-    thread kind only.
+    thread kind only. A run too short for one sample raises ``ValueError`` (perf report prints no table
+    then, only "The perf.data data has no samples!").
     """
-    prof = run.profile
-    busy_ns = int(prof.attrs.get("busy_ns", 0))
+    sampled = perf_samples(run, sample_hz)
+    samples = sampled.attrs["samples"]
+    if samples == 0:
+        raise ValueError(f"the run's {run.profile.attrs.get('busy_ns', 0)} ns of busy CPU time hold no sample at "
+                         f"{sample_hz} Hz: perf report would print no table")  # fmt: skip
     period_ns = 10**9 // sample_hz
-    samples = busy_ns // period_ns
     if children:
-        rows = prof.sort_values(["children_pct", "self_pct"], ascending=False, kind="stable")
-        pct_cols = [("Children", rows["children_pct"]), ("Self", rows["self_pct"])]
+        rows = sampled.sort_values(["children", "self"], ascending=False, kind="stable")
+        pct_cols = [("Children", rows["children"]), ("Self", rows["self"])]
     else:
-        rows = prof[prof["self_pct"] > 0].sort_values("self_pct", ascending=False, kind="stable")
-        pct_cols = [("Overhead", rows["self_pct"])]
-    dso = [f"[{d}]" for d in rows["shared_object"].astype(str)]  # perf prints "[kernel]", the reader strips it
-    sym = [f"[{k}] {s}" for k, s in zip(rows["symbol_kind"], rows["symbol"])]
+        rows = sampled[sampled["self"] > 0].sort_values("self", ascending=False, kind="stable")
+        pct_cols = [("Overhead", rows["self"])]
+    dso = [f"[{d}]" for d in rows["shared_object"]]  # perf prints "[kernel]", the reader strips it
+    sym = [f"[k] {s}" for s in rows["symbol"]]
     w_dso = max([len("Shared Object"), *map(len, dso)])
     w_sym = max([len("Symbol"), *map(len, sym)])
     head = "  ".join(f"{name:>8}" for name, _ in pct_cols)
@@ -332,7 +399,7 @@ def perf_report_text(run: Run, *, children: bool = True, sample_hz: int = SAMPLE
         f"# {dots}  {'.' * w_dso}  {'.' * w_sym}",
         "#",
     ]
-    pcts = [col.to_numpy(dtype=float, na_value=0.0) for _, col in pct_cols]
+    pcts = [100.0 * col.to_numpy(dtype=np.int64) / samples for _, col in pct_cols]
     for i in range(len(rows)):
         cells = "  ".join(f"{p[i]:>7.2f}%" for p in pcts)
         out.append(f"  {cells}  {dso[i]:<{w_dso}}  {sym[i]}")
@@ -416,7 +483,8 @@ def write_bundle(
         online and possible, ``kptr_restrict`` 0 (the kernel's default), ``mem_profiling`` "1", no
         wall clock (``started`` None). One snapshot per run, at the simulated seconds from the
         first run's start to the run's end, with allocinfo, meminfo, vmstat, free (``free -m``),
-        perf_report (``--children``) and test_vmalloc (the run's dmesg lines). ``extra``:
+        perf_report (``--children``; left out for a run too short for one sample) and test_vmalloc
+        (the run's dmesg lines). ``extra``:
         ``runs`` (each run's ``params``), ``memory_kib``, ``allocinfo_format``, ``clock_hz``,
         ``sample_hz``, ``boot_seconds`` and ``space_maps``: per snapshot the path of the run's
         ``Run.space_map`` as CSV (``NNNN/space_map.csv``; no text a real machine prints, so not a
@@ -468,6 +536,8 @@ def write_bundle(
         (folder / rel).mkdir(parents=True, exist_ok=True)
         snap = Snapshot(time=elapsed)
         for fmt, write in _WRITERS.items():
+            if fmt == "perf_report" and perf_samples(r).attrs["samples"] == 0:
+                continue  # too short a run for one sample: perf report prints no table
             (folder / rel / fmt).write_text(write(r, opts))
             snap.files[fmt] = f"{rel}/{fmt}"
         manifest.snapshots.append(snap)
