@@ -21,7 +21,9 @@ BUNDLE = REAL / "bundle-vm-2cpu-churn"
 
 @pytest.fixture
 def tree(tmp_path):
-    """A procfs and a sysfs root holding the files of the committed real bundle's first snapshot."""
+    """A procfs and a sysfs root holding the files of the committed real bundle's first snapshot, and made-up
+    identity files and CPU lists (a hole in the online list, "0-1,4", to exercise the range syntax of
+    Documentation/ABI/testing/sysfs-devices-system-cpu)."""
     proc, sys_ = tmp_path / "proc", tmp_path / "sys"
     for fmt in ("meminfo", "vmstat", "slabinfo", "vmallocinfo"):
         (proc / fmt).parent.mkdir(parents=True, exist_ok=True)

@@ -367,7 +367,11 @@ def test_registry_draws_every_figure_from_files_and_bundles():
     assert heights == [481 * MIB, 5805 * MIB, PUBLISHED[64], PUBLISHED[256]]
     assert [t.get_text() for t in figs["profile_comparison"].legends[0].get_texts()] == [
         "perf-report-6.7", "perf-report-vmap-nodes"]  # fmt: skip
-    assert line(figs["trace_footprint"].axes[0], "PTE pages").get_ydata()[-1] > 0
+    # the bundle's whole trace (503 allocations), its PTE pages as pagetable_footprint counts them
+    pte = line(figs["trace_footprint"].axes[0], "PTE pages").get_ydata()
+    trace = vl.read_bundle(BUNDLE, formats=["vmalloc_trace"])["vmalloc_trace"]
+    assert (trace["event"] == "alloc_vmap_area").sum() == 503
+    assert pte.tolist() == vl.pagetable_footprint(trace)["pte_pages"].tolist() and pte[-1] == 16
     assert "(snapshot 2)" in figs["vmallocinfo_map"]._suptitle.get_text()
     assert line(figs["snapshot_series"].axes[0], "VmallocUsed").get_ydata()[0] == 14332 * 1024
     backlog, runs = figs["drain_stall"].axes

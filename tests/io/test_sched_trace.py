@@ -43,8 +43,9 @@ def test_ftrace_capture_beside_vmalloc_events():
         8.761598, "kworker/0:2", "R+", "vmalloc_test/2", 72)  # fmt: skip
     woken = df[df["event"] == "sched_wakeup"]
     assert ("kworker/0:0", 9, 0) in set(zip(woken["task_comm"], woken["task_pid"], woken["target_cpu"]))
-    moved = df[df["event"] == "sched_migrate_task"].iloc[0]
-    assert pd.notna(moved["orig_cpu"]) and moved["orig_cpu"] != moved["target_cpu"]
+    moved = df[df["event"] == "sched_migrate_task"].iloc[0]  # line 4019: "comm=vmalloc_test/6 pid=76 prio=120
+    assert (moved["time"], moved["task_comm"], moved["task_pid"]) == (8.791724, "vmalloc_test/6", 76)  # orig_cpu=0
+    assert (moved["orig_cpu"], moved["target_cpu"]) == (0, 1)  # dest_cpu=1"
     # the vmalloc reader takes the other lines of the same file
     vm = vmaplab.read_vmalloc_trace(STALL)
     assert len(vm) == 30_444 and vm.attrs["skipped_lines"] == 12 + len(df)

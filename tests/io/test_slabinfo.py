@@ -63,6 +63,7 @@ def test_paste_of_two_listings():
 def test_columns_come_from_the_header_by_name():
     lines = REAL.read_text().splitlines()
     lines[1] = lines[1].replace("<limit> <batchcount>", "<batchcount> <limit>")
+    # a made-up cache with distinct numbers, so that a column read by position rather than by name shows
     lines.append("toy_cache   1  2  3  4  5 : tunables  60  30  8 : slabdata  1  1  0")
     df = read_slabinfo(_stream("\n".join(lines)))
     assert df.set_index("name").loc["toy_cache", ["limit", "batchcount", "sharedfactor"]].tolist() == [30, 60, 8]

@@ -1,10 +1,10 @@
 """read_test_vmalloc on dmesg text of lib/test_vmalloc.c runs.
 
 The 6.x format is read from real kernel logs: the test_vmalloc runs of a Linux 6.12 guest on this host
-(data/real/test_vmalloc-qemu-2cpu/, data/real/SOURCES.md). The other samples are transcribed from the
-printk formats quoted in kernel-facts §3.4 (6.x: S-TV67, current: S-TVCUR, the per-CPU driver before
-nr_threads: S-NRTHR) with made-up numbers, as no kernel here prints the newer and older formats, and
-their dmesg noise from the warnings quoted in kernel-facts §1.6 / §3.4 and the usual warn_alloc layout.
+(data/real/test_vmalloc-qemu-2cpu/, data/real/SOURCES.md), whole or in excerpts. The samples of the current
+format (xfailed:) and of the per-CPU driver before nr_threads are transcribed from the printk formats quoted
+in kernel-facts §3.4 (S-TVCUR, S-NRTHR) with made-up numbers, as no kernel here prints them; so are the lines
+each test below builds from one format's fields to damage them or drop one (said where they are).
 """
 
 import io
@@ -22,27 +22,12 @@ from vmaplab.errors import ParseError
 from vmaplab.io._source import Paste
 from vmaplab.io.test_vmalloc import read_test_vmalloc, sniff
 
-# 6.x format, run_test_mask=7 nr_threads=2, with the dmesg timestamps and noise of a real ring buffer
-DMESG_6X = textwrap.dedent(
-    """\
-    [  812.118301] vmap allocation for size 8192 failed: use vmalloc=<size> to increase size
-    [  812.118322] vmalloc_test/1: vmalloc error: size 4096, vm_struct allocation failed, mode:0xcc0(GFP_KERNEL), nodemask=(null)
-    [  812.118330] CPU: 1 PID: 2201 Comm: vmalloc_test/1 Not tainted 6.8.0-rc5 #1
-    [  812.118333] Call Trace:
-    [  812.118335]  <TASK>
-    [  812.118337]  dump_stack_lvl+0x47/0x60
-    [  812.118342]  warn_alloc+0x165/0x1e0
-    [  812.118350]  </TASK>
-    [  845.503410] Summary: fix_size_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 950219 usec
-    [  845.503415] Summary: full_fit_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 1322043 usec
-    [  845.503418] Summary: long_busy_list_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 8742118 usec
-    [  845.503420] All test took worker0=29880145322 cycles
-    [  845.503424] Summary: fix_size_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 961002 usec
-    [  845.503426] Summary: full_fit_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 1288170 usec
-    [  845.503428] Summary: long_busy_list_alloc_test passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 8801233 usec
-    [  845.503430] All test took worker1=30012281194 cycles
-    """
-)
+# run_test_mask=127 nr_threads=2 test_loop_count=100000, its align_shift_alloc_test failure warnings included
+REAL_6X = Path(__file__).resolve().parents[2] / "data/real/test_vmalloc-qemu-2cpu/loops100k-1/0001/test_vmalloc"
+# an excerpt of that real 6.12 log: the first failure warning's first 8 lines, then lines 123-139 (the 14 Summary
+# lines, the 2 totals and a "used greatest stack depth" line between them)
+_REAL_LINES = REAL_6X.read_text().splitlines(True)
+DMESG_6X = "".join(_REAL_LINES[:8] + _REAL_LINES[122:139])
 
 # current format with xfailed:, two runs one after the other (second: run_test_mask=64, one worker)
 DMESG_CURRENT = textwrap.dedent(
@@ -66,8 +51,6 @@ DMESG_CPU = textwrap.dedent(
 )
 
 
-# run_test_mask=127 nr_threads=2 test_loop_count=100000, its align_shift_alloc_test failure warnings included
-REAL_6X = Path(__file__).resolve().parents[2] / "data/real/test_vmalloc-qemu-2cpu/loops100k-1/0001/test_vmalloc"
 TESTS_127 = ["fix_size_alloc_test", "full_fit_alloc_test", "long_busy_list_alloc_test", "random_size_alloc_test",
              "fix_align_alloc_test", "random_size_align_alloc_test", "align_shift_alloc_test"]  # fmt: skip
 
@@ -111,8 +94,8 @@ def test_old_cpu_totals():
 
 
 def test_lines_without_repeat_but_not_without_avg():
-    # a shorter generation of the Summary line: the fields between passed: and avg: are optional; every
-    # generation ends in "avg: <n> usec", so a line without it was cut
+    # made up from the 6.x line with its repeat: field dropped (the reader takes the fields between passed:
+    # and avg: as optional); every generation ends in "avg: <n> usec", so a line without it was cut
     total = "All test took worker0=5 cycles\n"
     df = _read("Summary: fix_size_alloc_test passed: 1 failed: 0 loops: 1000 avg: 7 usec\n" + total)
     assert df.loc[0, "loops"] == 1000 and df.loc[0, "avg_usec"] == 7 and pd.isna(df.loc[0, "repeat"])
@@ -121,40 +104,47 @@ def test_lines_without_repeat_but_not_without_avg():
 
 
 def test_prompt_starts_a_new_run_and_missing_total():
-    text = "root@pc636:~# dmesg | tail -2\n" + DMESG_CPU.splitlines()[0] + "\nroot@pc636:~# dmesg | tail -3\n" + DMESG_6X.split("\n", 8)[8]
+    summaries = DMESG_6X.split("\n", 8)[8]  # the real log's Summary and total lines, without the warning
+    first = "root@pc636:~# dmesg | tail -2\n" + DMESG_CPU.splitlines()[0] + "\n"
+    text = first + "root@pc636:~# dmesg | tail -17\n" + summaries
     df = _read(text)
-    assert list(df["block"]) == [0] + [1] * 6
+    assert list(df["block"]) == [0] + [1] * 14
     # the first run's total line is not in the paste: its worker is unknown, not taken from the next run
-    assert pd.isna(df.loc[0, "worker"]) and list(df["worker"][1:]) == [0, 0, 0, 1, 1, 1]
+    assert pd.isna(df.loc[0, "worker"]) and list(df["worker"][1:]) == [0] * 7 + [1] * 7
 
 
 def test_worker_whose_total_is_missing_keeps_no_worker():
     # worker 0's total line deleted, or cut inside "took": its Summary lines must not be credited to worker 1
     lines = DMESG_6X.splitlines(True)
-    for total in ("", "[  845.503420] All test too\n"):
-        df = _read("".join(lines[:11] + [total] + lines[12:]), on_bad_lines="skip")
-        assert df["worker"].isna().tolist() == [True] * 3 + [False] * 3 and list(df["worker"][3:]) == [1] * 3
-        assert [b["lineno"] for b in df.attrs["bad_lines"]] == ([12] if total else [])
+    at = next(i for i, line in enumerate(lines) if "All test took worker0=" in line)
+    for total in ("", lines[at][: lines[at].index("took") + 3] + "\n"):
+        df = _read("".join(lines[:at] + [total] + lines[at + 1 :]), on_bad_lines="skip")
+        assert df["worker"].isna().tolist() == [True] * 7 + [False] * 7 and list(df["worker"][7:]) == [1] * 7
+        assert [b["lineno"] for b in df.attrs["bad_lines"]] == ([at + 1] if total else [])
 
 
 def test_total_without_summary_lines_keeps_a_row():
+    # a made-up total line alone, as after a run whose mask selected no test the module knows
     df = _read("All test took worker0=123 cycles\n")
     assert len(df) == 1 and pd.isna(df.loc[0, "test"]) and df.loc[0, "cycles"] == 123
 
 
 def test_journal_prefix():
+    # journalctl -k's prefix (<month> <day> <time> <host> kernel: ) on made-up 6.x lines
     df = _read("Feb 22 10:11:12 pc636 kernel: Summary: fix_size_alloc_test passed: 1 failed: 0 repeat: 1 loops: 10 avg: 7 usec\n"
                "Feb 22 10:11:12 pc636 kernel: All test took worker0=99 cycles\n")
     assert list(df["worker"]) == [0] and list(df["avg_usec"]) == [7]
 
 
 def test_bad_lines():
-    text = DMESG_6X.replace("passed: 1 failed: 0 repeat: 1 loops: 1000000 avg: 961002", "passed: one failed: 0", 1)
+    # worker 1's full_fit_alloc_test line with its passed: count spelled out and the fields after it lost
+    text = DMESG_6X.replace("passed: 1 failed: 0 repeat: 1 loops: 100000 avg: 682430", "passed: one failed: 0", 1)
+    lineno = 1 + next(i for i, line in enumerate(text.splitlines()) if "passed: one" in line)
     with pytest.raises(ParseError) as info:
         _read(text)
-    assert info.value.lineno == 13 and "Summary:" in info.value.expected
+    assert info.value.lineno == lineno == 19 and "Summary:" in info.value.expected
     df = _read(text, on_bad_lines="skip")
-    assert len(df) == 5 and [b["lineno"] for b in df.attrs["bad_lines"]] == [13]
+    assert len(df) == 13 and [b["lineno"] for b in df.attrs["bad_lines"]] == [19]
     with pytest.raises(ParseError) as info:
         _read(DMESG_CPU.replace("CPU2=1820015000 cycles", "CPU2=18200"))
     assert info.value.lineno == 4 and "All test took" in info.value.expected
@@ -167,7 +157,7 @@ def test_no_summary_raises_at_first_text_line():
 
 
 def test_sniff():
-    assert sniff(Paste.from_text(DMESG_6X)) == 8 and sniff(Paste.from_text(DMESG_CPU)) == 4
+    assert sniff(Paste.from_text(DMESG_6X)) == 16 and sniff(Paste.from_text(DMESG_CPU)) == 4
     assert sniff(Paste.from_text("MemTotal:       24684084 kB\nSummary of the thread\n")) == 0
 
 

@@ -50,6 +50,8 @@ def test_units_agree_with_meminfo_of_the_same_moment():
 
 
 def test_tlb_events_are_counts_even_with_nr_prefix():
+    # made-up values: no capture here prints the nr_tlb_* events, which need CONFIG_DEBUG_TLBFLUSH; their names
+    # are those of include/linux/vm_event_item.h (NR_TLB_REMOTE_FLUSH, NR_TLB_LOCAL_FLUSH_ALL), lower-cased
     text = "nr_tlb_remote_flush 12\nnr_tlb_local_flush_all 3\nnr_dirtied 99\n"
     assert read_vmstat(_stream(text))["unit"].tolist() == ["count", "count", "pages"]
 

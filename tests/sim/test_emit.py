@@ -153,7 +153,10 @@ def test_meminfo_counts_pmd_pages_only(run):
     assert mi.loc["MemTotal", "raw_value"] == emit.default_memory_kib(4) == 4 * 64172 * 1024 // 64
     # both levels' pages come out of MemFree (a finished run maps no vmalloc page any more)
     assert run.timeline.busy_pages.iloc[-1] == 0
-    stacks = mi.loc["KernelStack", "value"] - base.loc["KernelStack", "value"]  # 4 CPUs' stacks, not 2 (vmalloc'ed)
+    # the baseline's 2 CPUs hold 1732 kB of kernel stacks and 720 kB of per-CPU areas (data/real/meminfo.txt):
+    # a 4-CPU machine twice that, and its extra stacks are vmalloc'ed
+    assert (mi.loc["KernelStack", "raw_value"], mi.loc["Percpu", "raw_value"]) == (1732 * 4 // 2, 720 * 4 // 2)
+    stacks = (1732 * 4 // 2 - 1732) * 1024
     assert mi.loc["VmallocUsed", "value"] == base.loc["VmallocUsed", "value"] + stacks
     used = mi.loc["MemTotal", "value"] - mi.loc["MemFree", "value"]
     base_used = base.loc["MemTotal", "value"] - base.loc["MemFree", "value"]
@@ -209,6 +212,11 @@ def test_free_m_round_trip(chain):
     assert mem[0]["total"] == mi["MemTotal"] // 1024 * mib
     assert mem[0]["available"] == mi["MemAvailable"] // 1024 * mib
     assert mem[0]["used"] == mem[0]["total"] - mem[0]["available"]  # procps-ng 4
+    # procps' other columns from meminfo's fields (proc/sysinfo.c): free, shared (Shmem), buff/cache
+    assert mem[0]["free"] == mi["MemFree"] // 1024 * mib and mem[0]["shared"] == mi["Shmem"] // 1024 * mib
+    assert mem[0]["buff_cache"] == (mi["Buffers"] + mi["Cached"] + mi["SReclaimable"]) // 1024 * mib
+    swap = frees[0].set_index("row").loc["Swap"]
+    assert (swap["total"], swap["free"]) == (mi["SwapTotal"] // 1024 * mib, mi["SwapFree"] // 1024 * mib)
     grown = (mem[1]["used"] - mem[0]["used"]) / mib
     expected = (chain[1].pagetable_bytes - chain[0].pagetable_bytes) / mib
     assert abs(grown - expected) <= 1  # MiB truncation on both sides

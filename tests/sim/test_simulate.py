@@ -80,15 +80,29 @@ def test_seed_lock_contention_64_cpus():
     # and 0.211, 10.6x and 10.9x, for seeds 1 and 2: docs/calibration.md, seventeenth pass)
 
 
-@slow
-@pytest.mark.xfail(strict=True, reason="acceptance 2's 'faster than linearly' is missed (docs/calibration.md)")
-def test_seed_pagetables_64_cpus():
+@pytest.fixture(scope="module")
+def seed_chain_64_cpus():
+    """The seed's chain at loops=10,000 on one 64-CPU machine (seed 0), and a rerun at 256 threads (seed 1):
+    page-table bytes after each run."""
     m = Machine("nodes", cpus=64)
     sizes = [vmaplab.simulate("nodes", threads=t, tests=127, loops=10_000, machine=m, seed=0).pagetable_bytes
              for t in (64, 128, 256)]  # fmt: skip
     again = vmaplab.simulate("nodes", threads=256, tests=127, loops=10_000, machine=m, seed=1).pagetable_bytes
-    # the model (docs/calibration.md, twentieth pass): 108.7 / 173.7 / 411.3 MiB, 3.8x over the chain (1.60x,
-    # then 2.37x), and this rerun adds 0.0 %: the first doubling is the known miss, marked xfail (strict: a
+    return sizes, again
+
+
+@slow
+def test_seed_pagetables_64_cpus_grow_and_a_rerun_adds_little(seed_chain_64_cpus):
+    # the model (docs/calibration.md, twentieth pass): 108.7 / 173.7 / 411.3 MiB, and this rerun adds 0.0 %
+    sizes, again = seed_chain_64_cpus
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert again < 1.05 * sizes[2]  # published: a rerun does not add
+
+
+@slow
+@pytest.mark.xfail(strict=True, reason="acceptance 2's 'faster than linearly' is missed (docs/calibration.md)")
+def test_seed_pagetables_64_cpus_faster_than_linear(seed_chain_64_cpus):
+    # 3.8x over the chain (1.60x, then 2.37x): the first doubling is the known miss, marked xfail (strict: a
     # model that meets it makes the test fail until the mark goes)
+    sizes, _ = seed_chain_64_cpus
     assert sizes[1] > 2 * sizes[0] and sizes[2] > 2 * sizes[1]  # faster than linear at each doubling
-    assert again < 1.05 * sizes[2]
