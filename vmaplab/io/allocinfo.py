@@ -253,8 +253,9 @@ def _parse_allocinfo(paste: Paste, errors: LineErrors) -> pd.DataFrame:
     block = block[keep[sized]]
     rec_idx, fields, premerge = rec_idx[keep], {k: v[keep] for k, v in fields.items()}, premerge[keep]
     if rec_idx.size:
-        block = _listings(block, rec_idx + 1, kind, fields)
-        again = _repeated_premerge_tags(block, fields, premerge)
+        tags = pd.Series(fields["tag"]).astype(str).to_numpy()
+        block = _listings(block, rec_idx + 1, kind, tags)
+        again = _repeated_premerge_tags(block, tags, premerge)
         bad += [(int(i) + 1, _REPEATED_EXPECTED, texts[i]) for i in rec_idx[again]]
         block, rec_idx, premerge = block[~again], rec_idx[~again], premerge[~again]
         fields = {k: v[~again] for k, v in fields.items()}
@@ -349,7 +350,7 @@ def _fields(recs: pa.Array) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarr
     return fields, unit_ok, pc.starts_with(third, "module:").to_numpy(zero_copy_only=False) & has_mod
 
 
-def _listings(block: np.ndarray, rec_lines: np.ndarray, kind: np.ndarray, fields: dict) -> np.ndarray:
+def _listings(block: np.ndarray, rec_lines: np.ndarray, kind: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """The block numbers with two rules that tags decide, where the lines alone cannot:
 
     * a blank line splits a block where the records after it repeat a tag listed before it: two
@@ -359,7 +360,6 @@ def _listings(block: np.ndarray, rec_lines: np.ndarray, kind: np.ndarray, fields
       one listing when they share no tag: ``sort -h`` or ``sort -rn`` of a whole 6.10+ listing sorts
       its two header lines in among the records (between the zero lines and the others).
     """
-    keys = pd.Series(fields["tag"]).astype(str).to_numpy()
     gap = np.diff(rec_lines, prepend=rec_lines[0] - 1) > 1  # something between this record and the one before
     if gap.any():
         blank_only = np.array([bool(g) and bool((kind[rec_lines[i - 1] : rec_lines[i] - 1] == _BLANK).all())
@@ -395,11 +395,11 @@ def _listings(block: np.ndarray, rec_lines: np.ndarray, kind: np.ndarray, fields
     return renumber[block]
 
 
-def _repeated_premerge_tags(block: np.ndarray, fields: dict, premerge: np.ndarray) -> np.ndarray:
+def _repeated_premerge_tags(block: np.ndarray, tags: np.ndarray, premerge: np.ndarray) -> np.ndarray:
     """Rows whose pre-merge tag its listing has already listed. A pre-merge tag names its compilation unit
     (``module:<KBUILD_MODNAME>``), so one listing lists it once; a 6.10+ listing may repeat a tag (an inline
     function of a header, one tag per compilation unit of vmlinux)."""
-    frame = pd.DataFrame({"block": block, "tag": pd.Series(fields["tag"]).astype(str).to_numpy()})
+    frame = pd.DataFrame({"block": block, "tag": tags})
     return (frame.duplicated() & premerge).to_numpy()
 
 

@@ -51,7 +51,7 @@ from vmaplab.io.meminfo import read_meminfo
 from vmaplab.io.units import format_size
 from vmaplab.io.vmstat import read_vmstat
 from vmaplab.sim.params import PAGE_SIZE, VMALLOC_SIZE_L4, VMALLOC_SIZE_L5
-from vmaplab.sim.run import Run
+from vmaplab.sim.run import Run, per_symbol
 
 __all__ = [
     "allocinfo_text",
@@ -331,13 +331,7 @@ def perf_samples(run: Run, sample_hz: int = SAMPLE_HZ) -> pd.DataFrame:
     stacks = prof.attrs.get("stacks", {})
     ends = np.cumsum(np.fromiter(stacks.values(), dtype=np.int64, count=len(stacks)))
     counts = np.diff(ends // period_ns, prepend=0)
-    children: dict[str, int] = {}
-    self_: dict[str, int] = {}
-    for key, n in zip(stacks, counts.tolist()):
-        frames = key.split(";")
-        self_[frames[-1]] = self_.get(frames[-1], 0) + n
-        for sym in set(frames):
-            children[sym] = children.get(sym, 0) + n
+    self_, children = per_symbol(dict(zip(stacks, counts.tolist())))
     out = pd.DataFrame({
         "symbol": prof["symbol"].astype(str),
         "shared_object": prof["shared_object"].astype(str),

@@ -22,7 +22,7 @@ from vmaplab.sim.numba_engine import _grown
 from vmaplab.sim.params import PAGE_SIZE, check_int, lazy_max_pages
 from vmaplab.sim.workloads import LONG_BUSY_AREAS, TESTS, ModuleParams, allocations_per_repetition, parse_test_mask
 
-__all__ = ["simulate", "Run", "worker_test_order", "random_draws", "PROFILE_COLUMNS", "SUMMARY_COLUMNS"]
+__all__ = ["simulate", "Run", "worker_test_order", "random_draws", "per_symbol", "PROFILE_COLUMNS", "SUMMARY_COLUMNS"]
 
 #: Columns of ``Run.profile`` (the schema of vmaplab.read_perf_report).
 PROFILE_COLUMNS = ("block", "event", "children_pct", "self_pct", "samples", "command", "shared_object", "symbol",
@@ -428,6 +428,19 @@ def _context_frames(ctx: int) -> list[str]:
             "__flush_smp_call_function_queue", "flush_tlb_func"]  # fmt: skip
 
 
+def per_symbol(stacks: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """Self and children totals per symbol of folded stacks (``"a;b;c" -> amount``), as perf report sums
+    them: self for the leaf, children for every symbol the stack holds (once per stack)."""
+    self_: dict[str, int] = {}
+    children: dict[str, int] = {}
+    for key, amount in stacks.items():
+        frames = key.split(";")
+        self_[frames[-1]] = self_.get(frames[-1], 0) + amount
+        for sym in set(frames):
+            children[sym] = children.get(sym, 0) + amount
+    return self_, children
+
+
 def _profile(ACC: np.ndarray, design: str) -> pd.DataFrame:
     """perf report --children over the folded stacks of every (context, site) charge."""
     test_names = {t.name for t in TESTS} | {"test_func"}
@@ -441,13 +454,7 @@ def _profile(ACC: np.ndarray, design: str) -> pd.DataFrame:
             key = ";".join(head + frames[int(site)])
             stacks[key] = stacks.get(key, 0) + int(ACC[ctx, site])
     total = sum(stacks.values())
-    self_ns: dict[str, int] = {}
-    children_ns: dict[str, int] = {}
-    for key, ns in stacks.items():
-        frames = key.split(";")
-        self_ns[frames[-1]] = self_ns.get(frames[-1], 0) + ns
-        for sym in set(frames):
-            children_ns[sym] = children_ns.get(sym, 0) + ns
+    self_ns, children_ns = per_symbol(stacks)
     symbols = sorted(children_ns, key=lambda s: (-children_ns[s], s))
     n = len(symbols)
     df = pd.DataFrame(
