@@ -167,6 +167,30 @@ def test_a_last_record_cut_short_is_a_parse_error(name, keep, reader):
     assert whole.attrs["bad_lines"] == [] and whole.attrs["skipped_lines"] == full.attrs["skipped_lines"] + 2
 
 
+@pytest.mark.parametrize(
+    "name, keep, reader",
+    [
+        ("drain-stall-trace-qemu-2cpu.txt.gz", 16, "read_sched_trace"),  # '  vmalloc_test/1-' of its comm-pid
+        ("drain-stall-trace-qemu-2cpu.txt.gz", 36, "read_vmalloc_trace"),  # before its flags
+        ("meminfo.txt", 9, "read_meminfo"),  # 'DirectMap' of 'DirectMap1G:    25165824 kB'
+        ("vmallocinfo-kptr0.txt", 43, "read_vmallocinfo"),  # size 20480 cut to 204
+    ],
+)
+def test_a_bad_last_line_of_a_cut_file_says_where_the_file_ends(name, keep, reader, tmp_path):
+    text = _cut(REAL / name, keep)
+    lineno = text.count("\n") + 1
+    cut = tmp_path / "cut.txt"
+    cut.write_text(text)
+    with pytest.raises(ParseError, match=rf"line {lineno}: .*\(the file ends in the middle of this line, no newline"):
+        getattr(vl, reader)(cut)
+    # the same line with its newline is not where a file ends (a bad line, or prose below the trace)
+    cut.write_text(text + "\n")
+    try:
+        getattr(vl, reader)(cut)
+    except ParseError as exc:
+        assert f"line {lineno}: expected" in str(exc) and "file ends" not in str(exc)
+
+
 def test_a_file_ending_mid_line_warns_that_its_last_line_may_be_cut(tmp_path):
     import vmaplab as vl
     # allocinfo's last line cut inside its function name still parses: only the missing newline tells

@@ -157,6 +157,11 @@ class Paste:
     unterminated: int | None = None
     from_file: bool = False
 
+    @property
+    def cut_line(self) -> int | None:
+        """The last line when a file or stream ends without its newline (likely cut short), else None."""
+        return self.unterminated if self.from_file else None
+
     @classmethod
     def from_stream(cls, stream: IO[str], source: str) -> "Paste":
         """The text of ``stream`` as cleaned lines (quoting, dmesg times, colour escapes gone) with its
@@ -213,15 +218,20 @@ class LineErrors:
     :class:`BadLineWarning`, ``"skip"`` skips them quietly. Skipped bad lines are always listed in
     ``df.attrs["bad_lines"]``."""
 
-    def __init__(self, source: str, on_bad_lines: OnBadLines = "error"):
+    def __init__(self, source: str, on_bad_lines: OnBadLines = "error", *, cut_line: int | None = None):
         if on_bad_lines not in ("error", "warn", "skip"):
             raise ValueError(f"on_bad_lines must be 'error', 'warn' or 'skip', not {on_bad_lines!r}")
         self.source = source
         self.mode = on_bad_lines
         self.items: list[dict] = []
+        #: The last line of a file that ends without a newline (:attr:`Paste.cut_line`): a bad line
+        #: there is said to be where the file ends, most likely cut.
+        self.cut_line = cut_line
 
     def bad(self, lineno: int | None, expected: str, line: str | None = None) -> None:
         """Report one bad line: raise, or remember it for attrs and the warning."""
+        if lineno is not None and lineno == self.cut_line:
+            expected += " (the file ends in the middle of this line, no newline after it: a capture cut short?)"
         if self.mode == "error":
             raise ParseError(self.source, lineno, expected, line)
         self.items.append({"lineno": lineno, "line": line, "expected": expected})
@@ -290,7 +300,7 @@ def finish(
         **attrs,
     )
     errors.emit_warning()
-    if paste.unterminated is not None and paste.from_file:
+    if paste.cut_line is not None:
         warnings.warn(
             CutLineWarning(
                 f"{paste.source} ends in the middle of line {paste.unterminated} (no newline after it): "

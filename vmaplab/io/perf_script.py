@@ -137,6 +137,7 @@ def read_perf_script(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.D
         blocks = _Blocks()
         frames, skipped, unterminated = [], 0, None
         for start, paste in _pieces(stream, name, _PIECE_SAMPLES):
+            errors.cut_line = _cut_line(src, paste, start)
             df, n_skipped = _parse_perf_script(paste, errors, start)
             frames.append(blocks.renumber(df))
             skipped += n_skipped
@@ -159,7 +160,7 @@ def iter_samples(src: Source, *, chunksize: int = 100_000, on_bad_lines: OnBadLi
     with open_text(src) as (stream, name):
         blocks = _Blocks()
         for start, paste in _pieces(stream, name, max(1, chunksize)):
-            errors = LineErrors(name, on_bad_lines)
+            errors = LineErrors(name, on_bad_lines, cut_line=_cut_line(src, paste, start))
             df, skipped = _parse_perf_script(paste, errors, start)
             df = blocks.renumber(df)
             blocks.bad += len(errors.items)
@@ -198,6 +199,11 @@ def _pieces(stream, name: str, samples: int) -> Iterator[tuple[int, Paste]]:
                 start, buffer, blanks = start + len(buffer), [], 0
     if buffer:
         yield piece(buffer, start)
+
+
+def _cut_line(src: Source, paste: Paste, start: int) -> int | None:
+    """The line of the whole source (not of the piece) that a file ends in the middle of, or None."""
+    return None if paste.unterminated is None or str_paste(src) else start + paste.unterminated - 1
 
 
 class _Blocks:
