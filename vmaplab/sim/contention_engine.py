@@ -268,7 +268,9 @@ G_NEXT_BALANCE = 33  # time of the next periodic load balance, ns
 G_BAL_FAILED = 34  # balance attempts in a row that found an imbalance and moved nothing
 G_BAL_ROUND = 35  # balance attempts so far
 G_PAUSE_AT = 36  # event count at which the next PAUSE is returned
-N_G = 37
+G_PAGES_ALLOC = 37  # data pages vmalloc allocated (guard pages excluded; page-table pages apart)
+G_PAGES_FREED = 38  # data pages vfree freed
+N_G = 39
 
 # per worker and test counters (SUMM's last axis)
 SU_PASSED = 0
@@ -877,6 +879,19 @@ def _tree_ns(COST, n):
 
 
 @njit(**NJIT_INLINE_OPTIONS)
+def _merge_batch(COST, n, k):
+    """ns for ``k`` areas merged back to back into a free tree of ``n`` blocks under one lock hold
+    (merge_or_add_vmap_area_augment each): ``k`` x (tree_base_ns + merge_ns) and tree_level_ns per
+    cache line the k descents miss. They run on one CPU, so a node the batch has read stays cached:
+    the first descent misses all log2(n + 1) levels, each later one only the ~log2(n / k + 1) levels
+    below the top log2(k), which the k paths share (keys spread evenly). k = 1 is tree_ns(n) + merge_ns."""
+    if k <= 0:
+        return np.int64(0)
+    lv = np.log2(n + 1.0) + (k - 1) * np.log2(n / k + 1.0)
+    return np.int64(k * (COST[C_TBASE] + COST[C_MERGE]) + COST[C_TLEVEL] * lv)
+
+
+@njit(**NJIT_INLINE_OPTIONS)
 def _busy_lock(EP, P, start):
     """The lock protecting the busy VA that starts at ``start``: vmap_area_lock or its node's busy.lock."""
     if EP[E_NODES_DESIGN] == 0:
@@ -1410,6 +1425,7 @@ def run_engine(
                 before = C[K.PTE_PAGES] + C[K.PMD_PAGES]
                 K._map_pages(C, P, TOP, MID, LOW, S[s, S_START], pages)
                 new_pt = C[K.PTE_PAGES] + C[K.PMD_PAGES] - before
+                G[G_PAGES_ALLOC] += pages
                 a = np.int64(COST[C_PALLOC] * pages)
                 z = np.int64(COST[C_PZERO] * pages) if (EP[E_INIT_ON_ALLOC] == 1 or ZEROES[TH[th, T_TEST]]) else 0
                 m = np.int64(COST[C_PTESET] * pages)
@@ -1516,6 +1532,7 @@ def run_engine(
                         TH[kw, T_PC] = PC_KW_START
                         _queue_work(TH, CPU, HP, POS, G, ACC, COST, EP, kw, cpu, t)
                 pages = S[s, S_SIZE] - 1
+                G[G_PAGES_FREED] += pages
                 d1 = np.int64(COST[C_PFREE] * pages)
                 d2 = np.int64(COST[C_SLAB])
                 d3 = np.int64(COST[C_VFREE])
@@ -1586,6 +1603,7 @@ def run_engine(
             if pc == PC_G_MERGE_HELD:
                 # merge units: runs of address-adjacent lazy VAs (6.7 merged them in the lazy tree)
                 units = 0
+                n0 = C[K.FREE_BLOCKS]
                 limit = MERGE_BATCH if C[LAZY_PAGES] >= 2 * lazy_max else 1
                 cur = TH[th, T_CUR]
                 end = TH[th, T_END]
@@ -1604,7 +1622,7 @@ def run_engine(
                     units += 1
                 TH[th, T_CUR] = cur
                 G[G_RUNS] += units
-                d = np.int64(COST[C_MERGE] * units)
+                d = _merge_batch(COST, n0, units)
                 ACC[ctx, S_PMERGE + 2] += d
                 TH[th, T_PC] = PC_G_MERGE_NEXT
                 _push(HP, POS, G, th, t + d)
@@ -1675,7 +1693,7 @@ def run_engine(
                 continue
             if pc == PC_N_DMERGE_HELD:
                 released = K._decay_node(C, P, decay, S, T, PL, TH[th, T_NODE], TH[th, T_FULL] == 1)
-                d = np.int64(COST[C_MERGE] * released)
+                d = _merge_batch(COST, C[K.FREE_BLOCKS], released)
                 ACC[ctx, S_DMERGE + 2] += d
                 TH[th, T_PC] = PC_N_DMERGE_REL
                 _push(HP, POS, G, th, t + d)
@@ -1821,15 +1839,16 @@ def run_engine(
                 continue
             if pc == PC_N_RECLAIM_HELD:
                 node = TH[th, T_NODE]
-                n = 0
+                n0 = C[K.FREE_BLOCKS]
+                k = 0
                 for cur in range(NQ[node, 0], NQ[node, 1]):
                     s = PQ[cur]
                     _prefetch_listed(S, PQ, cur + PREFETCH_AHEAD, NQ[node, 1])
                     if s != NIL:
                         _purge_to_free(C, T, S, s)
                         PQ[cur] = NIL
-                        n += 1
-                d = np.int64(COST[C_MERGE] * n)
+                        k += 1
+                d = _merge_batch(COST, n0, k)
                 ACC[ctx, S_PMERGE + 2] += d
                 TH[th, T_PC] = PC_N_RECLAIM_REL
                 _push(HP, POS, G, th, t + d)

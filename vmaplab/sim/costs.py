@@ -97,8 +97,10 @@ class CostModel:
     page_free_ns: float = 66.0
     #: Allocating and zeroing one page-table page (__pte_alloc_kernel / __pmd_alloc). Order of magnitude.
     pt_page_ns: float = 300.0
-    #: Returning one VA to the free tree with coalescing (merge_or_add_vmap_area_augment): a tree
-    #: descent plus the augment walk up. Order of magnitude.
+    #: Returning one VA to the free tree (merge_or_add_vmap_area_augment) beyond its descent by
+    #: address, which the engine charges as a tree operation (tree_base_ns, and tree_level_ns per
+    #: level missed; docs/contention-model.md, merge_batch): coalescing with the neighbours and the
+    #: augment walk back up the path just visited. Order of magnitude.
     merge_ns: float = 150.0
     #: One pool list operation under pool_lock (head check, unlink, add). Order of magnitude.
     pool_ns: float = 20.0

@@ -65,6 +65,9 @@ class Machine:
         Busy VAs per busy tree (one tree in the global design), for the tree-depth costs.
     runs : list of dict
         The ``params`` of every run made on this machine, in order.
+    pages_allocated, pages_freed : int
+        Data pages (guard pages and page tables excluded) that vmalloc allocated and vfree freed
+        over every run on this machine, as /proc/vmstat's event counters count them since boot.
     """
 
     def __init__(
@@ -100,6 +103,8 @@ class Machine:
         self.allocator = NumbaEngine(self.config)
         self.busy_per_node = np.zeros(self.config.nr_nodes, np.int64)
         self.runs: list[dict] = []
+        self.pages_allocated = 0
+        self.pages_freed = 0
 
     def __repr__(self) -> str:
         return (

@@ -116,8 +116,11 @@ class Run:
         The allocator's counters for this run (deltas) and the engine's: events, context_switches,
         migrations, preemptions, drain_lag_max_s, drain_lag_mean_s, drains_started, helpers_run,
         ipis, mutex_sleeps, merge_units, pairs, busy_cpu_seconds and spin_cpu_seconds (the CPU time
-        of all CPUs busy, and spinning on a lock, seconds), and vmalloc_pages (the pages the areas
-        still allocated at the run's end map, guard pages excluded).
+        of all CPUs busy, and spinning on a lock, seconds), vmalloc_pages (the pages the areas
+        still allocated at the run's end map, guard pages excluded), pages_allocated and pages_freed
+        (data pages vmalloc allocated and vfree freed in this run, guard pages and page tables
+        excluded), and pages_allocated_total and pages_freed_total (the same over every run on the
+        machine so far, as /proc/vmstat counts since boot).
     trace : numpy.ndarray or None
         The operations issued, when ``simulate(..., trace=True)`` (see there).
     pool_by_test : pandas.DataFrame
@@ -585,7 +588,11 @@ def simulate(
         ipis=int(G[E.G_IPIS]), mutex_sleeps=int(G[E.G_MUTEX_SLEEPS]), merge_units=int(G[E.G_RUNS]),
         busy_cpu_seconds=busy_ns / 1e9, spin_cpu_seconds=float(spin_ns.sum()) / 1e9,
         vmalloc_pages=after["busy_pages"] - after["busy_areas"],
+        pages_allocated=int(G[E.G_PAGES_ALLOC]), pages_freed=int(G[E.G_PAGES_FREED]),
     )  # fmt: skip
+    m.pages_allocated += stats["pages_allocated"]
+    m.pages_freed += stats["pages_freed"]
+    stats.update(pages_allocated_total=m.pages_allocated, pages_freed_total=m.pages_freed)
     pt = {"pte": after["pte_pages"] * PAGE_SIZE, "pmd": after["pmd_pages"] * PAGE_SIZE}
     return Run(
         wall_seconds=wall,
