@@ -24,9 +24,10 @@
 # each run, tries the knobs, and runs a real vmalloc tracepoint recording (`data/real`) through the
 # same footprint analysis and through the model (the order of `vmaplab reproduce`'s report).
 #
-# Where the model differs from the published figures is said where it shows: its page tables grow far
-# less with the thread count than the published ones (at the seed's scale 3.1-3.8x for 4x the threads
-# at 10,000 loops over four seed sets, and 1.19x at the published 1,000,000; published 15.7x).
+# Where the model differs from the published figures is said where it shows: its page tables grow less
+# with the thread count than the published ones (at the seed's scale 7.1x for 4x the threads at 10,000
+# loops, faster than linear but not the published 15.7x), and there a rerun adds 25 % where the published
+# one added nothing.
 # `docs/calibration.md` records the comparison at the seed's scale.
 #
 # The quick defaults simulate a **scaled-down** machine (4 CPUs at 4/8/16 threads, few loops; every
@@ -95,10 +96,10 @@ chain[["design", "run", "threads", "rerun", "pagetable_bytes", "va_held_max_byte
 # %% [markdown]
 # Right panel: the published page tables grew faster than the thread count (15.7x for 4x the threads).
 # In the quick runs the model's grow about as fast as the dotted linear line or slower; at the seed's
-# scale (64 CPUs, 10,000 loops; `docs/calibration.md`, seventeenth pass) they grew 3.1-3.7x over three
-# seed sets (`FULL` draws another: seed 0 for every run, 3.8x in the twentieth pass): the last doubling is
-# where the drain runs away, and how far swings with scheduler detail. At the published 1,000,000 loops the
-# drain keeps up and the chain grows 1.19x (twentieth pass).
+# scale (64 CPUs, 10,000 loops, what `FULL` runs; `docs/calibration.md`, twenty-third pass) they grew
+# 7.1x, faster than linear at both doublings (x2.64, x2.69; published x3.51, x4.47): with 4 workers per CPU
+# the drain, merging freed VA back into an ever larger free tree under the lock the allocators take, falls
+# seconds behind, and fresh VA past its backlog needs fresh page tables.
 
 # %%
 save(plots.pagetable_vs_published(chain, listings, published=report.CITE_PT, scale=SCALE.label),
@@ -110,9 +111,9 @@ save(plots.pagetable_vs_published(chain, listings, published=report.CITE_PT, sca
 # vunmap clears PTEs but never frees page-table pages, so the page tables are the high-water mark of
 # the 2 MiB and 1 GiB regions ever mapped. A rerun at the same concurrency reaches about the same
 # frontier, whose page tables exist already. Not always: where the drain runs away (the seed's scale,
-# 4 workers per CPU) a rerun is another draw of that runaway: at 256 threads four of nine reruns of the
-# earlier engines added 17-53 % (`docs/calibration.md`, eleventh pass), the three of the seventeenth
-# pass 0.0-5.2 %.
+# 4 workers per CPU) a rerun is another draw of that runaway: at 256 threads and 10,000 loops the
+# model's rerun added 25 % (`docs/calibration.md`, twenty-third pass; four of nine reruns of earlier
+# engines added 17-53 %, eleventh pass), where the published one added nothing.
 
 # %%
 save(plots.rerun_plateau(chain, scale=SCALE.label,
@@ -215,10 +216,9 @@ spans
 # next request waits for that kworker, and the scheduler (EEVDF) lets it run again only when the other
 # tasks on its CPU have caught up — several times the overrun, more with more workers per CPU. The
 # model does this too: at the seed's scale (10,000 loops), with 4 workers per CPU (256 threads), its
-# drain runs away (tenth pass: waits of up to 10.5 s, 18.7 M lazily freed pages at once) and its page
-# tables reach 363-414 MiB over four seed sets (seventeenth and twentieth passes) — 3.1-3.8x the
-# 64-thread run's, below linear and a thirteenth of the published 5.36 GiB. At the published 1,000,000
-# loops its drain waits under a second and the 256-thread run ends at 341 MiB (twentieth pass).
+# drain runs away (twenty-third pass: waits of up to 23.7 s, 89 M lazily freed pages at once, 1,556 x
+# lazy_max_pages) and its page tables reach 809 MiB, 7.1x the 64-thread run's: faster than linear, a
+# seventh of the published 5.36 GiB.
 
 # %% [markdown]
 # ## A real recording through the same analysis
@@ -303,14 +303,15 @@ growth
 #    holes that aligned areas leave, and more workers hold more at once. The real 6.12 kernel shows the same
 #    at small scale: more page tables with more threads (one of its three chains faster than linear, 5.2x
 #    for 4x the threads; 3.3x on the mean), and a rerun that adds nothing in two chains of three.
-# 3. **Faster than linear comes from drain stalls, and the model has only part of it.** A drain kworker
+# 3. **Faster than linear comes from drain stalls, and the model has part of it.** A drain kworker
 #    preempted right after a long drain keeps the drain work, and the scheduler's lag keeps it off the CPU
 #    for about (n − 1) times the overrun, n the runnable tasks on that CPU: the more workers per CPU, the
 #    longer the stall, the larger the backlog, the longer the next drain. In the small real guest a boot
 #    with such stalls ended with twice the page tables of one without. The model, which now has this rule,
-#    grew 3.1-3.8x from 64 to 256 threads at the seed's scale over four seed sets (seventeenth and
-#    twentieth passes; published 15.7x; 5.4x in the ninth pass, before its scheduler balanced load between
-#    busy CPUs: how far the drain runs away at 256 threads swings with such detail).
+#    grew 7.1x from 64 to 256 threads at the seed's scale (10,000 loops, faster than linear at both
+#    doublings; published 15.7x) since its drain's merges into the free tree cost what a descent of that
+#    tree costs (`docs/calibration.md`, twenty-third pass; 3.1-3.8x with the flat cost before it): the
+#    larger the backlog, the larger the free tree, the slower the drain that is to shrink it.
 #    At the small guest's own costs it follows the real chain of the table run by run. Late
 #    TLB-flush IPIs alone do not make the growth faster than linear: a real guest with 8 vCPUs on 2 host
 #    cores, where every flush waited ~16 ms for descheduled vCPUs, grew 3.1-3.7x for 4x the threads
@@ -320,8 +321,9 @@ growth
 #    purge on the high-priority workqueue). Its high-priority half removes the stalls in the model: a
 #    nice −20 kworker is never held back by lag (at the 2-vCPU guest's costs, 8 threads on 2 CPUs,
 #    loops=10,000, seeds 0-2: 658-705 PTE pages against 929-1,084 with the normal drain; seventeenth
-#    pass); at the sizes of the quick runs above, where the drain seldom stalls, the knobs change the page
-#    tables by at most about 10 % (0.90-1.09x in the knobs table; twice the CPUs 1.43x). On a real 6.12
+#    pass, with the flat merge cost); at the sizes of the quick runs above, where the drain seldom stalls,
+#    the knobs change the page tables by at most about 13 % (0.94-1.13x in the knobs table; twice the CPUs
+#    1.49x). On a real 6.12
 #    kernel built with that half (8 vCPUs on 2 host cores, 32 threads) the drain ran 4x as often and the
 #    page tables were a third lower than the stock kernel's (two boots; `docs/calibration.md`, seventh to
 #    tenth passes); the model at that guest's costs gives 25 % fewer (the report's draft_fix_real table).
