@@ -20,9 +20,9 @@ What is modelled and what is baseline:
   default the seed's 64172 MiB per 64 CPUs), ``KernelStack`` and ``Percpu`` grow with the CPU count,
   ``CommitLimit`` is half of ``MemTotal`` (overcommit_ratio 50, no swap), ``DirectMap1G`` covers
   the memory in the baseline's proportion; ``Balloon`` is left out (kernel-facts §4.2: a field newer than 6.9).
-  vmstat's other event counters and its field set are the baseline's too. The other allocinfo tags are the seed's "before"
-  excerpt (``data/seed/allocinfo-before.txt``; pre-merge format) or a real 6.12 guest's whole listing at
-  boot (6.10+ format), see :func:`allocinfo_text`.
+  vmstat's other event counters and its field set are the baseline's too. The other allocinfo tags
+  are the seed's "before" excerpt (``data/seed/allocinfo-before.txt``; pre-merge format) or a real
+  6.12 guest's whole listing at boot (6.10+ format), see :func:`allocinfo_text`.
 * **Accounting** (kernel-facts §4.2, §5.4): on x86 6.7-6.15 the kernel's PTE allocator does not run
   the page-table constructor, so vmalloc **PTE pages are not in PageTables** nor in
   ``nr_page_table_pages``; vmalloc PMD pages are. allocinfo counts both; ``MemFree`` loses both.
