@@ -498,3 +498,21 @@ def test_a_yielding_worker_goes_to_an_idle_cpu_and_a_sleeper_keeps_two_slices_of
     s.place(0, 1)
     E._sleep(s.TH, s.CPU, s.HP, s.POS, s.G, s.ACC, s.COST, 2, t2)
     assert s.TH[2, E.T_LAG] == 2 * sl and s.CPU[0, E.CPU_CUR] == 1
+
+
+def test_a_merge_batch_costs_the_union_of_its_descents():
+    cost = CostModel().as_array()
+    flat = cost[E.C_TBASE] + cost[E.C_MERGE]  # a descent whose every level is cached
+
+    def cold(n):  # a descent that misses every level, as the free-tree search of an allocation
+        return E._tree_ns(cost, n) + cost[E.C_MERGE]
+
+    n = 77_000  # the median free-tree size of the seed's 64-thread chain run (docs/calibration.md)
+    assert E._merge_batch(cost, n, 0) == 0
+    assert E._merge_batch(cost, n, 1) == int(cold(n))  # one merge alone: the whole path missed
+    # 45 ns a level: 60 + 150 + 45 x log2(77,001) = 940 ns alone; a batch of 1,000 shares the top ~10 levels
+    assert E._merge_batch(cost, n, 1) == 940
+    per_merge = [E._merge_batch(cost, n, k) / k for k in (1, 10, 100, 1_000, 10_000)]
+    assert all(a > b for a, b in zip(per_merge, per_merge[1:]))  # more merges share more of their paths
+    assert all(flat < p <= cold(n) for p in per_merge)
+    assert E._merge_batch(cost, n, 1_000) / 1_000 == pytest.approx(flat + 45 * np.log2(n / 1_000 + 1), abs=1)
