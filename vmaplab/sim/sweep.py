@@ -275,7 +275,7 @@ def sweep(
     design    global    nodes
     threads
     4        3158016  3280896
-    8        5476352  5648384
+    8        5406720  5562368
     """
     threads, designs, seeds = list(threads), list(designs), list(seeds)
     if not threads or not designs or not seeds:
