@@ -155,30 +155,45 @@ def test_eight_vcpus_on_two_cores_every_flush_late():
     assert seconds == [20, 42, 90, 91]  # TCG: ~17x the model's native costs (docs/calibration.md, ninth pass)
 
 
-def test_the_model_at_the_eight_vcpu_guests_costs():
-    """The first run of those chains (8 threads on 8 vCPUs: 1,130 to 1,339 PTE pages over three boots) in the
-    model at report.GUEST_8CPU — kernel code 17x slower than the native calibration (its run times), the
-    purge per area and the late flushes as the guest's kprobes timed them — lands within 1.5x of the real
-    mean for every seed (1.07-1.20x). Every cost x17 instead, the purge's too, gives 1.18-1.68x, 1.10-1.40x
-    the guest model's: in the emulated guest the drain's per-area purge does not slow down like the rest
-    (docs/calibration.md, seventh to tenth passes; figures of the twenty-third, with merges charged by the
-    free tree's depth: 1.11-1.19x, 1.27-1.66x and 1.14-1.40x with the flat merge cost before it)."""
+@pytest.fixture(scope="module")
+def eight_vcpu_model():
+    """The first run of the 8-vCPU chains (8 threads on 8 CPUs, loops=10,000) in the model, seeds 0-2: at
+    report.GUEST_8CPU and with every cost x17; and the real first runs' mean PTE pages."""
     from vmaplab import simulate
     from vmaplab.sim.costs import CostModel
 
     real = eight_vcpu_chains()
-    real_mean = real.loc[real["run"] == 1, "pte_pages"].mean()
     kw = dict(threads=8, cpus=8, tests=127, loops=10_000)
-    for seed in (0, 1, 2):
-        guest = simulate("nodes", seed=seed, **kw, **report.GUEST_8CPU.knobs())
-        uniform = simulate("nodes", seed=seed, costs=CostModel().scaled(report.GUEST_8CPU.cost_factor), **kw)
-        # the guest's first runs took 19.2-20.3 s; x17 fit the chain's total run time with the flat merge
-        # cost (runs 1-3: the model 145 s, the guest 152 s on the means); the merges charged by depth
-        # (twenty-third pass) make the model's runs 1-3 161 s (seed 0) and its first runs 23.7-25.4 s
-        assert 19 < guest.wall_seconds < 26
+    runs = [(simulate("nodes", seed=seed, **kw, **report.GUEST_8CPU.knobs()),
+             simulate("nodes", seed=seed, costs=CostModel().scaled(report.GUEST_8CPU.cost_factor), **kw))
+            for seed in (0, 1, 2)]  # fmt: skip
+    return runs, real.loc[real["run"] == 1, "pte_pages"].mean()
+
+
+def test_the_model_at_the_eight_vcpu_guests_costs(eight_vcpu_model):
+    """The first run of those chains (8 threads on 8 vCPUs: 1,130 to 1,339 PTE pages over three boots) in the
+    model at report.GUEST_8CPU — kernel code 17x slower than the native calibration (its run times), the
+    purge per area and the late flushes as the guest's kprobes timed them — lands within 1.5x of the real
+    mean for every seed (1.07-1.20x). Every cost x17 instead, the purge's too, gives 1.10-1.40x the guest
+    model's: in the emulated guest the drain's per-area purge does not slow down like the rest
+    (docs/calibration.md, seventh to tenth passes; figures of the twenty-third)."""
+    runs, real_mean = eight_vcpu_model
+    for guest, uniform in runs:
         pte = guest.pagetable_bytes_by_level["pte"] / 4096
         assert 1.0 < pte / real_mean < 1.5
-        assert uniform.pagetable_bytes_by_level["pte"] / 4096 > max(1.15 * real_mean, 1.05 * pte)
+        assert uniform.pagetable_bytes_by_level["pte"] / 4096 > 1.1 * pte
+
+
+@pytest.mark.xfail(strict=True, reason="the x17 guest factor was fitted with the flat merge cost (docs/calibration.md)")
+def test_the_eight_vcpu_guest_factor_fits_its_run_times(eight_vcpu_model):
+    # The guest's first runs took 19.2-20.3 s; x17 fitted the chain's total run time with the flat merge
+    # cost (runs 1-3: the model 145 s, the guest 152 s on the means), and every cost x17 gave 1.27-1.66x
+    # the real PTE pages. With merges charged by the free tree's depth (twenty-third pass) the model's
+    # first runs take 23.7-25.4 s (runs 1-3: 161 s, seed 0) and x17 gives 1.18-1.68x: not refitted yet.
+    runs, real_mean = eight_vcpu_model
+    for guest, uniform in runs:
+        assert 19 < guest.wall_seconds < 25
+        assert uniform.pagetable_bytes_by_level["pte"] / 4096 > 1.2 * real_mean
 
 
 def test_sixteen_vcpus_on_two_cores():
