@@ -228,6 +228,11 @@ class LineErrors:
         #: there is said to be where the file ends, most likely cut.
         self.cut_line = cut_line
 
+    @classmethod
+    def of(cls, paste: Paste, on_bad_lines: OnBadLines = "error") -> "LineErrors":
+        """The policy for reading ``paste``: named by its source, told where a file ends mid-line."""
+        return cls(paste.source, on_bad_lines, cut_line=paste.cut_line)
+
     def bad(self, lineno: int | None, expected: str, line: str | None = None) -> None:
         """Report one bad line: raise, or remember it for attrs and the warning."""
         if lineno is not None and lineno == self.cut_line:

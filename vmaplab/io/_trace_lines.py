@@ -151,7 +151,7 @@ class TracepointLines:
         bad_text = lines[sorted(bad)]
         for form, why in _REFUSED.items():
             bad.update(dict.fromkeys(bad_text.index[bad_text.str.contains(form)], why))
-        errors = LineErrors(paste.source, on_bad_lines, cut_line=paste.cut_line)
+        errors = LineErrors.of(paste, on_bad_lines)
         for lineno in sorted(bad):  # in file order, so "error" mode names the first bad line
             errors.bad(int(lineno), bad[lineno], paste.lines[lineno - 1])
         if head.empty and not bad:

@@ -162,7 +162,7 @@ def read_allocinfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.Dat
     3  5755256177  1405072
     """
     paste = Paste.read(src)
-    errors = LineErrors(paste.source, on_bad_lines, cut_line=paste.cut_line)
+    errors = LineErrors.of(paste, on_bad_lines)
     return _parse_allocinfo(paste, errors)
 
 

@@ -224,7 +224,7 @@ def _free_options(command: str) -> tuple[int, bool, bool] | None:
 
 
 def _parse_free(paste: Paste, on_bad_lines: OnBadLines, per_unit: int | None, si: bool | None) -> pd.DataFrame:
-    errors = LineErrors(paste.source, on_bad_lines, cut_line=paste.cut_line)
+    errors = LineErrors.of(paste, on_bad_lines)
     lines = paste.series()
     blank = lines.str.strip().eq("")
     parts = lines.str.extract(_ROW)

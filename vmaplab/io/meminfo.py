@@ -88,7 +88,7 @@ def read_meminfo(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.DataF
 
 
 def _parse_meminfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
-    errors = LineErrors(paste.source, on_bad_lines, cut_line=paste.cut_line)
+    errors = LineErrors.of(paste, on_bad_lines)
     lines = paste.series()
     blank = lines.str.strip().eq("")
     rec = lines.str.extract(_RECORD)

@@ -135,7 +135,7 @@ def _regex(titles: list[str]) -> str | None:
 
 
 def _parse_perf_lock(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
-    errors = LineErrors(paste.source, on_bad_lines, cut_line=paste.cut_line)
+    errors = LineErrors.of(paste, on_bad_lines)
     lines = paste.series()
     n = len(lines)
     idx = lines.index

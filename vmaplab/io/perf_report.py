@@ -236,7 +236,7 @@ def _entry_regex(titles: list[str]) -> tuple[str, dict[str, str]]:
 
 
 def _parse_perf_report(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
-    errors = LineErrors(paste.source, on_bad_lines, cut_line=paste.cut_line)
+    errors = LineErrors.of(paste, on_bad_lines)
     lines = paste.series().str.replace(_SCROLLBAR, "", regex=True)
     n = len(lines)
     idx = lines.index

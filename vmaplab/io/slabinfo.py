@@ -125,7 +125,7 @@ def _layout(header: str) -> tuple[list[str], str] | None:
 
 
 def _parse_slabinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
-    errors = LineErrors(paste.source, on_bad_lines, cut_line=paste.cut_line)
+    errors = LineErrors.of(paste, on_bad_lines)
     lines = paste.series()
     looks_head = lines.str.match(_HEAD)
     head = looks_head.copy()

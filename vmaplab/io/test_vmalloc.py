@@ -97,7 +97,7 @@ def _parse_test_vmalloc(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
         [(n, _EXPECTED_SUMMARY) for n in summary.index[summary["test"].isna()]]
         + [(n, _EXPECTED_TOTAL) for n in total.index[total["worker"].isna()]]
     )
-    errors = LineErrors(paste.source, on_bad_lines, cut_line=paste.cut_line)
+    errors = LineErrors.of(paste, on_bad_lines)
     for lineno, expected in bad:
         errors.bad(int(lineno), expected, paste.lines[lineno - 1])
     summary = summary.dropna(subset=["test"])

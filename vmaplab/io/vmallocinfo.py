@@ -121,7 +121,7 @@ def _rejoin(paste: Paste, lineno: int) -> str:
 
 
 def _parse_vmallocinfo(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
-    errors = LineErrors(paste.source, on_bad_lines, cut_line=paste.cut_line)
+    errors = LineErrors.of(paste, on_bad_lines)
     lines = paste.series()
     lead = lines.str.match(_LEAD)
     fields = lines[lead].str.extract(_RECORD)

@@ -108,7 +108,7 @@ def read_vmstat(src: Source, *, on_bad_lines: OnBadLines = "error") -> pd.DataFr
 
 
 def _parse_vmstat(paste: Paste, on_bad_lines: OnBadLines) -> pd.DataFrame:
-    errors = LineErrors(paste.source, on_bad_lines, cut_line=paste.cut_line)
+    errors = LineErrors.of(paste, on_bad_lines)
     lines = paste.series()
     rec = lines.str.extract(_RECORD)
     is_rec = rec["field"].notna()
