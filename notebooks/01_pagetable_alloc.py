@@ -25,9 +25,9 @@
 # same footprint analysis and through the model (the order of `vmaplab reproduce`'s report).
 #
 # Where the model differs from the published figures is said where it shows: its page tables grow less
-# with the thread count than the published ones (at the seed's scale 7.1x for 4x the threads at 10,000
-# loops, faster than linear but not the published 15.7x), and there a rerun adds 25 % where the published
-# one added nothing.
+# with the thread count than the published ones (at the seed's scale 7.1-10.6x for 4x the threads at
+# 10,000 loops over four seed sets, faster than linear but not the published 15.7x), and there one rerun
+# of four adds 25 % where the published one added nothing.
 # `docs/calibration.md` records the comparison at the seed's scale.
 #
 # The quick defaults simulate a **scaled-down** machine (4 CPUs at 4/8/16 threads, few loops; every
@@ -97,7 +97,8 @@ chain[["design", "run", "threads", "rerun", "pagetable_bytes", "va_held_max_byte
 # Right panel: the published page tables grew faster than the thread count (15.7x for 4x the threads).
 # In the quick runs the model's grow about as fast as the dotted linear line or slower; at the seed's
 # scale (64 CPUs, 10,000 loops, what `FULL` runs; `docs/calibration.md`, twenty-third pass) they grew
-# 7.1x, faster than linear at both doublings (x2.64, x2.69; published x3.51, x4.47): with 4 workers per CPU
+# 7.1x, faster than linear at both doublings (x2.64, x2.69; published x3.51, x4.47; 7.1-10.6x over four
+# seed sets): with 4 workers per CPU
 # the drain, merging freed VA back into an ever larger free tree under the lock the allocators take, falls
 # seconds behind, and fresh VA past its backlog needs fresh page tables.
 
@@ -111,9 +112,9 @@ save(plots.pagetable_vs_published(chain, listings, published=report.CITE_PT, sca
 # vunmap clears PTEs but never frees page-table pages, so the page tables are the high-water mark of
 # the 2 MiB and 1 GiB regions ever mapped. A rerun at the same concurrency reaches about the same
 # frontier, whose page tables exist already. Not always: where the drain runs away (the seed's scale,
-# 4 workers per CPU) a rerun is another draw of that runaway: at 256 threads and 10,000 loops the
-# model's rerun added 25 % (`docs/calibration.md`, twenty-third pass; four of nine reruns of earlier
-# engines added 17-53 %, eleventh pass), where the published one added nothing.
+# 4 workers per CPU) a rerun is another draw of that runaway: at 256 threads and 10,000 loops one of
+# the model's four reruns added 25 %, the others 0.0-1.7 % (`docs/calibration.md`, twenty-third pass),
+# where the published one added nothing.
 
 # %%
 save(plots.rerun_plateau(chain, scale=SCALE.label,
@@ -308,8 +309,8 @@ growth
 #    for about (n − 1) times the overrun, n the runnable tasks on that CPU: the more workers per CPU, the
 #    longer the stall, the larger the backlog, the longer the next drain. In the small real guest a boot
 #    with such stalls ended with twice the page tables of one without. The model, which now has this rule,
-#    grew 7.1x from 64 to 256 threads at the seed's scale (10,000 loops, faster than linear at both
-#    doublings; published 15.7x) since its drain's merges into the free tree cost what a descent of that
+#    grew 7.1-10.6x from 64 to 256 threads at the seed's scale over four seed sets (10,000 loops;
+#    published 15.7x) since its drain's merges into the free tree cost what a descent of that
 #    tree costs (`docs/calibration.md`, twenty-third pass; 3.1-3.8x with the flat cost before it): the
 #    larger the backlog, the larger the free tree, the slower the drain that is to shrink it.
 #    At the small guest's own costs it follows the real chain of the table run by run. Late

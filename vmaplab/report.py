@@ -1233,9 +1233,9 @@ def build_report(out: str | Path, scale: Scale = QUICK, *, data_dir: Path | None
                  "ones are black and the simulated coloured (6.7 global locks red, 6.9 vmap nodes blue); figures "
                  "of real data alone colour their series as they need. The model differs from the published "
                  "figures in two places, each said where it shows: its page tables grow less than the published "
-                 "ones with the thread count (at the seed's scale 7.1x for 4x the threads at 10,000 loops, faster "
-                 "than linear but not 15.7x, and a rerun there adds 25 % where the published one added nothing; "
-                 "at the small scales of this report no faster than linear), and its 6.9 spin share is above the "
+                 "ones with the thread count (at the seed's scale 7.1-10.6x for 4x the threads at 10,000 loops over "
+                 "four seed sets, faster than linear but not 15.7x; at the small scales of this report no faster "
+                 "than linear), and its 6.9 spin share is above the "
                  f"published one. The calibration against the seed's figures is in "
                  f"{html.escape(CALIBRATION)}.</p>"]  # fmt: skip
         for sec in sections:
