@@ -1693,7 +1693,7 @@ def run_engine(
                 continue
             if pc == PC_N_DMERGE_HELD:
                 released = K._decay_node(C, P, decay, S, T, PL, TH[th, T_NODE], TH[th, T_FULL] == 1)
-                d = _merge_batch(COST, C[K.FREE_BLOCKS], released)
+                d = _merge_batch(COST, C[K.FREE_BLOCKS], released)  # the tree's size after the batch
                 ACC[ctx, S_DMERGE + 2] += d
                 TH[th, T_PC] = PC_N_DMERGE_REL
                 _push(HP, POS, G, th, t + d)
